@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+// The Swift build of liborchestra. CMakeLists.txt builds the same targets from the same
+// sources for the C world (liborchestra.so with a static Swift runtime, header, pkg-config).
+import PackageDescription
+
+let package = Package(
+    name: "orchestra",
+    products: [
+        .library(name: "orchestra", type: .dynamic, targets: ["Orchestra"]),
+        .library(name: "OrchestraCore", targets: ["OrchestraCore"]),
+    ],
+    targets: [
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CSSL", path: "Sources/CSSL"),
+        .target(
+            name: "OrchestraCore",
+            dependencies: ["CZlib", "CSSL"],
+            path: "Sources/OrchestraCore"
+        ),
+        .target(
+            name: "Orchestra",
+            dependencies: ["OrchestraCore"],
+            path: "Sources/Orchestra"
+        ),
+        .testTarget(
+            name: "OrchestraCoreTests",
+            dependencies: ["OrchestraCore"],
+            path: "Tests/OrchestraCoreTests"
+        ),
+    ]
+)

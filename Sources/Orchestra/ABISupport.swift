@@ -1,0 +1,151 @@
+// Shared plumbing of the C ABI layer: the per-thread last-error message, error returns and
+// checked conversion of C pointers and lengths. No protocol logic lives in this module.
+import Glibc
+import OrchestraCore
+
+let ORC_OK: Int32 = 0
+
+/// The calling thread's last error message, NUL-terminated, owned by a pthread key.
+private let lastErrorKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { p in free(p) }
+    return key
+}()
+
+/// Records `message` as this thread's detailed error (orc_last_error()).
+func setLastError(_ message: String) {
+    var bytes = Array(message.utf8)
+    if bytes.count > 4095 { bytes.removeSubrange(4095...) }
+    let old = pthread_getspecific(lastErrorKey)
+    guard let buf = realloc(old, bytes.count + 1) else { return }
+    bytes.withUnsafeBytes { src in
+        if let base = src.baseAddress { memcpy(buf, base, src.count) }
+    }
+    buf.storeBytes(of: 0, toByteOffset: bytes.count, as: UInt8.self)
+    pthread_setspecific(lastErrorKey, buf)
+}
+
+/// Pointer to this thread's last error text ("" when none).
+func lastErrorPointer() -> UnsafePointer<CChar> {
+    if let p = pthread_getspecific(lastErrorKey) {
+        return UnsafePointer(p.assumingMemoryBound(to: CChar.self))
+    }
+    return emptyCString
+}
+
+nonisolated(unsafe) let emptyCString: UnsafePointer<CChar> = {
+    let p = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+    p.pointee = 0
+    return UnsafePointer(p)
+}()
+
+/// Records the error and returns its negative code.
+@inline(never)
+func fail(_ error: OrchestraError) -> Int32 {
+    setLastError(error.message)
+    return error.code.rawValue
+}
+
+@inline(never)
+func fail(_ code: ErrorCode, _ message: String) -> Int32 {
+    setLastError(message)
+    return code.rawValue
+}
+
+/// Runs `body`, returning ORC_OK or the thrown error's code (recorded as the last error).
+@inline(__always)
+func abiCall(_ body: () throws(OrchestraError) -> Void) -> Int32 {
+    do {
+        try body()
+        return ORC_OK
+    } catch {
+        return fail(error)
+    }
+}
+
+/// A C `ptr + len` as a buffer. NULL with length 0 is the empty buffer; NULL with a length
+/// is an error; lengths above Int.max are rejected.
+@inline(__always)
+func cBytes(_ ptr: UnsafeRawPointer?, _ len: Int, _ what: StaticString) throws(OrchestraError) -> UnsafeRawBufferPointer {
+    if len < 0 {
+        throw OrchestraError(.invalidArgument, "\(what): length \(UInt(bitPattern: len)) is too large")
+    }
+    guard let ptr else {
+        if len == 0 { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        throw OrchestraError(.invalidArgument, "\(what) is NULL but its length is \(len)")
+    }
+    return UnsafeRawBufferPointer(start: ptr, count: len)
+}
+
+/// A required pointer argument.
+@inline(__always)
+func required<T>(_ p: T?, _ what: StaticString) throws(OrchestraError) -> T {
+    guard let p else { throw OrchestraError(.invalidArgument, "\(what) is NULL") }
+    return p
+}
+
+// MARK: Handles. An orc_x_t* is an unretained Unmanaged<X> reference.
+
+@inline(__always)
+func handle<T: AnyObject>(_ p: OpaquePointer?, _ type: T.Type, _ what: StaticString) throws(OrchestraError) -> T {
+    guard let p else { throw OrchestraError(.invalidArgument, "\(what) is NULL") }
+    return Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+}
+
+@inline(__always)
+func unmanaged<T: AnyObject>(_ p: OpaquePointer) -> Unmanaged<T> {
+    Unmanaged<T>.fromOpaque(UnsafeRawPointer(p))
+}
+
+/// A +1 reference handed to C.
+@inline(__always)
+func retainedHandle<T: AnyObject>(_ object: T) -> OpaquePointer {
+    OpaquePointer(Unmanaged.passRetained(object).toOpaque())
+}
+
+/// Copies `bytes` into a new buffer allocated with malloc (freed by orc_buf_free).
+func mallocCopy(_ bytes: UnsafeRawBufferPointer) -> UnsafeMutableRawPointer? {
+    guard let p = malloc(max(bytes.count, 1)) else { return nil }
+    if let base = bytes.baseAddress, bytes.count > 0 { memcpy(p, base, bytes.count) }
+    return p
+}
+
+// MARK: Error table exports
+
+@_cdecl("orc_strerror")
+public func orc_strerror(_ code: Int32) -> UnsafePointer<CChar> {
+    if code == ORC_OK { return staticCString("success") }
+    guard let c = ErrorCode(rawValue: code) else { return staticCString("unknown error code") }
+    return errorStrings[Int(-c.rawValue)].summary
+}
+
+@_cdecl("orc_err_name")
+public func orc_err_name(_ code: Int32) -> UnsafePointer<CChar> {
+    if code == ORC_OK { return staticCString("ORC_OK") }
+    guard let c = ErrorCode(rawValue: code) else { return staticCString("ORC_EUNKNOWN") }
+    return errorStrings[Int(-c.rawValue)].name
+}
+
+@_cdecl("orc_last_error")
+public func orc_last_error() -> UnsafePointer<CChar> {
+    lastErrorPointer()
+}
+
+/// Interned C strings for the error table, made once.
+nonisolated(unsafe) private let errorStrings: [(name: UnsafePointer<CChar>, summary: UnsafePointer<CChar>)] = {
+    let maxCode = ErrorCode.allCases.map { Int(-$0.rawValue) }.max() ?? 0
+    var table = Array(repeating: (name: emptyCString, summary: emptyCString), count: maxCode + 1)
+    for c in ErrorCode.allCases {
+        table[Int(-c.rawValue)] = (staticCString(c.name), staticCString(c.summary))
+    }
+    return table
+}()
+
+/// A C string that lives for the life of the process.
+func staticCString(_ s: String) -> UnsafePointer<CChar> {
+    let bytes = Array(s.utf8)
+    let p = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+    for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
+    p[bytes.count] = 0
+    return UnsafePointer(p)
+}

@@ -1,0 +1,327 @@
+/// Message priority: four lanes in the queue, LOW..CRITICAL as in the design documents.
+public enum Priority: UInt8, Sendable, CaseIterable, Comparable {
+    case low = 0, normal = 1, high = 2, critical = 3
+
+    public static func < (a: Priority, b: Priority) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// What the payload bytes are. The envelope codec embeds a JSON payload as a JSON value, text
+/// as a JSON string and binary data as base64 (JSON) or `bin` (MessagePack).
+public enum ContentType: UInt8, Sendable, CaseIterable {
+    case json = 0, text = 1, binary = 2
+
+    /// The MIME type written in the envelope's `contentType` field (absent means JSON).
+    public var mimeType: String {
+        switch self {
+        case .json: return "application/json"
+        case .text: return "text/plain"
+        case .binary: return "application/octet-stream"
+        }
+    }
+
+    public init?(mimeType: some Sequence<UInt8>) {
+        let s = Array(mimeType)
+        if s == Array("application/json".utf8) { self = .json }
+        else if s == Array("text/plain".utf8) { self = .text }
+        else if s == Array("application/octet-stream".utf8) { self = .binary }
+        else { return nil }
+    }
+}
+
+/// A value the library carries without interpreting it: a header value, a metadata entry or an
+/// unknown envelope field. Strings are kept unescaped; any other JSON value is kept as its
+/// validated JSON text, so it round-trips exactly (large integers included).
+public enum FieldValue: Equatable, Sendable {
+    case string([UInt8])
+    case json([UInt8])
+}
+
+/// A key with its value, in the order they arrived.
+public struct Field: Equatable, Sendable {
+    public var key: [UInt8]
+    public var value: FieldValue
+
+    public init(key: [UInt8], value: FieldValue) {
+        self.key = key
+        self.value = value
+    }
+
+    public init(_ key: String, _ value: String) {
+        self.key = Array(key.utf8)
+        self.value = .string(Array(value.utf8))
+    }
+}
+
+/// The text fields of the envelope, for generic accessors (the C ABI uses these).
+public enum TextField: Int32, Sendable, CaseIterable {
+    case id = 0, type, version, source, target, correlationId, replyTo
+
+    public var jsonName: String {
+        switch self {
+        case .id: return "id"
+        case .type: return "type"
+        case .version: return "version"
+        case .source: return "source"
+        case .target: return "target"
+        case .correlationId: return "correlationId"
+        case .replyTo: return "replyTo"
+        }
+    }
+}
+
+/// The one envelope of every layer (DESIGN.md section 4).
+///
+/// A message is a reference type; the C ABI exposes it reference counted
+/// (`orc_msg_retain`/`orc_msg_release`) so one message can fan out without copies. A message
+/// is not synchronised: mutate it from one thread, then share it read-only.
+///
+/// Only `id` and `type` are required; every other field is optional and is written on the
+/// wire only when present, so a decoded message encodes back to the same fields.
+public final class Message: @unchecked Sendable {
+    /// Largest text field (id, type, source, ...) the library accepts, in bytes.
+    public static let maxTextFieldLength = 64 * 1024
+
+    public var idBytes: [UInt8]
+    /// Dotted subject, e.g. `task.stream`.
+    public var typeBytes: [UInt8]
+    /// Milliseconds since the Unix epoch.
+    public var timestamp: Int64?
+    public var versionBytes: [UInt8]?
+    public var sourceBytes: [UInt8]?
+    public var targetBytes: [UInt8]?
+    public var correlationIdBytes: [UInt8]?
+    public var replyToBytes: [UInt8]?
+    /// Time to live in milliseconds; a queue drops the message this long after it was pushed.
+    public var ttl: Int64?
+    public var priority: Priority?
+    public var headers: [Field]
+    /// The payload bytes (nil: the envelope has no payload). For `.json` they are JSON text.
+    public var payload: [UInt8]?
+    public var contentType: ContentType
+    /// The payload holds zlib-deflated bytes of the original payload (`metadata.compressed`).
+    public var compressed: Bool
+    /// The payload holds nonce | AES-256-GCM ciphertext | tag (`metadata.encrypted`).
+    public var encrypted: Bool
+    /// Other `metadata` entries (retryCount, deliveryTag, ...), kept in order.
+    public var metadata: [Field]
+    /// Top-level fields this version does not know, kept so they survive decode + encode.
+    public var extensions: [Field]
+
+    /// A message with the given fields. Without an id a random UUID (v4) is generated.
+    public init(
+        type: [UInt8], id: [UInt8]? = nil, timestamp: Int64? = nil, version: [UInt8]? = nil,
+        source: [UInt8]? = nil
+    ) {
+        self.idBytes = id ?? Message.newId()
+        self.typeBytes = type
+        self.timestamp = timestamp
+        self.versionBytes = version
+        self.sourceBytes = source
+        self.targetBytes = nil
+        self.correlationIdBytes = nil
+        self.replyToBytes = nil
+        self.ttl = nil
+        self.priority = nil
+        self.headers = []
+        self.payload = nil
+        self.contentType = .json
+        self.compressed = false
+        self.encrypted = false
+        self.metadata = []
+        self.extensions = []
+    }
+
+    /// A new message of `type`, stamped now, version "1.0", with a random id.
+    public convenience init(type: String, source: String? = nil) {
+        self.init(
+            type: Array(type.utf8), timestamp: wallClockMillis(), version: Array("1.0".utf8),
+            source: source.map { Array($0.utf8) })
+    }
+
+    /// A deep copy (the C ABI's `orc_msg_clone`).
+    public func copy() -> Message {
+        let m = Message(type: typeBytes, id: idBytes, timestamp: timestamp, version: versionBytes,
+                        source: sourceBytes)
+        m.targetBytes = targetBytes
+        m.correlationIdBytes = correlationIdBytes
+        m.replyToBytes = replyToBytes
+        m.ttl = ttl
+        m.priority = priority
+        m.headers = headers
+        m.payload = payload
+        m.contentType = contentType
+        m.compressed = compressed
+        m.encrypted = encrypted
+        m.metadata = metadata
+        m.extensions = extensions
+        return m
+    }
+
+    /// The effective priority (absent means normal).
+    @inlinable public var effectivePriority: Priority { priority ?? .normal }
+
+    // MARK: String views
+
+    public var id: String {
+        get { String(decoding: idBytes, as: UTF8.self) }
+        set { idBytes = Array(newValue.utf8) }
+    }
+    public var type: String {
+        get { String(decoding: typeBytes, as: UTF8.self) }
+        set { typeBytes = Array(newValue.utf8) }
+    }
+    public var version: String? {
+        get { versionBytes.map { String(decoding: $0, as: UTF8.self) } }
+        set { versionBytes = newValue.map { Array($0.utf8) } }
+    }
+    public var source: String? {
+        get { sourceBytes.map { String(decoding: $0, as: UTF8.self) } }
+        set { sourceBytes = newValue.map { Array($0.utf8) } }
+    }
+    public var target: String? {
+        get { targetBytes.map { String(decoding: $0, as: UTF8.self) } }
+        set { targetBytes = newValue.map { Array($0.utf8) } }
+    }
+    public var correlationId: String? {
+        get { correlationIdBytes.map { String(decoding: $0, as: UTF8.self) } }
+        set { correlationIdBytes = newValue.map { Array($0.utf8) } }
+    }
+    public var replyTo: String? {
+        get { replyToBytes.map { String(decoding: $0, as: UTF8.self) } }
+        set { replyToBytes = newValue.map { Array($0.utf8) } }
+    }
+
+    /// The payload as text (for `.text` and `.json` payloads).
+    public var payloadString: String? {
+        payload.map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Sets a text payload.
+    public func setPayload(text: String) {
+        payload = Array(text.utf8)
+        contentType = .text
+    }
+
+    /// Sets a JSON payload from JSON text, which must be one valid JSON value.
+    public func setPayload(json: [UInt8]) throws(OrchestraError) {
+        try JSONValidator.validate(json, limits: .default)
+        payload = json
+        contentType = .json
+    }
+
+    /// Sets a binary payload.
+    public func setPayload(binary: [UInt8]) {
+        payload = binary
+        contentType = .binary
+    }
+
+    // MARK: Generic text-field access (used by the C ABI)
+
+    public func get(_ field: TextField) -> [UInt8]? {
+        switch field {
+        case .id: return idBytes
+        case .type: return typeBytes
+        case .version: return versionBytes
+        case .source: return sourceBytes
+        case .target: return targetBytes
+        case .correlationId: return correlationIdBytes
+        case .replyTo: return replyToBytes
+        }
+    }
+
+    /// Sets a text field after checking UTF-8 and length; nil clears an optional field.
+    public func set(_ field: TextField, _ value: [UInt8]?) throws(OrchestraError) {
+        if let value {
+            if value.count > Message.maxTextFieldLength {
+                throw OrchestraError(.tooBig, "\(field.jsonName) is \(value.count) bytes; the limit is \(Message.maxTextFieldLength)")
+            }
+            if let bad = value.withUnsafeBytes({ UTF8Validator.firstInvalidOffset($0) }) {
+                throw OrchestraError(.invalidArgument, "\(field.jsonName) is not valid UTF-8 (byte \(bad))")
+            }
+        }
+        switch field {
+        case .id, .type:
+            guard let value, !value.isEmpty else {
+                throw OrchestraError(.invalidArgument, "\(field.jsonName) is required and cannot be empty")
+            }
+            if field == .id { idBytes = value } else { typeBytes = value }
+        case .version: versionBytes = value
+        case .source: sourceBytes = value
+        case .target: targetBytes = value
+        case .correlationId: correlationIdBytes = value
+        case .replyTo: replyToBytes = value
+        }
+    }
+
+    // MARK: Headers
+
+    /// The value of header `key` (first match), or nil.
+    public func header(_ key: [UInt8]) -> FieldValue? {
+        for h in headers where h.key == key { return h.value }
+        return nil
+    }
+
+    public func header(_ key: String) -> String? {
+        switch header(Array(key.utf8)) {
+        case .string(let v)?: return String(decoding: v, as: UTF8.self)
+        case .json(let v)?: return String(decoding: v, as: UTF8.self)
+        case nil: return nil
+        }
+    }
+
+    /// Sets (replaces or appends) header `key`. String values and keys must be UTF-8; JSON
+    /// values must be one valid JSON value.
+    public func setHeader(_ key: [UInt8], _ value: FieldValue) throws(OrchestraError) {
+        guard UTF8Validator.isValid(key) else {
+            throw OrchestraError(.invalidArgument, "header key is not valid UTF-8")
+        }
+        switch value {
+        case .string(let s):
+            if let bad = s.withUnsafeBytes({ UTF8Validator.firstInvalidOffset($0) }) {
+                throw OrchestraError(.invalidArgument, "header value is not valid UTF-8 (byte \(bad))")
+            }
+        case .json(let j):
+            try JSONValidator.validate(j, limits: .default)
+        }
+        if let i = headers.firstIndex(where: { $0.key == key }) {
+            headers[i].value = value
+        } else {
+            headers.append(Field(key: key, value: value))
+        }
+    }
+
+    public func setHeader(_ key: String, _ value: String) {
+        // Swift strings are always valid UTF-8, so this cannot fail.
+        try? setHeader(Array(key.utf8), .string(Array(value.utf8)))
+    }
+
+    /// Removes header `key`; returns whether it was there.
+    @discardableResult
+    public func removeHeader(_ key: [UInt8]) -> Bool {
+        guard let i = headers.firstIndex(where: { $0.key == key }) else { return false }
+        headers.remove(at: i)
+        return true
+    }
+
+    // MARK: Ids
+
+    /// A random UUID version 4 in its canonical 36-character form.
+    public static func newId() -> [UInt8] {
+        var g = SystemRandomNumberGenerator()
+        var hi = g.next() as UInt64
+        var lo = g.next() as UInt64
+        hi = (hi & ~0xF000) | 0x4000                    // version 4
+        lo = (lo & ~(0xC000 << 48)) | (0x8000 << 48)    // variant 10
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(36)
+        for i in 0..<16 {
+            let byte = i < 8 ? UInt8(truncatingIfNeeded: hi >> UInt64(56 - 8 * i))
+                             : UInt8(truncatingIfNeeded: lo >> UInt64(56 - 8 * (i - 8)))
+            if i == 4 || i == 6 || i == 8 || i == 10 { out.append(UInt8(ascii: "-")) }
+            out.append(hex[Int(byte >> 4)])
+            out.append(hex[Int(byte & 0xF)])
+        }
+        return out
+    }
+}

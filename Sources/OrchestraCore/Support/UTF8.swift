@@ -1,0 +1,51 @@
+/// Strict UTF-8 validation (RFC 3629): rejects overlong forms, surrogates (U+D800..U+DFFF),
+/// code points above U+10FFFF and truncated sequences.
+public enum UTF8Validator {
+    /// Returns nil when `bytes` is valid UTF-8, else the byte offset of the first invalid sequence.
+    @inlinable
+    public static func firstInvalidOffset(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        let n = bytes.count
+        var i = 0
+        while i < n {
+            // ASCII fast path, 8 bytes at a time.
+            while i + 8 <= n {
+                let word = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                if word & 0x8080_8080_8080_8080 != 0 { break }
+                i += 8
+            }
+            if i >= n { break }
+            let b0 = bytes[i]
+            if b0 < 0x80 { i += 1; continue }
+            if b0 < 0xC2 || b0 > 0xF4 { return i }
+            if b0 < 0xE0 {
+                guard i + 1 < n, bytes[i + 1] & 0xC0 == 0x80 else { return i }
+                i += 2
+            } else if b0 < 0xF0 {
+                guard i + 2 < n else { return i }
+                let b1 = bytes[i + 1], b2 = bytes[i + 2]
+                guard b1 & 0xC0 == 0x80, b2 & 0xC0 == 0x80 else { return i }
+                if b0 == 0xE0 && b1 < 0xA0 { return i }   // overlong
+                if b0 == 0xED && b1 > 0x9F { return i }   // surrogate
+                i += 3
+            } else {
+                guard i + 3 < n else { return i }
+                let b1 = bytes[i + 1], b2 = bytes[i + 2], b3 = bytes[i + 3]
+                guard b1 & 0xC0 == 0x80, b2 & 0xC0 == 0x80, b3 & 0xC0 == 0x80 else { return i }
+                if b0 == 0xF0 && b1 < 0x90 { return i }   // overlong
+                if b0 == 0xF4 && b1 > 0x8F { return i }   // > U+10FFFF
+                i += 4
+            }
+        }
+        return nil
+    }
+
+    @inlinable
+    public static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        firstInvalidOffset(bytes) == nil
+    }
+
+    @inlinable
+    public static func isValid(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { firstInvalidOffset($0) == nil }
+    }
+}

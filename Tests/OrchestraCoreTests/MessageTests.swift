@@ -1,0 +1,50 @@
+import Testing
+@testable import OrchestraCore
+
+@Suite struct MessageTests {
+    @Test func newIdIsUUIDv4() {
+        let id = String(decoding: Message.newId(), as: UTF8.self)
+        #expect(id.count == 36)
+        let parts = id.split(separator: "-")
+        #expect(parts.map(\.count) == [8, 4, 4, 4, 12])
+        #expect(parts[2].first == "4")
+        #expect("89ab".contains(parts[3].first!))
+        #expect(Message.newId() != Message.newId())
+    }
+
+    @Test func textFieldsRejectBadUTF8AndEmptyRequired() throws {
+        let m = Message(type: "task.stream", source: "agent")
+        #expect(m.version == "1.0")
+        #expect(m.timestamp != nil)
+        #expect(throws: OrchestraError.self) { try m.set(.source, [0xC3, 0x28]) }
+        #expect(throws: OrchestraError.self) { try m.set(.type, []) }
+        #expect(throws: OrchestraError.self) { try m.set(.id, nil) }
+        try m.set(.target, Array("web:42".utf8))
+        #expect(m.target == "web:42")
+        try m.set(.target, nil)
+        #expect(m.target == nil)
+    }
+
+    @Test func utf8Validator() {
+        func ok(_ b: [UInt8]) -> Bool { UTF8Validator.isValid(b) }
+        #expect(ok(Array("héllo wörld ✓ 𝄞".utf8)))
+        #expect(!ok([0xC0, 0x80]))            // overlong NUL
+        #expect(!ok([0xED, 0xA0, 0x80]))      // surrogate
+        #expect(!ok([0xF4, 0x90, 0x80, 0x80])) // > U+10FFFF
+        #expect(!ok([0xE2, 0x82]))            // truncated
+        #expect(!ok([0xFF]))
+        #expect(UTF8Validator.firstInvalidOffset(UnsafeRawBufferPointer(start: nil, count: 0)) == nil)
+        let long = Array(repeating: UInt8(ascii: "a"), count: 37) + [0x80]
+        #expect(long.withUnsafeBytes { UTF8Validator.firstInvalidOffset($0) } == 37)
+    }
+
+    @Test func headersReplaceAndRemove() throws {
+        let m = Message(type: "a.b")
+        m.setHeader("traceId", "abc")
+        m.setHeader("traceId", "def")
+        #expect(m.headers.count == 1)
+        #expect(m.header("traceId") == "def")
+        #expect(m.removeHeader(Array("traceId".utf8)))
+        #expect(m.header("traceId") == nil)
+    }
+}
