@@ -12,6 +12,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CSSL", path: "Sources/CSSL"),
+        .systemLibrary(name: "COrchestra", path: "Sources/COrchestra"),
         .target(
             name: "OrchestraCore",
             dependencies: ["CZlib", "CSSL"],
@@ -19,7 +20,7 @@ let package = Package(
         ),
         .target(
             name: "Orchestra",
-            dependencies: ["OrchestraCore"],
+            dependencies: ["OrchestraCore", "COrchestra"],
             path: "Sources/Orchestra"
         ),
         .testTarget(

@@ -2,8 +2,9 @@
 // checked conversion of C pointers and lengths. No protocol logic lives in this module.
 import Glibc
 import OrchestraCore
+import COrchestra
 
-let ORC_OK: Int32 = 0
+
 
 /// The calling thread's last error message, NUL-terminated, owned by a pthread key.
 private let lastErrorKey: pthread_key_t = {
@@ -148,4 +149,23 @@ func staticCString(_ s: String) -> UnsafePointer<CChar> {
     for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
     p[bytes.count] = 0
     return UnsafePointer(p)
+}
+
+// MARK: Version
+
+@_cdecl("orc_version")
+public func orc_version() -> Int32 {
+    Int32(ORC_VERSION_MAJOR * 10000 + ORC_VERSION_MINOR * 100 + ORC_VERSION_PATCH)
+}
+
+@_cdecl("orc_version_string")
+public func orc_version_string() -> UnsafePointer<CChar> {
+    versionString
+}
+
+nonisolated(unsafe) private let versionString = staticCString("\(ORC_VERSION_MAJOR).\(ORC_VERSION_MINOR).\(ORC_VERSION_PATCH)")
+
+@_cdecl("orc_buf_free")
+public func orc_buf_free(_ p: UnsafeMutableRawPointer?) {
+    free(p)
 }
