@@ -1,0 +1,65 @@
+# Every test suite runs under ctest: C ABI tests (also with ASan+UBSan), Swift tests (also
+# under ThreadSanitizer), Python binding tests, install/consumer tests.
+file(GLOB ORC_C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/Tests/c/test_*.c)
+set(ORC_CORPUS ${CMAKE_SOURCE_DIR}/Tests/fuzz/corpus)
+
+foreach(src IN LISTS ORC_C_TESTS)
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/Tests/c)
+  target_link_libraries(${name} PRIVATE orchestra Threads::Threads)
+  target_compile_options(${name} PRIVATE -Wall -Wextra -Werror)
+  set_target_properties(${name} PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON)
+  add_test(NAME c.${name} COMMAND ${name} ${ORC_CORPUS})
+  if(ORC_SANITIZE_TESTS)
+    add_executable(${name}_asan ${src})
+    target_include_directories(${name}_asan PRIVATE ${CMAKE_SOURCE_DIR}/Tests/c)
+    target_link_libraries(${name}_asan PRIVATE orchestra Threads::Threads)
+    target_compile_options(${name}_asan PRIVATE -Wall -Wextra -Werror -g -fno-omit-frame-pointer
+      -fsanitize=address,undefined -fno-sanitize-recover=all)
+    target_link_options(${name}_asan PRIVATE -fsanitize=address,undefined)
+    set_target_properties(${name}_asan PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON)
+    add_test(NAME c.${name}.asan COMMAND ${name}_asan ${ORC_CORPUS})
+    set_tests_properties(c.${name}.asan PROPERTIES ENVIRONMENT
+      "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0;LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/Tests/c/lsan.supp:print_suppressions=0;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  endif()
+endforeach()
+
+# The header compiles cleanly as strict C11 and as C++17.
+add_test(NAME header.c11 COMMAND ${CMAKE_C_COMPILER} -std=c11 -Wall -Wextra -Werror -pedantic
+  -fsyntax-only -x c ${CMAKE_SOURCE_DIR}/include/orchestra.h)
+find_program(ORC_CXX NAMES c++ g++ clang++)
+if(ORC_CXX)
+  add_test(NAME header.cxx17 COMMAND ${ORC_CXX} -std=c++17 -Wall -Wextra -Werror -pedantic
+    -fsyntax-only -x c++ ${CMAKE_SOURCE_DIR}/include/orchestra.h)
+endif()
+
+# Installed-package consumers: pkg-config and find_package(orchestra), from a fresh prefix.
+add_test(NAME install.consumers
+  COMMAND ${CMAKE_SOURCE_DIR}/Tests/install/run.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+
+# The library loads with no Swift toolchain on the library path and exports only orc_*.
+add_test(NAME library.selfcontained
+  COMMAND ${CMAKE_SOURCE_DIR}/Tests/install/check_library.sh $<TARGET_FILE:orchestra>)
+
+if(ORC_SWIFT_TESTS)
+  find_program(SWIFT_EXE swift REQUIRED)
+  add_test(NAME swift.tests
+    COMMAND ${SWIFT_EXE} test --scratch-path ${CMAKE_BINARY_DIR}/swiftpm
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  add_test(NAME swift.tests.tsan
+    COMMAND ${SWIFT_EXE} test --sanitize=thread --scratch-path ${CMAKE_BINARY_DIR}/swiftpm-tsan
+            --filter "Queue|Router|Metrics"
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(swift.tests swift.tests.tsan PROPERTIES TIMEOUT 1800 RUN_SERIAL ON)
+endif()
+
+if(ORC_PYTHON_TESTS)
+  find_package(Python3 REQUIRED COMPONENTS Interpreter)
+  add_test(NAME python.tests
+    COMMAND ${Python3_EXECUTABLE} -m pytest -q ${CMAKE_SOURCE_DIR}/bindings/python/tests
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(python.tests PROPERTIES
+    ENVIRONMENT "ORCHESTRA_LIBRARY=$<TARGET_FILE:orchestra>;PYTHONPATH=${CMAKE_SOURCE_DIR}/bindings/python"
+    TIMEOUT 900)
+endif()
