@@ -63,3 +63,18 @@ if(ORC_PYTHON_TESTS)
     ENVIRONMENT "ORCHESTRA_LIBRARY=$<TARGET_FILE:orchestra>;PYTHONPATH=${CMAKE_SOURCE_DIR}/bindings/python"
     TIMEOUT 900)
 endif()
+
+# libFuzzer targets for the JSON and MessagePack decoders (a separate instrumented build).
+option(ORC_FUZZ_TESTS "Build and run the libFuzzer targets under ctest" ON)
+find_program(ORC_CLANG clang)
+if(ORC_FUZZ_TESTS AND ORC_CLANG)
+  set(ORC_FUZZ_DIR ${CMAKE_BINARY_DIR}/fuzz)
+  add_test(NAME fuzz.build COMMAND ${CMAKE_SOURCE_DIR}/Tests/fuzz/build.sh ${CMAKE_SOURCE_DIR} ${ORC_FUZZ_DIR})
+  set_tests_properties(fuzz.build PROPERTIES FIXTURES_SETUP fuzz TIMEOUT 1200)
+  foreach(fmt json msgpack)
+    add_test(NAME fuzz.${fmt}
+      COMMAND ${CMAKE_SOURCE_DIR}/Tests/fuzz/run.sh ${ORC_FUZZ_DIR}/fuzz_${fmt}
+              ${CMAKE_SOURCE_DIR}/Tests/fuzz/corpus/${fmt} ${ORC_FUZZ_DIR}/work-${fmt})
+    set_tests_properties(fuzz.${fmt} PROPERTIES FIXTURES_REQUIRED fuzz TIMEOUT 600)
+  endforeach()
+endif()

@@ -115,15 +115,15 @@ func mallocCopy(_ bytes: UnsafeRawBufferPointer) -> UnsafeMutableRawPointer? {
 
 @_cdecl("orc_strerror")
 public func orc_strerror(_ code: Int32) -> UnsafePointer<CChar> {
-    if code == ORC_OK { return staticCString("success") }
-    guard let c = ErrorCode(rawValue: code) else { return staticCString("unknown error code") }
+    if code == ORC_OK { return successCString }
+    guard let c = ErrorCode(rawValue: code) else { return unknownCodeCString }
     return errorStrings[Int(-c.rawValue)].summary
 }
 
 @_cdecl("orc_err_name")
 public func orc_err_name(_ code: Int32) -> UnsafePointer<CChar> {
-    if code == ORC_OK { return staticCString("ORC_OK") }
-    guard let c = ErrorCode(rawValue: code) else { return staticCString("ORC_EUNKNOWN") }
+    if code == ORC_OK { return okNameCString }
+    guard let c = ErrorCode(rawValue: code) else { return unknownNameCString }
     return errorStrings[Int(-c.rawValue)].name
 }
 
@@ -131,6 +131,11 @@ public func orc_err_name(_ code: Int32) -> UnsafePointer<CChar> {
 public func orc_last_error() -> UnsafePointer<CChar> {
     lastErrorPointer()
 }
+
+nonisolated(unsafe) private let successCString = staticCString("success")
+nonisolated(unsafe) private let unknownCodeCString = staticCString("unknown error code")
+nonisolated(unsafe) private let okNameCString = staticCString("ORC_OK")
+nonisolated(unsafe) private let unknownNameCString = staticCString("ORC_EUNKNOWN")
 
 /// Interned C strings for the error table, made once.
 nonisolated(unsafe) private let errorStrings: [(name: UnsafePointer<CChar>, summary: UnsafePointer<CChar>)] = {

@@ -1,0 +1,77 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import orchestra
+from orchestra import Message, Metrics, Queue
+
+PKG = str(Path(__file__).resolve().parents[1])
+
+
+def test_prometheus_and_snapshot():
+    m = Metrics()
+    m.counter_add("jobs_total", 3)
+    m.gauge_set("temperature", 21.5)
+    for v in range(1, 1001):
+        m.histogram_record("latency_ns", v)
+    q = Queue(name="inbox")
+    q.push(Message("x"))
+    m.register_queue(q, "inbox")
+    text = m.prometheus()
+    assert "jobs_total 3" in text
+    assert "# TYPE jobs_total counter" in text
+    assert 'queue="inbox"' in text
+    snap = m.snapshot()
+    h = snap["latency_ns"]
+    assert h["count"] == 1000
+    assert abs(h["p50"] - 500) / 500 < 0.05
+    assert h["max"] == 1000
+    with pytest.raises(orchestra.InvalidArgument):
+        m.counter_add("bad name!", 1)
+
+
+def test_errors_carry_detail():
+    with pytest.raises(orchestra.ParseError) as e:
+        Message.decode(b'{"id":"1","type":"x",}')
+    assert "byte" in e.value.message
+    assert e.value.name == "ORC_EPARSE"
+
+
+def _run(code: str, **env):
+    e = dict(os.environ)
+    e.update(env)
+    e["PYTHONPATH"] = PKG
+    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True)
+
+
+def test_loader_honours_orchestra_library_and_reports_missing_file(tmp_path):
+    r = _run("import orchestra", ORCHESTRA_LIBRARY=str(tmp_path / "nope.so"))
+    assert r.returncode != 0
+    assert "ORCHESTRA_LIBRARY" in r.stderr and "nope.so" in r.stderr
+
+
+def test_loader_refuses_an_unsupported_version(tmp_path):
+    src = tmp_path / "fake.c"
+    src.write_text("int orc_version(void) { return 990000; }\n")
+    so = tmp_path / "liborchestra.so"
+    subprocess.run(["cc", "-shared", "-fPIC", str(src), "-o", str(so)], check=True)
+    r = _run("import orchestra", ORCHESTRA_LIBRARY=str(so))
+    assert r.returncode != 0
+    assert "99.0.0" in r.stderr and "supports" in r.stderr
+
+
+def test_pip_install_works(tmp_path):
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--target", str(target), PKG], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(target)
+    code = "import orchestra, sys; print(orchestra.__file__); print(orchestra.library_version)"
+    r = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert str(target) in r.stdout
