@@ -279,9 +279,9 @@ struct MsgPackReader {
         case 0xC0: return .null
         case 0xC2: return .bool(false)
         case 0xC3: return .bool(true)
-        case 0xC4: return .bin(try take(try uint(1), "bin 8", at: start))
-        case 0xC5: return .bin(try take(try uint(2), "bin 16", at: start))
-        case 0xC6: return .bin(try take(try uint(4), "bin 32", at: start))
+        case 0xC4: let n = try uint(1); return .bin(try take(n, "bin 8", at: start))
+        case 0xC5: let n = try uint(2); return .bin(try take(n, "bin 16", at: start))
+        case 0xC6: let n = try uint(4); return .bin(try take(n, "bin 32", at: start))
         case 0xC7, 0xC8, 0xC9:
             let n = try uint(b == 0xC7 ? 1 : b == 0xC8 ? 2 : 4)
             let t = Int8(bitPattern: try byte())
@@ -302,13 +302,14 @@ struct MsgPackReader {
             let n: UInt64 = [1, 2, 4, 8, 16][Int(b - 0xD4)]
             let t = Int8(bitPattern: try byte())
             return .ext(t, try take(n, "fixext", at: start))
-        case 0xD9: return .str(try take(try uint(1), "str 8", at: start))
-        case 0xDA: return .str(try take(try uint(2), "str 16", at: start))
-        case 0xDB: return .str(try take(try uint(4), "str 32", at: start))
-        case 0xDC: return try arrayCount(try uint(2), at: start)
-        case 0xDD: return try arrayCount(try uint(4), at: start)
-        case 0xDE: return try mapCount(try uint(2), at: start)
-        case 0xDF: return try mapCount(try uint(4), at: start)
+        case 0xD9: let n = try uint(1); return .str(try take(n, "str 8", at: start))
+        case 0xDA: let n = try uint(2); return .str(try take(n, "str 16", at: start))
+        case 0xDB: let n = try uint(4); return .str(try take(n, "str 32", at: start))
+        // Read the count first: a non-mutating call copies `self` before evaluating arguments.
+        case 0xDC: let n = try uint(2); return try arrayCount(n, at: start)
+        case 0xDD: let n = try uint(4); return try arrayCount(n, at: start)
+        case 0xDE: let n = try uint(2); return try mapCount(n, at: start)
+        case 0xDF: let n = try uint(4); return try mapCount(n, at: start)
         case 0xE0...0xFF: return .int(Int64(Int8(bitPattern: b)))
         default: throw fail("invalid type byte 0x\(hex2(b)) (never used)", at: start)
         }

@@ -40,10 +40,10 @@ public final class PayloadCipher: @unchecked Sendable {
                 salt.withUnsafeMutableBytes { sa in
                     info.withUnsafeMutableBytes { i in
                         var params: [OSSL_PARAM] = []
-                        params.append(OSSL_PARAM_construct_utf8_string("digest", d.baseAddress, 0))
-                        params.append(OSSL_PARAM_construct_octet_string("key", s.baseAddress, s.count))
-                        if sa.count > 0 { params.append(OSSL_PARAM_construct_octet_string("salt", sa.baseAddress, sa.count)) }
-                        if i.count > 0 { params.append(OSSL_PARAM_construct_octet_string("info", i.baseAddress, i.count)) }
+                        params.append(OSSL_PARAM_construct_utf8_string(cName("digest"), d.baseAddress, 0))
+                        params.append(OSSL_PARAM_construct_octet_string(cName("key"), s.baseAddress, s.count))
+                        if sa.count > 0 { params.append(OSSL_PARAM_construct_octet_string(cName("salt"), sa.baseAddress, sa.count)) }
+                        if i.count > 0 { params.append(OSSL_PARAM_construct_octet_string(cName("info"), i.baseAddress, i.count)) }
                         params.append(OSSL_PARAM_construct_end())
                         return params.withUnsafeBufferPointer { p in
                             EVP_KDF_derive(ctx, out, PayloadCipher.keyLength, p.baseAddress) == 1
@@ -158,6 +158,12 @@ public final class PayloadCipher: @unchecked Sendable {
         m.payload = out
         m.encrypted = false
     }
+}
+
+/// A C string that lives forever (OSSL_PARAM keeps the key-name pointer, so a temporary
+/// bridged String would dangle).
+private func cName(_ s: StaticString) -> UnsafePointer<CChar> {
+    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
 /// The most recent OpenSSL error as text (and clears the queue).
