@@ -93,10 +93,285 @@ const char *orc_last_error(void);
 void orc_buf_free(void *buf);
 
 /* ============================================================================ MESSAGE */
-/* @@SECTION MESSAGE@@ */
+/*
+ * A message is the one envelope of every layer: id, type (a dotted subject such as
+ * "task.stream"), timestamp, version, source, target, correlationId, replyTo, ttl, priority,
+ * headers and a payload with a content type. Only id and type are required.
+ *
+ * Messages are reference counted: orc_msg_new/orc_msg_clone/orc_msg_decode return a reference
+ * the caller owns; orc_msg_retain adds one, orc_msg_release drops one, and the last release
+ * frees the message. A message is not synchronised: build or change it on one thread, then
+ * share it read-only (one reference per holder).
+ *
+ * Pointers the getters return point into the message's own storage (not NUL-terminated). They
+ * stay valid until that field is changed or the last reference is released.
+ */
+
+/** An envelope; opaque, reference counted. */
+typedef struct orc_msg orc_msg_t;
+
+/** Message priority: four queue lanes. An absent priority means ORC_PRIORITY_NORMAL. */
+typedef enum {
+    ORC_PRIORITY_LOW = 0,
+    ORC_PRIORITY_NORMAL = 1,
+    ORC_PRIORITY_HIGH = 2,
+    ORC_PRIORITY_CRITICAL = 3
+} orc_priority_t;
+
+/** What the payload bytes are. JSON payloads hold one JSON value as text; text payloads hold
+ *  UTF-8; binary payloads hold any bytes. */
+typedef enum {
+    ORC_CONTENT_JSON = 0,
+    ORC_CONTENT_TEXT = 1,
+    ORC_CONTENT_BINARY = 2
+} orc_content_type_t;
+
+/** The text fields of the envelope, for orc_msg_get/orc_msg_set. */
+typedef enum {
+    ORC_FIELD_ID = 0,
+    ORC_FIELD_TYPE,
+    ORC_FIELD_VERSION,
+    ORC_FIELD_SOURCE,
+    ORC_FIELD_TARGET,
+    ORC_FIELD_CORRELATION_ID,
+    ORC_FIELD_REPLY_TO
+} orc_field_t;
+
+/** Creates a message of `type` (type_len bytes of UTF-8, not empty) with a random UUID v4 id,
+ *  the current time as timestamp and version "1.0". On success *out holds one reference
+ *  (release it with orc_msg_release). Errors: ORC_EINVAL (NULL out, empty or non-UTF-8 type),
+ *  ORC_ETOOBIG (type longer than 65536 bytes). Any thread. */
+int orc_msg_new(const char *type, size_t type_len, orc_msg_t **out);
+
+/** Adds a reference to `msg` and returns it; NULL returns NULL. Any thread (the message may
+ *  be shared read-only across threads). */
+orc_msg_t *orc_msg_retain(orc_msg_t *msg);
+
+/** Drops a reference; the last one frees the message (pointers into it become invalid).
+ *  NULL is a no-op. Any thread. */
+void orc_msg_release(orc_msg_t *msg);
+
+/** Makes an independent deep copy of `msg` (fields, headers, payload, flags). *out holds one
+ *  reference. Errors: ORC_EINVAL (NULL msg or out). Any thread. */
+int orc_msg_clone(const orc_msg_t *msg, orc_msg_t **out);
+
+/** Gets a text field: *ptr and *len point at its bytes inside the message (not NUL-terminated;
+ *  valid until the field is changed or the last reference is released). Errors: ORC_EINVAL
+ *  (NULL argument, unknown field), ORC_ENOTFOUND (optional field absent; *ptr = NULL, *len = 0).
+ *  Any thread. */
+int orc_msg_get(const orc_msg_t *msg, orc_field_t field, const char **ptr, size_t *len);
+
+/** Sets a text field to a copy of `len` bytes at `ptr` (must be UTF-8, at most 65536 bytes).
+ *  (NULL, 0) clears an optional field; id and type cannot be cleared or empty.
+ *  Errors: ORC_EINVAL (NULL msg, unknown field, invalid UTF-8, NULL ptr with len > 0, empty
+ *  id/type), ORC_ETOOBIG. The thread that owns the message. */
+int orc_msg_set(orc_msg_t *msg, orc_field_t field, const char *ptr, size_t len);
+
+/* Convenience accessors, one per text field. The getters return a pointer into the message
+ * (not NUL-terminated; valid until that field is changed or the last reference is released)
+ * and store its length in *len when len is not NULL; they return NULL when the field is absent
+ * or msg is NULL. The setters behave exactly like orc_msg_set. Getters: any thread; setters:
+ * the thread that owns the message. */
+const char *orc_msg_id(const orc_msg_t *msg, size_t *len);
+int orc_msg_set_id(orc_msg_t *msg, const char *id, size_t len);
+const char *orc_msg_type(const orc_msg_t *msg, size_t *len);
+int orc_msg_set_type(orc_msg_t *msg, const char *type, size_t len);
+const char *orc_msg_version(const orc_msg_t *msg, size_t *len);
+int orc_msg_set_version(orc_msg_t *msg, const char *version, size_t len);
+const char *orc_msg_source(const orc_msg_t *msg, size_t *len);
+int orc_msg_set_source(orc_msg_t *msg, const char *source, size_t len);
+const char *orc_msg_target(const orc_msg_t *msg, size_t *len);
+int orc_msg_set_target(orc_msg_t *msg, const char *target, size_t len);
+const char *orc_msg_correlation_id(const orc_msg_t *msg, size_t *len);
+int orc_msg_set_correlation_id(orc_msg_t *msg, const char *correlation_id, size_t len);
+const char *orc_msg_reply_to(const orc_msg_t *msg, size_t *len);
+int orc_msg_set_reply_to(orc_msg_t *msg, const char *reply_to, size_t len);
+
+/** Gets the timestamp (milliseconds since the Unix epoch) into *out_ms. Errors: ORC_EINVAL
+ *  (NULL argument), ORC_ENOTFOUND (no timestamp). Any thread. */
+int orc_msg_timestamp(const orc_msg_t *msg, int64_t *out_ms);
+
+/** Sets the timestamp in milliseconds since the Unix epoch. Errors: ORC_EINVAL (NULL msg).
+ *  The thread that owns the message. */
+int orc_msg_set_timestamp(orc_msg_t *msg, int64_t ms);
+
+/** Gets the time to live in milliseconds into *out_ms. Errors: ORC_EINVAL (NULL argument),
+ *  ORC_ENOTFOUND (no ttl). Any thread. */
+int orc_msg_ttl(const orc_msg_t *msg, int64_t *out_ms);
+
+/** Sets the time to live in milliseconds; ms < 0 clears it. Errors: ORC_EINVAL (NULL msg).
+ *  The thread that owns the message. */
+int orc_msg_set_ttl(orc_msg_t *msg, int64_t ms);
+
+/** The effective priority (an orc_priority_t value; ORC_PRIORITY_NORMAL when none is set), or
+ *  ORC_EINVAL for a NULL msg. Any thread. */
+int orc_msg_priority(const orc_msg_t *msg);
+
+/** Sets the priority (0..3, see orc_priority_t). Errors: ORC_EINVAL (NULL msg, out of range).
+ *  The thread that owns the message. */
+int orc_msg_set_priority(orc_msg_t *msg, int priority);
+
+/** Looks up header `key` (key_len bytes). *value and *value_len point at its value inside the
+ *  message (valid until the headers are changed or the last reference is released); *is_json
+ *  (if is_json is not NULL) is 1 when the value is raw JSON text (a number, object, ...) and 0
+ *  for a string. Errors: ORC_EINVAL (NULL msg/value/value_len, NULL key with key_len > 0),
+ *  ORC_ENOTFOUND. Any thread. */
+int orc_msg_header_get(const orc_msg_t *msg, const char *key, size_t key_len,
+                       const char **value, size_t *value_len, int *is_json);
+
+/** Sets header `key` to the string `value` (both copied, both UTF-8), replacing an existing
+ *  value in place or appending. Errors: ORC_EINVAL (NULL msg, NULL pointer with a length,
+ *  invalid UTF-8). The thread that owns the message. */
+int orc_msg_header_set(orc_msg_t *msg, const char *key, size_t key_len, const char *value, size_t value_len);
+
+/** Sets header `key` to a JSON value given as JSON text (validated: one RFC 8259 value, depth
+ *  at most 64). Errors: ORC_EINVAL (NULL msg, invalid UTF-8 key), ORC_EPARSE (invalid JSON;
+ *  orc_last_error() names the byte), ORC_ETOOBIG. The thread that owns the message. */
+int orc_msg_header_set_json(orc_msg_t *msg, const char *key, size_t key_len, const char *json, size_t json_len);
+
+/** Removes header `key`. Errors: ORC_EINVAL (NULL msg), ORC_ENOTFOUND. The thread that owns
+ *  the message. */
+int orc_msg_header_remove(orc_msg_t *msg, const char *key, size_t key_len);
+
+/** The number of headers; 0 for a NULL msg. Any thread. */
+size_t orc_msg_header_count(const orc_msg_t *msg);
+
+/** The header at `index` (0-based, in order of arrival), as for orc_msg_header_get. key_len,
+ *  value, value_len and is_json may each be NULL if not wanted; key must not be NULL.
+ *  Errors: ORC_EINVAL (NULL msg or key), ORC_ENOTFOUND (index >= count). Any thread. */
+int orc_msg_header_at(const orc_msg_t *msg, size_t index, const char **key, size_t *key_len,
+                      const char **value, size_t *value_len, int *is_json);
+
+/** Gets the payload: *data and *len point into the message (valid until the payload is changed or
+ *  the last reference is released; *data is non-NULL even for an empty payload);
+ *  *content_type (if not NULL) receives its content type. A compressed or encrypted payload
+ *  is returned as stored (see orc_msg_is_compressed/orc_msg_is_encrypted). Errors: ORC_EINVAL
+ *  (NULL msg, data or len), ORC_ENOTFOUND (no payload). Any thread. */
+int orc_msg_payload(const orc_msg_t *msg, const void **data, size_t *len, orc_content_type_t *content_type);
+
+/** Sets the payload to a copy of `len` bytes at `data` with content type `ct`. JSON payloads
+ *  must be one valid JSON value (depth at most 64); text payloads must be UTF-8. Clears the
+ *  compressed and encrypted flags. Errors: ORC_EINVAL (NULL msg, NULL data with len > 0,
+ *  unknown ct, invalid UTF-8 text), ORC_EPARSE (invalid JSON), ORC_ETOOBIG. The thread that
+ *  owns the message. */
+int orc_msg_set_payload(orc_msg_t *msg, orc_content_type_t ct, const void *data, size_t len);
+
+/** Removes the payload, resets the content type to JSON and clears the compressed/encrypted
+ *  flags. Errors: ORC_EINVAL (NULL msg). The thread that owns the message. */
+int orc_msg_clear_payload(orc_msg_t *msg);
+
+/** 1 if the payload holds zlib-compressed bytes (orc_msg_compress), else 0 (also for NULL).
+ *  Any thread. */
+int orc_msg_is_compressed(const orc_msg_t *msg);
+
+/** 1 if the payload holds nonce | AES-256-GCM ciphertext | tag (orc_msg_encrypt), else 0
+ *  (also for NULL). Any thread. */
+int orc_msg_is_encrypted(const orc_msg_t *msg);
 
 /* ============================================================================== CODEC */
-/* @@SECTION CODEC@@ */
+/*
+ * The envelope codec turns a message into bytes and back (sans I/O: no sockets involved).
+ *
+ * ORC_FORMAT_JSON is an RFC 8259 object with the keys id, type, timestamp, version, source,
+ * target, correlationId, replyTo, ttl, priority, contentType ("application/json" when absent,
+ * "text/plain", "application/octet-stream"), headers, metadata ({"compressed":true,
+ * "encrypted":true, ...}), unknown keys (kept), then payload. A JSON payload is embedded as a
+ * JSON value, text as a JSON string, binary (and any compressed or encrypted payload) as a
+ * base64 string. Decoding then encoding keeps every field, except that empty headers/metadata
+ * objects and false compressed/encrypted flags are dropped.
+ *
+ * ORC_FORMAT_MSGPACK is a MessagePack map with the same str keys; JSON values are carried as
+ * native MessagePack values, text as str, binary/compressed/encrypted payloads as bin.
+ *
+ * Decoding treats input as hostile: malformed input is ORC_EPARSE and orc_last_error() says
+ * what and at which byte ("invalid JSON at byte 17: expected ':' after object key"); size and
+ * depth limits are ORC_ETOOBIG.
+ */
+
+/** The wire format of an encoded message. */
+typedef enum {
+    ORC_FORMAT_JSON = 0,
+    ORC_FORMAT_MSGPACK = 1
+} orc_format_t;
+
+/** Limits for orc_msg_decode. Fill with orc_decode_options_init() before setting fields. */
+typedef struct orc_decode_options {
+    size_t struct_size;   /* set by orc_decode_options_init */
+    size_t max_size;      /* largest input in bytes; default 16 MiB; must be > 0 */
+    int max_depth;        /* deepest nesting (the envelope is level 1); default 64; 1..256 */
+} orc_decode_options_t;
+
+/** Fills `opts` with the defaults and sets struct_size. Errors: ORC_EINVAL (NULL opts or
+ *  struct_size smaller than this version's struct). Any thread. */
+int orc_decode_options_init_sized(orc_decode_options_t *opts, size_t struct_size);
+
+/** Fills `opts` with the defaults for the header version the caller compiled against. */
+static inline void orc_decode_options_init(orc_decode_options_t *opts) {
+    (void)orc_decode_options_init_sized(opts, sizeof *opts);
+}
+
+/** Encodes `msg` into the caller's buffer `buf` of `cap` bytes and stores the encoded length
+ *  in *out_len. If `cap` is too small, returns ORC_ENOSPC with *out_len = the size needed and
+ *  leaves buf untouched (buf may be NULL when cap is 0, to ask for the size). Errors:
+ *  ORC_EINVAL (NULL msg or out_len, NULL buf with cap > 0, unknown format, a message that
+ *  cannot be encoded: invalid UTF-8, invalid JSON in a JSON field, an integer beyond 64 bits
+ *  in MessagePack), ORC_ENOSPC. Any thread (msg read-only). */
+int orc_msg_encode(const orc_msg_t *msg, orc_format_t format, void *buf, size_t cap, size_t *out_len);
+
+/** Encodes `msg` into a new buffer: *out (free it with orc_buf_free) and *out_len. Errors as
+ *  orc_msg_encode, plus ORC_ENOMEM; ORC_ENOSPC never happens. Any thread (msg read-only). */
+int orc_msg_encode_alloc(const orc_msg_t *msg, orc_format_t format, void **out, size_t *out_len);
+
+/** Decodes `len` bytes at `data` (copied; the message does not borrow them) into a new
+ *  message: *out holds one reference. `opts` may be NULL for the defaults. Errors: ORC_EINVAL
+ *  (NULL out, NULL data with len > 0, unknown format, options not initialised with
+ *  orc_decode_options_init or out of range), ORC_EPARSE (malformed input, with byte offset in
+ *  orc_last_error()), ORC_ETOOBIG (max_size, max_depth, a text field over 65536 bytes).
+ *  Any thread. */
+int orc_msg_decode(orc_format_t format, const void *data, size_t len, const orc_decode_options_t *opts, orc_msg_t **out);
+
+/** Compresses the payload with zlib (deflate, zlib format, level 6) when it is larger than
+ *  `threshold` bytes and the result is smaller, and sets the compressed flag. *compressed (if
+ *  not NULL) is set to 1 if it did, 0 if not (no payload, small, incompressible or already
+ *  compressed). Compress before encrypting. Errors: ORC_EINVAL (NULL msg), ORC_ESTATE (payload
+ *  encrypted), ORC_ENOMEM. The thread that owns the message. */
+int orc_msg_compress(orc_msg_t *msg, size_t threshold, int *compressed);
+
+/** Decompresses a compressed payload and clears the flag; output larger than `max_size` bytes
+ *  (0 means the default, 64 MiB) is refused, so a decompression bomb cannot exhaust memory.
+ *  On failure the message is unchanged. Errors: ORC_EINVAL (NULL msg), ORC_ESTATE (not
+ *  compressed, or still encrypted), ORC_EPARSE (corrupt or truncated data), ORC_ETOOBIG
+ *  (larger than max_size). The thread that owns the message. */
+int orc_msg_decompress(orc_msg_t *msg, size_t max_size);
+
+/** A payload cipher: AES-256-GCM with a key derived from a secret by HKDF-SHA256. Opaque. */
+typedef struct orc_cipher orc_cipher_t;
+
+/** Creates a cipher whose key is HKDF-SHA256(secret, salt, info = "liborchestra payload v1"),
+ *  32 bytes. The secret and salt are copied (the derived key is wiped when the cipher is
+ *  freed); salt may be NULL with salt_len 0. *out is freed with orc_cipher_free. Errors:
+ *  ORC_EINVAL (NULL out, empty secret, NULL pointer with a length), ORC_ECRYPTO (OpenSSL
+ *  failure). Any thread. */
+int orc_cipher_new(const void *secret, size_t secret_len, const void *salt, size_t salt_len, orc_cipher_t **out);
+
+/** Frees a cipher and wipes its key. NULL is a no-op. Any thread, once no other thread uses
+ *  the cipher. */
+void orc_cipher_free(orc_cipher_t *cipher);
+
+/** Encrypts the payload in place: it becomes nonce (12 random bytes) | ciphertext | tag (16),
+ *  authenticated together with the message id and type; sets the encrypted flag. Errors:
+ *  ORC_EINVAL (NULL argument), ORC_ESTATE (already encrypted, or no payload), ORC_ETOOBIG
+ *  (payload over 2 GiB), ORC_ECRYPTO. A cipher may be used by many threads at once; the
+ *  message by the thread that owns it. */
+int orc_msg_encrypt(orc_msg_t *msg, const orc_cipher_t *cipher);
+
+/** Verifies and decrypts the payload in place and clears the encrypted flag. Any change to
+ *  the nonce, ciphertext, tag, id or type, or a different key, fails with ORC_ECRYPTO
+ *  ("payload authentication failed: ...") and leaves the message unchanged. Errors:
+ *  ORC_EINVAL (NULL argument), ORC_ESTATE (not encrypted), ORC_EPARSE (payload shorter than 28
+ *  bytes), ORC_ECRYPTO. A cipher may be used by many threads at once; the message by the
+ *  thread that owns it. */
+int orc_msg_decrypt(orc_msg_t *msg, const orc_cipher_t *cipher);
 
 /* ============================================================================== QUEUE */
 /* @@SECTION QUEUE@@ */

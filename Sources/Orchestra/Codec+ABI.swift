@@ -1,0 +1,179 @@
+// C ABI for the envelope codec, payload compression and orc_cipher_t (include/orchestra.h,
+// section CODEC). Wrappers only.
+import Glibc
+import OrchestraCore
+import COrchestra
+
+/// A per-thread encode buffer, so orc_msg_encode copies into the caller's buffer without a
+/// fresh allocation per call.
+final class EncodeScratch {
+    var bytes: [UInt8] = []
+    /// Capacity kept between calls; a larger buffer is dropped after use.
+    static let keepCapacity = 1 << 20
+}
+
+private let scratchKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { p in
+        if let p { Unmanaged<EncodeScratch>.fromOpaque(UnsafeRawPointer(p)).release() }
+    }
+    return key
+}()
+
+func threadScratch() -> EncodeScratch {
+    if let p = pthread_getspecific(scratchKey) {
+        return Unmanaged<EncodeScratch>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+    }
+    let s = EncodeScratch()
+    pthread_setspecific(scratchKey, Unmanaged.passRetained(s).toOpaque())
+    return s
+}
+
+@inline(__always)
+func wireFormat(_ f: orc_format_t) throws(OrchestraError) -> WireFormat {
+    guard f.rawValue <= 1, let w = WireFormat(rawValue: Int32(f.rawValue)) else {
+        throw OrchestraError(.invalidArgument, "unknown format \(f.rawValue)")
+    }
+    return w
+}
+
+@_cdecl("orc_decode_options_init_sized")
+public func orc_decode_options_init_sized(_ opts: UnsafeMutablePointer<orc_decode_options_t>?, _ structSize: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let opts = try required(opts, "opts")
+        guard structSize >= MemoryLayout<orc_decode_options_t>.size else {
+            throw OrchestraError(.invalidArgument, "struct_size \(structSize) is smaller than orc_decode_options_t (\(MemoryLayout<orc_decode_options_t>.size))")
+        }
+        let d = DecodeLimits.default
+        opts.pointee = orc_decode_options_t(struct_size: MemoryLayout<orc_decode_options_t>.size,
+                                            max_size: d.maxSize, max_depth: Int32(d.maxDepth))
+    }
+}
+
+@_cdecl("orc_msg_encode")
+public func orc_msg_encode(_ msg: OpaquePointer?, _ format: orc_format_t, _ buf: UnsafeMutableRawPointer?, _ cap: Int,
+                           _ outLen: UnsafeMutablePointer<Int>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let m = try message(msg)
+        let outLen = try required(outLen, "out_len")
+        outLen.pointee = 0
+        let dst = try cBytes(UnsafeRawPointer(buf), cap, "buf")
+        let f = try wireFormat(format)
+        let scratch = threadScratch()
+        scratch.bytes.removeAll(keepingCapacity: true)
+        defer {
+            if scratch.bytes.capacity > EncodeScratch.keepCapacity { scratch.bytes = [] }
+        }
+        try EnvelopeCodec.encode(m, format: f, into: &scratch.bytes)
+        let n = scratch.bytes.count
+        outLen.pointee = n
+        guard n <= dst.count, let buf else {
+            throw OrchestraError(.noSpace, "encoded message is \(n) bytes; the buffer holds \(dst.count)")
+        }
+        scratch.bytes.withUnsafeBytes { src in
+            if let s = src.baseAddress { memcpy(buf, s, n) }
+        }
+    }
+}
+
+@_cdecl("orc_msg_encode_alloc")
+public func orc_msg_encode_alloc(_ msg: OpaquePointer?, _ format: orc_format_t, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                                 _ outLen: UnsafeMutablePointer<Int>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let m = try message(msg)
+        let out = try required(out, "out"), outLen = try required(outLen, "out_len")
+        out.pointee = nil
+        outLen.pointee = 0
+        let f = try wireFormat(format)
+        let scratch = threadScratch()
+        scratch.bytes.removeAll(keepingCapacity: true)
+        defer {
+            if scratch.bytes.capacity > EncodeScratch.keepCapacity { scratch.bytes = [] }
+        }
+        try EnvelopeCodec.encode(m, format: f, into: &scratch.bytes)
+        guard let p = scratch.bytes.withUnsafeBytes({ mallocCopy($0) }) else {
+            throw OrchestraError(.noMemory, "cannot allocate \(scratch.bytes.count) bytes")
+        }
+        out.pointee = p
+        outLen.pointee = scratch.bytes.count
+    }
+}
+
+@_cdecl("orc_msg_decode")
+public func orc_msg_decode(_ format: orc_format_t, _ data: UnsafeRawPointer?, _ len: Int,
+                           _ opts: UnsafePointer<orc_decode_options_t>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        out.pointee = nil
+        let input = try cBytes(data, len, "data")
+        let f = try wireFormat(format)
+        var limits = DecodeLimits.default
+        if let o = opts {
+            guard o.pointee.struct_size >= MemoryLayout<orc_decode_options_t>.size else {
+                throw OrchestraError(.invalidArgument, "options not initialised with orc_decode_options_init")
+            }
+            guard o.pointee.max_size > 0 else { throw OrchestraError(.invalidArgument, "max_size must be greater than 0") }
+            let depth = Int(o.pointee.max_depth)
+            guard depth >= 1 && depth <= DecodeLimits.depthCeiling else {
+                throw OrchestraError(.invalidArgument, "max_depth \(depth) is outside 1...\(DecodeLimits.depthCeiling)")
+            }
+            // size_t values above Int.max arrive negative: they mean "no practical limit".
+            limits = DecodeLimits(maxSize: o.pointee.max_size < 0 ? Int.max : o.pointee.max_size, maxDepth: depth)
+        }
+        out.pointee = retainedHandle(try EnvelopeCodec.decode(input, format: f, limits: limits))
+    }
+}
+
+@_cdecl("orc_msg_compress")
+public func orc_msg_compress(_ msg: OpaquePointer?, _ threshold: Int, _ compressed: UnsafeMutablePointer<Int32>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        compressed?.pointee = 0
+        let m = try message(msg)
+        let did = try PayloadCompression.compress(m, threshold: threshold < 0 ? Int.max : threshold)
+        compressed?.pointee = did ? 1 : 0
+    }
+}
+
+@_cdecl("orc_msg_decompress")
+public func orc_msg_decompress(_ msg: OpaquePointer?, _ maxSize: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let m = try message(msg)
+        let limit = maxSize == 0 ? 64 << 20 : (maxSize < 0 ? Int.max : maxSize)
+        try PayloadCompression.decompress(m, maxSize: limit)
+    }
+}
+
+@_cdecl("orc_cipher_new")
+public func orc_cipher_new(_ secret: UnsafeRawPointer?, _ secretLen: Int, _ salt: UnsafeRawPointer?, _ saltLen: Int,
+                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        out.pointee = nil
+        var s = Array(try cBytes(secret, secretLen, "secret"))
+        defer { for i in s.indices { s[i] = 0 } }
+        let sa = Array(try cBytes(salt, saltLen, "salt"))
+        out.pointee = retainedHandle(try PayloadCipher(secret: s, salt: sa))
+    }
+}
+
+@_cdecl("orc_cipher_free")
+public func orc_cipher_free(_ cipher: OpaquePointer?) {
+    guard let cipher else { return }
+    (unmanaged(cipher) as Unmanaged<PayloadCipher>).release()
+}
+
+@_cdecl("orc_msg_encrypt")
+public func orc_msg_encrypt(_ msg: OpaquePointer?, _ cipher: OpaquePointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let m = try message(msg)
+        try handle(cipher, PayloadCipher.self, "cipher").encrypt(m)
+    }
+}
+
+@_cdecl("orc_msg_decrypt")
+public func orc_msg_decrypt(_ msg: OpaquePointer?, _ cipher: OpaquePointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let m = try message(msg)
+        try handle(cipher, PayloadCipher.self, "cipher").decrypt(m)
+    }
+}

@@ -1,0 +1,524 @@
+// The envelope codec: one Message <-> JSON text or MessagePack bytes.
+//
+// JSON object keys (camelCase, as in the design documents), written in this order:
+//   id, type, timestamp, version, source, target, correlationId, replyTo, ttl, priority,
+//   contentType, headers, metadata, <extensions>, payload
+// Optional fields are written only when present; contentType only when not application/json;
+// headers only when non-empty; metadata only when a flag is set or other entries exist. So a
+// decoded message re-encodes to an equal object, except that empty `headers`/`metadata`
+// objects and `false` compressed/encrypted flags are dropped.
+
+/// The wire format of an encoded envelope.
+public enum WireFormat: Int32, Sendable, CaseIterable {
+    case json = 0, msgpack = 1
+}
+
+public enum EnvelopeCodec {
+    /// Appends the encoded envelope to `out`. Throws `.invalidArgument` for a message that
+    /// cannot be encoded (empty id/type, invalid UTF-8, invalid JSON in a JSON field).
+    public static func encode(_ m: Message, format: WireFormat, into out: inout [UInt8]) throws(OrchestraError) {
+        switch format {
+        case .json: try JSONEnvelope.encode(m, into: &out)
+        case .msgpack: try MsgPackEnvelope.encode(m, into: &out)
+        }
+    }
+
+    public static func encode(_ m: Message, format: WireFormat) throws(OrchestraError) -> [UInt8] {
+        var out = [UInt8]()
+        try encode(m, format: format, into: &out)
+        return out
+    }
+
+    /// Decodes one envelope. Throws `.parse` (malformed input, with byte offset) or `.tooBig`
+    /// (size/depth limits).
+    public static func decode(_ bytes: UnsafeRawBufferPointer, format: WireFormat, limits: DecodeLimits = .default) throws(OrchestraError) -> Message {
+        if bytes.count > limits.maxSize {
+            throw OrchestraError(.tooBig, "envelope is \(bytes.count) bytes; the limit is \(limits.maxSize)")
+        }
+        switch format {
+        case .json: return try JSONEnvelope.decode(bytes, limits: limits)
+        case .msgpack: return try MsgPackEnvelope.decode(bytes, limits: limits)
+        }
+    }
+
+    public static func decode(_ bytes: [UInt8], format: WireFormat, limits: DecodeLimits = .default) throws(OrchestraError) -> Message {
+        try withBytes(bytes) { (b) throws(OrchestraError) -> Message in
+            try decode(b, format: format, limits: limits)
+        }
+    }
+}
+
+/// The envelope's known top-level keys, in encoding order.
+enum EnvelopeKey: Int, CaseIterable {
+    case id, type, timestamp, version, source, target, correlationId, replyTo, ttl, priority,
+         contentType, headers, metadata, payload
+
+    var name: String {
+        switch self {
+        case .id: return "id"
+        case .type: return "type"
+        case .timestamp: return "timestamp"
+        case .version: return "version"
+        case .source: return "source"
+        case .target: return "target"
+        case .correlationId: return "correlationId"
+        case .replyTo: return "replyTo"
+        case .ttl: return "ttl"
+        case .priority: return "priority"
+        case .contentType: return "contentType"
+        case .headers: return "headers"
+        case .metadata: return "metadata"
+        case .payload: return "payload"
+        }
+    }
+
+    static let names: [[UInt8]] = allCases.map { Array($0.name.utf8) }
+    /// `"name":` for the JSON encoder.
+    static let jsonKeys: [[UInt8]] = allCases.map { Array("\"\($0.name)\":".utf8) }
+
+    static func lookup(_ key: UnsafeRawBufferPointer) -> EnvelopeKey? {
+        let n = key.count
+        if n < 2 || n > 13 { return nil }
+        for (i, name) in names.enumerated() where name.count == n {
+            if name.withUnsafeBytes({ $0.elementsEqual(key) }) { return EnvelopeKey(rawValue: i) }
+        }
+        return nil
+    }
+
+    static func lookup(_ key: [UInt8]) -> EnvelopeKey? {
+        key.withUnsafeBytes { lookup($0) }
+    }
+}
+
+let metaCompressed: [UInt8] = Array("compressed".utf8)
+let metaEncrypted: [UInt8] = Array("encrypted".utf8)
+
+/// Throws `.parse` naming the first duplicate key of `fields` (hash set past 16 entries, so
+/// hostile inputs with many keys stay linear).
+func checkDuplicateKeys(_ fields: [Field], in what: String) throws(OrchestraError) {
+    if fields.count <= 16 {
+        for i in fields.indices {
+            for j in (i + 1)..<fields.count where fields[i].key == fields[j].key {
+                throw OrchestraError(.parse, "duplicate key \"\(String(decoding: fields[j].key, as: UTF8.self))\" in \(what)")
+            }
+        }
+        return
+    }
+    var seen = Set<[UInt8]>(minimumCapacity: fields.count)
+    for f in fields where !seen.insert(f.key).inserted {
+        throw OrchestraError(.parse, "duplicate key \"\(String(decoding: f.key, as: UTF8.self))\" in \(what)")
+    }
+}
+
+/// Checks what the encoders need of a message before writing anything.
+func checkEncodable(_ m: Message) throws(OrchestraError) {
+    if m.idBytes.isEmpty { throw OrchestraError(.invalidArgument, "cannot encode: id is empty") }
+    if m.typeBytes.isEmpty { throw OrchestraError(.invalidArgument, "cannot encode: type is empty") }
+    if let ttl = m.ttl, ttl < 0 { throw OrchestraError(.invalidArgument, "cannot encode: ttl \(ttl) is negative") }
+    for e in m.extensions where EnvelopeKey.lookup(e.key) != nil {
+        throw OrchestraError(.invalidArgument, "cannot encode: extension \"\(String(decoding: e.key, as: UTF8.self))\" collides with an envelope field")
+    }
+}
+
+// MARK: - JSON
+
+enum JSONEnvelope {
+    static func encode(_ m: Message, into out: inout [UInt8]) throws(OrchestraError) {
+        try checkEncodable(m)
+        let keys = EnvelopeKey.jsonKeys
+        out.reserveCapacity(out.count + 160 + (m.payload?.count ?? 0) * 4 / 3)
+        out.append(0x7B)
+        out.append(contentsOf: keys[EnvelopeKey.id.rawValue])
+        try JSONWriter.writeString(m.idBytes, into: &out, what: "id")
+        out.append(0x2C)
+        out.append(contentsOf: keys[EnvelopeKey.type.rawValue])
+        try JSONWriter.writeString(m.typeBytes, into: &out, what: "type")
+        if let ts = m.timestamp {
+            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.timestamp.rawValue])
+            JSONWriter.writeInt(ts, into: &out)
+        }
+        func text(_ v: [UInt8]?, _ k: EnvelopeKey, _ out: inout [UInt8]) throws(OrchestraError) {
+            guard let v else { return }
+            out.append(0x2C); out.append(contentsOf: keys[k.rawValue])
+            try JSONWriter.writeString(v, into: &out, what: k.name)
+        }
+        try text(m.versionBytes, .version, &out)
+        try text(m.sourceBytes, .source, &out)
+        try text(m.targetBytes, .target, &out)
+        try text(m.correlationIdBytes, .correlationId, &out)
+        try text(m.replyToBytes, .replyTo, &out)
+        if let ttl = m.ttl {
+            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.ttl.rawValue])
+            JSONWriter.writeInt(ttl, into: &out)
+        }
+        if let p = m.priority {
+            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.priority.rawValue])
+            JSONWriter.writeUInt(UInt64(p.rawValue), into: &out)
+        }
+        if m.contentType != .json {
+            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.contentType.rawValue])
+            out.append(0x22); out.append(contentsOf: m.contentType.mimeType.utf8); out.append(0x22)
+        }
+        if !m.headers.isEmpty {
+            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.headers.rawValue])
+            out.append(0x7B)
+            for (i, h) in m.headers.enumerated() {
+                if i > 0 { out.append(0x2C) }
+                try writeField(h, into: &out, what: "header")
+            }
+            out.append(0x7D)
+        }
+        let others = m.metadata.filter { $0.key != metaCompressed && $0.key != metaEncrypted }
+        if m.compressed || m.encrypted || !others.isEmpty {
+            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.metadata.rawValue])
+            out.append(0x7B)
+            var first = true
+            if m.compressed { out.append(contentsOf: "\"compressed\":true".utf8); first = false }
+            if m.encrypted {
+                if !first { out.append(0x2C) }
+                out.append(contentsOf: "\"encrypted\":true".utf8); first = false
+            }
+            for f in others {
+                if !first { out.append(0x2C) }
+                first = false
+                try writeField(f, into: &out, what: "metadata")
+            }
+            out.append(0x7D)
+        }
+        for e in m.extensions {
+            out.append(0x2C)
+            try writeField(e, into: &out, what: "extension")
+        }
+        if let p = m.payload {
+            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.payload.rawValue])
+            if m.compressed || m.encrypted || m.contentType == .binary {
+                out.append(0x22)
+                p.withUnsafeBytes { Base64.encode($0, into: &out) }
+                out.append(0x22)
+            } else if m.contentType == .text {
+                try JSONWriter.writeString(p, into: &out, what: "text payload")
+            } else {
+                try appendValidatedJSON(p, into: &out, what: "JSON payload")
+            }
+        }
+        out.append(0x7D)
+    }
+
+    private static func writeField(_ f: Field, into out: inout [UInt8], what: String) throws(OrchestraError) {
+        try JSONWriter.writeString(f.key, into: &out, what: "\(what) key")
+        out.append(0x3A)
+        switch f.value {
+        case .string(let s):
+            try JSONWriter.writeString(s, into: &out, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
+        case .json(let j):
+            try appendValidatedJSON(j, into: &out, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
+        }
+    }
+
+    private static func appendValidatedJSON(_ j: [UInt8], into out: inout [UInt8], what: String) throws(OrchestraError) {
+        do {
+            try JSONValidator.validate(j, limits: DecodeLimits(maxSize: .max, maxDepth: DecodeLimits.depthCeiling))
+        } catch {
+            throw OrchestraError(.invalidArgument, "cannot encode \(what): \(error.message)")
+        }
+        out.append(contentsOf: j)
+    }
+
+    // MARK: Decoding
+
+    static func decode(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits) throws(OrchestraError) -> Message {
+        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+            throw OrchestraError(.parse, "invalid JSON at byte \(bad): invalid UTF-8")
+        }
+        let maxDepth = limits.effectiveDepth
+        var s = JSONScanner(bytes, maxDepth: maxDepth)
+        s.skipWhitespace()
+        guard try s.peek("a JSON object") == 0x7B else {
+            throw s.fail("the envelope must be a JSON object")
+        }
+        if maxDepth < 1 { throw s.tooDeep() }
+        s.pos += 1
+
+        var id: [UInt8]?, type: [UInt8]?
+        var timestamp: Int64?, ttl: Int64?
+        var priority: Priority?
+        var texts: [[UInt8]?] = [nil, nil, nil, nil, nil]   // version, source, target, correlationId, replyTo
+        var contentType = ContentType.json
+        var headers: [Field] = []
+        var metadata: [Field] = []
+        var compressed = false, encrypted = false
+        var extensions: [Field] = []
+        var payloadRange: Range<Int>?
+        var seen: UInt32 = 0
+        var key = [UInt8]()
+        key.reserveCapacity(32)
+
+        s.skipWhitespace()
+        if try s.peek("'}' or a key") == 0x7D {
+            s.pos += 1
+        } else {
+            while true {
+                s.skipWhitespace()
+                guard try s.peek("an object key") == 0x22 else { throw s.fail("expected a string as object key") }
+                let keyPos = s.pos
+                key.removeAll(keepingCapacity: true)
+                try s.scanString(into: &key, decode: true)
+                try s.expect(0x3A, "after object key")
+                s.skipWhitespace()
+                let valuePos = s.pos
+                guard let k = EnvelopeKey.lookup(key) else {
+                    try s.skipValue(depth: 1)
+                    extensions.append(Field(key: key, value: .json(Array(UnsafeRawBufferPointer(rebasing: bytes[valuePos..<s.pos])))))
+                    if try s.consumeObjectEnd() { break } else { continue }
+                }
+                let bit: UInt32 = 1 << UInt32(k.rawValue)
+                if seen & bit != 0 { throw OrchestraError(.parse, "invalid envelope at byte \(keyPos): duplicate key \"\(k.name)\"") }
+                seen |= bit
+                switch k {
+                case .id, .type, .version, .source, .target, .correlationId, .replyTo:
+                    let v = try readText(&s, k)
+                    switch k {
+                    case .id: id = v
+                    case .type: type = v
+                    case .version: texts[0] = v
+                    case .source: texts[1] = v
+                    case .target: texts[2] = v
+                    case .correlationId: texts[3] = v
+                    default: texts[4] = v
+                    }
+                case .timestamp:
+                    timestamp = try readInt(&s, k)
+                case .ttl:
+                    let v = try readInt(&s, k)
+                    if v < 0 { throw envelopeError(valuePos, "\"ttl\" must not be negative (got \(v))") }
+                    ttl = v
+                case .priority:
+                    let v = try readInt(&s, k)
+                    guard v >= 0 && v <= 3, let p = Priority(rawValue: UInt8(v)) else {
+                        throw envelopeError(valuePos, "\"priority\" must be 0, 1, 2 or 3 (got \(v))")
+                    }
+                    priority = p
+                case .contentType:
+                    let v = try readText(&s, k)
+                    guard let ct = ContentType(mimeType: v) else {
+                        throw envelopeError(valuePos, "unknown contentType \"\(String(decoding: v, as: UTF8.self))\" (expected application/json, text/plain or application/octet-stream)")
+                    }
+                    contentType = ct
+                case .headers:
+                    headers = try readFields(&s, k)
+                case .metadata:
+                    let fields = try readFields(&s, k)
+                    metadata.reserveCapacity(fields.count)
+                    for f in fields {
+                        if f.key == metaCompressed || f.key == metaEncrypted {
+                            let flag: Bool
+                            switch f.value {
+                            case .json(let j) where j == trueBytes: flag = true
+                            case .json(let j) where j == falseBytes: flag = false
+                            default:
+                                throw envelopeError(valuePos, "\"metadata.\(String(decoding: f.key, as: UTF8.self))\" must be true or false")
+                            }
+                            if f.key == metaCompressed { compressed = flag } else { encrypted = flag }
+                        } else {
+                            metadata.append(f)
+                        }
+                    }
+                case .payload:
+                    try s.skipValue(depth: 1)
+                    payloadRange = valuePos..<s.pos
+                }
+                if try s.consumeObjectEnd() { break }
+            }
+        }
+        try s.expectEnd()
+
+        guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
+        guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
+        try checkDuplicateKeys(extensions, in: "the envelope")
+
+        let m = Message(type: type, id: id, timestamp: timestamp, version: texts[0], source: texts[1])
+        m.targetBytes = texts[2]
+        m.correlationIdBytes = texts[3]
+        m.replyToBytes = texts[4]
+        m.ttl = ttl
+        m.priority = priority
+        m.contentType = contentType
+        m.headers = headers
+        m.metadata = metadata
+        m.compressed = compressed
+        m.encrypted = encrypted
+        m.extensions = extensions
+
+        if let range = payloadRange {
+            let start = range.lowerBound
+            var p = JSONScanner(bytes, maxDepth: maxDepth, pos: start)
+            let first = bytes[start]
+            if compressed || encrypted || contentType != .json {
+                let what = compressed || encrypted
+                    ? "a compressed or encrypted payload must be a base64 string"
+                    : contentType == .text ? "a text/plain payload must be a JSON string"
+                    : "an application/octet-stream payload must be a base64 string"
+                guard first == 0x22 else { throw envelopeError(start, what) }
+                var text = [UInt8]()
+                try p.scanString(into: &text, decode: true)
+                if contentType == .text && !(compressed || encrypted) {
+                    m.payload = text
+                } else {
+                    switch text.withUnsafeBytes({ Base64.decode($0) }) {
+                    case .success(let data): m.payload = data
+                    case .failure(let e):
+                        throw envelopeError(start, "payload is not valid base64 (\(e.reason) at character \(e.offset))")
+                    }
+                }
+            } else {
+                m.payload = Array(UnsafeRawBufferPointer(rebasing: bytes[range]))
+            }
+        }
+        return m
+    }
+
+    static func envelopeError(_ at: Int, _ message: String) -> OrchestraError {
+        OrchestraError(.parse, "invalid envelope at byte \(at): \(message)")
+    }
+
+    /// A string value for key `k` (unescaped), with the text-field length limit.
+    private static func readText(_ s: inout JSONScanner, _ k: EnvelopeKey) throws(OrchestraError) -> [UInt8] {
+        let at = s.pos
+        guard try s.peek("a value") == 0x22 else {
+            throw envelopeError(at, "\"\(k.name)\" must be a string, got \(describeJSON(s.bytes[at]))")
+        }
+        var v = [UInt8]()
+        try s.scanString(into: &v, decode: true)
+        if v.count > Message.maxTextFieldLength {
+            throw OrchestraError(.tooBig, "invalid envelope at byte \(at): \"\(k.name)\" is \(v.count) bytes; the limit is \(Message.maxTextFieldLength)")
+        }
+        if v.isEmpty && (k == .id || k == .type) {
+            throw envelopeError(at, "\"\(k.name)\" must not be empty")
+        }
+        return v
+    }
+
+    /// An integer value in Int64 range; fractions and exponents are rejected.
+    private static func readInt(_ s: inout JSONScanner, _ k: EnvelopeKey) throws(OrchestraError) -> Int64 {
+        let at = s.pos
+        let c = try s.peek("a value")
+        guard c == 0x2D || isJSONDigit(c) else {
+            throw envelopeError(at, "\"\(k.name)\" must be an integer, got \(describeJSON(c))")
+        }
+        let isInteger = try s.scanNumber()
+        let lexeme = UnsafeRawBufferPointer(rebasing: s.bytes[at..<s.pos])
+        guard isInteger else {
+            throw envelopeError(at, "\"\(k.name)\" must be an integer, got \(excerpt(lexeme)) (fractions and exponents are not allowed)")
+        }
+        guard let v = parseInt64(lexeme) else {
+            throw envelopeError(at, "\"\(k.name)\" \(excerpt(lexeme)) is out of the 64-bit integer range")
+        }
+        return v
+    }
+
+    /// An object of fields: string values become `.string`, others `.json` with their raw text.
+    private static func readFields(_ s: inout JSONScanner, _ k: EnvelopeKey) throws(OrchestraError) -> [Field] {
+        let at = s.pos
+        guard try s.peek("a value") == 0x7B else {
+            throw envelopeError(at, "\"\(k.name)\" must be an object, got \(describeJSON(s.bytes[at]))")
+        }
+        if s.maxDepth < 2 { throw s.tooDeep() }
+        s.pos += 1
+        var fields: [Field] = []
+        s.skipWhitespace()
+        if try s.peek("'}' or a key") == 0x7D { s.pos += 1; return fields }
+        while true {
+            s.skipWhitespace()
+            guard try s.peek("an object key") == 0x22 else { throw s.fail("expected a string as object key") }
+            var key = [UInt8]()
+            try s.scanString(into: &key, decode: true)
+            try s.expect(0x3A, "after object key")
+            s.skipWhitespace()
+            let valuePos = s.pos
+            if try s.peek("a value") == 0x22 {
+                var v = [UInt8]()
+                try s.scanString(into: &v, decode: true)
+                fields.append(Field(key: key, value: .string(v)))
+            } else {
+                try s.skipValue(depth: 2)
+                fields.append(Field(key: key, value: .json(Array(UnsafeRawBufferPointer(rebasing: s.bytes[valuePos..<s.pos])))))
+            }
+            s.skipWhitespace()
+            if try s.consumeObjectEnd() { break }
+        }
+        do {
+            try checkDuplicateKeys(fields, in: "\"\(k.name)\"")
+        } catch {
+            throw envelopeError(at, error.message)
+        }
+        return fields
+    }
+}
+
+let trueBytes: [UInt8] = Array("true".utf8)
+let falseBytes: [UInt8] = Array("false".utf8)
+
+extension JSONScanner {
+    /// After an object member: consumes ',' (returns false) or '}' (returns true).
+    mutating func consumeObjectEnd() throws(OrchestraError) -> Bool {
+        skipWhitespace()
+        guard pos < bytes.count else { throw fail("unexpected end of input, expected ',' or '}'") }
+        let c = bytes[pos]
+        pos += 1
+        if c == 0x2C { return false }
+        if c == 0x7D { return true }
+        pos -= 1
+        throw fail("expected ',' or '}' after object member")
+    }
+}
+
+/// What a JSON value starting with `c` is, for error messages.
+func describeJSON(_ c: UInt8) -> String {
+    switch c {
+    case 0x7B: return "an object"
+    case 0x5B: return "an array"
+    case 0x22: return "a string"
+    case 0x74, 0x66: return "a boolean"
+    case 0x6E: return "null"
+    case 0x2D, 0x30...0x39: return "a number"
+    default: return "'\(printable(c))'"
+    }
+}
+
+/// Parses an integer lexeme (-?digits) into Int64; nil when out of range.
+func parseInt64(_ lexeme: UnsafeRawBufferPointer) -> Int64? {
+    var i = 0
+    let negative = lexeme.count > 0 && lexeme[0] == 0x2D
+    if negative { i = 1 }
+    guard i < lexeme.count else { return nil }
+    var mag: UInt64 = 0
+    while i < lexeme.count {
+        let d = lexeme[i] &- 0x30
+        guard d < 10 else { return nil }
+        let (m1, o1) = mag.multipliedReportingOverflow(by: 10)
+        let (m2, o2) = m1.addingReportingOverflow(UInt64(d))
+        if o1 || o2 { return nil }
+        mag = m2
+        i += 1
+    }
+    if negative {
+        if mag > UInt64(Int64.max) + 1 { return nil }
+        return mag == UInt64(Int64.max) + 1 ? Int64.min : -Int64(mag)
+    }
+    return mag > UInt64(Int64.max) ? nil : Int64(mag)
+}
+
+/// Parses a non-negative integer lexeme into UInt64; nil when out of range.
+func parseUInt64(_ lexeme: UnsafeRawBufferPointer) -> UInt64? {
+    guard lexeme.count > 0 else { return nil }
+    var mag: UInt64 = 0
+    for b in lexeme {
+        let d = b &- 0x30
+        guard d < 10 else { return nil }
+        let (m1, o1) = mag.multipliedReportingOverflow(by: 10)
+        let (m2, o2) = m1.addingReportingOverflow(UInt64(d))
+        if o1 || o2 { return nil }
+        mag = m2
+    }
+    return mag
+}

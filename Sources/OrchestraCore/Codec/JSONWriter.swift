@@ -1,0 +1,170 @@
+// JSON output into a caller-owned, reused [UInt8]. No intermediate Strings.
+
+public enum JSONWriter {
+    /// Appends `s` as a JSON string: escapes `"`, `\` and control characters (\n \r \t \b \f,
+    /// others as \u00XX); non-ASCII and `/` are written as they are. `s` must be valid UTF-8
+    /// (throws `.invalidArgument` naming `what` otherwise).
+    public static func writeString(_ s: UnsafeRawBufferPointer, into out: inout [UInt8], what: String) throws(OrchestraError) {
+        if let bad = UTF8Validator.firstInvalidOffset(s) {
+            throw OrchestraError(.invalidArgument, "\(what) is not valid UTF-8 (byte \(bad))")
+        }
+        writeValidString(s, into: &out)
+    }
+
+    public static func writeString(_ s: [UInt8], into out: inout [UInt8], what: String) throws(OrchestraError) {
+        try withBytes(s) { (b) throws(OrchestraError) in try writeString(b, into: &out, what: what) }
+    }
+
+    /// Like writeString, for bytes already known to be valid UTF-8.
+    static func writeValidString(_ s: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        out.append(0x22)
+        var runStart = 0
+        let n = s.count
+        var i = 0
+        while i < n {
+            let c = s[i]
+            if c >= 0x20 && c != 0x22 && c != 0x5C { i += 1; continue }
+            if i > runStart { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: s[runStart..<i])) }
+            out.append(0x5C)
+            switch c {
+            case 0x22: out.append(0x22)
+            case 0x5C: out.append(0x5C)
+            case 0x0A: out.append(0x6E)
+            case 0x0D: out.append(0x72)
+            case 0x09: out.append(0x74)
+            case 0x08: out.append(0x62)
+            case 0x0C: out.append(0x66)
+            default:
+                out.append(0x75); out.append(0x30); out.append(0x30)
+                out.append(lowerHex[Int(c >> 4)]); out.append(lowerHex[Int(c & 0xF)])
+            }
+            i += 1
+            runStart = i
+        }
+        if n > runStart { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: s[runStart..<n])) }
+        out.append(0x22)
+    }
+
+    /// Appends the decimal form of `v`.
+    public static func writeInt(_ v: Int64, into out: inout [UInt8]) {
+        if v < 0 {
+            out.append(0x2D)
+            writeUInt(v.magnitude, into: &out)
+        } else {
+            writeUInt(UInt64(v), into: &out)
+        }
+    }
+
+    public static func writeUInt(_ v: UInt64, into out: inout [UInt8]) {
+        if v < 10 { out.append(0x30 + UInt8(v)); return }
+        let start = out.count
+        var x = v
+        while x > 0 {
+            out.append(0x30 + UInt8(x % 10))
+            x /= 10
+        }
+        out[start...].reverse()
+    }
+
+    /// Appends a finite double in Swift's shortest round-trip form (valid JSON number text).
+    static func writeDouble(_ d: Double, into out: inout [UInt8]) {
+        out.append(contentsOf: d.description.utf8)
+    }
+
+    static func writeFloat(_ f: Float, into out: inout [UInt8]) {
+        out.append(contentsOf: f.description.utf8)
+    }
+}
+
+private let lowerHex: [UInt8] = Array("0123456789abcdef".utf8)
+
+/// Base64, standard alphabet with padding (RFC 4648 section 4), strict on decode.
+public enum Base64 {
+    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    private static let decodeTable: [UInt8] = {
+        var t = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in alphabet.enumerated() { t[Int(c)] = UInt8(i) }
+        return t
+    }()
+
+    public static func encodedCount(_ n: Int) -> Int { (n + 2) / 3 * 4 }
+
+    public static func encode(_ src: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        let n = src.count
+        out.reserveCapacity(out.count + encodedCount(n))
+        alphabet.withUnsafeBufferPointer { a in
+            var i = 0
+            while i + 3 <= n {
+                let v = UInt32(src[i]) << 16 | UInt32(src[i + 1]) << 8 | UInt32(src[i + 2])
+                out.append(a[Int(v >> 18 & 63)]); out.append(a[Int(v >> 12 & 63)])
+                out.append(a[Int(v >> 6 & 63)]); out.append(a[Int(v & 63)])
+                i += 3
+            }
+            let rest = n - i
+            if rest == 1 {
+                let v = UInt32(src[i]) << 16
+                out.append(a[Int(v >> 18 & 63)]); out.append(a[Int(v >> 12 & 63)])
+                out.append(0x3D); out.append(0x3D)
+            } else if rest == 2 {
+                let v = UInt32(src[i]) << 16 | UInt32(src[i + 1]) << 8
+                out.append(a[Int(v >> 18 & 63)]); out.append(a[Int(v >> 12 & 63)])
+                out.append(a[Int(v >> 6 & 63)]); out.append(0x3D)
+            }
+        }
+    }
+
+    public static func encode(_ src: [UInt8]) -> [UInt8] {
+        var out = [UInt8]()
+        src.withUnsafeBytes { encode($0, into: &out) }
+        return out
+    }
+
+    /// Decodes strictly: length a multiple of 4, '=' only as the final one or two characters,
+    /// no whitespace, unused trailing bits zero. Returns the offset of the first bad character
+    /// (or the length for a bad length) on failure.
+    public static func decode(_ src: UnsafeRawBufferPointer) -> Result<[UInt8], Base64Error> {
+        let n = src.count
+        if n % 4 != 0 { return .failure(Base64Error(offset: n, reason: "length \(n) is not a multiple of 4")) }
+        var out = [UInt8]()
+        out.reserveCapacity(n / 4 * 3)
+        return decodeTable.withUnsafeBufferPointer { t -> Result<[UInt8], Base64Error> in
+            var i = 0
+            while i < n {
+                let last = i + 4 == n
+                let c0 = t[Int(src[i])], c1 = t[Int(src[i + 1])]
+                var c2 = t[Int(src[i + 2])], c3 = t[Int(src[i + 3])]
+                if c0 == 0xFF { return .failure(Base64Error(offset: i, reason: "invalid character")) }
+                if c1 == 0xFF { return .failure(Base64Error(offset: i + 1, reason: "invalid character")) }
+                var pad = 0
+                if last && src[i + 3] == 0x3D {
+                    pad = 1; c3 = 0
+                    if src[i + 2] == 0x3D { pad = 2; c2 = 0 }
+                }
+                if c2 == 0xFF { return .failure(Base64Error(offset: i + 2, reason: "invalid character")) }
+                if c3 == 0xFF { return .failure(Base64Error(offset: i + 3, reason: "invalid character")) }
+                let v = UInt32(c0) << 18 | UInt32(c1) << 12 | UInt32(c2) << 6 | UInt32(c3)
+                out.append(UInt8(truncatingIfNeeded: v >> 16))
+                if pad < 2 { out.append(UInt8(truncatingIfNeeded: v >> 8)) }
+                if pad < 1 { out.append(UInt8(truncatingIfNeeded: v)) }
+                if pad == 2 && c1 & 0x0F != 0 { return .failure(Base64Error(offset: i + 1, reason: "non-zero padding bits")) }
+                if pad == 1 && c2 & 0x03 != 0 { return .failure(Base64Error(offset: i + 2, reason: "non-zero padding bits")) }
+                i += 4
+            }
+            return .success(out)
+        }
+    }
+}
+
+public struct Base64Error: Error, Sendable {
+    public let offset: Int
+    public let reason: String
+}
+
+/// `withUnsafeBytes` with a typed-throwing body (the stdlib's rethrows as `any Error`).
+@inline(__always)
+func withBytes<R>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(OrchestraError) -> R) throws(OrchestraError) -> R {
+    let r: Result<R, OrchestraError> = a.withUnsafeBytes { b in
+        Result { () throws(OrchestraError) -> R in try body(b) }
+    }
+    return try r.get()
+}
