@@ -605,6 +605,15 @@ public final class MessageQueue: @unchecked Sendable {
         return s.pointee.efd
     }
 
+    /// How many readers wait now (for tests and diagnostics).
+    var waiterCounts: (sync: Int, async: Int) {
+        lock(); defer { unlock() }
+        var n = 0
+        var w = s.pointee.syncHead
+        while let x = w { n += 1; w = x.pointee.next }
+        return (n, s.pointee.asyncWaiters.count)
+    }
+
     /// Messages queued now.
     public var depth: Int { lock(); defer { unlock() }; return s.pointee.depth }
 
