@@ -17,7 +17,7 @@ public struct Histogram: Sendable, Equatable {
     @usableFromInline static let subBits = 5
     @usableFromInline static let subCount = 1 << subBits            // 32
     /// 32 exact buckets for 0..<32, then 32 per exponent 5...63.
-    public static let bucketCount = subCount + (64 - subBits - 1) * subCount   // 1920
+    public static let bucketCount = subCount + (64 - subBits) * subCount   // 1920
     /// The documented bound on the relative error of `quantile(_:)`.
     public static let maxRelativeError = 1.0 / 64.0
 
