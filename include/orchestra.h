@@ -374,13 +374,214 @@ int orc_msg_encrypt(orc_msg_t *msg, const orc_cipher_t *cipher);
 int orc_msg_decrypt(orc_msg_t *msg, const orc_cipher_t *cipher);
 
 /* ============================================================================== QUEUE */
-/* @@SECTION QUEUE@@ */
+/*
+ * A thread-safe message queue with h2A semantics: a non-blocking push hands the message
+ * straight to a waiting reader when there is one; four priority lanes (a message's priority,
+ * NORMAL when unset), FIFO within a lane, pop takes from the highest non-empty lane; bounded,
+ * with a policy for a full queue; per-message TTL (orc_msg_set_ttl: the message expires that
+ * many ms after it was pushed and is skipped by pop); close (readers drain what is left, then
+ * get ORC_ECLOSED) and fail (everyone gets ORC_EFAILED); batch push/pop; a readiness file
+ * descriptor for event loops; statistics. Every dropped message is counted and passed to the
+ * drop callback, never dropped silently.
+ */
+
+#ifndef ORC_MSG_T_DEFINED
+#define ORC_MSG_T_DEFINED
+/** A message (see MESSAGE). Repeated here so this section stands alone; C11/C++ allow it. */
+typedef struct orc_msg orc_msg_t;
+#endif
+
+/** A message queue. Thread-safe. */
+typedef struct orc_queue orc_queue_t;
+
+/** What a push does when the queue holds `capacity` messages. */
+typedef enum {
+    /** The producer waits up to push_timeout_ms for room, then fails with ORC_EFULL. */
+    ORC_POLICY_BLOCK = 0,
+    /** The push fails with ORC_EFULL at once; the caller keeps the message. */
+    ORC_POLICY_REJECT = 1,
+    /** The oldest message of the lowest non-empty lane whose priority is <= the incoming
+     *  message's is dropped to make room; if there is none, the incoming message is dropped.
+     *  The push succeeds either way. */
+    ORC_POLICY_DROP_OLDEST = 2,
+    /** The incoming message is dropped; the push succeeds (the queue took the message). */
+    ORC_POLICY_DROP_NEWEST = 3
+} orc_queue_policy_t;
+
+/** Why a queue let go of a message without delivering it (passed to the drop callback). */
+typedef enum {
+    ORC_DROP_OVERFLOW = 1,  /* the queue was full and the policy dropped it */
+    ORC_DROP_EXPIRED = 2,   /* its TTL ran out before it was popped */
+    ORC_DROP_FREED = 3      /* it was still queued when the queue was freed */
+} orc_drop_reason_t;
+
+/** Queue options. Fill with orc_queue_options_init() first, then change fields. */
+typedef struct orc_queue_options {
+    size_t struct_size;          /* set by orc_queue_options_init */
+    size_t capacity;             /* max queued messages, all lanes; 0 = unbounded. Default 65536 */
+    orc_queue_policy_t policy;   /* default ORC_POLICY_BLOCK */
+    int64_t push_timeout_ms;     /* ORC_POLICY_BLOCK wait: < 0 forever (default), 0 none, > 0 ms */
+    const char *name;            /* NUL-terminated name for messages and metrics, copied; may be NULL */
+} orc_queue_options_t;
+
+/** Fills `opts` with the defaults and sets opts->struct_size. Use orc_queue_options_init().
+ *  Returns ORC_EINVAL if opts is NULL or struct_size < sizeof(orc_queue_options_t) of the
+ *  library. Any thread. */
+int orc_queue_options_init_sized(orc_queue_options_t *opts, size_t struct_size);
+
+/** Fills `opts` with the defaults. Any thread. */
+static inline void orc_queue_options_init(orc_queue_options_t *opts) {
+    (void)orc_queue_options_init_sized(opts, sizeof *opts);
+}
+
+/** Creates a queue. `opts` may be NULL (defaults). On success stores a new queue in *out
+ *  (free it with orc_queue_free). Errors: ORC_EINVAL (out NULL, options not initialised with
+ *  orc_queue_options_init, capacity too large, bad policy, name not UTF-8). Any thread. */
+int orc_queue_new(const orc_queue_options_t *opts, orc_queue_t **out);
+
+/** Frees a queue. Messages still queued are passed to the drop callback (ORC_DROP_FREED) and
+ *  released; then user_data_free of the drop callback is called. No other thread may use the
+ *  queue during or after this call (close it and join its users first). NULL is a no-op.
+ *  Any thread. */
+void orc_queue_free(orc_queue_t *q);
+
+/** Pushes `msg`. Never blocks unless the queue is full under ORC_POLICY_BLOCK. On ORC_OK the
+ *  queue owns the caller's reference (also when a drop policy dropped the message: it then
+ *  went to the drop callback and was released); on error the caller still owns msg.
+ *  Errors: ORC_EINVAL (NULL), ORC_ECLOSED (closed), ORC_EFAILED (failed; orc_last_error() has
+ *  the message given to orc_queue_fail), ORC_EFULL (reject policy, or block timed out).
+ *  Any thread. */
+int orc_queue_push(orc_queue_t *q, orc_msg_t *msg);
+
+/** Pushes msgs[0..n) taking the queue lock once. Stops at the first failure and returns its
+ *  code; *accepted (if not NULL) is set to the number taken, always. The queue owns the
+ *  references of the accepted messages; the caller keeps msgs[*accepted..n). A NULL entry
+ *  fails with ORC_EINVAL at that index. Errors as orc_queue_push. Any thread. */
+int orc_queue_push_batch(orc_queue_t *q, orc_msg_t *const *msgs, size_t n, size_t *accepted);
+
+/** Pops the next message: highest priority lane first, FIFO within a lane, expired messages
+ *  skipped (and dropped with ORC_DROP_EXPIRED). timeout_ms: 0 = don't wait (ORC_EAGAIN if
+ *  empty), < 0 = wait forever, > 0 = wait that many ms (ORC_ETIMEDOUT). On ORC_OK the caller
+ *  owns *out (orc_msg_release it). Errors: ORC_EINVAL, ORC_EAGAIN, ORC_ETIMEDOUT, ORC_ECLOSED
+ *  (closed and drained), ORC_EFAILED. Any thread. */
+int orc_queue_pop(orc_queue_t *q, int64_t timeout_ms, orc_msg_t **out);
+
+/** Pops up to `max` messages into out[0..*count), waiting (as orc_queue_pop) only for the
+ *  first. The caller owns every returned message. *count is set to 0 on error. Errors as
+ *  orc_queue_pop, plus ORC_EINVAL when out or count is NULL or max is 0. Any thread. */
+int orc_queue_pop_batch(orc_queue_t *q, orc_msg_t **out, size_t max, int64_t timeout_ms, size_t *count);
+
+/** Closes the queue: pushes fail with ORC_ECLOSED; readers get what is left, then ORC_ECLOSED.
+ *  Wakes every blocked reader and writer and makes the readiness fd readable. Idempotent.
+ *  Errors: ORC_EINVAL (NULL). Any thread. */
+int orc_queue_close(orc_queue_t *q);
+
+/** Puts the queue into an error state: pushes and pops fail with ORC_EFAILED, and
+ *  orc_last_error() then gives `message` (UTF-8, copied; may be NULL with length 0). `code` is
+ *  an application code kept with the failure. Wakes every blocked reader and writer and makes
+ *  the readiness fd readable. The first failure wins. Errors: ORC_EINVAL (NULL q, bad message
+ *  bytes). Any thread. */
+int orc_queue_fail(orc_queue_t *q, int code, const char *message, size_t message_len);
+
+/** Stores in *fd a non-blocking eventfd that is readable while the queue is non-empty, closed
+ *  or failed, and not readable while it is empty and open: wait for it in your event loop
+ *  (poll, epoll, asyncio's add_reader), then pop with timeout 0 until ORC_EAGAIN. The queue
+ *  owns the fd (closed by orc_queue_free); never read, write or close it. Errors: ORC_EINVAL,
+ *  ORC_EIO (eventfd failed). Any thread. */
+int orc_queue_fd(orc_queue_t *q, int *fd);
+
+/** The number of queued messages now (0 for NULL). Any thread. */
+size_t orc_queue_depth(const orc_queue_t *q);
+
+/** Called for every message the queue drops, after the queue lock is released, on the thread
+ *  whose call caused the drop (push for overflow, pop for expired, orc_queue_free for freed).
+ *  `msg` is borrowed for the call: orc_msg_retain it to keep it. Do not call orc_queue_free
+ *  on the same queue from the callback. */
+typedef void (*orc_drop_cb)(void *user_data, orc_msg_t *msg, orc_drop_reason_t reason);
+
+/** Sets the drop callback (cb NULL removes it). user_data_free (may be NULL) is called once
+ *  with user_data when the callback is replaced or the queue is freed, after any call of cb in
+ *  progress returns; it is not called when this function fails. Errors: ORC_EINVAL (q NULL,
+ *  or cb NULL with user_data_free set). Any thread. */
+int orc_queue_set_drop_callback(orc_queue_t *q, orc_drop_cb cb, void *user_data, void (*user_data_free)(void *));
+
+/** A snapshot of a queue's counters. Set struct_size = sizeof(orc_queue_stats_t) first. */
+typedef struct orc_queue_stats {
+    size_t struct_size;
+    uint64_t pushed;            /* messages accepted by push (including hand-offs and drops) */
+    uint64_t popped;            /* messages delivered to readers */
+    uint64_t handed_off;        /* delivered straight to a waiting reader */
+    uint64_t dropped_overflow;  /* dropped by ORC_POLICY_DROP_OLDEST / DROP_NEWEST */
+    uint64_t expired;           /* dropped because their TTL ran out */
+    uint64_t rejected;          /* pushes refused with ORC_EFULL */
+    uint64_t blocked_pushes;    /* pushes that had to wait for room */
+    uint64_t depth;             /* queued now */
+    uint64_t depth_high_water;  /* largest depth seen */
+    uint64_t wait_p50_ns;       /* time from push to pop: quantiles (within 1/64) and max */
+    uint64_t wait_p95_ns;
+    uint64_t wait_p99_ns;
+    uint64_t wait_max_ns;
+    uint64_t wait_count;        /* number of waits measured */
+} orc_queue_stats_t;
+
+/** Fills *out with a consistent snapshot of the queue's counters. The caller sets
+ *  out->struct_size = sizeof *out; a struct_size smaller than this library's struct is
+ *  rejected with ORC_EINVAL; with a larger one (a newer header) only the fields this library
+ *  knows are written. Errors: ORC_EINVAL. Any thread. */
+int orc_queue_stats(const orc_queue_t *q, orc_queue_stats_t *out);
 
 /* ============================================================================= ROUTER */
 /* @@SECTION ROUTER@@ */
 
 /* ============================================================================ METRICS */
-/* @@SECTION METRICS@@ */
+/*
+ * A registry of named counters, gauges and histograms, plus collectors for queues, rendered as
+ * Prometheus text (format 0.0.4) or JSON. Names match [a-zA-Z_:][a-zA-Z0-9_:]*; a metric is
+ * created on first use. Histograms record uint64 values (e.g. latencies in ns) in log-linear
+ * buckets with quantiles accurate to 1/64 relative error; Prometheus output renders them as a
+ * summary (quantile 0.5, 0.95, 0.99, _sum, _count) plus a gauge <name>_max.
+ */
+
+/** A metrics registry. Thread-safe. */
+typedef struct orc_metrics orc_metrics_t;
+
+/** Creates an empty registry in *out (free it with orc_metrics_free). Errors: ORC_EINVAL (out
+ *  NULL). Any thread. */
+int orc_metrics_new(orc_metrics_t **out);
+
+/** Frees a registry. Registered queues are not affected. NULL is a no-op. No other thread may
+ *  use the registry during or after this call. Any thread. */
+void orc_metrics_free(orc_metrics_t *m);
+
+/** Adds `delta` to counter `name` (name_len bytes, not NUL-terminated), creating it at 0.
+ *  Errors: ORC_EINVAL (NULL, invalid name, name already used by a gauge or histogram). Any thread. */
+int orc_metrics_counter_add(orc_metrics_t *m, const char *name, size_t name_len, uint64_t delta);
+
+/** Sets gauge `name` to `value`, creating it. Errors as orc_metrics_counter_add. Any thread. */
+int orc_metrics_gauge_set(orc_metrics_t *m, const char *name, size_t name_len, double value);
+
+/** Records `value` in histogram `name`, creating it. Errors as orc_metrics_counter_add.
+ *  Any thread. */
+int orc_metrics_histogram_record(orc_metrics_t *m, const char *name, size_t name_len, uint64_t value);
+
+/** Exposes queue `q`'s statistics in `m` as orchestra_queue_*{queue="<name>"} samples
+ *  (pushed_total, popped_total, handed_off_total, dropped_total{reason}, rejected_total,
+ *  blocked_pushes_total, depth, depth_high_water, wait_ns{quantile}, waits_total). `name` is
+ *  UTF-8, copied. The registry does not keep the queue alive: a freed queue stops reporting.
+ *  Errors: ORC_EINVAL (NULL, name not UTF-8). Any thread. */
+int orc_metrics_register_queue(orc_metrics_t *m, orc_queue_t *q, const char *name, size_t name_len);
+
+/** Output formats of orc_metrics_render. */
+typedef enum {
+    ORC_METRICS_PROMETHEUS = 0,  /* text exposition format 0.0.4 */
+    ORC_METRICS_JSON = 1         /* {"name": value, "name{label=\"v\"}": value,
+                                     "histogram": {"count","sum","p50","p95","p99","max"}} */
+} orc_metrics_format_t;
+
+/** Renders a snapshot of every metric. On success *out is a new buffer of *out_len bytes (not
+ *  NUL-terminated) that the caller frees with orc_buf_free. Errors: ORC_EINVAL (NULL, bad
+ *  format), ORC_ENOMEM. Any thread. */
+int orc_metrics_render(orc_metrics_t *m, orc_metrics_format_t format, void **out, size_t *out_len);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,84 @@
+// C ABI of the metrics registry (include/orchestra.h, section METRICS). Conversions only.
+import Glibc
+import OrchestraCore
+import COrchestra
+
+/// A metric name from C bytes (the registry checks the grammar).
+private func metricName(_ p: UnsafePointer<CChar>?, _ len: Int) throws(OrchestraError) -> String {
+    let bytes = try cBytes(p, len, "name")
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+@_cdecl("orc_metrics_new")
+public func orc_metrics_new(_ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        out.pointee = retainedHandle(MetricsRegistry())
+    }
+}
+
+@_cdecl("orc_metrics_free")
+public func orc_metrics_free(_ m: OpaquePointer?) {
+    guard let m else { return }
+    Unmanaged<MetricsRegistry>.fromOpaque(UnsafeRawPointer(m)).release()
+}
+
+@_cdecl("orc_metrics_counter_add")
+public func orc_metrics_counter_add(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ len: Int, _ delta: UInt64) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let r = try handle(m, MetricsRegistry.self, "m")
+        try r.counter(try metricName(name, len)).add(delta)
+    }
+}
+
+@_cdecl("orc_metrics_gauge_set")
+public func orc_metrics_gauge_set(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ len: Int, _ value: Double) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let r = try handle(m, MetricsRegistry.self, "m")
+        try r.gauge(try metricName(name, len)).set(value)
+    }
+}
+
+@_cdecl("orc_metrics_histogram_record")
+public func orc_metrics_histogram_record(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ len: Int, _ value: UInt64) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let r = try handle(m, MetricsRegistry.self, "m")
+        try r.histogram(try metricName(name, len)).record(value)
+    }
+}
+
+@_cdecl("orc_metrics_register_queue")
+public func orc_metrics_register_queue(_ m: OpaquePointer?, _ q: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ len: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let r = try handle(m, MetricsRegistry.self, "m")
+        let queue = try handle(q, MessageQueue.self, "q")
+        let bytes = try cBytes(name, len, "name")
+        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+            throw OrchestraError(.invalidArgument, "queue name is not valid UTF-8 (byte \(bad))")
+        }
+        queue.register(in: r, name: String(decoding: bytes, as: UTF8.self))
+    }
+}
+
+@_cdecl("orc_metrics_render")
+public func orc_metrics_render(_ m: OpaquePointer?, _ format: orc_metrics_format_t, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                               _ outLen: UnsafeMutablePointer<Int>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let r = try handle(m, MetricsRegistry.self, "m")
+        let out = try required(out, "out")
+        let outLen = try required(outLen, "out_len")
+        out.pointee = nil
+        outLen.pointee = 0
+        let bytes: [UInt8]
+        switch format {
+        case ORC_METRICS_PROMETHEUS: bytes = r.renderPrometheus()
+        case ORC_METRICS_JSON: bytes = r.renderJSON()
+        default: throw OrchestraError(.invalidArgument, "format \(format.rawValue) is not an orc_metrics_format_t value")
+        }
+        guard let p = bytes.withUnsafeBytes({ mallocCopy($0) }) else {
+            throw OrchestraError(.noMemory, "cannot allocate \(bytes.count) bytes for the metrics snapshot")
+        }
+        out.pointee = p
+        outLen.pointee = bytes.count
+    }
+}

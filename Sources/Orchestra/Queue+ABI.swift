@@ -1,0 +1,217 @@
+// C ABI of the message queue (include/orchestra.h, section QUEUE). Conversions only.
+import Glibc
+import OrchestraCore
+import COrchestra
+
+/// Runs `body` with the queue behind `q` without retaining it (the caller's handle keeps it
+/// alive for the call; avoids refcount traffic shared by producer and consumer threads).
+@inline(__always)
+private func withQueue(_ q: OpaquePointer?, _ body: (MessageQueue) throws(OrchestraError) -> Void) -> Int32 {
+    guard let q else { return fail(.invalidArgument, "q is NULL") }
+    let err: OrchestraError? = Unmanaged<MessageQueue>.fromOpaque(UnsafeRawPointer(q))._withUnsafeGuaranteedRef { (queue) -> OrchestraError? in
+        do throws(OrchestraError) {
+            try body(queue)
+            return nil
+        } catch {
+            return error
+        }
+    }
+    if let err { return fail(err) }
+    return ORC_OK
+}
+
+@inline(__always)
+private func msgRef(_ p: OpaquePointer) -> Unmanaged<Message> {
+    Unmanaged<Message>.fromOpaque(UnsafeRawPointer(p))
+}
+
+private let maxQueueNameLength = 1024
+
+@_cdecl("orc_queue_options_init_sized")
+public func orc_queue_options_init_sized(_ opts: UnsafeMutablePointer<orc_queue_options_t>?, _ structSize: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let o = try required(opts, "opts")
+        let mine = MemoryLayout<orc_queue_options_t>.size
+        guard structSize >= mine else {
+            throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than this library's orc_queue_options_t (\(mine) bytes)")
+        }
+        let d = QueueOptions()
+        o.pointee = orc_queue_options_t(
+            struct_size: mine, capacity: d.capacity,
+            policy: orc_queue_policy_t(rawValue: numericCast(d.policy.rawValue)),
+            push_timeout_ms: d.pushTimeoutMs, name: nil)
+    }
+}
+
+@_cdecl("orc_queue_new")
+public func orc_queue_new(_ opts: UnsafePointer<orc_queue_options_t>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        out.pointee = nil
+        var options = QueueOptions()
+        if let p = opts {
+            let o = p.pointee
+            let mine = MemoryLayout<orc_queue_options_t>.size
+            guard o.struct_size >= mine else {
+                throw OrchestraError(.invalidArgument, "options not initialised with orc_queue_options_init (struct_size \(UInt(bitPattern: o.struct_size)), expected at least \(mine))")
+            }
+            guard o.capacity >= 0 else {
+                throw OrchestraError(.invalidArgument, "capacity \(UInt(bitPattern: o.capacity)) is too large")
+            }
+            guard let policy = QueuePolicy(rawValue: Int32(truncatingIfNeeded: o.policy.rawValue)), o.policy.rawValue <= 3 else {
+                throw OrchestraError(.invalidArgument, "policy \(o.policy.rawValue) is not an orc_queue_policy_t value (0...3)")
+            }
+            options.capacity = o.capacity
+            options.policy = policy
+            options.pushTimeoutMs = o.push_timeout_ms
+            if let name = o.name {
+                let len = strnlen(name, maxQueueNameLength + 1)
+                guard len <= maxQueueNameLength else {
+                    throw OrchestraError(.invalidArgument, "queue name is longer than \(maxQueueNameLength) bytes")
+                }
+                let bytes = UnsafeRawBufferPointer(start: name, count: len)
+                if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+                    throw OrchestraError(.invalidArgument, "queue name is not valid UTF-8 (byte \(bad))")
+                }
+                options.name = String(decoding: bytes, as: UTF8.self)
+            }
+        }
+        out.pointee = retainedHandle(try MessageQueue(options))
+    }
+}
+
+@_cdecl("orc_queue_free")
+public func orc_queue_free(_ q: OpaquePointer?) {
+    guard let q else { return }
+    Unmanaged<MessageQueue>.fromOpaque(UnsafeRawPointer(q)).release()
+}
+
+@_cdecl("orc_queue_push")
+public func orc_queue_push(_ q: OpaquePointer?, _ msg: OpaquePointer?) -> Int32 {
+    withQueue(q) { (queue) throws(OrchestraError) in
+        let m = try required(msg, "msg")
+        try queue.push(unmanaged: msgRef(m))
+    }
+}
+
+@_cdecl("orc_queue_push_batch")
+public func orc_queue_push_batch(_ q: OpaquePointer?, _ msgs: UnsafePointer<OpaquePointer?>?, _ n: Int,
+                                 _ accepted: UnsafeMutablePointer<Int>?) -> Int32 {
+    accepted?.pointee = 0
+    return withQueue(q) { (queue) throws(OrchestraError) in
+        guard n >= 0 else { throw OrchestraError(.invalidArgument, "n \(UInt(bitPattern: n)) is too large") }
+        if n == 0 { return }
+        let base = try required(msgs, "msgs")
+        let r = queue.pushBatch(count: n) { i in base[i].map(msgRef) }
+        accepted?.pointee = r.accepted
+        if let e = r.error { throw e }
+    }
+}
+
+@_cdecl("orc_queue_pop")
+public func orc_queue_pop(_ q: OpaquePointer?, _ timeoutMs: Int64, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    withQueue(q) { (queue) throws(OrchestraError) in
+        let out = try required(out, "out")
+        out.pointee = nil
+        out.pointee = OpaquePointer(try queue.popUnmanaged(timeoutMs: timeoutMs).toOpaque())
+    }
+}
+
+@_cdecl("orc_queue_pop_batch")
+public func orc_queue_pop_batch(_ q: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?, _ max: Int,
+                                _ timeoutMs: Int64, _ count: UnsafeMutablePointer<Int>?) -> Int32 {
+    count?.pointee = 0
+    return withQueue(q) { (queue) throws(OrchestraError) in
+        let count = try required(count, "count")
+        let out = try required(out, "out")
+        guard max > 0 else {
+            throw OrchestraError(.invalidArgument, max == 0 ? "max is 0" : "max \(UInt(bitPattern: max)) is too large")
+        }
+        count.pointee = try queue.popBatch(max: max, timeoutMs: timeoutMs) { i, m in
+            out[i] = OpaquePointer(m.toOpaque())
+        }
+    }
+}
+
+@_cdecl("orc_queue_close")
+public func orc_queue_close(_ q: OpaquePointer?) -> Int32 {
+    withQueue(q) { queue in queue.close() }
+}
+
+@_cdecl("orc_queue_fail")
+public func orc_queue_fail(_ q: OpaquePointer?, _ code: Int32, _ message: UnsafePointer<CChar>?, _ len: Int) -> Int32 {
+    withQueue(q) { (queue) throws(OrchestraError) in
+        let bytes = try cBytes(message, len, "message")
+        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+            throw OrchestraError(.invalidArgument, "message is not valid UTF-8 (byte \(bad))")
+        }
+        queue.fail(code: code, message: String(decoding: bytes, as: UTF8.self))
+    }
+}
+
+@_cdecl("orc_queue_fd")
+public func orc_queue_fd(_ q: OpaquePointer?, _ fd: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withQueue(q) { (queue) throws(OrchestraError) in
+        let fd = try required(fd, "fd")
+        fd.pointee = try queue.readinessFD()
+    }
+}
+
+@_cdecl("orc_queue_depth")
+public func orc_queue_depth(_ q: OpaquePointer?) -> Int {
+    guard let q else { return 0 }
+    return Unmanaged<MessageQueue>.fromOpaque(UnsafeRawPointer(q))._withUnsafeGuaranteedRef { $0.depth }
+}
+
+/// Holds a C drop callback and its user_data; user_data_free runs when the last reference
+/// (the queue's handler, or a call in progress) goes away.
+private final class DropCallback: @unchecked Sendable {
+    let cb: orc_drop_cb
+    let userData: UnsafeMutableRawPointer?
+    let userDataFree: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+
+    init(_ cb: orc_drop_cb, _ userData: UnsafeMutableRawPointer?, _ free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
+        self.cb = cb
+        self.userData = userData
+        self.userDataFree = free
+    }
+
+    deinit { userDataFree?(userData) }
+}
+
+@_cdecl("orc_queue_set_drop_callback")
+public func orc_queue_set_drop_callback(_ q: OpaquePointer?, _ cb: orc_drop_cb?, _ userData: UnsafeMutableRawPointer?,
+                                        _ userDataFree: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
+    withQueue(q) { (queue) throws(OrchestraError) in
+        guard let cb else {
+            if userDataFree != nil {
+                throw OrchestraError(.invalidArgument, "cb is NULL but user_data_free is set")
+            }
+            queue.setDropHandler(nil)
+            return
+        }
+        let box = DropCallback(cb, userData, userDataFree)
+        queue.setDropHandler { m, reason in
+            box.cb(box.userData, OpaquePointer(Unmanaged.passUnretained(m).toOpaque()),
+                   orc_drop_reason_t(rawValue: numericCast(reason.rawValue)))
+        }
+    }
+}
+
+@_cdecl("orc_queue_stats")
+public func orc_queue_stats(_ q: OpaquePointer?, _ out: UnsafeMutablePointer<orc_queue_stats_t>?) -> Int32 {
+    withQueue(q) { (queue) throws(OrchestraError) in
+        let out = try required(out, "out")
+        let mine = MemoryLayout<orc_queue_stats_t>.size
+        guard out.pointee.struct_size >= mine else {
+            throw OrchestraError(.invalidArgument, "out->struct_size \(UInt(bitPattern: out.pointee.struct_size)) is smaller than orc_queue_stats_t (\(mine) bytes); set it to sizeof *out")
+        }
+        let s = queue.stats
+        out.pointee = orc_queue_stats_t(
+            struct_size: out.pointee.struct_size, pushed: s.pushed, popped: s.popped, handed_off: s.handedOff,
+            dropped_overflow: s.droppedOverflow, expired: s.expired, rejected: s.rejected,
+            blocked_pushes: s.blockedPushes, depth: s.depth, depth_high_water: s.depthHighWater,
+            wait_p50_ns: s.waitP50Ns, wait_p95_ns: s.waitP95Ns, wait_p99_ns: s.waitP99Ns,
+            wait_max_ns: s.waitMaxNs, wait_count: s.waitCount)
+    }
+}

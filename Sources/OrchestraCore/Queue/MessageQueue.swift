@@ -1,0 +1,719 @@
+import Glibc
+
+/// The h2A message queue (DESIGN.md section 5): non-blocking push with direct hand-off to a
+/// waiting reader, four priority lanes (FIFO within a lane), a bound with a backpressure policy,
+/// per-message TTL, close (drain, then `.closed`) and fail (`.failed` for everyone), batch
+/// operations, a readiness eventfd and statistics.
+///
+/// Thread-safe: one pthread mutex guards all state. Messages are stored as `Unmanaged<Message>`
+/// (+1) in rings on manually managed memory, so push and pop do no ARC traffic and no allocation
+/// in steady state. A blocked reader waits on its own condition variable (on its stack) and is
+/// handed the message by the pusher; blocked writers share one condition variable that is
+/// signalled only when someone waits on it.
+///
+/// Drop handlers and async continuations are called after the mutex is released.
+public final class MessageQueue: @unchecked Sendable {
+    public let capacity: Int
+    public let policy: QueuePolicy
+    public let pushTimeoutMs: Int64
+    public let name: String
+
+    /// A blocked synchronous reader. Lives on the reader's stack while it waits.
+    struct SyncWaiter {
+        var cond: UnsafeMutablePointer<pthread_cond_t>
+        var next: UnsafeMutablePointer<SyncWaiter>? = nil
+        var prev: UnsafeMutablePointer<SyncWaiter>? = nil
+        var entry: QueueEntry? = nil
+        /// 0 waiting, 1 handed a message, 2 woken by close/fail.
+        var state: UInt8 = 0
+    }
+
+    struct AsyncWaiter {
+        var id: UInt64
+        var cont: UnsafeContinuation<Message?, any Error>
+    }
+
+    /// All mutable state, behind the mutex (kept in one allocation so accesses need no dynamic
+    /// exclusivity checks).
+    struct State {
+        var lanes: (LaneRing, LaneRing, LaneRing, LaneRing) = (LaneRing(), LaneRing(), LaneRing(), LaneRing())
+        var depth = 0
+        var closed = false
+        var failure: OrchestraError? = nil
+        var failureCode: Int32 = 0
+        var syncHead: UnsafeMutablePointer<SyncWaiter>? = nil
+        var syncTail: UnsafeMutablePointer<SyncWaiter>? = nil
+        var asyncWaiters: [AsyncWaiter] = []
+        var nextWaiterId: UInt64 = 0
+        var blockedWriters = 0
+        var efd: Int32 = -1
+        var fdReadable = false
+        var dropHandler: (@Sendable (Message, DropReason) -> Void)? = nil
+        var stats = QueueStats()
+        var wait = Histogram()
+    }
+
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let notFull: UnsafeMutablePointer<pthread_cond_t>
+    private let condAttr: UnsafeMutablePointer<pthread_condattr_t>
+    private let s: UnsafeMutablePointer<State>
+
+    /// Makes a queue. Throws `.invalidArgument` for a negative capacity.
+    public init(_ options: QueueOptions = QueueOptions()) throws(OrchestraError) {
+        guard options.capacity >= 0 else {
+            throw OrchestraError(.invalidArgument, "queue capacity \(options.capacity) is negative (0 means unbounded)")
+        }
+        capacity = options.capacity
+        policy = options.policy
+        pushTimeoutMs = options.pushTimeoutMs
+        name = options.name
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        condAttr = .allocate(capacity: 1)
+        condAttr.initialize(to: pthread_condattr_t())
+        pthread_condattr_init(condAttr)
+        pthread_condattr_setclock(condAttr, CLOCK_MONOTONIC)
+        notFull = .allocate(capacity: 1)
+        notFull.initialize(to: pthread_cond_t())
+        pthread_cond_init(notFull, condAttr)
+        s = .allocate(capacity: 1)
+        s.initialize(to: State())
+    }
+
+    deinit {
+        // No waiter can exist: every waiter holds a reference to the queue.
+        var leftovers: [Unmanaged<Message>] = []
+        for l in 0..<4 {
+            withLane(l) { ring in
+                while ring.count > 0 { leftovers.append(ring.removeFirst().msg) }
+                ring.deallocate()
+            }
+        }
+        let handler = s.pointee.dropHandler
+        if s.pointee.efd >= 0 { _ = Glibc.close(s.pointee.efd) }
+        s.deinitialize(count: 1)
+        s.deallocate()
+        pthread_cond_destroy(notFull)
+        notFull.deallocate()
+        pthread_condattr_destroy(condAttr)
+        condAttr.deallocate()
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        for m in leftovers {
+            handler?(m.takeUnretainedValue(), .closedOnFree)
+            m.release()
+        }
+    }
+
+    // MARK: Locking helpers
+
+    @inline(__always) private func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) private func unlock() { pthread_mutex_unlock(mutex) }
+
+    @inline(__always)
+    private func withLane<R>(_ l: Int, _ body: (inout LaneRing) -> R) -> R {
+        switch l {
+        case 0: return body(&s.pointee.lanes.0)
+        case 1: return body(&s.pointee.lanes.1)
+        case 2: return body(&s.pointee.lanes.2)
+        default: return body(&s.pointee.lanes.3)
+        }
+    }
+
+    @inline(__always)
+    private func laneCount(_ l: Int) -> Int {
+        switch l {
+        case 0: return s.pointee.lanes.0.count
+        case 1: return s.pointee.lanes.1.count
+        case 2: return s.pointee.lanes.2.count
+        default: return s.pointee.lanes.3.count
+        }
+    }
+
+    /// Work to do once the mutex is released: drop-handler calls and async resumptions.
+    struct Pending {
+        enum Resume {
+            case message(UnsafeContinuation<Message?, any Error>, Unmanaged<Message>)
+            case end(UnsafeContinuation<Message?, any Error>)
+            case error(UnsafeContinuation<Message?, any Error>, any Error)
+        }
+        var drop0: (Unmanaged<Message>, DropReason)? = nil
+        var moreDrops: [(Unmanaged<Message>, DropReason)] = []
+        var handler: (@Sendable (Message, DropReason) -> Void)? = nil
+        var resume0: Resume? = nil
+        var moreResumes: [Resume] = []
+
+        @inline(__always) var isEmpty: Bool { drop0 == nil && resume0 == nil }
+
+        mutating func drop(_ m: Unmanaged<Message>, _ r: DropReason, _ h: (@Sendable (Message, DropReason) -> Void)?) {
+            if drop0 == nil { drop0 = (m, r); handler = h } else { moreDrops.append((m, r)) }
+        }
+
+        mutating func resume(_ r: Resume) {
+            if resume0 == nil { resume0 = r } else { moreResumes.append(r) }
+        }
+
+        /// Runs the work. Drop handlers get the message borrowed; the queue's reference is
+        /// released afterwards.
+        func run() {
+            if let r = resume0 {
+                Pending.perform(r)
+                for r in moreResumes { Pending.perform(r) }
+            }
+            if let (m, r) = drop0 {
+                handler?(m.takeUnretainedValue(), r)
+                m.release()
+                for (m, r) in moreDrops {
+                    handler?(m.takeUnretainedValue(), r)
+                    m.release()
+                }
+            }
+        }
+
+        private static func perform(_ r: Resume) {
+            switch r {
+            case .message(let c, let m): c.resume(returning: m.takeRetainedValue())
+            case .end(let c): c.resume(returning: nil)
+            case .error(let c, let e): c.resume(throwing: e)
+            }
+        }
+    }
+
+    /// Makes the eventfd readable iff the queue is non-empty, closed or failed.
+    @inline(__always)
+    private func updateFD() {
+        if s.pointee.efd >= 0 { syncFD() }
+    }
+
+    private func syncFD() {
+        let want = s.pointee.depth > 0 || s.pointee.closed || s.pointee.failure != nil
+        guard want != s.pointee.fdReadable else { return }
+        s.pointee.fdReadable = want
+        var v: UInt64 = want ? 1 : 0
+        if want {
+            _ = write(s.pointee.efd, &v, 8)
+        } else {
+            _ = read(s.pointee.efd, &v, 8)
+        }
+    }
+
+    private var label: String { name.isEmpty ? "queue" : "queue \"\(name)\"" }
+
+    // MARK: Push
+
+    /// Pushes one message (the queue retains it). Throws `.closed`, `.failed`, or `.full`
+    /// (reject policy, or block policy timed out). A message dropped by a drop policy counts as
+    /// pushed (no error).
+    public func push(_ msg: Message) throws(OrchestraError) {
+        let m = Unmanaged.passRetained(msg)
+        do {
+            try push(unmanaged: m)
+        } catch {
+            m.release()
+            throw error
+        }
+    }
+
+    /// Pushes a +1 reference: on success (or a policy drop) the queue owns it; on error the
+    /// caller still does.
+    public func push(unmanaged m: Unmanaged<Message>) throws(OrchestraError) {
+        let now = monotonicNanos()
+        var pending = Pending()
+        lock()
+        do {
+            try pushLocked(m, now: now, pending: &pending)
+        } catch {
+            updateFD()
+            unlock()
+            if !pending.isEmpty { pending.run() }
+            throw error
+        }
+        updateFD()
+        unlock()
+        if !pending.isEmpty { pending.run() }
+    }
+
+    /// Pushes `n` messages taking the lock once; `at(i)` gives the i-th +1 reference (nil is an
+    /// invalid argument). Returns how many were taken; stops at the first failure, reporting it
+    /// (the failed message and those after it stay with the caller).
+    public func pushBatch(count n: Int, _ at: (Int) -> Unmanaged<Message>?) -> (accepted: Int, error: OrchestraError?) {
+        guard n > 0 else { return (0, nil) }
+        let now = monotonicNanos()
+        var pending = Pending()
+        var accepted = 0
+        var err: OrchestraError? = nil
+        lock()
+        while accepted < n {
+            guard let m = at(accepted) else {
+                err = OrchestraError(.invalidArgument, "message \(accepted) of the batch is NULL")
+                break
+            }
+            do {
+                try pushLocked(m, now: now, pending: &pending)
+            } catch {
+                err = error
+                break
+            }
+            accepted += 1
+        }
+        updateFD()
+        unlock()
+        if !pending.isEmpty { pending.run() }
+        return (accepted, err)
+    }
+
+    /// Pushes messages (retained by the queue); returns how many were taken and the error that
+    /// stopped the batch, if any.
+    public func pushBatch(_ msgs: [Message]) -> (accepted: Int, error: OrchestraError?) {
+        let r = pushBatch(count: msgs.count) { i in Unmanaged.passRetained(msgs[i]) }
+        // The reference made for the message that failed was not taken.
+        if r.error != nil, r.accepted < msgs.count {
+            Unmanaged.passUnretained(msgs[r.accepted]).release()
+        }
+        return r
+    }
+
+    private func checkOpen() throws(OrchestraError) {
+        if let f = s.pointee.failure { throw f }
+        if s.pointee.closed { throw OrchestraError(.closed, "\(label) is closed") }
+    }
+
+    /// Under the lock. May wait on notFull (block policy), releasing the lock meanwhile.
+    private func pushLocked(_ m: Unmanaged<Message>, now: UInt64, pending: inout Pending) throws(OrchestraError) {
+        var waited = false
+        var deadline: timespec? = nil
+        while true {
+            try checkOpen()
+            // Direct hand-off to a waiting reader (readers wait only while the queue is empty).
+            if let w = s.pointee.syncHead {
+                unlinkSync(w)
+                w.pointee.entry = QueueEntry(msg: m, pushedAt: now, deadline: .max)
+                w.pointee.state = 1
+                pthread_cond_signal(w.pointee.cond)
+                s.pointee.stats.pushed &+= 1
+                s.pointee.stats.handedOff &+= 1
+                return
+            }
+            if !s.pointee.asyncWaiters.isEmpty {
+                let a = s.pointee.asyncWaiters.removeFirst()
+                s.pointee.stats.pushed &+= 1
+                s.pointee.stats.handedOff &+= 1
+                s.pointee.stats.popped &+= 1
+                s.pointee.wait.record(0)
+                pending.resume(.message(a.cont, m))
+                return
+            }
+            if capacity == 0 || s.pointee.depth < capacity { break }
+            switch policy {
+            case .reject:
+                s.pointee.stats.rejected &+= 1
+                throw OrchestraError(.full, "\(label) is full (capacity \(capacity), policy reject)")
+            case .dropNewest:
+                s.pointee.stats.pushed &+= 1
+                s.pointee.stats.droppedOverflow &+= 1
+                pending.drop(m, .overflow, s.pointee.dropHandler)
+                return
+            case .dropOldest:
+                let prio = Int(m._withUnsafeGuaranteedRef { $0.effectivePriority.rawValue })
+                var victimLane = -1
+                for l in 0...prio where laneCount(l) > 0 { victimLane = l; break }
+                s.pointee.stats.droppedOverflow &+= 1
+                if victimLane < 0 {
+                    s.pointee.stats.pushed &+= 1
+                    pending.drop(m, .overflow, s.pointee.dropHandler)
+                    return
+                }
+                let victim = withLane(victimLane) { $0.removeFirst() }
+                s.pointee.depth -= 1
+                pending.drop(victim.msg, .overflow, s.pointee.dropHandler)
+            case .block:
+                if pushTimeoutMs == 0 {
+                    s.pointee.stats.rejected &+= 1
+                    throw OrchestraError(.full, "\(label) is full (capacity \(capacity), policy block, push timeout 0)")
+                }
+                if !waited {
+                    waited = true
+                    s.pointee.stats.blockedPushes &+= 1
+                    if pushTimeoutMs > 0 { deadline = MessageQueue.deadline(afterMs: pushTimeoutMs) }
+                }
+                s.pointee.blockedWriters += 1
+                var timedOut = false
+                if var d = deadline {
+                    timedOut = pthread_cond_timedwait(notFull, mutex, &d) == ETIMEDOUT
+                } else {
+                    pthread_cond_wait(notFull, mutex)
+                }
+                s.pointee.blockedWriters -= 1
+                if timedOut && s.pointee.failure == nil && !s.pointee.closed
+                    && s.pointee.syncHead == nil && s.pointee.asyncWaiters.isEmpty
+                    && s.pointee.depth >= capacity {
+                    s.pointee.stats.rejected &+= 1
+                    throw OrchestraError(.full, "\(label) stayed full for \(pushTimeoutMs) ms (capacity \(capacity), policy block)")
+                }
+                continue
+            }
+            if s.pointee.depth < capacity { break }
+        }
+        // Enqueue in its lane.
+        let (prio, ttl) = m._withUnsafeGuaranteedRef { ($0.effectivePriority.rawValue, $0.ttl) }
+        var deadlineNs = UInt64.max
+        if let ttl {
+            let ms = UInt64(clamping: Swift.max(ttl, 0))
+            let (ns, o1) = ms.multipliedReportingOverflow(by: 1_000_000)
+            let (d, o2) = now.addingReportingOverflow(ns)
+            deadlineNs = (o1 || o2) ? .max - 1 : d
+        }
+        withLane(Int(prio)) { $0.append(QueueEntry(msg: m, pushedAt: now, deadline: deadlineNs)) }
+        s.pointee.depth += 1
+        s.pointee.stats.pushed &+= 1
+        if UInt64(s.pointee.depth) > s.pointee.stats.depthHighWater {
+            s.pointee.stats.depthHighWater = UInt64(s.pointee.depth)
+        }
+    }
+
+    // MARK: Pop
+
+    /// Takes the next live message under the lock (highest lane first), skipping expired ones.
+    @inline(__always)
+    private func takeLocked(now: UInt64, pending: inout Pending) -> QueueEntry? {
+        while s.pointee.depth > 0 {
+            var l = 3
+            while l > 0 && laneCount(l) == 0 { l -= 1 }
+            let e = withLane(l) { $0.removeFirst() }
+            s.pointee.depth -= 1
+            if e.deadline <= now {
+                s.pointee.stats.expired &+= 1
+                pending.drop(e.msg, .expired, s.pointee.dropHandler)
+                continue
+            }
+            s.pointee.stats.popped &+= 1
+            s.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
+            return e
+        }
+        return nil
+    }
+
+    private func unlinkSync(_ w: UnsafeMutablePointer<SyncWaiter>) {
+        let p = w.pointee.prev, n = w.pointee.next
+        if let p { p.pointee.next = n } else { s.pointee.syncHead = n }
+        if let n { n.pointee.prev = p } else { s.pointee.syncTail = p }
+        w.pointee.next = nil
+        w.pointee.prev = nil
+    }
+
+    static func deadline(afterMs ms: Int64) -> timespec? {
+        // More than ~30 years is forever.
+        guard ms < 1_000_000_000_000 else { return nil }
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let total = Int(ts.tv_nsec) + Int(ms % 1000) * 1_000_000
+        ts.tv_sec += Int(ms / 1000) + total / 1_000_000_000
+        ts.tv_nsec = total % 1_000_000_000
+        return ts
+    }
+
+    /// Pops up to `max` messages, waiting (per `timeoutMs`) only for the first; `sink(i, m)`
+    /// receives each +1 reference, in order, under the queue lock (it must only store it).
+    /// Timeout: 0 = try (`.wouldBlock` when empty), < 0 = forever, > 0 = ms (`.timedOut`).
+    /// Throws `.closed` once a closed queue is drained, `.failed` after `fail`.
+    public func popBatch(max: Int, timeoutMs: Int64, _ sink: (Int, Unmanaged<Message>) -> Void) throws(OrchestraError) -> Int {
+        guard max > 0 else { throw OrchestraError(.invalidArgument, "pop batch size must be at least 1") }
+        var now = monotonicNanos()
+        var pending = Pending()
+        var n = 0
+        var err: OrchestraError? = nil
+        lock()
+        var deadline: timespec? = nil
+        var deadlineSet = false
+        outer: while true {
+            if let f = s.pointee.failure { err = f; break }
+            while n < max, let e = takeLocked(now: now, pending: &pending) {
+                sink(n, e.msg)
+                n += 1
+            }
+            if n > 0 { break }
+            if s.pointee.closed { err = OrchestraError(.closed, "\(label) is closed and drained"); break }
+            if timeoutMs == 0 { err = OrchestraError(.wouldBlock, "\(label) is empty"); break }
+            if !deadlineSet {
+                deadlineSet = true
+                if timeoutMs > 0 { deadline = MessageQueue.deadline(afterMs: timeoutMs) }
+            }
+            // Wait as a synchronous waiter with our own condition variable.
+            let (state, entry) = withUnsafeTemporaryAllocation(of: pthread_cond_t.self, capacity: 1) { cb -> (UInt8, QueueEntry?) in
+                withUnsafeTemporaryAllocation(of: SyncWaiter.self, capacity: 1) { wb -> (UInt8, QueueEntry?) in
+                    guard let cond = cb.baseAddress, let w = wb.baseAddress else { return (3, nil) }
+                    cond.initialize(to: pthread_cond_t())
+                    pthread_cond_init(cond, condAttr)
+                    w.initialize(to: SyncWaiter(cond: cond))
+                    w.pointee.prev = s.pointee.syncTail
+                    if let t = s.pointee.syncTail { t.pointee.next = w } else { s.pointee.syncHead = w }
+                    s.pointee.syncTail = w
+                    while w.pointee.state == 0 {
+                        if var d = deadline {
+                            if pthread_cond_timedwait(cond, mutex, &d) == ETIMEDOUT && w.pointee.state == 0 {
+                                unlinkSync(w)
+                                break
+                            }
+                        } else {
+                            pthread_cond_wait(cond, mutex)
+                        }
+                    }
+                    let r = (w.pointee.state, w.pointee.entry)
+                    w.deinitialize(count: 1)
+                    pthread_cond_destroy(cond)
+                    cond.deinitialize(count: 1)
+                    return r
+                }
+            }
+            switch state {
+            case 1:
+                guard let e = entry else { continue outer }
+                now = monotonicNanos()
+                s.pointee.stats.popped &+= 1
+                s.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
+                sink(0, e.msg)
+                n = 1
+                continue outer   // take more from the ring if any arrived meanwhile
+            case 2:
+                continue outer   // closed or failed: report it
+            default:
+                err = OrchestraError(.timedOut, "no message in \(label) within \(timeoutMs) ms")
+                break outer
+            }
+        }
+        if n > 0 && s.pointee.blockedWriters > 0 {
+            if n == 1 { pthread_cond_signal(notFull) } else { pthread_cond_broadcast(notFull) }
+        } else if !pending.isEmpty && s.pointee.blockedWriters > 0 {
+            pthread_cond_broadcast(notFull)   // expired messages made room
+        }
+        updateFD()
+        unlock()
+        if !pending.isEmpty { pending.run() }
+        if let err, n == 0 { throw err }
+        return n
+    }
+
+    /// Pops one message as a +1 reference (the caller releases it). See `popBatch`.
+    public func popUnmanaged(timeoutMs: Int64 = -1) throws(OrchestraError) -> Unmanaged<Message> {
+        var out: Unmanaged<Message>? = nil
+        _ = try popBatch(max: 1, timeoutMs: timeoutMs) { _, m in out = m }
+        guard let out else { throw OrchestraError(.internal, "pop returned no message") }
+        return out
+    }
+
+    /// Pops one message. Timeout: 0 = try (`.wouldBlock`), < 0 = forever, > 0 = ms
+    /// (`.timedOut`). Throws `.closed` once a closed queue is drained, `.failed` after `fail`.
+    public func pop(timeoutMs: Int64 = -1) throws(OrchestraError) -> Message {
+        try popUnmanaged(timeoutMs: timeoutMs).takeRetainedValue()
+    }
+
+    /// Pops up to `max` messages, waiting only for the first.
+    public func popBatch(max: Int, timeoutMs: Int64 = -1) throws(OrchestraError) -> [Message] {
+        var out: [Message] = []
+        out.reserveCapacity(Swift.min(max, 1024))
+        _ = try popBatch(max: max, timeoutMs: timeoutMs) { _, m in out.append(m.takeRetainedValue()) }
+        return out
+    }
+
+    // MARK: Close and fail
+
+    /// No more pushes (`.closed`); readers drain what is left, then get `.closed`. Wakes every
+    /// blocked reader and writer. Idempotent.
+    public func close() {
+        var pending = Pending()
+        lock()
+        if !s.pointee.closed {
+            s.pointee.closed = true
+            wakeAllLocked(&pending, error: nil)
+        }
+        updateFD()
+        unlock()
+        pending.run()
+    }
+
+    /// Puts the queue into an error state: pushes and pops throw `.failed` with `message`.
+    /// Wakes every blocked reader and writer. The first failure wins. `code` is kept for the
+    /// caller (`failureCode`).
+    public func fail(code: Int32 = ErrorCode.failed.rawValue, message: String) {
+        var pending = Pending()
+        lock()
+        if s.pointee.failure == nil {
+            let e = OrchestraError(.failed, message)
+            s.pointee.failure = e
+            s.pointee.failureCode = code
+            wakeAllLocked(&pending, error: e)
+        }
+        updateFD()
+        unlock()
+        pending.run()
+    }
+
+    private func wakeAllLocked(_ pending: inout Pending, error: OrchestraError?) {
+        while let w = s.pointee.syncHead {
+            unlinkSync(w)
+            w.pointee.state = 2
+            pthread_cond_signal(w.pointee.cond)
+        }
+        for a in s.pointee.asyncWaiters {
+            if let error { pending.resume(.error(a.cont, error)) } else { pending.resume(.end(a.cont)) }
+        }
+        s.pointee.asyncWaiters.removeAll()
+        if s.pointee.blockedWriters > 0 { pthread_cond_broadcast(notFull) }
+    }
+
+    /// Whether `close()` was called.
+    public var isClosed: Bool { lock(); defer { unlock() }; return s.pointee.closed }
+
+    /// The failure set by `fail`, with its code, or nil.
+    public var failure: (code: Int32, error: OrchestraError)? {
+        lock(); defer { unlock() }
+        guard let f = s.pointee.failure else { return nil }
+        return (s.pointee.failureCode, f)
+    }
+
+    // MARK: Drop handler, fd, stats
+
+    /// Sets (or clears) the handler called for every dropped message (overflow, expired,
+    /// closed-on-free), outside the queue lock, with the message borrowed for the call.
+    public func setDropHandler(_ handler: (@Sendable (Message, DropReason) -> Void)?) {
+        lock()
+        let old = s.pointee.dropHandler
+        s.pointee.dropHandler = handler
+        unlock()
+        _ = old   // released here, outside the lock
+    }
+
+    /// The readiness eventfd (created on first call, owned by the queue): readable while the
+    /// queue is non-empty, closed or failed. Do not read it yourself: pop.
+    public func readinessFD() throws(OrchestraError) -> Int32 {
+        lock()
+        defer { unlock() }
+        if s.pointee.efd < 0 {
+            guard let f = eventfdFunction else {
+                throw OrchestraError(.unsupported, "eventfd is not available on this system")
+            }
+            let fd = f(0, Int32(O_NONBLOCK | O_CLOEXEC))
+            if fd < 0 {
+                let e = errno
+                throw OrchestraError(.io, "eventfd failed: \(String(cString: strerror(e)))")
+            }
+            s.pointee.efd = fd
+            s.pointee.fdReadable = false
+            syncFD()
+        }
+        return s.pointee.efd
+    }
+
+    /// How many readers wait now (for tests and diagnostics).
+    var waiterCounts: (sync: Int, async: Int) {
+        lock(); defer { unlock() }
+        var n = 0
+        var w = s.pointee.syncHead
+        while let x = w { n += 1; w = x.pointee.next }
+        return (n, s.pointee.asyncWaiters.count)
+    }
+
+    /// Messages queued now.
+    public var depth: Int { lock(); defer { unlock() }; return s.pointee.depth }
+
+    /// A consistent snapshot of the counters and the wait-time quantiles.
+    public var stats: QueueStats {
+        lock()
+        defer { unlock() }
+        var st = s.pointee.stats
+        st.depth = UInt64(s.pointee.depth)
+        let h = s.pointee.wait
+        st.waitCount = h.count
+        st.waitSumNs = h.sum
+        st.waitMaxNs = h.max
+        st.waitP50Ns = h.quantile(0.5)
+        st.waitP95Ns = h.quantile(0.95)
+        st.waitP99Ns = h.quantile(0.99)
+        return st
+    }
+
+    // MARK: Async
+
+    /// The next message for an async reader: never blocks a thread. Returns nil once the queue
+    /// is closed and drained; throws `.failed` after `fail`, `CancellationError` on cancellation.
+    public func next() async throws -> Message? {
+        let now = monotonicNanos()
+        var pending = Pending()
+        lock()
+        if let f = s.pointee.failure { unlock(); throw f }
+        if let e = takeLocked(now: now, pending: &pending) {
+            if s.pointee.blockedWriters > 0 { pthread_cond_signal(notFull) }
+            updateFD()
+            unlock()
+            if !pending.isEmpty { pending.run() }
+            return e.msg.takeRetainedValue()
+        }
+        let closed = s.pointee.closed
+        s.pointee.nextWaiterId &+= 1
+        let id = s.pointee.nextWaiterId
+        updateFD()
+        unlock()
+        if !pending.isEmpty { pending.run() }
+        if closed { return nil }
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<Message?, any Error>) in
+                self.registerAsync(id: id, c)
+            }
+        } onCancel: {
+            self.cancelAsync(id: id)
+        }
+    }
+
+    private func registerAsync(id: UInt64, _ c: UnsafeContinuation<Message?, any Error>) {
+        let now = monotonicNanos()
+        var pending = Pending()
+        lock()
+        if let f = s.pointee.failure {
+            pending.resume(.error(c, f))
+        } else if let e = takeLocked(now: now, pending: &pending) {
+            if s.pointee.blockedWriters > 0 { pthread_cond_signal(notFull) }
+            pending.resume(.message(c, e.msg))
+        } else if s.pointee.closed {
+            pending.resume(.end(c))
+        } else if Task.isCancelled {
+            pending.resume(.error(c, CancellationError()))
+        } else {
+            s.pointee.asyncWaiters.append(AsyncWaiter(id: id, cont: c))
+        }
+        updateFD()
+        unlock()
+        pending.run()
+    }
+
+    private func cancelAsync(id: UInt64) {
+        var pending = Pending()
+        lock()
+        if let i = s.pointee.asyncWaiters.firstIndex(where: { $0.id == id }) {
+            let a = s.pointee.asyncWaiters.remove(at: i)
+            pending.resume(.error(a.cont, CancellationError()))
+        }
+        unlock()
+        pending.run()
+    }
+}
+
+extension MessageQueue: AsyncSequence {
+    public typealias Element = Message
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let queue: MessageQueue
+        public mutating func next() async throws -> Message? {
+            try await queue.next()
+        }
+    }
+
+    /// Iterating pops: several iterators (or tasks) share the messages, each gets different ones.
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: self) }
+}
+
+/// glibc's eventfd(2), looked up once (the Glibc module does not export sys/eventfd.h).
+private let eventfdFunction: (@convention(c) (UInt32, Int32) -> Int32)? = {
+    guard let sym = dlsym(nil, "eventfd") else { return nil }
+    return unsafeBitCast(sym, to: (@convention(c) (UInt32, Int32) -> Int32).self)
+}()
