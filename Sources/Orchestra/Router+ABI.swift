@@ -39,7 +39,7 @@ public func orc_router_subscribe(
         let bytes = try cBytes(pattern, patternLen, "pattern")
         let cb = try required(cb, "cb")
         let out = try required(subscriptionID, "subscription_id")
-        out.pointee = try router.subscribe(Array(bytes), onRelease: releaser(userDataFree, userData)) { m throws(OrchestraError) in
+        out.pointee = try router.subscribe(bytes, onRelease: releaser(userDataFree, userData)) { m throws(OrchestraError) in
             let rc = cb(userData, msgPointer(m))
             if rc != 0 { throw OrchestraError(.failed, "handler returned \(rc)") }
         }

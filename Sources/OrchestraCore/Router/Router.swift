@@ -64,7 +64,8 @@ public struct RouterFailure: Sendable {
 /// One subscription. Its `onRelease` runs exactly once, from deinit: after it has been
 /// unsubscribed (or the router is gone) and after every publish that captured it has finished.
 final class Subscription: @unchecked Sendable {
-    let id: SubscriptionID
+    /// Set once, under the router's lock, before the subscription is visible.
+    fileprivate(set) var id: SubscriptionID
     let pattern: [UInt8]
     let handler: (Message) throws -> Void
     let active = Atomic<Bool>(true)
@@ -131,21 +132,30 @@ public final class Router: @unchecked Sendable {
     /// Throws `.invalidArgument`/`.tooBig` for an invalid pattern (see `Subject`).
     @discardableResult
     public func subscribe(
+        _ pattern: UnsafeRawBufferPointer, onRelease: (() -> Void)? = nil,
+        handler: @escaping (Message) throws -> Void
+    ) throws(OrchestraError) -> SubscriptionID {
+        try Subject.withTokens(pattern, isPattern: true) { tokens in
+            // Validation passed: from here on the subscription exists and owns onRelease.
+            let sub = Subscription(id: 0, pattern: Array(pattern), handler: handler, onRelease: onRelease)
+            return lock.withLock { () -> SubscriptionID in
+                let id = s.nextID
+                s.nextID &+= 1
+                sub.id = id
+                s.tree.insert(sub, tokens)
+                s.subscriptions[id] = sub
+                return id
+            }
+        }
+    }
+
+    @discardableResult
+    public func subscribe(
         _ pattern: [UInt8], onRelease: (() -> Void)? = nil,
         handler: @escaping (Message) throws -> Void
     ) throws(OrchestraError) -> SubscriptionID {
         try Subject.withBytes(pattern) { (bytes) throws(OrchestraError) -> SubscriptionID in
-            try Subject.withTokens(bytes, isPattern: true) { tokens in
-                // Validation passed: from here on the subscription exists and owns onRelease.
-                lock.withLock { () -> SubscriptionID in
-                    let id = s.nextID
-                    s.nextID &+= 1
-                    let sub = Subscription(id: id, pattern: pattern, handler: handler, onRelease: onRelease)
-                    s.tree.insert(sub, tokens)
-                    s.subscriptions[id] = sub
-                    return id
-                }
-            }
+            try subscribe(bytes, onRelease: onRelease, handler: handler)
         }
     }
 
@@ -210,12 +220,14 @@ public final class Router: @unchecked Sendable {
     /// token; then no middleware or handler runs.
     @discardableResult
     public func publish(_ message: Message) throws(OrchestraError) -> PublishResult {
-        try Subject.validate(message.typeBytes, isPattern: false)
-        published.add(1, ordering: .relaxed)
         var result = PublishResult()
         var m = message
-
         let middleware = lock.withLock { s.middleware }
+        if !middleware.isEmpty {
+            // Without middleware the subject is validated once, while it is tokenised below.
+            try Subject.validate(message.typeBytes, isPattern: false)
+            published.add(1, ordering: .relaxed)
+        }
         for (index, mw) in middleware.enumerated() {
             let action: MiddlewareResult
             do {
@@ -243,11 +255,13 @@ public final class Router: @unchecked Sendable {
                 }
             }
         } catch {
-            // Only reachable when a middleware rewrote the subject into an invalid one.
+            if middleware.isEmpty { throw error }
+            // The subject was valid before the middleware: one of them rewrote it.
             stopForFailure(&result, .middleware(middleware.count - 1), m.typeBytes,
                            OrchestraError(error.code, "after middleware: \(error.message)"))
             return result
         }
+        if middleware.isEmpty { published.add(1, ordering: .relaxed) }
         if subs.count > 1 { subs.sort { $0.id < $1.id } }
 
         for sub in subs where sub.active.load(ordering: .acquiring) {
