@@ -531,7 +531,144 @@ typedef struct orc_queue_stats {
 int orc_queue_stats(const orc_queue_t *q, orc_queue_stats_t *out);
 
 /* ============================================================================= ROUTER */
-/* @@SECTION ROUTER@@ */
+/*
+ * A router delivers messages to handlers by subject: the message's type, a dot-separated list
+ * of non-empty tokens such as "task.stream". A subscription pattern may use two wildcard
+ * tokens: "*" matches exactly one token ("task.*" matches "task.stream", not "task" nor
+ * "task.a.b") and ">" matches one or more trailing tokens and must be the last token
+ * ("task.>" matches "task.a" and "task.a.b", not "task"; ">" alone matches every subject).
+ * A token that mixes a wildcard character with text ("a*", ">b") is an ordinary literal, as in
+ * NATS. Subjects and patterns are at most 65536 bytes and 256 tokens; empty tokens ("a..b",
+ * ".a", "a.") are rejected, and a published subject may not contain a "*" or ">" token.
+ *
+ * Publishing runs the middleware in registration order (each may rewrite, replace or stop the
+ * message), then every matching handler in subscription order, on the publishing thread. A
+ * handler's failure is counted and does not stop the other handlers. A message no handler
+ * received goes to the unhandled (dead letter) hook. Matching walks a subject tree: its cost
+ * depends on the subject's tokens, not on how many subscriptions exist.
+ *
+ * Routers are thread-safe. No lock is held while a callback runs, so callbacks may subscribe,
+ * unsubscribe or publish on the same router (recursion depth is the caller's responsibility).
+ * Every user_data_free is called exactly once, when the router lets go of user_data: after the
+ * subscription is removed (or the hook replaced, or the router freed) AND after every publish
+ * that was using it has returned, on whichever thread that happens. It is not called when the
+ * registering call fails.
+ */
+
+#ifndef ORC_MSG_T_DEFINED
+#define ORC_MSG_T_DEFINED
+/** A message (see MESSAGE). Repeated here so this section stands alone; C11/C++ allow it. */
+typedef struct orc_msg orc_msg_t;
+#endif
+
+/** A subject router. Thread-safe. */
+typedef struct orc_router orc_router_t;
+
+/** A subscription handler. `msg` is borrowed for the call (orc_msg_retain it to keep it).
+ *  Return 0 for success; any other value counts as a handler failure. */
+typedef int (*orc_handler_cb)(void *user_data, orc_msg_t *msg);
+
+/** What a middleware returns. */
+typedef enum {
+    ORC_ROUTE_CONTINUE = 0,  /* pass the message on */
+    ORC_ROUTE_STOP = 1       /* drop it: no handler and no unhandled hook sees it */
+} orc_route_action_t;
+
+/** A middleware. `msg` is borrowed for the call; the middleware may change it in place (the
+ *  publisher's message is changed) or replace it: store in *replace a message the middleware
+ *  owns a reference to (orc_msg_new, orc_msg_clone, or orc_msg_retain) and the router takes
+ *  that reference; the replacement is what later middleware and the handlers see.
+ *  Return ORC_ROUTE_CONTINUE or ORC_ROUTE_STOP; a negative value (or any other value) is a
+ *  middleware failure: the message is stopped and counted in middleware_failures. A
+ *  replacement stored together with a failure or a stop is released by the router. */
+typedef int (*orc_middleware_cb)(void *user_data, orc_msg_t *msg, orc_msg_t **replace);
+
+/** The unhandled (dead letter) hook: receives each message no handler received (not those
+ *  stopped by middleware). `msg` is borrowed for the call. */
+typedef void (*orc_unhandled_cb)(void *user_data, orc_msg_t *msg);
+
+/** The outcome of one orc_router_publish. Set struct_size = sizeof(orc_publish_result_t). */
+typedef struct orc_publish_result {
+    size_t struct_size;
+    uint32_t matched;          /* handlers invoked */
+    uint32_t failed;           /* invoked handlers that returned non-zero */
+    int stopped;               /* 1 if a middleware stopped the message (ORC_ROUTE_STOP or failure) */
+    int middleware_failed;     /* 1 if the stop was a middleware failure */
+    int unhandled;             /* 1 if no handler was invoked (the unhandled hook got it) */
+} orc_publish_result_t;
+
+/** Router counters. Set struct_size = sizeof(orc_router_stats_t) before orc_router_stats. */
+typedef struct orc_router_stats {
+    size_t struct_size;
+    uint64_t published;           /* valid messages passed to orc_router_publish */
+    uint64_t delivered;           /* handler calls that returned 0 */
+    uint64_t handler_failures;    /* handler calls that returned non-zero */
+    uint64_t middleware_stops;    /* messages stopped by middleware (stop or failure) */
+    uint64_t middleware_failures; /* of those, stopped by a middleware failure */
+    uint64_t unhandled;           /* messages no handler received */
+    uint64_t subscriptions;       /* live subscriptions */
+} orc_router_stats_t;
+
+/** Creates an empty router; *out owns it (free it with orc_router_free).
+ *  Errors: ORC_EINVAL (out is NULL). Any thread. */
+int orc_router_new(orc_router_t **out);
+
+/** Frees the router: drops every subscription, middleware and hook, calling their
+ *  user_data_free functions. NULL is a no-op. No other call on `r` may be running or start
+ *  later (a callback may not free its own router). Any thread. */
+void orc_router_free(orc_router_t *r);
+
+/** Subscribes `cb` to subjects matching `pattern` (pattern_len bytes, copied) and stores the
+ *  new subscription's id (never 0) in *subscription_id. The router owns user_data until it
+ *  calls user_data_free (may be NULL) once, as described above; if this call fails, it does
+ *  not take user_data. Errors: ORC_EINVAL (NULL r, cb or subscription_id, invalid pattern:
+ *  orc_last_error() says what and where), ORC_ETOOBIG (pattern too long or too many tokens).
+ *  Any thread, including from inside a callback of this router. */
+int orc_router_subscribe(orc_router_t *r, const char *pattern, size_t pattern_len,
+                         orc_handler_cb cb, void *user_data, void (*user_data_free)(void *),
+                         uint64_t *subscription_id);
+
+/** Removes a subscription. Publishes that start afterwards do not call its handler; a publish
+ *  already running on another thread may still be inside it. Its user_data_free runs once no
+ *  publish uses it (possibly before this returns). Errors: ORC_EINVAL (NULL r), ORC_ENOTFOUND
+ *  (unknown or already removed id). Any thread, including from inside a callback. */
+int orc_router_unsubscribe(orc_router_t *r, uint64_t subscription_id);
+
+/** Appends a middleware; middleware runs in the order added, before any handler. The router
+ *  owns user_data until orc_router_free (then user_data_free, may be NULL, is called once).
+ *  Errors: ORC_EINVAL (NULL r or cb). Any thread. */
+int orc_router_use(orc_router_t *r, orc_middleware_cb cb, void *user_data,
+                   void (*user_data_free)(void *));
+
+/** Sets the unhandled hook, replacing (and releasing, via its user_data_free) the previous
+ *  one; cb = NULL removes the hook (user_data and user_data_free are then ignored).
+ *  Errors: ORC_EINVAL (NULL r). Any thread. */
+int orc_router_on_unhandled(orc_router_t *r, orc_unhandled_cb cb, void *user_data,
+                            void (*user_data_free)(void *));
+
+/** Publishes `msg` (borrowed; middleware may change it in place): runs the middleware, then the
+ *  matching handlers, on the calling thread, then the unhandled hook if no handler ran. If
+ *  `result` is not NULL (with result->struct_size set) it receives the outcome. Handler and
+ *  middleware failures are reported in *result and the stats, not as an error code. Errors
+ *  (then no callback runs): ORC_EINVAL (NULL r or msg, result->struct_size too small, or the
+ *  subject is empty, has an empty token or contains a wildcard token), ORC_ETOOBIG (subject
+ *  too long or too many tokens). Any thread, including from inside a callback. */
+int orc_router_publish(orc_router_t *r, orc_msg_t *msg, orc_publish_result_t *result);
+
+/** Copies the router's counters into *out (set out->struct_size = sizeof *out first).
+ *  Errors: ORC_EINVAL (NULL argument, struct_size smaller than this library's struct).
+ *  Any thread. */
+int orc_router_stats(const orc_router_t *r, orc_router_stats_t *out);
+
+/** Checks a subject (is_pattern = 0) or a subscription pattern (is_pattern != 0) of `len`
+ *  bytes. Returns ORC_OK, or ORC_EINVAL / ORC_ETOOBIG with orc_last_error() explaining what is
+ *  wrong and where (e.g. "pattern \"a..b\": empty token at byte 2"). Any thread. */
+int orc_subject_validate(const char *subject, size_t len, int is_pattern);
+
+/** Whether `subject` (no wildcards) matches `pattern`: 1 if it does, 0 if not, or a negative
+ *  error code (ORC_EINVAL, ORC_ETOOBIG) if either is invalid. Any thread. */
+int orc_subject_matches(const char *pattern, size_t pattern_len, const char *subject,
+                        size_t subject_len);
 
 /* ============================================================================ METRICS */
 /*
