@@ -141,12 +141,12 @@ orc_queue_stats = fn("orc_queue_stats", c_int, vp, P(QueueStats))
 # router
 class PublishResult(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("matched", c_uint32), ("failed", c_uint32),
-                ("stopped", c_int), ("unhandled", c_int)]
+                ("stopped", c_int), ("middleware_failed", c_int), ("unhandled", c_int)]
 
 
 class RouterStats(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t)] + [(n, c_uint64) for n in (
-        "published", "delivered", "handler_failures", "middleware_stops", "unhandled",
+        "published", "delivered", "handler_failures", "middleware_stops", "middleware_failures", "unhandled",
         "subscriptions")]
 
 

@@ -61,7 +61,6 @@ class Queue:
         self._ptr = None
         check(_lib.orc_queue_new(byref(opts), byref(out)))
         self._ptr = out.value
-        self._batch = (c_void_p * self.BATCH)()
         self._drop_cb = None
         if on_drop is not None:
             self.on_drop(on_drop)
@@ -112,9 +111,10 @@ class Queue:
 
     def pop_batch(self, max: int = 256, timeout: Optional[float] = None) -> List[Message]:
         """Up to `max` messages, waiting only for the first."""
-        arr = self._batch if max <= self.BATCH else (c_void_p * max)()
+        # A fresh array per call: several threads may pop from one queue at once.
+        arr = (c_void_p * max)()
         n = c_size_t()
-        check(_lib.orc_queue_pop_batch(self._ptr, arr, min(max, len(arr)), _timeout_ms(timeout), byref(n)))
+        check(_lib.orc_queue_pop_batch(self._ptr, arr, max, _timeout_ms(timeout), byref(n)))
         return [_adopt(arr[i]) for i in range(n.value)]
 
     def close(self) -> None:
@@ -159,6 +159,7 @@ class _AsyncIterator:
         self._q = queue
         self._buf: collections.deque = collections.deque()
         self._fd = queue.fileno()
+        self._arr = (c_void_p * Queue.BATCH)()   # this iterator's own batch buffer
 
     def __aiter__(self):
         return self
@@ -167,7 +168,7 @@ class _AsyncIterator:
         if self._buf:
             return self._buf.popleft()
         q = self._q
-        arr, n = q._batch, c_size_t()
+        arr, n = self._arr, c_size_t()
         while True:
             rc = _lib.orc_queue_pop_batch(q._ptr, arr, q.BATCH, 0, byref(n))
             if rc == 0:
