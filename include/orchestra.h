@@ -708,6 +708,13 @@ int orc_metrics_histogram_record(orc_metrics_t *m, const char *name, size_t name
  *  Errors: ORC_EINVAL (NULL, name not UTF-8). Any thread. */
 int orc_metrics_register_queue(orc_metrics_t *m, orc_queue_t *q, const char *name, size_t name_len);
 
+/** Exposes router `r`'s statistics in `m` as orchestra_router_*{router="<name>"} samples
+ *  (published_total, delivered_total, handler_failures_total, middleware_stops_total,
+ *  middleware_failures_total, unhandled_total, subscriptions). `name` is UTF-8, copied. The
+ *  registry does not keep the router alive: a freed router stops reporting.
+ *  Errors: ORC_EINVAL (NULL, name not UTF-8). Any thread. */
+int orc_metrics_register_router(orc_metrics_t *m, orc_router_t *r, const char *name, size_t name_len);
+
 /** Output formats of orc_metrics_render. */
 typedef enum {
     ORC_METRICS_PROMETHEUS = 0,  /* text exposition format 0.0.4 */

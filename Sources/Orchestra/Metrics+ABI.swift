@@ -82,3 +82,16 @@ public func orc_metrics_render(_ m: OpaquePointer?, _ format: orc_metrics_format
         outLen.pointee = bytes.count
     }
 }
+
+@_cdecl("orc_metrics_register_router")
+public func orc_metrics_register_router(_ m: OpaquePointer?, _ r: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ len: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let registry = try handle(m, MetricsRegistry.self, "m")
+        let router = try handle(r, Router.self, "r")
+        let bytes = try cBytes(name, len, "name")
+        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+            throw OrchestraError(.invalidArgument, "router name is not valid UTF-8 (byte \(bad))")
+        }
+        router.register(in: registry, name: String(decoding: bytes, as: UTF8.self))
+    }
+}

@@ -105,10 +105,10 @@ static void dead_letter(void *ud, orc_msg_t *m) {
     printf("   [%s] nobody subscribed to %.*s\n", (const char *)ud, (int)len, t);
 }
 
-static void router_demo(orc_metrics_t *metrics) {
-    (void)metrics;
+static orc_router_t *router_demo(orc_metrics_t *metrics) {
     orc_router_t *r;
     TRY(orc_router_new(&r));
+    TRY(orc_metrics_register_router(metrics, r, "demo", 4));
     uint64_t s1, s2;
     TRY(orc_router_subscribe(r, "task.*", 6, on_task, "task.*", NULL, &s1));
     TRY(orc_router_subscribe(r, "agent.>", 7, on_task, "agent.>", NULL, &s2));
@@ -125,7 +125,7 @@ static void router_demo(orc_metrics_t *metrics) {
     uint64_t bad;
     int rc = orc_router_subscribe(r, "task..x", 7, on_task, NULL, NULL, &bad);
     printf("   pattern \"task..x\" is refused: %s: %s\n", orc_err_name(rc), orc_last_error());
-    orc_router_free(r);
+    return r;   /* kept until the metrics are printed */
 }
 
 /* --- 4: queue ---------------------------------------------------------------------------- */
@@ -143,7 +143,7 @@ static void *producer(void *arg) {
     return NULL;
 }
 
-static void queue_demo(orc_metrics_t *metrics) {
+static orc_queue_t *queue_demo(orc_metrics_t *metrics) {
     orc_queue_options_t o;
     orc_queue_options_init(&o);
     o.capacity = 1024;
@@ -175,7 +175,7 @@ static void queue_demo(orc_metrics_t *metrics) {
     printf("   depth high-water %llu, wait p50 %.1f us, p99 %.1f us\n", (unsigned long long)s.depth_high_water,
            s.wait_p50_ns / 1000.0, s.wait_p99_ns / 1000.0);
     if (total != ITEMS) exit(1);
-    orc_queue_free(q);
+    return q;   /* kept until the metrics are printed */
 }
 
 int main(void) {
@@ -183,14 +183,16 @@ int main(void) {
     orc_metrics_t *metrics;
     TRY(orc_metrics_new(&metrics));
     codec_demo();
-    router_demo(metrics);
-    queue_demo(metrics);
+    orc_router_t *router = router_demo(metrics);
+    orc_queue_t *queue = queue_demo(metrics);
     TRY(orc_metrics_counter_add(metrics, "demo_runs_total", 15, 1));
     void *text = NULL;
     size_t text_len = 0;
     TRY(orc_metrics_render(metrics, ORC_METRICS_PROMETHEUS, &text, &text_len));
     printf("5. metrics (Prometheus text, %zu bytes):\n%.*s", text_len, (int)text_len, (const char *)text);
     orc_buf_free(text);
+    orc_queue_free(queue);
+    orc_router_free(router);
     orc_metrics_free(metrics);
     printf("demo: all steps done\n");
     return 0;

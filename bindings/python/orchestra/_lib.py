@@ -171,4 +171,5 @@ orc_metrics_counter_add = fn("orc_metrics_counter_add", c_int, vp, c_char_p, c_s
 orc_metrics_gauge_set = fn("orc_metrics_gauge_set", c_int, vp, c_char_p, c_size_t, c_double)
 orc_metrics_histogram_record = fn("orc_metrics_histogram_record", c_int, vp, c_char_p, c_size_t, c_uint64)
 orc_metrics_register_queue = fn("orc_metrics_register_queue", c_int, vp, vp, c_char_p, c_size_t)
+orc_metrics_register_router = fn("orc_metrics_register_router", c_int, vp, vp, c_char_p, c_size_t)
 orc_metrics_render = fn("orc_metrics_render", c_int, vp, c_int, P(vp), P(c_size_t))

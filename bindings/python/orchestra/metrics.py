@@ -8,6 +8,7 @@ from ctypes import byref, c_size_t, c_void_p
 from . import _lib
 from .errors import check
 from .queue import Queue
+from .router import Router
 
 
 class Metrics:
@@ -41,6 +42,11 @@ class Metrics:
         n = name.encode()
         check(_lib.orc_metrics_register_queue(self._ptr, queue._ptr, n, len(n)))
         self._queues.append(queue)
+
+    def register_router(self, router: Router, name: str) -> None:
+        n = name.encode()
+        check(_lib.orc_metrics_register_router(self._ptr, router._ptr, n, len(n)))
+        self._queues.append(router)
 
     def _render(self, fmt: int) -> bytes:
         out, n = c_void_p(), c_size_t()

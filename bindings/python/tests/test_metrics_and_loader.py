@@ -21,7 +21,15 @@ def test_prometheus_and_snapshot():
     q = Queue(name="inbox")
     q.push(Message("x"))
     m.register_queue(q, "inbox")
+    r = orchestra.Router()
+    r.subscribe("a.*", lambda msg: None)
+    r.publish(Message("a.b"))
+    r.publish(Message("zzz"))
+    m.register_router(r, "main")
     text = m.prometheus()
+    assert 'orchestra_router_published_total{router="main"} 2' in text
+    assert 'orchestra_router_unhandled_total{router="main"} 1' in text
+    assert 'orchestra_queue_depth{queue="inbox"} 1' in text
     assert "jobs_total 3" in text
     assert "# TYPE jobs_total counter" in text
     assert 'queue="inbox"' in text
