@@ -332,22 +332,10 @@ enum JSONEnvelope {
         }
         try s.expectEnd()
 
-        guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
-        guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
-        try checkDuplicateKeys(extensions, in: "the envelope")
-
-        let m = Message(type: type, id: id, timestamp: timestamp, version: texts[0], source: texts[1])
-        m.targetBytes = texts[2]
-        m.correlationIdBytes = texts[3]
-        m.replyToBytes = texts[4]
-        m.ttl = ttl
-        m.priority = priority
-        m.contentType = contentType
-        m.headers = headers
-        m.metadata = metadata
-        m.compressed = compressed
-        m.encrypted = encrypted
-        m.extensions = extensions
+        let m = try EnvelopeFields.assemble(
+            id: id, type: type, timestamp: timestamp, texts: texts, ttl: ttl, priority: priority,
+            contentType: contentType, headers: headers, metadata: metadata, compressed: compressed,
+            encrypted: encrypted, extensions: extensions)
 
         if let range = payloadRange {
             let start = range.lowerBound
@@ -521,4 +509,32 @@ func parseUInt64(_ lexeme: UnsafeRawBufferPointer) -> UInt64? {
         mag = m2
     }
     return mag
+}
+
+/// The envelope fields both decoders collect, turned into a message in one place.
+enum EnvelopeFields {
+    /// `texts` holds version, source, target, correlationId and replyTo, in that order.
+    static func assemble(
+        id: [UInt8]?, type: [UInt8]?, timestamp: Int64?, texts: [[UInt8]?], ttl: Int64?,
+        priority: Priority?, contentType: ContentType, headers: [Field], metadata: [Field],
+        compressed: Bool, encrypted: Bool, extensions: [Field]
+    ) throws(OrchestraError) -> Message {
+        guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
+        guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
+        try checkDuplicateKeys(extensions, in: "the envelope")
+
+        let m = Message(type: type, id: id, timestamp: timestamp, version: texts[0], source: texts[1])
+        m.targetBytes = texts[2]
+        m.correlationIdBytes = texts[3]
+        m.replyToBytes = texts[4]
+        m.ttl = ttl
+        m.priority = priority
+        m.contentType = contentType
+        m.headers = headers
+        m.metadata = metadata
+        m.compressed = compressed
+        m.encrypted = encrypted
+        m.extensions = extensions
+        return m
+    }
 }

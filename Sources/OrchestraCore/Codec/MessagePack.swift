@@ -590,22 +590,10 @@ enum MsgPackEnvelope {
         if r.pos != bytes.count {
             throw r.fail("\(bytes.count - r.pos) trailing bytes after the envelope map")
         }
-        guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
-        guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
-        try checkDuplicateKeys(extensions, in: "the envelope")
-
-        let m = Message(type: type, id: id, timestamp: timestamp, version: texts[0], source: texts[1])
-        m.targetBytes = texts[2]
-        m.correlationIdBytes = texts[3]
-        m.replyToBytes = texts[4]
-        m.ttl = ttl
-        m.priority = priority
-        m.contentType = contentType
-        m.headers = headers
-        m.metadata = metadata
-        m.compressed = compressed
-        m.encrypted = encrypted
-        m.extensions = extensions
+        let m = try EnvelopeFields.assemble(
+            id: id, type: type, timestamp: timestamp, texts: texts, ttl: ttl, priority: priority,
+            contentType: contentType, headers: headers, metadata: metadata, compressed: compressed,
+            encrypted: encrypted, extensions: extensions)
 
         if let start = payloadPos {
             r.pos = start
