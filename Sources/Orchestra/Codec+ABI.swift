@@ -59,18 +59,12 @@ public func orc_msg_encode(_ msg: OpaquePointer?, _ format: orc_format_t, _ buf:
         outLen.pointee = 0
         let dst = try cBytes(UnsafeRawPointer(buf), cap, "buf")
         let f = try wireFormat(format)
-        let scratch = threadScratch()
-        scratch.bytes.removeAll(keepingCapacity: true)
-        defer {
-            if scratch.bytes.capacity > EncodeScratch.keepCapacity { scratch.bytes = [] }
-        }
-        try EnvelopeCodec.encode(m, format: f, into: &scratch.bytes)
-        let n = scratch.bytes.count
-        outLen.pointee = n
-        guard n <= dst.count, let buf else {
-            throw OrchestraError(.noSpace, "encoded message is \(n) bytes; the buffer holds \(dst.count)")
-        }
-        scratch.bytes.withUnsafeBytes { src in
+        try encodeInScratch(m, f) { (src) throws(OrchestraError) in
+            let n = src.count
+            outLen.pointee = n
+            guard n <= dst.count, let buf else {
+                throw OrchestraError(.noSpace, "encoded message is \(n) bytes; the buffer holds \(dst.count)")
+            }
             if let s = src.baseAddress { memcpy(buf, s, n) }
         }
     }
@@ -85,17 +79,13 @@ public func orc_msg_encode_alloc(_ msg: OpaquePointer?, _ format: orc_format_t, 
         out.pointee = nil
         outLen.pointee = 0
         let f = try wireFormat(format)
-        let scratch = threadScratch()
-        scratch.bytes.removeAll(keepingCapacity: true)
-        defer {
-            if scratch.bytes.capacity > EncodeScratch.keepCapacity { scratch.bytes = [] }
+        try encodeInScratch(m, f) { (src) throws(OrchestraError) in
+            guard let p = mallocCopy(src) else {
+                throw OrchestraError(.noMemory, "cannot allocate \(src.count) bytes")
+            }
+            out.pointee = p
+            outLen.pointee = src.count
         }
-        try EnvelopeCodec.encode(m, format: f, into: &scratch.bytes)
-        guard let p = scratch.bytes.withUnsafeBytes({ mallocCopy($0) }) else {
-            throw OrchestraError(.noMemory, "cannot allocate \(scratch.bytes.count) bytes")
-        }
-        out.pointee = p
-        outLen.pointee = scratch.bytes.count
     }
 }
 
@@ -176,4 +166,20 @@ public func orc_msg_decrypt(_ msg: OpaquePointer?, _ cipher: OpaquePointer?) -> 
         let m = try message(msg)
         try handle(cipher, PayloadCipher.self, "cipher").decrypt(m)
     }
+}
+
+/// Encodes `m` into this thread's reused scratch buffer and lends the bytes to `use`.
+private func encodeInScratch(_ m: Message, _ f: WireFormat,
+                             _ use: (UnsafeRawBufferPointer) throws(OrchestraError) -> Void) throws(OrchestraError) {
+    let scratch = threadScratch()
+    scratch.bytes.removeAll(keepingCapacity: true)
+    defer {
+        if scratch.bytes.capacity > EncodeScratch.keepCapacity { scratch.bytes = [] }
+    }
+    try EnvelopeCodec.encode(m, format: f, into: &scratch.bytes)
+    var failure: OrchestraError?
+    scratch.bytes.withUnsafeBytes { src in
+        do throws(OrchestraError) { try use(src) } catch { failure = error }
+    }
+    if let failure { throw failure }
 }

@@ -289,21 +289,12 @@ enum JSONEnvelope {
                 case .timestamp:
                     timestamp = try readInt(&s, k)
                 case .ttl:
-                    let v = try readInt(&s, k)
-                    if v < 0 { throw envelopeError(valuePos, "\"ttl\" must not be negative (got \(v))") }
-                    ttl = v
+                    ttl = try EnvelopeFields.ttl(readInt(&s, k), at: valuePos)
                 case .priority:
-                    let v = try readInt(&s, k)
-                    guard v >= 0 && v <= 3, let p = Priority(rawValue: UInt8(v)) else {
-                        throw envelopeError(valuePos, "\"priority\" must be 0, 1, 2 or 3 (got \(v))")
-                    }
-                    priority = p
+                    priority = try EnvelopeFields.priority(readInt(&s, k), at: valuePos)
                 case .contentType:
                     let v = try readText(&s, k)
-                    guard let ct = ContentType(mimeType: v) else {
-                        throw envelopeError(valuePos, "unknown contentType \"\(String(decoding: v, as: UTF8.self))\" (expected application/json, text/plain or application/octet-stream)")
-                    }
-                    contentType = ct
+                    contentType = try EnvelopeFields.contentType(v, at: valuePos)
                 case .headers:
                     headers = try readFields(&s, k)
                 case .metadata:
@@ -366,7 +357,7 @@ enum JSONEnvelope {
     }
 
     static func envelopeError(_ at: Int, _ message: String) -> OrchestraError {
-        OrchestraError(.parse, "invalid envelope at byte \(at): \(message)")
+        EnvelopeFields.error(at, message)
     }
 
     /// A string value for key `k` (unescaped), with the text-field length limit.
@@ -513,6 +504,29 @@ func parseUInt64(_ lexeme: UnsafeRawBufferPointer) -> UInt64? {
 
 /// The envelope fields both decoders collect, turned into a message in one place.
 enum EnvelopeFields {
+    static func error(_ at: Int, _ message: String) -> OrchestraError {
+        OrchestraError(.parse, "invalid envelope at byte \(at): \(message)")
+    }
+
+    static func ttl(_ v: Int64, at: Int) throws(OrchestraError) -> Int64 {
+        if v < 0 { throw error(at, "\"ttl\" must not be negative (got \(v))") }
+        return v
+    }
+
+    static func priority(_ v: Int64, at: Int) throws(OrchestraError) -> Priority {
+        guard v >= 0 && v <= 3, let p = Priority(rawValue: UInt8(v)) else {
+            throw error(at, "\"priority\" must be 0, 1, 2 or 3 (got \(v))")
+        }
+        return p
+    }
+
+    static func contentType(_ v: [UInt8], at: Int) throws(OrchestraError) -> ContentType {
+        guard let ct = ContentType(mimeType: v) else {
+            throw error(at, "unknown contentType \"\(String(decoding: v, as: UTF8.self))\" (expected application/json, text/plain or application/octet-stream)")
+        }
+        return ct
+    }
+
     /// `texts` holds version, source, target, correlationId and replyTo, in that order.
     static func assemble(
         id: [UInt8]?, type: [UInt8]?, timestamp: Int64?, texts: [[UInt8]?], ttl: Int64?,

@@ -495,7 +495,7 @@ enum MsgPackEnvelope {
     // MARK: Decoding
 
     static func envelopeError(_ at: Int, _ message: String) -> OrchestraError {
-        OrchestraError(.parse, "invalid envelope at byte \(at): \(message)")
+        EnvelopeFields.error(at, message)
     }
 
     static func decode(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits) throws(OrchestraError) -> Message {
@@ -542,23 +542,14 @@ enum MsgPackEnvelope {
                 case .correlationId: texts[3] = v
                 case .replyTo: texts[4] = v
                 default:
-                    guard let ct = ContentType(mimeType: v) else {
-                        throw envelopeError(valuePos, "unknown contentType \"\(String(decoding: v, as: UTF8.self))\" (expected application/json, text/plain or application/octet-stream)")
-                    }
-                    contentType = ct
+                    contentType = try EnvelopeFields.contentType(v, at: valuePos)
                 }
             case .timestamp:
                 timestamp = try readInt(&r, k)
             case .ttl:
-                let v = try readInt(&r, k)
-                if v < 0 { throw envelopeError(valuePos, "\"ttl\" must not be negative (got \(v))") }
-                ttl = v
+                ttl = try EnvelopeFields.ttl(readInt(&r, k), at: valuePos)
             case .priority:
-                let v = try readInt(&r, k)
-                guard v >= 0 && v <= 3, let p = Priority(rawValue: UInt8(v)) else {
-                    throw envelopeError(valuePos, "\"priority\" must be 0, 1, 2 or 3 (got \(v))")
-                }
-                priority = p
+                priority = try EnvelopeFields.priority(readInt(&r, k), at: valuePos)
             case .headers:
                 headers = try readFields(&r, k)
             case .metadata:

@@ -65,7 +65,7 @@ class Case:
         d.update(self.unknown)
         return d
 
-    def as_json_dict(self) -> dict:
+    def _render(self, binary) -> dict:
         d = self._common()
         if self.payload_kind == "json":
             d["payload"] = self.payload
@@ -74,20 +74,16 @@ class Case:
             d["payload"] = self.payload
         elif self.payload_kind == "binary":
             d["contentType"] = "application/octet-stream"
-            d["payload"] = base64.b64encode(self.payload).decode()
+            d["payload"] = binary(self.payload)
         return d
 
+    def as_json_dict(self) -> dict:
+        """As the JSON codec writes it: binary payload as base64."""
+        return self._render(lambda b: base64.b64encode(b).decode())
+
     def as_msgpack_dict(self) -> dict:
-        d = self._common()
-        if self.payload_kind == "json":
-            d["payload"] = self.payload
-        elif self.payload_kind == "text":
-            d["contentType"] = "text/plain"
-            d["payload"] = self.payload
-        elif self.payload_kind == "binary":
-            d["contentType"] = "application/octet-stream"
-            d["payload"] = self.payload
-        return d
+        """As the MessagePack codec writes it: binary payload as bytes."""
+        return self._render(lambda b: b)
 
 
 def generate(n: int, seed: int, wide_ints: bool) -> list[Case]:
