@@ -73,7 +73,10 @@ public enum TextField: Int32, Sendable, CaseIterable {
 ///
 /// A message is a reference type; the C ABI exposes it reference counted
 /// (`orc_msg_retain`/`orc_msg_release`) so one message can fan out without copies. A message
-/// is not synchronised: mutate it from one thread, then share it read-only.
+/// is not synchronised: mutate it from one thread, then share it read-only. That rule is also
+/// why its stored properties are `@exclusivity(unchecked)`: the dynamic exclusivity checks
+/// (a runtime call on every field access, a third of a queue push) could only catch a breach
+/// of it, which is already a data race.
 ///
 /// Only `id` and `type` are required; every other field is optional and is written on the
 /// wire only when present, so a decoded message encodes back to the same fields.
@@ -81,31 +84,31 @@ public final class Message: @unchecked Sendable {
     /// Largest text field (id, type, source, ...) the library accepts, in bytes.
     public static let maxTextFieldLength = 64 * 1024
 
-    public var idBytes: [UInt8]
+    @exclusivity(unchecked) public var idBytes: [UInt8]
     /// Dotted subject, e.g. `task.stream`.
-    public var typeBytes: [UInt8]
+    @exclusivity(unchecked) public var typeBytes: [UInt8]
     /// Milliseconds since the Unix epoch.
-    public var timestamp: Int64?
-    public var versionBytes: [UInt8]?
-    public var sourceBytes: [UInt8]?
-    public var targetBytes: [UInt8]?
-    public var correlationIdBytes: [UInt8]?
-    public var replyToBytes: [UInt8]?
+    @exclusivity(unchecked) public var timestamp: Int64?
+    @exclusivity(unchecked) public var versionBytes: [UInt8]?
+    @exclusivity(unchecked) public var sourceBytes: [UInt8]?
+    @exclusivity(unchecked) public var targetBytes: [UInt8]?
+    @exclusivity(unchecked) public var correlationIdBytes: [UInt8]?
+    @exclusivity(unchecked) public var replyToBytes: [UInt8]?
     /// Time to live in milliseconds; a queue drops the message this long after it was pushed.
-    public var ttl: Int64?
-    public var priority: Priority?
-    public var headers: [Field]
+    @exclusivity(unchecked) public var ttl: Int64?
+    @exclusivity(unchecked) public var priority: Priority?
+    @exclusivity(unchecked) public var headers: [Field]
     /// The payload bytes (nil: the envelope has no payload). For `.json` they are JSON text.
-    public var payload: [UInt8]?
-    public var contentType: ContentType
+    @exclusivity(unchecked) public var payload: [UInt8]?
+    @exclusivity(unchecked) public var contentType: ContentType
     /// The payload holds zlib-deflated bytes of the original payload (`metadata.compressed`).
-    public var compressed: Bool
+    @exclusivity(unchecked) public var compressed: Bool
     /// The payload holds nonce | AES-256-GCM ciphertext | tag (`metadata.encrypted`).
-    public var encrypted: Bool
+    @exclusivity(unchecked) public var encrypted: Bool
     /// Other `metadata` entries (retryCount, deliveryTag, ...), kept in order.
-    public var metadata: [Field]
+    @exclusivity(unchecked) public var metadata: [Field]
     /// Top-level fields this version does not know, kept so they survive decode + encode.
-    public var extensions: [Field]
+    @exclusivity(unchecked) public var extensions: [Field]
 
     /// A message with the given fields. Without an id a random UUID (v4) is generated.
     public init(
