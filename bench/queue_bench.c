@@ -9,7 +9,8 @@
  *               two eventfds.
  *
  * Output: one JSON object per line: {"name": ..., "value": ..., "unit": ...}.
- * Usage: queue_bench [--quick] */
+ * Usage: queue_bench [--quick] [name-prefix]   (only the metrics whose name starts with the
+ * prefix, baseline included, e.g. "queue.single" for profiling one case) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -240,13 +241,23 @@ static double handoff(int use_orc, size_t rounds, orc_msg_t *template_msg) {
     return dt / (double)rounds * 1e9;   /* ns per round trip (two hand-offs) */
 }
 
+static const char *only = NULL;
+
+static int wanted(const char *name) {
+    return only == NULL || strncmp(name, only, strlen(only)) == 0;
+}
+
 static void emit(const char *name, double value, const char *unit) {
     printf("{\"name\": \"%s\", \"value\": %.3f, \"unit\": \"%s\"}\n", name, value, unit);
     fflush(stdout);
 }
 
 int main(int argc, char **argv) {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else only = argv[i];
+    }
     size_t n = quick ? 100000 : 1000000;
     size_t rounds = quick ? 5000 : 50000;
     orc_msg_t *tmpl = NULL;
@@ -257,12 +268,12 @@ int main(int argc, char **argv) {
     if (rc != ORC_OK) die("orc_msg_set_payload", rc);
 
     /* Interleave ours and the baseline so drift on a noisy machine hits both. */
-    emit("queue.single.baseline", throughput(0, 1, n, tmpl), "msg/s");
-    emit("queue.single", throughput(1, 1, n, tmpl), "msg/s");
-    emit("queue.batch256.baseline", throughput(0, 256, n * 4, tmpl), "msg/s");
-    emit("queue.batch256", throughput(1, 256, n * 4, tmpl), "msg/s");
-    emit("queue.handoff.baseline", handoff(0, rounds, tmpl), "ns/roundtrip");
-    emit("queue.handoff", handoff(1, rounds, tmpl), "ns/roundtrip");
+    if (wanted("queue.single.baseline")) emit("queue.single.baseline", throughput(0, 1, n, tmpl), "msg/s");
+    if (wanted("queue.single")) emit("queue.single", throughput(1, 1, n, tmpl), "msg/s");
+    if (wanted("queue.batch256.baseline")) emit("queue.batch256.baseline", throughput(0, 256, n * 4, tmpl), "msg/s");
+    if (wanted("queue.batch256")) emit("queue.batch256", throughput(1, 256, n * 4, tmpl), "msg/s");
+    if (wanted("queue.handoff.baseline")) emit("queue.handoff.baseline", handoff(0, rounds, tmpl), "ns/roundtrip");
+    if (wanted("queue.handoff")) emit("queue.handoff", handoff(1, rounds, tmpl), "ns/roundtrip");
     orc_msg_release(tmpl);
     return 0;
 }

@@ -30,6 +30,10 @@ struct LaneRing {
         count &+= 1
     }
 
+    /// The oldest entry, left in place; the ring must not be empty.
+    @inline(__always)
+    var first: QueueEntry { buf[head] }
+
     /// The oldest entry; the ring must not be empty.
     @inline(__always)
     mutating func removeFirst() -> QueueEntry {

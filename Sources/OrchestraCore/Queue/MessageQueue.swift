@@ -40,6 +40,8 @@ public final class MessageQueue: @unchecked Sendable {
         var depth = 0
         var closed = false
         var failure: OrchestraError? = nil
+        /// closed || failure != nil: one load for the fast paths.
+        var shut = false
         var failureCode: Int32 = 0
         var syncHead: UnsafeMutablePointer<SyncWaiter>? = nil
         var syncTail: UnsafeMutablePointer<SyncWaiter>? = nil
@@ -219,8 +221,15 @@ public final class MessageQueue: @unchecked Sendable {
     /// caller still does.
     public func push(unmanaged m: Unmanaged<Message>) throws(OrchestraError) {
         let now = monotonicNanos()
-        var pending = Pending()
+        let (lane, expiry) = MessageQueue.placement(m, now: now)
         lock()
+        if canEnqueueDirectly {
+            enqueueLocked(m, lane: lane, now: now, deadline: expiry)
+            if s.pointee.efd >= 0 { syncFD() }
+            unlock()
+            return
+        }
+        var pending = Pending()
         do {
             try pushLocked(m, now: now, pending: &pending)
         } catch {
@@ -249,6 +258,12 @@ public final class MessageQueue: @unchecked Sendable {
                 err = OrchestraError(.invalidArgument, "message \(accepted) of the batch is NULL")
                 break
             }
+            if canEnqueueDirectly {
+                let (lane, expiry) = MessageQueue.placement(m, now: now)
+                enqueueLocked(m, lane: lane, now: now, deadline: expiry)
+                accepted += 1
+                continue
+            }
             do {
                 try pushLocked(m, now: now, pending: &pending)
             } catch {
@@ -272,6 +287,39 @@ public final class MessageQueue: @unchecked Sendable {
             Unmanaged.passUnretained(msgs[r.accepted]).release()
         }
         return r
+    }
+
+    /// The fast path of push: open, nobody waiting to be handed the message, and room.
+    @inline(__always)
+    private var canEnqueueDirectly: Bool {
+        !s.pointee.shut && s.pointee.syncHead == nil && s.pointee.asyncWaiters.isEmpty
+            && (capacity == 0 || s.pointee.depth < capacity)
+    }
+
+    /// The lane and expiry time of a message pushed at `now` (read from the message without
+    /// the lock: a message is not mutated while it is being pushed).
+    @inline(__always)
+    static func placement(_ m: Unmanaged<Message>, now: UInt64) -> (lane: Int, deadline: UInt64) {
+        let (prio, ttl) = m._withUnsafeGuaranteedRef { ($0.effectivePriority.rawValue, $0.ttl) }
+        var deadline = UInt64.max
+        if let ttl {
+            let ms = UInt64(clamping: Swift.max(ttl, 0))
+            let (ns, o1) = ms.multipliedReportingOverflow(by: 1_000_000)
+            let (d, o2) = now.addingReportingOverflow(ns)
+            deadline = (o1 || o2) ? .max - 1 : d
+        }
+        return (Int(prio), deadline)
+    }
+
+    /// Appends to a lane and counts it; the caller checked that there is room.
+    @inline(__always)
+    private func enqueueLocked(_ m: Unmanaged<Message>, lane: Int, now: UInt64, deadline: UInt64) {
+        withLane(lane) { $0.append(QueueEntry(msg: m, pushedAt: now, deadline: deadline)) }
+        s.pointee.depth &+= 1
+        s.pointee.stats.pushed &+= 1
+        if UInt64(s.pointee.depth) > s.pointee.stats.depthHighWater {
+            s.pointee.stats.depthHighWater = UInt64(s.pointee.depth)
+        }
     }
 
     private func checkOpen() throws(OrchestraError) {
@@ -355,31 +403,51 @@ public final class MessageQueue: @unchecked Sendable {
             }
             if s.pointee.depth < capacity { break }
         }
-        // Enqueue in its lane.
-        let (prio, ttl) = m._withUnsafeGuaranteedRef { ($0.effectivePriority.rawValue, $0.ttl) }
-        var deadlineNs = UInt64.max
-        if let ttl {
-            let ms = UInt64(clamping: Swift.max(ttl, 0))
-            let (ns, o1) = ms.multipliedReportingOverflow(by: 1_000_000)
-            let (d, o2) = now.addingReportingOverflow(ns)
-            deadlineNs = (o1 || o2) ? .max - 1 : d
-        }
-        withLane(Int(prio)) { $0.append(QueueEntry(msg: m, pushedAt: now, deadline: deadlineNs)) }
-        s.pointee.depth += 1
-        s.pointee.stats.pushed &+= 1
-        if UInt64(s.pointee.depth) > s.pointee.stats.depthHighWater {
-            s.pointee.stats.depthHighWater = UInt64(s.pointee.depth)
-        }
+        let (lane, expiry) = MessageQueue.placement(m, now: now)
+        enqueueLocked(m, lane: lane, now: now, deadline: expiry)
     }
 
     // MARK: Pop
+
+    /// The highest non-empty lane; the queue must not be empty.
+    @inline(__always)
+    private func topLane() -> Int {
+        var l = 3
+        while l > 0 && laneCount(l) == 0 { l -= 1 }
+        return l
+    }
+
+    /// The fast path of pop: takes up to `max` messages, in order, while the next one is live
+    /// (not expired: expiry needs the slow path's drop handling). Not for a failed queue.
+    @inline(__always)
+    private func takeLiveLocked(max: Int, now: UInt64, _ sink: (Int, Unmanaged<Message>) -> Void) -> Int {
+        var n = 0
+        while n < max && s.pointee.depth > 0 {
+            let l = topLane()
+            let e: QueueEntry? = withLane(l) { ring in ring.first.deadline > now ? ring.removeFirst() : nil }
+            guard let e else { break }
+            s.pointee.depth &-= 1
+            s.pointee.stats.popped &+= 1
+            s.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
+            sink(n, e.msg)
+            n &+= 1
+        }
+        return n
+    }
+
+    /// Wakes blocked writers after `n` pops made room.
+    @inline(__always)
+    private func madeRoomLocked(_ n: Int) {
+        if s.pointee.blockedWriters > 0 {
+            if n == 1 { pthread_cond_signal(notFull) } else { pthread_cond_broadcast(notFull) }
+        }
+    }
 
     /// Takes the next live message under the lock (highest lane first), skipping expired ones.
     @inline(__always)
     private func takeLocked(now: UInt64, pending: inout Pending) -> QueueEntry? {
         while s.pointee.depth > 0 {
-            var l = 3
-            while l > 0 && laneCount(l) == 0 { l -= 1 }
+            let l = topLane()
             let e = withLane(l) { $0.removeFirst() }
             s.pointee.depth -= 1
             if e.deadline <= now {
@@ -420,10 +488,20 @@ public final class MessageQueue: @unchecked Sendable {
     public func popBatch(max: Int, timeoutMs: Int64, _ sink: (Int, Unmanaged<Message>) -> Void) throws(OrchestraError) -> Int {
         guard max > 0 else { throw OrchestraError(.invalidArgument, "pop batch size must be at least 1") }
         var now = monotonicNanos()
-        var pending = Pending()
-        var n = 0
-        var err: OrchestraError? = nil
         lock()
+        var n = 0
+        if s.pointee.depth > 0 && (!s.pointee.shut || s.pointee.failure == nil) {
+            n = takeLiveLocked(max: max, now: now, sink)
+            if n > 0 && (n == max || s.pointee.depth == 0) {
+                madeRoomLocked(n)
+                if s.pointee.efd >= 0 { syncFD() }
+                unlock()
+                return n
+            }
+        }
+        // Slow path: expired messages, waiting, close and fail.
+        var pending = Pending()
+        var err: OrchestraError? = nil
         var deadline: timespec? = nil
         var deadlineSet = false
         outer: while true {
@@ -483,7 +561,7 @@ public final class MessageQueue: @unchecked Sendable {
             }
         }
         if n > 0 && s.pointee.blockedWriters > 0 {
-            if n == 1 { pthread_cond_signal(notFull) } else { pthread_cond_broadcast(notFull) }
+            madeRoomLocked(n)
         } else if !pending.isEmpty && s.pointee.blockedWriters > 0 {
             pthread_cond_broadcast(notFull)   // expired messages made room
         }
@@ -525,6 +603,7 @@ public final class MessageQueue: @unchecked Sendable {
         lock()
         if !s.pointee.closed {
             s.pointee.closed = true
+            s.pointee.shut = true
             wakeAllLocked(&pending, error: nil)
         }
         updateFD()
@@ -542,6 +621,7 @@ public final class MessageQueue: @unchecked Sendable {
             let e = OrchestraError(.failed, message)
             s.pointee.failure = e
             s.pointee.failureCode = code
+            s.pointee.shut = true
             wakeAllLocked(&pending, error: e)
         }
         updateFD()
