@@ -3,14 +3,19 @@
  *   throughput  one producer thread, one consumer thread, messages with a 64-bit payload,
  *               single push/pop and batches of 256; baseline: a plain C ring buffer guarded by
  *               a mutex and two condition variables (below), moving the same message pointers.
- *               Messages are built before the timed region and released after it, for both.
+ *               Messages cycle through a pool of 1024 (hot in cache, as when a producer
+ *               pushes what it just built); each push hands over a reference (retain before
+ *               push, release after pop) for both.
  *   handoff     push one message to a reader blocked in pop, wait until it is taken (the
  *               reader answers on a second queue), repeat; baseline: the same ping-pong over
- *               two eventfds.
+ *               two eventfds. With the default options a reader that finds the queue empty
+ *               polls for spin_us (20 us) before it sleeps; handoff.sleeping sets spin_us = 0.
+ * ORC_BENCH_SPIN_US=N sets spin_us of the throughput queues (for experiments).
  *
  * Output: one JSON object per line: {"name": ..., "value": ..., "unit": ...}.
  * Usage: queue_bench [--quick] [name-prefix]   (only the metrics whose name starts with the
- * prefix, baseline included, e.g. "queue.single" for profiling one case) */
+ * prefix, baseline included, e.g. "queue.single" for profiling one case; a trailing '$' asks for
+ * exactly that name) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -89,32 +94,40 @@ static size_t ring_pop_n(ring_t *r, void **out, size_t max) {
 }
 
 /* ------------------------------------------------------------------ throughput */
-enum { QCAP = 4096 };
+enum { QCAP = 4096, POOL = 1024, MAXBATCH = 256 };
 
+/* Messages cycle through a pool, as in a real producer that pushes what it just built (hot in
+ * cache); each push hands over a reference (orc_msg_retain before, orc_msg_release after the
+ * pop), for the ring and the queue alike, so both move reference-counted messages the same way
+ * and differ only in the queue operations. */
 typedef struct {
     int use_orc;
     size_t batch;
     size_t n;
-    orc_msg_t **msgs;      /* produced in order */
-    orc_msg_t **received;  /* consumed in order */
+    orc_msg_t **pool;
     ring_t ring;
     orc_queue_t *q;
 } tp_t;
 
 static void *tp_producer(void *arg) {
     tp_t *t = arg;
+    orc_msg_t *staged[MAXBATCH];
     for (size_t i = 0; i < t->n; i += t->batch) {
         size_t k = t->n - i < t->batch ? t->n - i : t->batch;
+        for (size_t j = 0; j < k; j++) {
+            staged[j] = t->pool[(i + j) % POOL];
+            orc_msg_retain(staged[j]);
+        }
         if (!t->use_orc) {
-            ring_push_n(&t->ring, (void **)&t->msgs[i], k);
+            ring_push_n(&t->ring, (void **)staged, k);
         } else if (k == 1) {
-            int rc = orc_queue_push(t->q, t->msgs[i]);
+            int rc = orc_queue_push(t->q, staged[0]);
             if (rc != ORC_OK) die("orc_queue_push", rc);
         } else {
             size_t accepted = 0;
             while (accepted < k) {
                 size_t a = 0;
-                int rc = orc_queue_push_batch(t->q, &t->msgs[i + accepted], k - accepted, &a);
+                int rc = orc_queue_push_batch(t->q, &staged[accepted], k - accepted, &a);
                 if (rc != ORC_OK && rc != ORC_EFULL) die("orc_queue_push_batch", rc);
                 accepted += a;
             }
@@ -125,19 +138,23 @@ static void *tp_producer(void *arg) {
 
 static void *tp_consumer(void *arg) {
     tp_t *t = arg;
+    orc_msg_t *got_msgs[MAXBATCH];
     size_t got = 0;
     while (got < t->n) {
+        size_t c = 0;
         if (!t->use_orc) {
-            got += ring_pop_n(&t->ring, (void **)&t->received[got], t->batch);
+            c = ring_pop_n(&t->ring, (void **)got_msgs, t->batch);
         } else if (t->batch == 1) {
-            int rc = orc_queue_pop(t->q, -1, &t->received[got]);
+            int rc = orc_queue_pop(t->q, -1, &got_msgs[0]);
             if (rc != ORC_OK) die("orc_queue_pop", rc);
-            got++;
+            c = 1;
         } else {
-            size_t c = 0;
-            int rc = orc_queue_pop_batch(t->q, &t->received[got], t->batch, -1, &c);
+            int rc = orc_queue_pop_batch(t->q, got_msgs, t->batch, -1, &c);
             if (rc != ORC_OK) die("orc_queue_pop_batch", rc);
-            got += c;
+        }
+        for (size_t j = 0; j < c; j++, got++) {
+            if (got_msgs[j] != t->pool[got % POOL]) { fprintf(stderr, "order violated at %zu\n", got); exit(1); }
+            orc_msg_release(got_msgs[j]);
         }
     }
     return NULL;
@@ -147,10 +164,9 @@ static double throughput(int use_orc, size_t batch, size_t n, orc_msg_t *templat
     tp_t t;
     memset(&t, 0, sizeof t);
     t.use_orc = use_orc; t.batch = batch; t.n = n;
-    t.msgs = malloc(n * sizeof *t.msgs);
-    t.received = malloc(n * sizeof *t.received);
-    for (size_t i = 0; i < n; i++) {
-        int rc = orc_msg_clone(template_msg, &t.msgs[i]);
+    t.pool = malloc(POOL * sizeof *t.pool);
+    for (size_t i = 0; i < POOL; i++) {
+        int rc = orc_msg_clone(template_msg, &t.pool[i]);
         if (rc != ORC_OK) die("orc_msg_clone", rc);
     }
     if (use_orc) {
@@ -159,6 +175,7 @@ static double throughput(int use_orc, size_t batch, size_t n, orc_msg_t *templat
         o.capacity = QCAP;
         o.policy = ORC_POLICY_BLOCK;
         o.push_timeout_ms = -1;
+        if (getenv("ORC_BENCH_SPIN_US")) o.spin_us = atoi(getenv("ORC_BENCH_SPIN_US"));
         int rc = orc_queue_new(&o, &t.q);
         if (rc != ORC_OK) die("orc_queue_new", rc);
     } else {
@@ -171,12 +188,9 @@ static double throughput(int use_orc, size_t batch, size_t n, orc_msg_t *templat
     pthread_join(p, NULL);
     pthread_join(c, NULL);
     double dt = now_s() - t0;
-    for (size_t i = 0; i < n; i++) {
-        if (t.received[i] != t.msgs[i]) { fprintf(stderr, "order violated at %zu\n", i); exit(1); }
-        orc_msg_release(t.received[i]);
-    }
     if (use_orc) orc_queue_free(t.q); else free(t.ring.slots);
-    free(t.msgs); free(t.received);
+    for (size_t i = 0; i < POOL; i++) orc_msg_release(t.pool[i]);
+    free(t.pool);
     return (double)n / dt;
 }
 
@@ -206,13 +220,17 @@ static void *ho_echo(void *arg) {
     return NULL;
 }
 
-static double handoff(int use_orc, size_t rounds, orc_msg_t *template_msg) {
+/* spin_us < 0: the queue's default. */
+static double handoff(int use_orc, size_t rounds, orc_msg_t *template_msg, int spin_us) {
     ho_t h;
     memset(&h, 0, sizeof h);
     h.use_orc = use_orc; h.rounds = rounds;
     orc_msg_t *m = NULL;
     if (use_orc) {
-        if (orc_queue_new(NULL, &h.ping) != ORC_OK || orc_queue_new(NULL, &h.pong) != ORC_OK) die("orc_queue_new", -1);
+        orc_queue_options_t o;
+        orc_queue_options_init(&o);
+        if (spin_us >= 0) o.spin_us = spin_us;
+        if (orc_queue_new(&o, &h.ping) != ORC_OK || orc_queue_new(&o, &h.pong) != ORC_OK) die("orc_queue_new", -1);
         int rc = orc_msg_clone(template_msg, &m);
         if (rc != ORC_OK) die("orc_msg_clone", rc);
     } else {
@@ -244,7 +262,10 @@ static double handoff(int use_orc, size_t rounds, orc_msg_t *template_msg) {
 static const char *only = NULL;
 
 static int wanted(const char *name) {
-    return only == NULL || strncmp(name, only, strlen(only)) == 0;
+    if (only == NULL) return 1;
+    size_t n = strlen(only);
+    if (n > 0 && only[n - 1] == '$') return strlen(name) == n - 1 && strncmp(name, only, n - 1) == 0;
+    return strncmp(name, only, n) == 0;
 }
 
 static void emit(const char *name, double value, const char *unit) {
@@ -272,8 +293,11 @@ int main(int argc, char **argv) {
     if (wanted("queue.single")) emit("queue.single", throughput(1, 1, n, tmpl), "msg/s");
     if (wanted("queue.batch256.baseline")) emit("queue.batch256.baseline", throughput(0, 256, n * 4, tmpl), "msg/s");
     if (wanted("queue.batch256")) emit("queue.batch256", throughput(1, 256, n * 4, tmpl), "msg/s");
-    if (wanted("queue.handoff.baseline")) emit("queue.handoff.baseline", handoff(0, rounds, tmpl), "ns/roundtrip");
-    if (wanted("queue.handoff")) emit("queue.handoff", handoff(1, rounds, tmpl), "ns/roundtrip");
+    if (wanted("queue.handoff.baseline")) emit("queue.handoff.baseline", handoff(0, rounds, tmpl, -1), "ns/roundtrip");
+    if (wanted("queue.handoff")) emit("queue.handoff", handoff(1, rounds, tmpl, -1), "ns/roundtrip");
+    /* the same with polling off (spin_us = 0): the reader is asleep in the kernel, as in the
+     * eventfd baseline */
+    if (wanted("queue.handoff.sleeping")) emit("queue.handoff.sleeping", handoff(1, rounds, tmpl, 0), "ns/roundtrip");
     orc_msg_release(tmpl);
     return 0;
 }

@@ -39,7 +39,7 @@ public func orc_queue_options_init_sized(_ opts: UnsafeMutablePointer<orc_queue_
         o.pointee = orc_queue_options_t(
             struct_size: mine, capacity: d.capacity,
             policy: orc_queue_policy_t(rawValue: numericCast(d.policy.rawValue)),
-            push_timeout_ms: d.pushTimeoutMs, name: nil)
+            push_timeout_ms: d.pushTimeoutMs, name: nil, spin_us: Int32(d.spinMicroseconds))
     }
 }
 
@@ -64,6 +64,7 @@ public func orc_queue_new(_ opts: UnsafePointer<orc_queue_options_t>?, _ out: Un
             options.capacity = o.capacity
             options.policy = policy
             options.pushTimeoutMs = o.push_timeout_ms
+            options.spinMicroseconds = Int(o.spin_us)
             if let name = o.name {
                 let len = strnlen(name, maxQueueNameLength + 1)
                 guard len <= maxQueueNameLength else {

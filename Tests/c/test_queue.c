@@ -212,6 +212,11 @@ static void test_batches(void) {
     orc_msg_release(out[0]);
     CHECK_RC(orc_queue_pop_batch(q, out, 8, 0, &n), ORC_EAGAIN);
     CHECK(n == 0);
+    /* every message of a batch is timed, also when a batch shares one push time */
+    orc_queue_stats_t st;
+    st.struct_size = sizeof st;
+    CHECK_OK(orc_queue_stats(q, &st));
+    CHECK(st.popped == 4 && st.wait_count == 4);
     /* a NULL entry stops the batch there */
     orc_msg_t *with_null[3] = { new_msg(-1), NULL, new_msg(-1) };
     CHECK_RC(orc_queue_push_batch(q, with_null, 3, &accepted), ORC_EINVAL);
@@ -312,6 +317,80 @@ static void test_blocking(void) {
     orc_queue_free(q);
 }
 
+/* Readers that find the queue empty poll for spin_us before they sleep: a polling reader must
+ * get a pushed message, and close/fail must end its wait like a sleeping reader's. */
+static orc_queue_t *new_polling_queue(int32_t spin_us) {
+    orc_queue_options_t o;
+    orc_queue_options_init(&o);
+    o.capacity = 0;
+    o.spin_us = spin_us;
+    orc_queue_t *q = NULL;
+    CHECK_OK(orc_queue_new(&o, &q));
+    return q;
+}
+
+static void test_polling_readers(void) {
+    orc_queue_options_t o;
+    orc_queue_options_init(&o);
+    CHECK(o.spin_us == 20);
+    orc_queue_t *q = NULL;
+    o.spin_us = -1;
+    CHECK_RC(orc_queue_new(&o, &q), ORC_EINVAL);
+    CHECK(strstr(orc_last_error(), "spin") != NULL);
+    o.spin_us = 1000001;
+    CHECK_RC(orc_queue_new(&o, &q), ORC_EINVAL);
+    CHECK(q == NULL);
+
+    /* a reader polling for up to a second gets a message pushed meanwhile */
+    q = new_polling_queue(1000000);
+    struct popper p = { q, 1, NULL };
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, pop_thread, &p) == 0);
+    usleep(20000);
+    orc_msg_t *m = new_msg(-1);
+    CHECK_OK(orc_queue_push(q, m));
+    pthread_join(t, NULL);
+    CHECK_RC(p.rc, ORC_OK);
+    CHECK(p.msg == m);
+    orc_msg_release(p.msg);
+    /* a pop whose timeout is shorter than the poll time times out */
+    CHECK_RC(orc_queue_pop(q, 30, &m), ORC_ETIMEDOUT);
+    /* close ends polling waits */
+    struct popper ps[2] = { { q, 1, NULL }, { q, 1, NULL } };
+    pthread_t ts[2];
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&ts[i], NULL, pop_thread, &ps[i]) == 0);
+    usleep(20000);
+    CHECK_OK(orc_queue_close(q));
+    for (int i = 0; i < 2; i++) {
+        pthread_join(ts[i], NULL);
+        CHECK_RC(ps[i].rc, ORC_ECLOSED);
+    }
+    orc_queue_free(q);
+
+    /* fail ends a polling wait */
+    q = new_polling_queue(1000000);
+    struct popper pf = { q, 1, NULL };
+    CHECK(pthread_create(&t, NULL, pop_thread, &pf) == 0);
+    usleep(20000);
+    CHECK_OK(orc_queue_fail(q, 3, "gone", 4));
+    pthread_join(t, NULL);
+    CHECK_RC(pf.rc, ORC_EFAILED);
+    orc_queue_free(q);
+
+    /* spin_us = 0: readers sleep at once, and are still woken by a push */
+    q = new_polling_queue(0);
+    struct popper p0 = { q, 1, NULL };
+    CHECK(pthread_create(&t, NULL, pop_thread, &p0) == 0);
+    usleep(20000);
+    m = new_msg(-1);
+    CHECK_OK(orc_queue_push(q, m));
+    pthread_join(t, NULL);
+    CHECK_RC(p0.rc, ORC_OK);
+    CHECK(p0.msg == m);
+    orc_msg_release(m);
+    orc_queue_free(q);
+}
+
 static void test_fail(void) {
     orc_queue_t *q = new_queue(0, ORC_POLICY_BLOCK, -1);
     struct popper p = { q, 1, NULL };
@@ -338,6 +417,7 @@ int main(void) {
     test_batches();
     test_fd();
     test_blocking();
+    test_polling_readers();
     test_fail();
     return orc_test_finish("test_queue");
 }

@@ -64,6 +64,55 @@ public struct Histogram: Sendable, Equatable {
         if v < minValue { minValue = v }
     }
 
+    /// Records values one by one without a copy-on-write check per value (for hot loops);
+    /// see `withRecorder`.
+    struct Recorder {
+        let counts: UnsafeMutablePointer<UInt64>
+        var count: UInt64
+        var sum: UInt64
+        var max: UInt64
+        var minValue: UInt64
+
+        @inline(__always)
+        mutating func record(_ v: UInt64) {
+            counts[Histogram.bucketIndex(v)] &+= 1
+            count &+= 1
+            let (s, o) = sum.addingReportingOverflow(v)
+            sum = o ? .max : s
+            if v > max { max = v }
+            if v < minValue { minValue = v }
+        }
+
+        /// Records `v` `n` (> 0) times.
+        @inline(__always)
+        mutating func record(_ v: UInt64, count n: UInt64) {
+            counts[Histogram.bucketIndex(v)] &+= n
+            count &+= n
+            let (p, o1) = v.multipliedReportingOverflow(by: n)
+            let (s, o2) = sum.addingReportingOverflow(p)
+            sum = (o1 || o2) ? .max : s
+            if v > max { max = v }
+            if v < minValue { minValue = v }
+        }
+    }
+
+    /// Runs `body` with a `Recorder` on this histogram's buckets; the totals are written back
+    /// when it returns.
+    @inline(__always)
+    mutating func withRecorder<R>(_ body: (inout Recorder) -> R) -> R {
+        let (c, sm, mx, mn) = (count, sum, max, minValue)
+        let (r, rec) = counts.withUnsafeMutableBufferPointer { buf -> (R, Recorder) in
+            var rec = Recorder(counts: buf.baseAddress!, count: c, sum: sm, max: mx, minValue: mn)
+            let r = body(&rec)
+            return (r, rec)
+        }
+        count = rec.count
+        sum = rec.sum
+        max = rec.max
+        minValue = rec.minValue
+        return r
+    }
+
     /// Records `v` `n` times.
     public mutating func record(_ v: UInt64, count n: UInt64) {
         guard n > 0 else { return }

@@ -57,6 +57,13 @@ struct LaneRing {
         head = 0
     }
 
+    /// Removes the oldest entry (read it with `first`); the ring must not be empty.
+    @inline(__always)
+    mutating func dropFirst() {
+        head = (head &+ 1) & (cap &- 1)
+        count &-= 1
+    }
+
     /// Frees the storage; the ring must be empty (the queue drains it first).
     func deallocate() {
         buf.deallocate()

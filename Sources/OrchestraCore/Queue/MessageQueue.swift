@@ -1,9 +1,14 @@
 import Glibc
+import Synchronization
 
 /// The h2A message queue (DESIGN.md section 5): non-blocking push with direct hand-off to a
 /// waiting reader, four priority lanes (FIFO within a lane), a bound with a backpressure policy,
 /// per-message TTL, close (drain, then `.closed`) and fail (`.failed` for everyone), batch
 /// operations, a readiness eventfd and statistics.
+///
+/// A reader that finds the queue empty first polls for `spinNanos` (without the lock, watching a
+/// counter that pushes bump only while someone polls), then sleeps on its own condition
+/// variable; a message pushed while it sleeps is handed to it directly.
 ///
 /// Thread-safe: one pthread mutex guards all state. Messages are stored as `Unmanaged<Message>`
 /// (+1) in rings on manually managed memory, so push and pop do no ARC traffic and no allocation
@@ -17,6 +22,12 @@ public final class MessageQueue: @unchecked Sendable {
     public let policy: QueuePolicy
     public let pushTimeoutMs: Int64
     public let name: String
+    /// How long a reader that finds the queue empty polls before it sleeps (0: never polls).
+    public let spinNanos: UInt64
+
+    /// Bumped under the lock whenever a reader may now find something (a message queued,
+    /// close, fail); a polling reader watches it without taking the lock.
+    private let generation = Atomic<UInt>(0)
 
     /// A blocked synchronous reader. Lives on the reader's stack while it waits.
     struct SyncWaiter {
@@ -33,25 +44,37 @@ public final class MessageQueue: @unchecked Sendable {
         var cont: UnsafeContinuation<Message?, any Error>
     }
 
-    /// All mutable state, behind the mutex (kept in one allocation so accesses need no dynamic
-    /// exclusivity checks).
+    /// All mutable state, behind the mutex, in one 64-byte-aligned allocation (so accesses need
+    /// no dynamic exclusivity checks). The mutex and what every push and pop touches come first
+    /// and share one cache line: producer and consumer threads pass it back and forth, and
+    /// each extra line they both write costs another transfer per operation.
     struct State {
-        var lanes: (LaneRing, LaneRing, LaneRing, LaneRing) = (LaneRing(), LaneRing(), LaneRing(), LaneRing())
+        var mutex = pthread_mutex_t()          // 40 bytes
         var depth = 0
-        var closed = false
-        var failure: OrchestraError? = nil
         /// closed || failure != nil: one load for the fast paths.
         var shut = false
-        var failureCode: Int32 = 0
+        var fdReadable = false
+        var efd: Int32 = -1
+        /// Readers polling `generation` now (pushes bump it only when there are some).
+        var pollers: Int32 = 0
+        var blockedWriters: Int32 = 0
+        // -- end of the first cache line
         var syncHead: UnsafeMutablePointer<SyncWaiter>? = nil
+        /// The four priority lanes (index = priority), in their own aligned allocation.
+        let lanes: UnsafeMutablePointer<LaneRing> = {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: 4 * MemoryLayout<LaneRing>.stride, alignment: 64)
+            let p = raw.bindMemory(to: LaneRing.self, capacity: 4)
+            for l in 0..<4 { (p + l).initialize(to: LaneRing()) }
+            return p
+        }()
+        var stats = QueueStats()
+        var closed = false
+        var failure: OrchestraError? = nil
+        var failureCode: Int32 = 0
         var syncTail: UnsafeMutablePointer<SyncWaiter>? = nil
         var asyncWaiters: [AsyncWaiter] = []
         var nextWaiterId: UInt64 = 0
-        var blockedWriters = 0
-        var efd: Int32 = -1
-        var fdReadable = false
         var dropHandler: (@Sendable (Message, DropReason) -> Void)? = nil
-        var stats = QueueStats()
         var wait = Histogram()
     }
 
@@ -60,17 +83,25 @@ public final class MessageQueue: @unchecked Sendable {
     private let condAttr: UnsafeMutablePointer<pthread_condattr_t>
     private let s: UnsafeMutablePointer<State>
 
-    /// Makes a queue. Throws `.invalidArgument` for a negative capacity.
+    /// Makes a queue. Throws `.invalidArgument` for a negative capacity or a spin time outside
+    /// 0...`QueueOptions.maxSpinMicroseconds`.
     public init(_ options: QueueOptions = QueueOptions()) throws(OrchestraError) {
         guard options.capacity >= 0 else {
             throw OrchestraError(.invalidArgument, "queue capacity \(options.capacity) is negative (0 means unbounded)")
+        }
+        guard (0...QueueOptions.maxSpinMicroseconds).contains(options.spinMicroseconds) else {
+            throw OrchestraError(.invalidArgument, "spin time \(options.spinMicroseconds) us is outside 0...\(QueueOptions.maxSpinMicroseconds)")
         }
         capacity = options.capacity
         policy = options.policy
         pushTimeoutMs = options.pushTimeoutMs
         name = options.name
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
+        spinNanos = MessageQueue.cpuCount > 1 ? UInt64(options.spinMicroseconds) &* 1000 : 0
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<State>.stride, alignment: 64)
+        s = raw.bindMemory(to: State.self, capacity: 1)
+        s.initialize(to: State())
+        mutex = (UnsafeMutableRawPointer(s) + MemoryLayout<State>.offset(of: \State.mutex)!)
+            .assumingMemoryBound(to: pthread_mutex_t.self)
         pthread_mutex_init(mutex, nil)
         condAttr = .allocate(capacity: 1)
         condAttr.initialize(to: pthread_condattr_t())
@@ -79,29 +110,27 @@ public final class MessageQueue: @unchecked Sendable {
         notFull = .allocate(capacity: 1)
         notFull.initialize(to: pthread_cond_t())
         pthread_cond_init(notFull, condAttr)
-        s = .allocate(capacity: 1)
-        s.initialize(to: State())
     }
 
     deinit {
         // No waiter can exist: every waiter holds a reference to the queue.
         var leftovers: [Unmanaged<Message>] = []
         for l in 0..<4 {
-            withLane(l) { ring in
-                while ring.count > 0 { leftovers.append(ring.removeFirst().msg) }
-                ring.deallocate()
-            }
+            let ring = s.pointee.lanes + l
+            while ring.pointee.count > 0 { leftovers.append(ring.pointee.removeFirst().msg) }
+            ring.pointee.deallocate()
         }
+        s.pointee.lanes.deinitialize(count: 4)
+        UnsafeMutableRawPointer(s.pointee.lanes).deallocate()
         let handler = s.pointee.dropHandler
         if s.pointee.efd >= 0 { _ = Glibc.close(s.pointee.efd) }
+        pthread_mutex_destroy(mutex)
         s.deinitialize(count: 1)
-        s.deallocate()
+        UnsafeMutableRawPointer(s).deallocate()
         pthread_cond_destroy(notFull)
         notFull.deallocate()
         pthread_condattr_destroy(condAttr)
         condAttr.deallocate()
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
         for m in leftovers {
             handler?(m.takeUnretainedValue(), .closedOnFree)
             m.release()
@@ -113,25 +142,12 @@ public final class MessageQueue: @unchecked Sendable {
     @inline(__always) private func lock() { pthread_mutex_lock(mutex) }
     @inline(__always) private func unlock() { pthread_mutex_unlock(mutex) }
 
+    /// Lane `l` (0...3, the priority).
     @inline(__always)
-    private func withLane<R>(_ l: Int, _ body: (inout LaneRing) -> R) -> R {
-        switch l {
-        case 0: return body(&s.pointee.lanes.0)
-        case 1: return body(&s.pointee.lanes.1)
-        case 2: return body(&s.pointee.lanes.2)
-        default: return body(&s.pointee.lanes.3)
-        }
-    }
+    private func lane(_ l: Int) -> UnsafeMutablePointer<LaneRing> { s.pointee.lanes + l }
 
     @inline(__always)
-    private func laneCount(_ l: Int) -> Int {
-        switch l {
-        case 0: return s.pointee.lanes.0.count
-        case 1: return s.pointee.lanes.1.count
-        case 2: return s.pointee.lanes.2.count
-        default: return s.pointee.lanes.3.count
-        }
-    }
+    private func laneCount(_ l: Int) -> Int { s.pointee.lanes[l].count }
 
     /// Work to do once the mutex is released: drop-handler calls and async resumptions.
     struct Pending {
@@ -200,6 +216,28 @@ public final class MessageQueue: @unchecked Sendable {
         }
     }
 
+    /// CPUs online; polling is pointless on one.
+    static let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+
+    @inline(__always)
+    private func bumpGenerationLocked() {
+        if s.pointee.pollers > 0 { bumpGenerationAlwaysLocked() }
+    }
+
+    private func bumpGenerationAlwaysLocked() {
+        generation.store(generation.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    }
+
+    /// Polls (without the lock) until the generation moves away from `g` or `limitNs` passes.
+    /// Returns whether it moved.
+    private func pollForChange(from g: UInt, limitNs: UInt64) -> Bool {
+        let start = monotonicNanos()
+        while true {
+            for _ in 0..<64 where generation.load(ordering: .relaxed) != g { return true }
+            if monotonicNanos() &- start >= limitNs { return false }
+        }
+    }
+
     private var label: String { name.isEmpty ? "queue" : "queue \"\(name)\"" }
 
     // MARK: Push
@@ -259,9 +297,28 @@ public final class MessageQueue: @unchecked Sendable {
                 break
             }
             if canEnqueueDirectly {
-                let (lane, expiry) = MessageQueue.placement(m, now: now)
-                enqueueLocked(m, lane: lane, now: now, deadline: expiry)
-                accepted += 1
+                // Room for `room` more, and nothing (waiters, close, fail) can change while
+                // the lock is held: append them without further checks.
+                let room = capacity == 0 ? n &- accepted : Swift.min(n &- accepted, capacity &- s.pointee.depth)
+                var k = 0
+                var bad = false
+                while k < room {
+                    guard let mk = k == 0 ? m : at(accepted &+ k) else { bad = true; break }
+                    let (l, expiry) = MessageQueue.placement(mk, now: now)
+                    lane(l).pointee.append(QueueEntry(msg: mk, pushedAt: now, deadline: expiry))
+                    k &+= 1
+                }
+                accepted &+= k
+                s.pointee.depth &+= k
+                s.pointee.stats.pushed &+= UInt64(k)
+                if UInt64(s.pointee.depth) > s.pointee.stats.depthHighWater {
+                    s.pointee.stats.depthHighWater = UInt64(s.pointee.depth)
+                }
+                bumpGenerationLocked()
+                if bad {
+                    err = OrchestraError(.invalidArgument, "message \(accepted) of the batch is NULL")
+                    break
+                }
                 continue
             }
             do {
@@ -314,7 +371,8 @@ public final class MessageQueue: @unchecked Sendable {
     /// Appends to a lane and counts it; the caller checked that there is room.
     @inline(__always)
     private func enqueueLocked(_ m: Unmanaged<Message>, lane: Int, now: UInt64, deadline: UInt64) {
-        withLane(lane) { $0.append(QueueEntry(msg: m, pushedAt: now, deadline: deadline)) }
+        self.lane(lane).pointee.append(QueueEntry(msg: m, pushedAt: now, deadline: deadline))
+        bumpGenerationLocked()
         s.pointee.depth &+= 1
         s.pointee.stats.pushed &+= 1
         if UInt64(s.pointee.depth) > s.pointee.stats.depthHighWater {
@@ -372,7 +430,7 @@ public final class MessageQueue: @unchecked Sendable {
                     pending.drop(m, .overflow, s.pointee.dropHandler)
                     return
                 }
-                let victim = withLane(victimLane) { $0.removeFirst() }
+                let victim = lane(victimLane).pointee.removeFirst()
                 s.pointee.depth -= 1
                 pending.drop(victim.msg, .overflow, s.pointee.dropHandler)
             case .block:
@@ -419,19 +477,37 @@ public final class MessageQueue: @unchecked Sendable {
 
     /// The fast path of pop: takes up to `max` messages, in order, while the next one is live
     /// (not expired: expiry needs the slow path's drop handling). Not for a failed queue.
+    /// Works a lane at a time: no higher lane can fill while the lock is held.
     @inline(__always)
     private func takeLiveLocked(max: Int, now: UInt64, _ sink: (Int, Unmanaged<Message>) -> Void) -> Int {
         var n = 0
-        while n < max && s.pointee.depth > 0 {
-            let l = topLane()
-            let e: QueueEntry? = withLane(l) { ring in ring.first.deadline > now ? ring.removeFirst() : nil }
-            guard let e else { break }
-            s.pointee.depth &-= 1
-            s.pointee.stats.popped &+= 1
-            s.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
-            sink(n, e.msg)
-            n &+= 1
+        s.pointee.wait.withRecorder { rec in
+            // Messages pushed together share a push time: record each run of equal waits once.
+            var runPushedAt = UInt64.max
+            var run: UInt64 = 0
+            while n < max && s.pointee.depth > 0 {
+                let ring = lane(topLane())
+                let start = n
+                while n < max && ring.pointee.count > 0 {
+                    let head = ring.pointee.first
+                    guard head.deadline > now else { break }
+                    ring.pointee.dropFirst()
+                    if head.pushedAt == runPushedAt {
+                        run &+= 1
+                    } else {
+                        if run > 0 { rec.record(now > runPushedAt ? now &- runPushedAt : 0, count: run) }
+                        runPushedAt = head.pushedAt
+                        run = 1
+                    }
+                    sink(n, head.msg)
+                    n &+= 1
+                }
+                if n == start { break }   // an expired message at the head
+                s.pointee.depth &-= n &- start
+            }
+            if run > 0 { rec.record(now > runPushedAt ? now &- runPushedAt : 0, count: run) }
         }
+        s.pointee.stats.popped &+= UInt64(n)
         return n
     }
 
@@ -448,7 +524,7 @@ public final class MessageQueue: @unchecked Sendable {
     private func takeLocked(now: UInt64, pending: inout Pending) -> QueueEntry? {
         while s.pointee.depth > 0 {
             let l = topLane()
-            let e = withLane(l) { $0.removeFirst() }
+            let e = lane(l).pointee.removeFirst()
             s.pointee.depth -= 1
             if e.deadline <= now {
                 s.pointee.stats.expired &+= 1
@@ -504,6 +580,7 @@ public final class MessageQueue: @unchecked Sendable {
         var err: OrchestraError? = nil
         var deadline: timespec? = nil
         var deadlineSet = false
+        var polled = false
         outer: while true {
             if let f = s.pointee.failure { err = f; break }
             while n < max, let e = takeLocked(now: now, pending: &pending) {
@@ -516,6 +593,21 @@ public final class MessageQueue: @unchecked Sendable {
             if !deadlineSet {
                 deadlineSet = true
                 if timeoutMs > 0 { deadline = MessageQueue.deadline(afterMs: timeoutMs) }
+            }
+            if !polled && spinNanos > 0 {
+                // Poll for a short while before sleeping: on a busy queue the next message
+                // usually arrives sooner than a sleep and wake-up would take.
+                polled = true
+                var limit = spinNanos
+                if timeoutMs > 0 { limit = Swift.min(limit, UInt64(timeoutMs) &* 1_000_000) }
+                let g = generation.load(ordering: .relaxed)
+                s.pointee.pollers += 1
+                unlock()
+                _ = pollForChange(from: g, limitNs: limit)
+                now = monotonicNanos()
+                lock()
+                s.pointee.pollers -= 1
+                continue outer
             }
             // Wait as a synchronous waiter with our own condition variable.
             let (state, entry) = withUnsafeTemporaryAllocation(of: pthread_cond_t.self, capacity: 1) { cb -> (UInt8, QueueEntry?) in
@@ -574,7 +666,17 @@ public final class MessageQueue: @unchecked Sendable {
 
     /// Pops one message as a +1 reference (the caller releases it). See `popBatch`.
     public func popUnmanaged(timeoutMs: Int64 = -1) throws(OrchestraError) -> Unmanaged<Message> {
+        let now = monotonicNanos()
         var out: Unmanaged<Message>? = nil
+        lock()
+        if s.pointee.depth > 0 && (!s.pointee.shut || s.pointee.failure == nil)
+            && takeLiveLocked(max: 1, now: now, { _, m in out = m }) == 1, let out {
+            madeRoomLocked(1)
+            if s.pointee.efd >= 0 { syncFD() }
+            unlock()
+            return out
+        }
+        unlock()
         _ = try popBatch(max: 1, timeoutMs: timeoutMs) { _, m in out = m }
         guard let out else { throw OrchestraError(.internal, "pop returned no message") }
         return out
@@ -604,6 +706,7 @@ public final class MessageQueue: @unchecked Sendable {
         if !s.pointee.closed {
             s.pointee.closed = true
             s.pointee.shut = true
+            bumpGenerationAlwaysLocked()
             wakeAllLocked(&pending, error: nil)
         }
         updateFD()
@@ -622,6 +725,7 @@ public final class MessageQueue: @unchecked Sendable {
             s.pointee.failure = e
             s.pointee.failureCode = code
             s.pointee.shut = true
+            bumpGenerationAlwaysLocked()
             wakeAllLocked(&pending, error: e)
         }
         updateFD()

@@ -31,13 +31,23 @@ public struct QueueOptions: Sendable {
     public var pushTimeoutMs: Int64 = -1
     /// A name for diagnostics and metrics.
     public var name: String = ""
+    /// How long a reader that finds the queue empty polls for a message before it sleeps, in
+    /// microseconds; 0 never polls. Polling is skipped on a single-CPU machine.
+    public var spinMicroseconds: Int = QueueOptions.defaultSpinMicroseconds
+
+    /// The default poll time: about what a sleep plus wake-up costs, so a reader never spends
+    /// more than twice the best possible time on one wait.
+    public static let defaultSpinMicroseconds = 20
+    /// The largest accepted poll time (one second).
+    public static let maxSpinMicroseconds = 1_000_000
 
     public init(capacity: Int = 65536, policy: QueuePolicy = .block, pushTimeoutMs: Int64 = -1,
-                name: String = "") {
+                name: String = "", spinMicroseconds: Int = QueueOptions.defaultSpinMicroseconds) {
         self.capacity = capacity
         self.policy = policy
         self.pushTimeoutMs = pushTimeoutMs
         self.name = name
+        self.spinMicroseconds = spinMicroseconds
     }
 }
 

@@ -113,7 +113,7 @@ orc_msg_decrypt = fn("orc_msg_decrypt", c_int, vp, vp)
 # queue
 class QueueOptions(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("capacity", c_size_t), ("policy", c_int),
-                ("push_timeout_ms", c_int64), ("name", c_char_p)]
+                ("push_timeout_ms", c_int64), ("name", c_char_p), ("spin_us", ctypes.c_int32)]
 
 
 class QueueStats(ctypes.Structure):

@@ -49,12 +49,15 @@ class Queue:
 
     def __init__(self, capacity: int = 65536, policy: Policy = Policy.BLOCK,
                  push_timeout_ms: int = -1, name: Optional[str] = None,
-                 on_drop: Optional[Callable[[Message, DropReason], None]] = None):
+                 on_drop: Optional[Callable[[Message, DropReason], None]] = None,
+                 spin_us: Optional[int] = None):
         opts = _lib.QueueOptions()
         check(_lib.orc_queue_options_init_sized(byref(opts), ctypes.sizeof(opts)))
         opts.capacity = capacity
         opts.policy = int(policy)
         opts.push_timeout_ms = push_timeout_ms
+        if spin_us is not None:
+            opts.spin_us = spin_us
         self._name = name.encode() if name else None
         opts.name = self._name
         out = c_void_p()

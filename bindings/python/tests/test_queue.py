@@ -180,3 +180,19 @@ def test_many_threads_lose_and_duplicate_nothing():
     for t in cs:
         t.join(60)
     assert sorted(seen) == list(range(producers * per))
+
+
+def test_spin_us_option_polling_and_sleeping_readers():
+    with pytest.raises(orchestra.InvalidArgument, match="spin"):
+        Queue(spin_us=-1)
+    for spin in (0, 1_000_000):   # sleeps at once / polls up to a second
+        q = Queue(spin_us=spin)
+        got = []
+        t = threading.Thread(target=lambda: got.append(q.pop()))
+        t.start()
+        m = Message("poll.test")
+        q.push(m)
+        t.join(5)
+        assert not t.is_alive() and got[0].id == m.id
+        with pytest.raises(orchestra.Timeout):
+            q.pop(timeout=0.03)
