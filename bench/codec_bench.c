@@ -18,10 +18,10 @@
  * ratio against an anchor equals the ratio of operations per second.
  *
  * Output: one JSON object per line: {"name": ..., "value": ..., "unit": ..., "bytes": ...}.
- * Usage: codec_bench [--quick] [--data DIR] [--iters N] [--only small|large]
+ * Usage: codec_bench [--quick] [--data DIR] [--iters N] [--only NAME-PART]
  *   --data   folder holding envelope_small.json and envelope_large.json (default ../shared/bench)
  *   --iters  a fixed iteration count per metric instead of timing for a while (for callgrind)
- *   --only   one of the two envelopes
+ *   --only   only the metrics whose name contains NAME-PART (e.g. small, json.large.decode)
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -154,6 +154,10 @@ static void encode_loop(void *p, long n) {
     if (len != c->input_len) { fprintf(stderr, "codec_bench: encode wrote %zu bytes, expected %zu\n", len, c->input_len); exit(1); }
 }
 
+static const char *only = NULL;   /* --only: run the metrics whose name contains this */
+
+static int wanted(const char *name) { return !only || strstr(name, only) != NULL; }
+
 static void bench_file(const plan_t *plan, const char *dir, const char *size) {
     char path[4096];
     snprintf(path, sizeof path, "%s/envelope_%s.json", dir, size);
@@ -192,14 +196,18 @@ static void bench_file(const plan_t *plan, const char *dir, const char *size) {
     };
     for (int i = 0; i < 2; i++) {
         ctx_t c = {forms[i].f, forms[i].in, forms[i].len, from_json, buf, cap};
-        double dt = per_iter(plan, decode_loop, &c);
         snprintf(name, sizeof name, "codec.%s.%s.decode", forms[i].fmt, size);
-        emit(name, (double)forms[i].len / dt / 1e6, "MB/s", forms[i].len);
+        if (wanted(name)) {
+            double dt = per_iter(plan, decode_loop, &c);
+            emit(name, (double)forms[i].len / dt / 1e6, "MB/s", forms[i].len);
+        }
         /* Encode the message decoded from the same format. */
         c.msg = forms[i].f == ORC_FORMAT_JSON ? from_json : from_mp;
-        dt = per_iter(plan, encode_loop, &c);
         snprintf(name, sizeof name, "codec.%s.%s.encode", forms[i].fmt, size);
-        emit(name, (double)forms[i].len / dt / 1e6, "MB/s", forms[i].len);
+        if (wanted(name)) {
+            double dt = per_iter(plan, encode_loop, &c);
+            emit(name, (double)forms[i].len / dt / 1e6, "MB/s", forms[i].len);
+        }
     }
     free(buf);
     free(mp);
@@ -212,15 +220,16 @@ static void bench_file(const plan_t *plan, const char *dir, const char *size) {
 int main(int argc, char **argv) {
     plan_t plan = {1.5, 0};
     const char *dir = "../shared/bench";
-    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) plan.seconds = 0.5;
         else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) dir = argv[++i];
         else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) plan.fixed_iters = atol(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
-        else { fprintf(stderr, "usage: codec_bench [--quick] [--data DIR] [--iters N] [--only small|large]\n"); return 2; }
+        else { fprintf(stderr, "usage: codec_bench [--quick] [--data DIR] [--iters N] [--only NAME-PART]\n"); return 2; }
     }
-    if (!only || strcmp(only, "small") == 0) bench_file(&plan, dir, "small");
-    if (!only || strcmp(only, "large") == 0) bench_file(&plan, dir, "large");
+    if (!only || strstr("codec.json.small.decode codec.json.small.encode codec.msgpack.small.decode codec.msgpack.small.encode", only))
+        bench_file(&plan, dir, "small");
+    if (!only || strstr("codec.json.large.decode codec.json.large.encode codec.msgpack.large.decode codec.msgpack.large.encode", only))
+        bench_file(&plan, dir, "large");
     return 0;
 }
