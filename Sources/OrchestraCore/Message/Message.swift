@@ -96,7 +96,13 @@ public final class Message: @unchecked Sendable {
     public var priority: Priority?
     public var headers: [Field]
     /// The payload bytes (nil: the envelope has no payload). For `.json` they are JSON text.
-    public var payload: [UInt8]?
+    public var payload: [UInt8]? {
+        didSet { payloadIsCheckedJSON = false }
+    }
+    /// True while `payload` holds bytes this library has checked to be one JSON value within
+    /// the depth ceiling (set by the JSON decoder and `setPayload(json:)`, cleared by any change
+    /// of `payload`), so the JSON encoder can copy them without validating them again.
+    var payloadIsCheckedJSON = false
     public var contentType: ContentType
     /// The payload holds zlib-deflated bytes of the original payload (`metadata.compressed`).
     public var compressed: Bool
@@ -124,6 +130,7 @@ public final class Message: @unchecked Sendable {
         self.priority = nil
         self.headers = []
         self.payload = nil
+        self.payloadIsCheckedJSON = false
         self.contentType = .json
         self.compressed = false
         self.encrypted = false
@@ -149,6 +156,7 @@ public final class Message: @unchecked Sendable {
         m.priority = priority
         m.headers = headers
         m.payload = payload
+        m.payloadIsCheckedJSON = payloadIsCheckedJSON
         m.contentType = contentType
         m.compressed = compressed
         m.encrypted = encrypted
@@ -206,6 +214,7 @@ public final class Message: @unchecked Sendable {
     public func setPayload(json: [UInt8]) throws(OrchestraError) {
         try JSONValidator.validate(json, limits: .default)
         payload = json
+        payloadIsCheckedJSON = true
         contentType = .json
     }
 
