@@ -354,9 +354,10 @@ enum JSONEnvelope {
         }
         try s.expectEnd()
 
-        let m = try f.assemble()
+        try f.checkComplete()
         let compressed = f.compressed, encrypted = f.encrypted, contentType = f.contentType
-
+        var payload: [UInt8]? = nil
+        var checkedJSON = false
         if let range = payloadRange {
             let start = range.lowerBound
             var p = JSONScanner(bytes, maxDepth: maxDepth, pos: start)
@@ -369,21 +370,21 @@ enum JSONEnvelope {
                 guard first == 0x22 else { throw envelopeError(start, what) }
                 let text = try p.readString()
                 if contentType == .text && !(compressed || encrypted) {
-                    m.payload = text
+                    payload = text
                 } else {
                     switch text.withUnsafeBytes({ Base64.decode($0) }) {
-                    case .success(let data): m.payload = data
+                    case .success(let data): payload = data
                     case .failure(let e):
                         throw envelopeError(start, "payload is not valid base64 (\(e.reason) at character \(e.offset))")
                     }
                 }
             } else {
-                m.payload = makeBytes(bytes, range.lowerBound, range.upperBound)
+                payload = makeBytes(bytes, range.lowerBound, range.upperBound)
                 // Validated above (UTF-8, RFC 8259, depth <= the ceiling): the encoder may copy it.
-                m.payloadIsCheckedJSON = true
+                checkedJSON = true
             }
         }
-        return m
+        return try f.assemble(payload: payload, payloadIsCheckedJSON: checkedJSON)
     }
 
     static func envelopeError(_ at: Int, _ message: String) -> OrchestraError {
@@ -563,24 +564,23 @@ struct EnvelopeFields {
         return ct
     }
 
-    /// The message (without its payload, which the decoders set afterwards).
-    func assemble() throws(OrchestraError) -> Message {
+    /// The message, with the payload the decoder read.
+    func assemble(payload: [UInt8]?, payloadIsCheckedJSON: Bool) throws(OrchestraError) -> Message {
         guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
         guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
         try checkDuplicateKeys(extensions, in: "the envelope")
+        return Message(
+            id: id, type: type, timestamp: timestamp, version: version, source: source, target: target,
+            correlationId: correlationId, replyTo: replyTo, ttl: ttl, priority: priority, headers: headers,
+            payload: payload, payloadIsCheckedJSON: payloadIsCheckedJSON, contentType: contentType,
+            compressed: compressed, encrypted: encrypted, metadata: metadata, extensions: extensions)
+    }
 
-        let m = Message(type: type, id: id, timestamp: timestamp, version: version, source: source)
-        m.targetBytes = target
-        m.correlationIdBytes = correlationId
-        m.replyToBytes = replyTo
-        m.ttl = ttl
-        m.priority = priority
-        m.contentType = contentType
-        m.headers = headers
-        m.metadata = metadata
-        m.compressed = compressed
-        m.encrypted = encrypted
-        m.extensions = extensions
-        return m
+    /// Checks the required fields before the payload is read (the errors keep their order:
+    /// a missing id or type, or a duplicate extension, is reported before a bad payload).
+    func checkComplete() throws(OrchestraError) {
+        if id == nil { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
+        if type == nil { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
+        try checkDuplicateKeys(extensions, in: "the envelope")
     }
 }

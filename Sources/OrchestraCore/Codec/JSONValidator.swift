@@ -65,6 +65,7 @@ struct JSONScanner {
 
     var atEnd: Bool { pos >= bytes.count }
 
+    @inline(never)
     func fail(_ message: String, at p: Int? = nil) -> OrchestraError {
         OrchestraError(.parse, "invalid JSON at byte \(base + (p ?? pos)): \(message)")
     }
@@ -76,6 +77,7 @@ struct JSONScanner {
     @inline(__always)
     mutating func skipWhitespace() {
         let n = bytes.count
+        if pos < n && bytes[pos] > 0x20 { return }   // the common case: no whitespace
         while pos < n {
             let c = bytes[pos]
             if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { pos += 1 } else { return }
@@ -84,21 +86,25 @@ struct JSONScanner {
 
     /// The next byte (no whitespace skipping); throws at the end of input.
     @inline(__always)
-    func peek(_ expecting: String) throws(OrchestraError) -> UInt8 {
+    func peek(_ expecting: StaticString) throws(OrchestraError) -> UInt8 {
         guard pos < bytes.count else { throw fail("unexpected end of input, expected \(expecting)") }
         return bytes[pos]
     }
 
     /// Skips whitespace, then consumes `c` or throws "expected 'c' <context>".
-    mutating func expect(_ c: UInt8, _ context: String) throws(OrchestraError) {
+    @inline(__always)
+    mutating func expect(_ c: UInt8, _ context: StaticString) throws(OrchestraError) {
         skipWhitespace()
+        if pos < bytes.count && bytes[pos] == c { pos += 1; return }
+        try expectFailed(c, context)
+    }
+
+    @inline(never)
+    private func expectFailed(_ c: UInt8, _ context: StaticString) throws(OrchestraError) {
         guard pos < bytes.count else {
             throw fail("unexpected end of input, expected '\(Character(Unicode.Scalar(c)))' \(context)")
         }
-        guard bytes[pos] == c else {
-            throw fail("expected '\(Character(Unicode.Scalar(c)))' \(context)")
-        }
-        pos += 1
+        throw fail("expected '\(Character(Unicode.Scalar(c)))' \(context)")
     }
 
     /// Only whitespace may follow the value.

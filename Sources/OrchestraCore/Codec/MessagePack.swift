@@ -623,9 +623,9 @@ enum MsgPackEnvelope {
         if r.pos != bytes.count {
             throw r.fail("\(bytes.count - r.pos) trailing bytes after the envelope map")
         }
-        let m = try f.assemble()
+        try f.checkComplete()
         let compressed = f.compressed, encrypted = f.encrypted, contentType = f.contentType
-
+        var payload: [UInt8]? = nil
         if let start = payloadPos {
             r.pos = start
             if compressed || encrypted || contentType == .binary {
@@ -634,14 +634,14 @@ enum MsgPackEnvelope {
                         ? "a compressed or encrypted payload must be bin"
                         : "an application/octet-stream payload must be bin")
                 }
-                m.payload = makeBytes(b)
+                payload = makeBytes(b)
             } else if contentType == .text {
-                m.payload = makeBytes(try r.readStr("a text/plain payload"))
+                payload = makeBytes(try r.readStr("a text/plain payload"))
             } else {
-                m.payload = try r.transcodeToJSON(depth: 1)
+                payload = try r.transcodeToJSON(depth: 1)
             }
         }
-        return m
+        return try f.assemble(payload: payload, payloadIsCheckedJSON: false)
     }
 
     private static func readText(_ r: inout MsgPackReader, _ k: EnvelopeKey) throws(OrchestraError) -> [UInt8] {

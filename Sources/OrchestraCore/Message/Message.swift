@@ -138,6 +138,35 @@ public final class Message: @unchecked Sendable {
         self.extensions = []
     }
 
+    /// A message with every field given (the decoders' one-step construction: no property
+    /// is set after initialisation, so no access checks or observers run).
+    init(
+        id: [UInt8], type: [UInt8], timestamp: Int64?, version: [UInt8]?, source: [UInt8]?,
+        target: [UInt8]?, correlationId: [UInt8]?, replyTo: [UInt8]?, ttl: Int64?,
+        priority: Priority?, headers: [Field], payload: [UInt8]?, payloadIsCheckedJSON: Bool,
+        contentType: ContentType, compressed: Bool, encrypted: Bool, metadata: [Field],
+        extensions: [Field]
+    ) {
+        self.idBytes = id
+        self.typeBytes = type
+        self.timestamp = timestamp
+        self.versionBytes = version
+        self.sourceBytes = source
+        self.targetBytes = target
+        self.correlationIdBytes = correlationId
+        self.replyToBytes = replyTo
+        self.ttl = ttl
+        self.priority = priority
+        self.headers = headers
+        self.payload = payload
+        self.payloadIsCheckedJSON = payloadIsCheckedJSON
+        self.contentType = contentType
+        self.compressed = compressed
+        self.encrypted = encrypted
+        self.metadata = metadata
+        self.extensions = extensions
+    }
+
     /// A new message of `type`, stamped now, version "1.0", with a random id.
     public convenience init(type: String, source: String? = nil) {
         self.init(
