@@ -4,31 +4,6 @@ import Glibc
 import OrchestraCore
 import COrchestra
 
-/// A per-thread encode buffer, so orc_msg_encode copies into the caller's buffer without a
-/// fresh allocation per call.
-final class EncodeScratch {
-    var bytes: [UInt8] = []
-    /// Capacity kept between calls; a larger buffer is dropped after use.
-    static let keepCapacity = 1 << 20
-}
-
-private let scratchKey: pthread_key_t = {
-    var key = pthread_key_t()
-    pthread_key_create(&key) { p in
-        if let p { Unmanaged<EncodeScratch>.fromOpaque(UnsafeRawPointer(p)).release() }
-    }
-    return key
-}()
-
-func threadScratch() -> EncodeScratch {
-    if let p = pthread_getspecific(scratchKey) {
-        return Unmanaged<EncodeScratch>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
-    }
-    let s = EncodeScratch()
-    pthread_setspecific(scratchKey, Unmanaged.passRetained(s).toOpaque())
-    return s
-}
-
 @inline(__always)
 func wireFormat(_ f: orc_format_t) throws(OrchestraError) -> WireFormat {
     guard f.rawValue <= 1, let w = WireFormat(rawValue: Int32(f.rawValue)) else {
@@ -50,6 +25,35 @@ public func orc_decode_options_init_sized(_ opts: UnsafeMutablePointer<orc_decod
     }
 }
 
+/// A per-thread encode buffer (malloc'ed), so orc_msg_encode builds the encoding without an
+/// allocation per call and copies it into the caller's buffer only when it fits (the caller's
+/// buffer is left untouched otherwise, as the header promises).
+final class EncodeScratch {
+    var base: UnsafeMutableRawPointer?
+    var capacity = 0
+    /// Capacity kept between calls; a larger buffer is dropped after use.
+    static let keepCapacity = 1 << 20
+    deinit { free(base) }
+}
+
+private let scratchKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { p in
+        if let p { Unmanaged<EncodeScratch>.fromOpaque(UnsafeRawPointer(p)).release() }
+    }
+    return key
+}()
+
+@inline(__always)
+func threadScratch() -> EncodeScratch {
+    if let p = pthread_getspecific(scratchKey) {
+        return Unmanaged<EncodeScratch>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+    }
+    let s = EncodeScratch()
+    pthread_setspecific(scratchKey, Unmanaged.passRetained(s).toOpaque())
+    return s
+}
+
 @_cdecl("orc_msg_encode")
 public func orc_msg_encode(_ msg: OpaquePointer?, _ format: orc_format_t, _ buf: UnsafeMutableRawPointer?, _ cap: Int,
                            _ outLen: UnsafeMutablePointer<Int>?) -> Int32 {
@@ -59,13 +63,27 @@ public func orc_msg_encode(_ msg: OpaquePointer?, _ format: orc_format_t, _ buf:
         outLen.pointee = 0
         let dst = try cBytes(UnsafeRawPointer(buf), cap, "buf")
         let f = try wireFormat(format)
-        try encodeInScratch(m, f) { (src) throws(OrchestraError) in
-            let n = src.count
-            outLen.pointee = n
-            guard n <= dst.count, let buf else {
-                throw OrchestraError(.noSpace, "encoded message is \(n) bytes; the buffer holds \(dst.count)")
+        let scratch = threadScratch()
+        var w = ByteWriter(lending: scratch.base, capacity: scratch.capacity)
+        try EnvelopeCodec.encode(m, format: f, into: &w)
+        let n = w.count
+        outLen.pointee = n
+        let fits = n <= dst.count
+        if fits, let buf, let src = w.bytes.baseAddress { memcpy(buf, src, n) }
+        if !w.isInLentBuffer {   // the encoding outgrew the scratch buffer: keep the larger one
+            let c = w.capacity
+            if let p = w.takeAllocation() {
+                if c <= EncodeScratch.keepCapacity {
+                    free(scratch.base)
+                    scratch.base = p
+                    scratch.capacity = c
+                } else {
+                    free(p)
+                }
             }
-            if let s = src.baseAddress { memcpy(buf, s, n) }
+        }
+        guard fits else {
+            throw OrchestraError(.noSpace, "encoded message is \(n) bytes; the buffer holds \(dst.count)")
         }
     }
 }
@@ -79,13 +97,11 @@ public func orc_msg_encode_alloc(_ msg: OpaquePointer?, _ format: orc_format_t, 
         out.pointee = nil
         outLen.pointee = 0
         let f = try wireFormat(format)
-        try encodeInScratch(m, f) { (src) throws(OrchestraError) in
-            guard let p = mallocCopy(src) else {
-                throw OrchestraError(.noMemory, "cannot allocate \(src.count) bytes")
-            }
-            out.pointee = p
-            outLen.pointee = src.count
-        }
+        var w = ByteWriter(capacity: EnvelopeCodec.estimatedSize(m))
+        try EnvelopeCodec.encode(m, format: f, into: &w)
+        let n = w.count
+        out.pointee = w.takeAllocation()   // malloc'ed: the caller frees it with orc_buf_free
+        outLen.pointee = n
     }
 }
 
@@ -166,20 +182,4 @@ public func orc_msg_decrypt(_ msg: OpaquePointer?, _ cipher: OpaquePointer?) -> 
         let m = try message(msg)
         try handle(cipher, PayloadCipher.self, "cipher").decrypt(m)
     }
-}
-
-/// Encodes `m` into this thread's reused scratch buffer and lends the bytes to `use`.
-private func encodeInScratch(_ m: Message, _ f: WireFormat,
-                             _ use: (UnsafeRawBufferPointer) throws(OrchestraError) -> Void) throws(OrchestraError) {
-    let scratch = threadScratch()
-    scratch.bytes.removeAll(keepingCapacity: true)
-    defer {
-        if scratch.bytes.capacity > EncodeScratch.keepCapacity { scratch.bytes = [] }
-    }
-    try EnvelopeCodec.encode(m, format: f, into: &scratch.bytes)
-    var failure: OrchestraError?
-    scratch.bytes.withUnsafeBytes { src in
-        do throws(OrchestraError) { try use(src) } catch { failure = error }
-    }
-    if let failure { throw failure }
 }

@@ -7,6 +7,7 @@
 // headers only when non-empty; metadata only when a flag is set or other entries exist. So a
 // decoded message re-encodes to an equal object, except that empty `headers`/`metadata`
 // objects and `false` compressed/encrypted flags are dropped.
+import Glibc
 
 /// The wire format of an encoded envelope.
 public enum WireFormat: Int32, Sendable, CaseIterable {
@@ -17,10 +18,23 @@ public enum EnvelopeCodec {
     /// Appends the encoded envelope to `out`. Throws `.invalidArgument` for a message that
     /// cannot be encoded (empty id/type, invalid UTF-8, invalid JSON in a JSON field).
     public static func encode(_ m: Message, format: WireFormat, into out: inout [UInt8]) throws(OrchestraError) {
+        var w = ByteWriter(capacity: estimatedSize(m))
+        try encode(m, format: format, into: &w)
+        out.append(contentsOf: w.bytes)
+    }
+
+    /// Writes the encoded envelope to `w` (nothing is written when it throws... except bytes
+    /// already written before the failure; callers discard the writer then).
+    public static func encode(_ m: Message, format: WireFormat, into w: inout ByteWriter) throws(OrchestraError) {
         switch format {
-        case .json: try JSONEnvelope.encode(m, into: &out)
-        case .msgpack: try MsgPackEnvelope.encode(m, into: &out)
+        case .json: try JSONEnvelope.encode(m, into: &w)
+        case .msgpack: try MsgPackEnvelope.encode(m, into: &w)
         }
+    }
+
+    /// A first guess at the encoded size (for the initial allocation).
+    public static func estimatedSize(_ m: Message) -> Int {
+        256 + (m.payload?.count ?? 0) * 4 / 3
     }
 
     public static func encode(_ m: Message, format: WireFormat) throws(OrchestraError) -> [UInt8] {
@@ -73,16 +87,29 @@ enum EnvelopeKey: Int, CaseIterable {
     }
 
     static let names: [[UInt8]] = allCases.map { Array($0.name.utf8) }
-    /// `"name":` for the JSON encoder.
-    static let jsonKeys: [[UInt8]] = allCases.map { Array("\"\($0.name)\":".utf8) }
 
     static func lookup(_ key: UnsafeRawBufferPointer) -> EnvelopeKey? {
-        let n = key.count
-        if n < 2 || n > 13 { return nil }
-        for (i, name) in names.enumerated() where name.count == n {
-            if name.withUnsafeBytes({ $0.elementsEqual(key) }) { return EnvelopeKey(rawValue: i) }
+        guard let p = key.baseAddress else { return nil }
+        @inline(__always) func eq(_ s: StaticString) -> Bool { memcmp(p, s.utf8Start, s.utf8CodeUnitCount) == 0 }
+        switch key.count {
+        case 2: return eq("id") ? .id : nil
+        case 3: return eq("ttl") ? .ttl : nil
+        case 4: return eq("type") ? .type : nil
+        case 6: return eq("source") ? .source : eq("target") ? .target : nil
+        case 7:
+            switch p.load(as: UInt8.self) {
+            case 0x76: return eq("version") ? .version : nil
+            case 0x72: return eq("replyTo") ? .replyTo : nil
+            case 0x68: return eq("headers") ? .headers : nil
+            case 0x70: return eq("payload") ? .payload : nil
+            default: return nil
+            }
+        case 8: return eq("priority") ? .priority : eq("metadata") ? .metadata : nil
+        case 9: return eq("timestamp") ? .timestamp : nil
+        case 11: return eq("contentType") ? .contentType : nil
+        case 13: return eq("correlationId") ? .correlationId : nil
+        default: return nil
         }
-        return nil
     }
 
     static func lookup(_ key: [UInt8]) -> EnvelopeKey? {
@@ -95,18 +122,18 @@ let metaEncrypted: [UInt8] = Array("encrypted".utf8)
 
 /// Throws `.parse` naming the first duplicate key of `fields` (hash set past 16 entries, so
 /// hostile inputs with many keys stay linear).
-func checkDuplicateKeys(_ fields: [Field], in what: String) throws(OrchestraError) {
+func checkDuplicateKeys(_ fields: [Field], in what: @autoclosure () -> String) throws(OrchestraError) {
     if fields.count <= 16 {
         for i in fields.indices {
             for j in (i + 1)..<fields.count where fields[i].key == fields[j].key {
-                throw OrchestraError(.parse, "duplicate key \"\(String(decoding: fields[j].key, as: UTF8.self))\" in \(what)")
+                throw OrchestraError(.parse, "duplicate key \"\(String(decoding: fields[j].key, as: UTF8.self))\" in \(what())")
             }
         }
         return
     }
     var seen = Set<[UInt8]>(minimumCapacity: fields.count)
     for f in fields where !seen.insert(f.key).inserted {
-        throw OrchestraError(.parse, "duplicate key \"\(String(decoding: f.key, as: UTF8.self))\" in \(what)")
+        throw OrchestraError(.parse, "duplicate key \"\(String(decoding: f.key, as: UTF8.self))\" in \(what())")
     }
 }
 
@@ -123,105 +150,115 @@ func checkEncodable(_ m: Message) throws(OrchestraError) {
 // MARK: - JSON
 
 enum JSONEnvelope {
-    static func encode(_ m: Message, into out: inout [UInt8]) throws(OrchestraError) {
+    static func encode(_ m: Message, into w: inout ByteWriter) throws(OrchestraError) {
         try checkEncodable(m)
-        let keys = EnvelopeKey.jsonKeys
-        out.reserveCapacity(out.count + 160 + (m.payload?.count ?? 0) * 4 / 3)
-        out.append(0x7B)
-        out.append(contentsOf: keys[EnvelopeKey.id.rawValue])
-        try JSONWriter.writeString(m.idBytes, into: &out, what: "id")
-        out.append(0x2C)
-        out.append(contentsOf: keys[EnvelopeKey.type.rawValue])
-        try JSONWriter.writeString(m.typeBytes, into: &out, what: "type")
+        w.reserve(160)
+        w.put(0x7B)
+        w.append("\"id\":")
+        try JSONWriter.writeString(m.idBytes, into: &w, what: "id")
+        w.append(",\"type\":")
+        try JSONWriter.writeString(m.typeBytes, into: &w, what: "type")
         if let ts = m.timestamp {
-            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.timestamp.rawValue])
-            JSONWriter.writeInt(ts, into: &out)
+            w.append(",\"timestamp\":")
+            JSONWriter.writeInt(ts, into: &w)
         }
-        func text(_ v: [UInt8]?, _ k: EnvelopeKey, _ out: inout [UInt8]) throws(OrchestraError) {
-            guard let v else { return }
-            out.append(0x2C); out.append(contentsOf: keys[k.rawValue])
-            try JSONWriter.writeString(v, into: &out, what: k.name)
+        if let v = m.versionBytes {
+            w.append(",\"version\":")
+            try JSONWriter.writeString(v, into: &w, what: "version")
         }
-        try text(m.versionBytes, .version, &out)
-        try text(m.sourceBytes, .source, &out)
-        try text(m.targetBytes, .target, &out)
-        try text(m.correlationIdBytes, .correlationId, &out)
-        try text(m.replyToBytes, .replyTo, &out)
+        if let v = m.sourceBytes {
+            w.append(",\"source\":")
+            try JSONWriter.writeString(v, into: &w, what: "source")
+        }
+        if let v = m.targetBytes {
+            w.append(",\"target\":")
+            try JSONWriter.writeString(v, into: &w, what: "target")
+        }
+        if let v = m.correlationIdBytes {
+            w.append(",\"correlationId\":")
+            try JSONWriter.writeString(v, into: &w, what: "correlationId")
+        }
+        if let v = m.replyToBytes {
+            w.append(",\"replyTo\":")
+            try JSONWriter.writeString(v, into: &w, what: "replyTo")
+        }
         if let ttl = m.ttl {
-            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.ttl.rawValue])
-            JSONWriter.writeInt(ttl, into: &out)
+            w.append(",\"ttl\":")
+            JSONWriter.writeInt(ttl, into: &w)
         }
         if let p = m.priority {
-            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.priority.rawValue])
-            JSONWriter.writeUInt(UInt64(p.rawValue), into: &out)
+            w.append(",\"priority\":")
+            JSONWriter.writeUInt(UInt64(p.rawValue), into: &w)
         }
-        if m.contentType != .json {
-            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.contentType.rawValue])
-            out.append(0x22); out.append(contentsOf: m.contentType.mimeType.utf8); out.append(0x22)
+        switch m.contentType {
+        case .json: break
+        case .text: w.append(",\"contentType\":\"text/plain\"")
+        case .binary: w.append(",\"contentType\":\"application/octet-stream\"")
         }
         if !m.headers.isEmpty {
-            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.headers.rawValue])
-            out.append(0x7B)
+            w.append(",\"headers\":{")
             for (i, h) in m.headers.enumerated() {
-                if i > 0 { out.append(0x2C) }
-                try writeField(h, into: &out, what: "header")
+                if i > 0 { w.append(0x2C) }
+                try writeField(h, into: &w, what: "header")
             }
-            out.append(0x7D)
+            w.append(0x7D)
         }
-        let others = m.metadata.filter { $0.key != metaCompressed && $0.key != metaEncrypted }
-        if m.compressed || m.encrypted || !others.isEmpty {
-            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.metadata.rawValue])
-            out.append(0x7B)
+        let hasOthers = m.metadata.contains { $0.key != metaCompressed && $0.key != metaEncrypted }
+        if m.compressed || m.encrypted || hasOthers {
+            w.append(",\"metadata\":{")
             var first = true
-            if m.compressed { out.append(contentsOf: "\"compressed\":true".utf8); first = false }
+            if m.compressed { w.append("\"compressed\":true"); first = false }
             if m.encrypted {
-                if !first { out.append(0x2C) }
-                out.append(contentsOf: "\"encrypted\":true".utf8); first = false
+                if !first { w.append(0x2C) }
+                w.append("\"encrypted\":true"); first = false
             }
-            for f in others {
-                if !first { out.append(0x2C) }
+            for f in m.metadata where f.key != metaCompressed && f.key != metaEncrypted {
+                if !first { w.append(0x2C) }
                 first = false
-                try writeField(f, into: &out, what: "metadata")
+                try writeField(f, into: &w, what: "metadata")
             }
-            out.append(0x7D)
+            w.append(0x7D)
         }
         for e in m.extensions {
-            out.append(0x2C)
-            try writeField(e, into: &out, what: "extension")
+            w.append(0x2C)
+            try writeField(e, into: &w, what: "extension")
         }
         if let p = m.payload {
-            out.append(0x2C); out.append(contentsOf: keys[EnvelopeKey.payload.rawValue])
+            w.append(",\"payload\":")
             if m.compressed || m.encrypted || m.contentType == .binary {
-                out.append(0x22)
-                p.withUnsafeBytes { Base64.encode($0, into: &out) }
-                out.append(0x22)
+                w.reserve(Base64.encodedCount(p.count) + 2)
+                w.put(0x22)
+                p.withUnsafeBytes { Base64.encode($0, into: &w) }
+                w.put(0x22)
             } else if m.contentType == .text {
-                try JSONWriter.writeString(p, into: &out, what: "text payload")
+                try JSONWriter.writeString(p, into: &w, what: "text payload")
+            } else if m.payloadIsCheckedJSON {
+                w.append(p)   // checked when it was decoded or set
             } else {
-                try appendValidatedJSON(p, into: &out, what: "JSON payload")
+                try appendValidatedJSON(p, into: &w, what: "JSON payload")
             }
         }
-        out.append(0x7D)
+        w.append(0x7D)
     }
 
-    private static func writeField(_ f: Field, into out: inout [UInt8], what: String) throws(OrchestraError) {
-        try JSONWriter.writeString(f.key, into: &out, what: "\(what) key")
-        out.append(0x3A)
+    private static func writeField(_ f: Field, into w: inout ByteWriter, what: StaticString) throws(OrchestraError) {
+        try JSONWriter.writeString(f.key, into: &w, what: "\(what) key")
+        w.append(0x3A)
         switch f.value {
         case .string(let s):
-            try JSONWriter.writeString(s, into: &out, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
+            try JSONWriter.writeString(s, into: &w, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
         case .json(let j):
-            try appendValidatedJSON(j, into: &out, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
+            try appendValidatedJSON(j, into: &w, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
         }
     }
 
-    private static func appendValidatedJSON(_ j: [UInt8], into out: inout [UInt8], what: String) throws(OrchestraError) {
+    private static func appendValidatedJSON(_ j: [UInt8], into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
         do {
             try JSONValidator.validate(j, limits: DecodeLimits(maxSize: .max, maxDepth: DecodeLimits.depthCeiling))
         } catch {
-            throw OrchestraError(.invalidArgument, "cannot encode \(what): \(error.message)")
+            throw OrchestraError(.invalidArgument, "cannot encode \(what()): \(error.message)")
         }
-        out.append(contentsOf: j)
+        w.append(j)
     }
 
     // MARK: Decoding
@@ -239,19 +276,9 @@ enum JSONEnvelope {
         if maxDepth < 1 { throw s.tooDeep() }
         s.pos += 1
 
-        var id: [UInt8]?, type: [UInt8]?
-        var timestamp: Int64?, ttl: Int64?
-        var priority: Priority?
-        var texts: [[UInt8]?] = [nil, nil, nil, nil, nil]   // version, source, target, correlationId, replyTo
-        var contentType = ContentType.json
-        var headers: [Field] = []
-        var metadata: [Field] = []
-        var compressed = false, encrypted = false
-        var extensions: [Field] = []
+        var f = EnvelopeFields()
         var payloadRange: Range<Int>?
         var seen: UInt32 = 0
-        var key = [UInt8]()
-        key.reserveCapacity(32)
 
         s.skipWhitespace()
         if try s.peek("'}' or a key") == 0x7D {
@@ -261,57 +288,61 @@ enum JSONEnvelope {
                 s.skipWhitespace()
                 guard try s.peek("an object key") == 0x22 else { throw s.fail("expected a string as object key") }
                 let keyPos = s.pos
-                key.removeAll(keepingCapacity: true)
-                try s.scanString(into: &key, decode: true)
+                let (ks, ke, escaped) = try s.scanStringRaw()
                 try s.expect(0x3A, "after object key")
                 s.skipWhitespace()
                 let valuePos = s.pos
-                guard let k = EnvelopeKey.lookup(key) else {
+                var decodedKey: [UInt8]? = nil
+                if escaped {
+                    var k = JSONScanner(bytes, maxDepth: maxDepth, pos: keyPos)
+                    decodedKey = try k.readString()
+                }
+                let k: EnvelopeKey?
+                if let decodedKey { k = EnvelopeKey.lookup(decodedKey) }
+                else { k = EnvelopeKey.lookup(UnsafeRawBufferPointer(rebasing: bytes[ks..<ke])) }
+                guard let k else {
                     try s.skipValue(depth: 1)
-                    extensions.append(Field(key: key, value: .json(Array(UnsafeRawBufferPointer(rebasing: bytes[valuePos..<s.pos])))))
+                    f.extensions.append(Field(key: decodedKey ?? makeBytes(bytes, ks, ke),
+                                              value: .json(makeBytes(bytes, valuePos, s.pos))))
                     if try s.consumeObjectEnd() { break } else { continue }
                 }
                 let bit: UInt32 = 1 << UInt32(k.rawValue)
                 if seen & bit != 0 { throw OrchestraError(.parse, "invalid envelope at byte \(keyPos): duplicate key \"\(k.name)\"") }
                 seen |= bit
                 switch k {
-                case .id, .type, .version, .source, .target, .correlationId, .replyTo:
-                    let v = try readText(&s, k)
-                    switch k {
-                    case .id: id = v
-                    case .type: type = v
-                    case .version: texts[0] = v
-                    case .source: texts[1] = v
-                    case .target: texts[2] = v
-                    case .correlationId: texts[3] = v
-                    default: texts[4] = v
-                    }
+                case .id: f.id = try readText(&s, k)
+                case .type: f.type = try readText(&s, k)
+                case .version: f.version = try readText(&s, k)
+                case .source: f.source = try readText(&s, k)
+                case .target: f.target = try readText(&s, k)
+                case .correlationId: f.correlationId = try readText(&s, k)
+                case .replyTo: f.replyTo = try readText(&s, k)
                 case .timestamp:
-                    timestamp = try readInt(&s, k)
+                    f.timestamp = try readInt(&s, k)
                 case .ttl:
-                    ttl = try EnvelopeFields.ttl(readInt(&s, k), at: valuePos)
+                    f.ttl = try EnvelopeFields.ttl(readInt(&s, k), at: valuePos)
                 case .priority:
-                    priority = try EnvelopeFields.priority(readInt(&s, k), at: valuePos)
+                    f.priority = try EnvelopeFields.priority(readInt(&s, k), at: valuePos)
                 case .contentType:
                     let v = try readText(&s, k)
-                    contentType = try EnvelopeFields.contentType(v, at: valuePos)
+                    f.contentType = try EnvelopeFields.contentType(v, at: valuePos)
                 case .headers:
-                    headers = try readFields(&s, k)
+                    f.headers = try readFields(&s, k)
                 case .metadata:
                     let fields = try readFields(&s, k)
-                    metadata.reserveCapacity(fields.count)
-                    for f in fields {
-                        if f.key == metaCompressed || f.key == metaEncrypted {
+                    f.metadata.reserveCapacity(fields.count)
+                    for field in fields {
+                        if field.key == metaCompressed || field.key == metaEncrypted {
                             let flag: Bool
-                            switch f.value {
+                            switch field.value {
                             case .json(let j) where j == trueBytes: flag = true
                             case .json(let j) where j == falseBytes: flag = false
                             default:
-                                throw envelopeError(valuePos, "\"metadata.\(String(decoding: f.key, as: UTF8.self))\" must be true or false")
+                                throw envelopeError(valuePos, "\"metadata.\(String(decoding: field.key, as: UTF8.self))\" must be true or false")
                             }
-                            if f.key == metaCompressed { compressed = flag } else { encrypted = flag }
+                            if field.key == metaCompressed { f.compressed = flag } else { f.encrypted = flag }
                         } else {
-                            metadata.append(f)
+                            f.metadata.append(field)
                         }
                     }
                 case .payload:
@@ -323,11 +354,10 @@ enum JSONEnvelope {
         }
         try s.expectEnd()
 
-        let m = try EnvelopeFields.assemble(
-            id: id, type: type, timestamp: timestamp, texts: texts, ttl: ttl, priority: priority,
-            contentType: contentType, headers: headers, metadata: metadata, compressed: compressed,
-            encrypted: encrypted, extensions: extensions)
-
+        try f.checkComplete()
+        let compressed = f.compressed, encrypted = f.encrypted, contentType = f.contentType
+        var payload: [UInt8]? = nil
+        var checkedJSON = false
         if let range = payloadRange {
             let start = range.lowerBound
             var p = JSONScanner(bytes, maxDepth: maxDepth, pos: start)
@@ -338,22 +368,23 @@ enum JSONEnvelope {
                     : contentType == .text ? "a text/plain payload must be a JSON string"
                     : "an application/octet-stream payload must be a base64 string"
                 guard first == 0x22 else { throw envelopeError(start, what) }
-                var text = [UInt8]()
-                try p.scanString(into: &text, decode: true)
+                let text = try p.readString()
                 if contentType == .text && !(compressed || encrypted) {
-                    m.payload = text
+                    payload = text
                 } else {
                     switch text.withUnsafeBytes({ Base64.decode($0) }) {
-                    case .success(let data): m.payload = data
+                    case .success(let data): payload = data
                     case .failure(let e):
                         throw envelopeError(start, "payload is not valid base64 (\(e.reason) at character \(e.offset))")
                     }
                 }
             } else {
-                m.payload = Array(UnsafeRawBufferPointer(rebasing: bytes[range]))
+                payload = makeBytes(bytes, range.lowerBound, range.upperBound)
+                // Validated above (UTF-8, RFC 8259, depth <= the ceiling): the encoder may copy it.
+                checkedJSON = true
             }
         }
-        return m
+        return try f.assemble(payload: payload, payloadIsCheckedJSON: checkedJSON)
     }
 
     static func envelopeError(_ at: Int, _ message: String) -> OrchestraError {
@@ -366,8 +397,7 @@ enum JSONEnvelope {
         guard try s.peek("a value") == 0x22 else {
             throw envelopeError(at, "\"\(k.name)\" must be a string, got \(describeJSON(s.bytes[at]))")
         }
-        var v = [UInt8]()
-        try s.scanString(into: &v, decode: true)
+        let v = try s.readString()
         if v.count > Message.maxTextFieldLength {
             throw OrchestraError(.tooBig, "invalid envelope at byte \(at): \"\(k.name)\" is \(v.count) bytes; the limit is \(Message.maxTextFieldLength)")
         }
@@ -409,18 +439,15 @@ enum JSONEnvelope {
         while true {
             s.skipWhitespace()
             guard try s.peek("an object key") == 0x22 else { throw s.fail("expected a string as object key") }
-            var key = [UInt8]()
-            try s.scanString(into: &key, decode: true)
+            let key = try s.readString()
             try s.expect(0x3A, "after object key")
             s.skipWhitespace()
             let valuePos = s.pos
             if try s.peek("a value") == 0x22 {
-                var v = [UInt8]()
-                try s.scanString(into: &v, decode: true)
-                fields.append(Field(key: key, value: .string(v)))
+                fields.append(Field(key: key, value: .string(try s.readString())))
             } else {
                 try s.skipValue(depth: 2)
-                fields.append(Field(key: key, value: .json(Array(UnsafeRawBufferPointer(rebasing: s.bytes[valuePos..<s.pos])))))
+                fields.append(Field(key: key, value: .json(makeBytes(s.bytes, valuePos, s.pos))))
             }
             s.skipWhitespace()
             if try s.consumeObjectEnd() { break }
@@ -503,7 +530,17 @@ func parseUInt64(_ lexeme: UnsafeRawBufferPointer) -> UInt64? {
 }
 
 /// The envelope fields both decoders collect, turned into a message in one place.
-enum EnvelopeFields {
+struct EnvelopeFields {
+    var id: [UInt8]?, type: [UInt8]?
+    var timestamp: Int64?, ttl: Int64?
+    var priority: Priority?
+    var version: [UInt8]?, source: [UInt8]?, target: [UInt8]?, correlationId: [UInt8]?, replyTo: [UInt8]?
+    var contentType = ContentType.json
+    var headers: [Field] = []
+    var metadata: [Field] = []
+    var compressed = false, encrypted = false
+    var extensions: [Field] = []
+
     static func error(_ at: Int, _ message: String) -> OrchestraError {
         OrchestraError(.parse, "invalid envelope at byte \(at): \(message)")
     }
@@ -527,28 +564,23 @@ enum EnvelopeFields {
         return ct
     }
 
-    /// `texts` holds version, source, target, correlationId and replyTo, in that order.
-    static func assemble(
-        id: [UInt8]?, type: [UInt8]?, timestamp: Int64?, texts: [[UInt8]?], ttl: Int64?,
-        priority: Priority?, contentType: ContentType, headers: [Field], metadata: [Field],
-        compressed: Bool, encrypted: Bool, extensions: [Field]
-    ) throws(OrchestraError) -> Message {
+    /// The message, with the payload the decoder read.
+    func assemble(payload: [UInt8]?, payloadIsCheckedJSON: Bool) throws(OrchestraError) -> Message {
         guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
         guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
         try checkDuplicateKeys(extensions, in: "the envelope")
+        return Message(
+            id: id, type: type, timestamp: timestamp, version: version, source: source, target: target,
+            correlationId: correlationId, replyTo: replyTo, ttl: ttl, priority: priority, headers: headers,
+            payload: payload, payloadIsCheckedJSON: payloadIsCheckedJSON, contentType: contentType,
+            compressed: compressed, encrypted: encrypted, metadata: metadata, extensions: extensions)
+    }
 
-        let m = Message(type: type, id: id, timestamp: timestamp, version: texts[0], source: texts[1])
-        m.targetBytes = texts[2]
-        m.correlationIdBytes = texts[3]
-        m.replyToBytes = texts[4]
-        m.ttl = ttl
-        m.priority = priority
-        m.contentType = contentType
-        m.headers = headers
-        m.metadata = metadata
-        m.compressed = compressed
-        m.encrypted = encrypted
-        m.extensions = extensions
-        return m
+    /// Checks the required fields before the payload is read (the errors keep their order:
+    /// a missing id or type, or a duplicate extension, is reported before a bad payload).
+    func checkComplete() throws(OrchestraError) {
+        if id == nil { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
+        if type == nil { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
+        try checkDuplicateKeys(extensions, in: "the envelope")
     }
 }

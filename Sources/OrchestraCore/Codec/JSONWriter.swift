@@ -113,6 +113,34 @@ public enum Base64 {
         }
     }
 
+    /// Appends the base64 form of `src` to `w`.
+    static func encode(_ src: UnsafeRawBufferPointer, into w: inout ByteWriter) {
+        let n = src.count
+        w.reserve(encodedCount(n))
+        var at = w.count
+        alphabet.withUnsafeBufferPointer { a in
+            var i = 0
+            while i + 3 <= n {
+                let v = UInt32(src[i]) << 16 | UInt32(src[i + 1]) << 8 | UInt32(src[i + 2])
+                w.set(a[Int(v >> 18 & 63)], atReserved: at); w.set(a[Int(v >> 12 & 63)], atReserved: at + 1)
+                w.set(a[Int(v >> 6 & 63)], atReserved: at + 2); w.set(a[Int(v & 63)], atReserved: at + 3)
+                at += 4
+                i += 3
+            }
+            let rest = n - i
+            if rest == 1 {
+                let v = UInt32(src[i]) << 16
+                w.set(a[Int(v >> 18 & 63)], atReserved: at); w.set(a[Int(v >> 12 & 63)], atReserved: at + 1)
+                w.set(0x3D, atReserved: at + 2); w.set(0x3D, atReserved: at + 3)
+            } else if rest == 2 {
+                let v = UInt32(src[i]) << 16 | UInt32(src[i + 1]) << 8
+                w.set(a[Int(v >> 18 & 63)], atReserved: at); w.set(a[Int(v >> 12 & 63)], atReserved: at + 1)
+                w.set(a[Int(v >> 6 & 63)], atReserved: at + 2); w.set(0x3D, atReserved: at + 3)
+            }
+        }
+        w.advance(encodedCount(n))
+    }
+
     public static func encode(_ src: [UInt8]) -> [UInt8] {
         var out = [UInt8]()
         src.withUnsafeBytes { encode($0, into: &out) }
@@ -167,4 +195,116 @@ func withBytes<R>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(Orchestr
         Result { () throws(OrchestraError) -> R in try body(b) }
     }
     return try r.get()
+}
+
+// MARK: - Writing into a ByteWriter (the envelope encoders)
+
+extension JSONWriter {
+    /// Appends `s` as a JSON string (as `writeString(_:into:what:)`); `what` is only built
+    /// for the error.
+    @inline(__always)
+    static func writeString(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
+        if let bad = UTF8Validator.firstInvalidOffset(s) {
+            throw OrchestraError(.invalidArgument, "\(what()) is not valid UTF-8 (byte \(bad))")
+        }
+        writeValidString(s, into: &w)
+    }
+
+    @inline(__always)
+    static func writeString(_ s: [UInt8], into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
+        try withBytes(s) { (b) throws(OrchestraError) in try writeString(b, into: &w, what: what()) }
+    }
+
+    /// Appends valid UTF-8 as a JSON string. Runs without characters to escape are found 8
+    /// bytes at a time and copied whole.
+    static func writeValidString(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter) {
+        let n = s.count
+        w.reserve(n + 2)
+        w.put(0x22)
+        guard n > 0, let p = s.baseAddress else { w.put(0x22); return }
+        var runStart = 0
+        while true {
+            let i = firstStringStop(p, from: runStart, count: n)
+            if i >= n { break }
+            let c = p.load(fromByteOffset: i, as: UInt8.self)
+            w.reserve(i - runStart + 6 + (n - i))
+            w.put(p + runStart, i - runStart)
+            w.put(0x5C)
+            switch c {
+            case 0x22: w.put(0x22)
+            case 0x5C: w.put(0x5C)
+            case 0x0A: w.put(0x6E)
+            case 0x0D: w.put(0x72)
+            case 0x09: w.put(0x74)
+            case 0x08: w.put(0x62)
+            case 0x0C: w.put(0x66)
+            default:
+                w.put(0x75); w.put(0x30); w.put(0x30)
+                w.put(lowerHexDigit(c >> 4)); w.put(lowerHexDigit(c & 0xF))
+            }
+            runStart = i + 1
+        }
+        w.reserve(n - runStart + 1)
+        w.put(p + runStart, n - runStart)
+        w.put(0x22)
+    }
+
+    static func writeInt(_ v: Int64, into w: inout ByteWriter) {
+        if v < 0 {
+            w.append(0x2D)
+            writeUInt(v.magnitude, into: &w)
+        } else {
+            writeUInt(UInt64(v), into: &w)
+        }
+    }
+
+    static func writeUInt(_ v: UInt64, into w: inout ByteWriter) {
+        var digits = 1
+        var x = v
+        while x >= 10 { x /= 10; digits += 1 }
+        w.reserve(digits)
+        x = v
+        var at = w.count + digits - 1
+        for _ in 0..<digits {
+            w.set(0x30 + UInt8(truncatingIfNeeded: x % 10), atReserved: at)
+            x /= 10
+            at -= 1
+        }
+        w.advance(digits)
+    }
+}
+
+@inline(__always)
+func lowerHexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
+
+/// For 8 bytes of a JSON string (little-endian load): a mask whose lowest set bit (bit 7 of a
+/// byte) marks the first byte that is '"', '\' or a control character (< 0x20). Bytes above
+/// the first such byte may be marked falsely (borrows), so only the lowest mark is meaningful.
+@inline(__always)
+func swarStringStops(_ w: UInt64) -> UInt64 {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let q = w ^ (ones &* 0x22)
+    let b = w ^ (ones &* 0x5C)
+    let quote = (q &- ones) & ~q
+    let backslash = (b &- ones) & ~b
+    let control = (w &- ones &* 0x20) & ~w
+    return (quote | backslash | control) & (ones &* 0x80)
+}
+
+/// The offset of the first byte at or after `from` (below `count`) that is '"', '\' or a
+/// control character, or `count` if there is none; 8 bytes at a time.
+@inline(__always)
+func firstStringStop(_ p: UnsafeRawPointer, from: Int, count n: Int) -> Int {
+    var j = from
+    while j + 8 <= n {
+        let m = swarStringStops(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self)))
+        if m != 0 { return j + m.trailingZeroBitCount >> 3 }
+        j += 8
+    }
+    while j < n {
+        let c = p.load(fromByteOffset: j, as: UInt8.self)
+        if c < 0x20 || c == 0x22 || c == 0x5C { return j }
+        j += 1
+    }
+    return n
 }

@@ -7,99 +7,113 @@
 // MARK: - Writer
 
 enum MsgPackWriter {
-    static func writeNil(into out: inout [UInt8]) { out.append(0xC0) }
-    static func writeBool(_ v: Bool, into out: inout [UInt8]) { out.append(v ? 0xC3 : 0xC2) }
-
     @inline(__always)
-    static func be16(_ v: UInt16, _ out: inout [UInt8]) {
-        out.append(UInt8(truncatingIfNeeded: v >> 8)); out.append(UInt8(truncatingIfNeeded: v))
+    static func be16(_ v: UInt16, _ w: inout ByteWriter) {
+        w.reserve(2)
+        w.put(UInt8(truncatingIfNeeded: v >> 8)); w.put(UInt8(truncatingIfNeeded: v))
     }
     @inline(__always)
-    static func be32(_ v: UInt32, _ out: inout [UInt8]) {
-        be16(UInt16(truncatingIfNeeded: v >> 16), &out); be16(UInt16(truncatingIfNeeded: v), &out)
+    static func be32(_ v: UInt32, _ w: inout ByteWriter) {
+        be16(UInt16(truncatingIfNeeded: v >> 16), &w); be16(UInt16(truncatingIfNeeded: v), &w)
     }
     @inline(__always)
-    static func be64(_ v: UInt64, _ out: inout [UInt8]) {
-        be32(UInt32(truncatingIfNeeded: v >> 32), &out); be32(UInt32(truncatingIfNeeded: v), &out)
+    static func be64(_ v: UInt64, _ w: inout ByteWriter) {
+        be32(UInt32(truncatingIfNeeded: v >> 32), &w); be32(UInt32(truncatingIfNeeded: v), &w)
     }
 
     /// The smallest int form for `v`.
-    static func writeUInt(_ v: UInt64, into out: inout [UInt8]) {
-        if v < 0x80 { out.append(UInt8(v)) }
-        else if v <= 0xFF { out.append(0xCC); out.append(UInt8(v)) }
-        else if v <= 0xFFFF { out.append(0xCD); be16(UInt16(v), &out) }
-        else if v <= 0xFFFF_FFFF { out.append(0xCE); be32(UInt32(v), &out) }
-        else { out.append(0xCF); be64(v, &out) }
+    static func writeUInt(_ v: UInt64, into w: inout ByteWriter) {
+        if v < 0x80 { w.append(UInt8(v)) }
+        else if v <= 0xFF { w.append(0xCC); w.append(UInt8(v)) }
+        else if v <= 0xFFFF { w.append(0xCD); be16(UInt16(v), &w) }
+        else if v <= 0xFFFF_FFFF { w.append(0xCE); be32(UInt32(v), &w) }
+        else { w.append(0xCF); be64(v, &w) }
+    }
+
+    static func writeInt(_ v: Int64, into w: inout ByteWriter) {
+        if v >= 0 { writeUInt(UInt64(v), into: &w); return }
+        if v >= -32 { w.append(UInt8(bitPattern: Int8(v))) }
+        else if v >= Int64(Int8.min) { w.append(0xD0); w.append(UInt8(bitPattern: Int8(v))) }
+        else if v >= Int64(Int16.min) { w.append(0xD1); be16(UInt16(bitPattern: Int16(v)), &w) }
+        else if v >= Int64(Int32.min) { w.append(0xD2); be32(UInt32(bitPattern: Int32(v)), &w) }
+        else { w.append(0xD3); be64(UInt64(bitPattern: v), &w) }
     }
 
     static func writeInt(_ v: Int64, into out: inout [UInt8]) {
-        if v >= 0 { writeUInt(UInt64(v), into: &out); return }
-        if v >= -32 { out.append(UInt8(bitPattern: Int8(v))) }
-        else if v >= Int64(Int8.min) { out.append(0xD0); out.append(UInt8(bitPattern: Int8(v))) }
-        else if v >= Int64(Int16.min) { out.append(0xD1); be16(UInt16(bitPattern: Int16(v)), &out) }
-        else if v >= Int64(Int32.min) { out.append(0xD2); be32(UInt32(bitPattern: Int32(v)), &out) }
-        else { out.append(0xD3); be64(UInt64(bitPattern: v), &out) }
+        var w = ByteWriter(capacity: 9)
+        writeInt(v, into: &w)
+        out.append(contentsOf: w.bytes)
     }
 
-    static func writeDouble(_ v: Double, into out: inout [UInt8]) {
-        out.append(0xCB); be64(v.bitPattern, &out)
+    static func writeDouble(_ v: Double, into w: inout ByteWriter) {
+        w.append(0xCB); be64(v.bitPattern, &w)
     }
 
-    static func writeStrHeader(_ n: Int, into out: inout [UInt8]) throws(OrchestraError) {
-        if n < 32 { out.append(0xA0 | UInt8(n)) }
-        else if n <= 0xFF { out.append(0xD9); out.append(UInt8(n)) }
-        else if n <= 0xFFFF { out.append(0xDA); be16(UInt16(n), &out) }
-        else if n <= 0xFFFF_FFFF { out.append(0xDB); be32(UInt32(n), &out) }
+    static func writeStrHeader(_ n: Int, into w: inout ByteWriter) throws(OrchestraError) {
+        if n < 32 { w.append(0xA0 | UInt8(n)) }
+        else if n <= 0xFF { w.append(0xD9); w.append(UInt8(n)) }
+        else if n <= 0xFFFF { w.append(0xDA); be16(UInt16(n), &w) }
+        else if n <= 0xFFFF_FFFF { w.append(0xDB); be32(UInt32(n), &w) }
         else { throw OrchestraError(.tooBig, "string of \(n) bytes exceeds MessagePack's 4 GiB limit") }
     }
 
-    static func writeStr(_ s: UnsafeRawBufferPointer, into out: inout [UInt8], what: String) throws(OrchestraError) {
-        if let bad = UTF8Validator.firstInvalidOffset(s) {
-            throw OrchestraError(.invalidArgument, "\(what) is not valid UTF-8 (byte \(bad))")
-        }
-        try writeStrHeader(s.count, into: &out)
-        out.append(contentsOf: s)
+    /// A str of bytes known to be valid UTF-8.
+    @inline(__always)
+    static func writeValidStr(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter) throws(OrchestraError) {
+        try writeStrHeader(s.count, into: &w)
+        w.append(s)
     }
 
-    static func writeStr(_ s: [UInt8], into out: inout [UInt8], what: String) throws(OrchestraError) {
-        try withBytes(s) { (b) throws(OrchestraError) in try writeStr(b, into: &out, what: what) }
+    @inline(__always)
+    static func writeStr(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
+        if let bad = UTF8Validator.firstInvalidOffset(s) {
+            throw OrchestraError(.invalidArgument, "\(what()) is not valid UTF-8 (byte \(bad))")
+        }
+        try writeValidStr(s, into: &w)
+    }
+
+    @inline(__always)
+    static func writeStr(_ s: [UInt8], into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
+        try withBytes(s) { (b) throws(OrchestraError) in try writeStr(b, into: &w, what: what()) }
     }
 
     /// A key known to be short ASCII.
-    static func writeKey(_ s: [UInt8], into out: inout [UInt8]) {
-        out.append(0xA0 | UInt8(s.count))
-        out.append(contentsOf: s)
+    @inline(__always)
+    static func writeKey(_ s: StaticString, into w: inout ByteWriter) {
+        w.reserve(1 + s.utf8CodeUnitCount)
+        w.put(0xA0 | UInt8(s.utf8CodeUnitCount))
+        w.put(UnsafeRawPointer(s.utf8Start), s.utf8CodeUnitCount)
     }
 
-    static func writeBin(_ b: [UInt8], into out: inout [UInt8]) throws(OrchestraError) {
+    static func writeBin(_ b: [UInt8], into w: inout ByteWriter) throws(OrchestraError) {
         let n = b.count
-        if n <= 0xFF { out.append(0xC4); out.append(UInt8(n)) }
-        else if n <= 0xFFFF { out.append(0xC5); be16(UInt16(n), &out) }
-        else if n <= 0xFFFF_FFFF { out.append(0xC6); be32(UInt32(n), &out) }
+        if n <= 0xFF { w.append(0xC4); w.append(UInt8(n)) }
+        else if n <= 0xFFFF { w.append(0xC5); be16(UInt16(n), &w) }
+        else if n <= 0xFFFF_FFFF { w.append(0xC6); be32(UInt32(n), &w) }
         else { throw OrchestraError(.tooBig, "binary payload of \(n) bytes exceeds MessagePack's 4 GiB limit") }
-        out.append(contentsOf: b)
+        w.append(b)
     }
 
-    static func writeContainerHeader(map: Bool, count n: Int, into out: inout [UInt8]) throws(OrchestraError) {
-        if n < 16 { out.append((map ? 0x80 : 0x90) | UInt8(n)) }
-        else if n <= 0xFFFF { out.append(map ? 0xDE : 0xDC); be16(UInt16(n), &out) }
-        else if n <= 0xFFFF_FFFF { out.append(map ? 0xDF : 0xDD); be32(UInt32(n), &out) }
+    static func writeContainerHeader(map: Bool, count n: Int, into w: inout ByteWriter) throws(OrchestraError) {
+        if n < 16 { w.append((map ? 0x80 : 0x90) | UInt8(n)) }
+        else if n <= 0xFFFF { w.append(map ? 0xDE : 0xDC); be16(UInt16(n), &w) }
+        else if n <= 0xFFFF_FFFF { w.append(map ? 0xDF : 0xDD); be32(UInt32(n), &w) }
         else { throw OrchestraError(.tooBig, "\(map ? "map" : "array") of \(n) entries exceeds MessagePack's limit") }
     }
 
     /// Replaces the 5-byte placeholder at `p` with the smallest header for `n` entries.
-    static func patchContainerHeader(map: Bool, count n: Int, at p: Int, in out: inout [UInt8]) throws(OrchestraError) {
+    static func patchContainerHeader(map: Bool, count n: Int, at p: Int, in w: inout ByteWriter) throws(OrchestraError) {
         if n < 16 {
-            out[p] = (map ? 0x80 : 0x90) | UInt8(n)
-            out.removeSubrange((p + 1)..<(p + 5))
+            w.set((map ? 0x80 : 0x90) | UInt8(n), at: p)
+            w.remove(4, at: p + 1)
         } else if n <= 0xFFFF {
-            out[p] = map ? 0xDE : 0xDC
-            out[p + 1] = UInt8(n >> 8); out[p + 2] = UInt8(n & 0xFF)
-            out.removeSubrange((p + 3)..<(p + 5))
+            w.set(map ? 0xDE : 0xDC, at: p)
+            w.set(UInt8(n >> 8), at: p + 1); w.set(UInt8(n & 0xFF), at: p + 2)
+            w.remove(2, at: p + 3)
         } else if n <= 0xFFFF_FFFF {
-            out[p] = map ? 0xDF : 0xDD
-            out[p + 1] = UInt8(n >> 24 & 0xFF); out[p + 2] = UInt8(n >> 16 & 0xFF)
-            out[p + 3] = UInt8(n >> 8 & 0xFF); out[p + 4] = UInt8(n & 0xFF)
+            w.set(map ? 0xDF : 0xDD, at: p)
+            w.set(UInt8(n >> 24 & 0xFF), at: p + 1); w.set(UInt8(n >> 16 & 0xFF), at: p + 2)
+            w.set(UInt8(n >> 8 & 0xFF), at: p + 3); w.set(UInt8(n & 0xFF), at: p + 4)
         } else {
             throw OrchestraError(.tooBig, "\(map ? "map" : "array") of \(n) entries exceeds MessagePack's limit")
         }
@@ -112,15 +126,16 @@ extension JSONScanner {
     /// Transcodes the JSON value at `pos` (whitespace skipped) into MessagePack. Integers must
     /// fit Int64/UInt64; other numbers become float64. Containers get a placeholder header
     /// that is shrunk to the smallest form once the count is known.
-    mutating func transcodeToMsgPack(depth: Int, into out: inout [UInt8], scratch: inout [UInt8]) throws(OrchestraError) {
+    mutating func transcodeToMsgPack(depth: Int, into w: inout ByteWriter, scratch: inout [UInt8]) throws(OrchestraError) {
         let c = try peek("a value")
         switch c {
         case 0x7B, 0x5B:
             let isMap = c == 0x7B
             if depth + 1 > maxDepth { throw tooDeep() }
             pos += 1
-            let headerPos = out.count
-            out.append(contentsOf: [0, 0, 0, 0, 0])
+            let headerPos = w.count
+            w.reserve(5)
+            for _ in 0..<5 { w.put(0) }
             var count = 0
             skipWhitespace()
             let close: UInt8 = isMap ? 0x7D : 0x5D
@@ -131,14 +146,11 @@ extension JSONScanner {
                     skipWhitespace()
                     if isMap {
                         guard try peek("an object key") == 0x22 else { throw fail("expected a string as object key") }
-                        scratch.removeAll(keepingCapacity: true)
-                        try scanString(into: &scratch, decode: true)
-                        try MsgPackWriter.writeStrHeader(scratch.count, into: &out)
-                        out.append(contentsOf: scratch)
+                        try transcodeString(into: &w, scratch: &scratch)
                         try expect(0x3A, "after object key")
                         skipWhitespace()
                     }
-                    try transcodeToMsgPack(depth: depth + 1, into: &out, scratch: &scratch)
+                    try transcodeToMsgPack(depth: depth + 1, into: &w, scratch: &scratch)
                     count += 1
                     skipWhitespace()
                     guard pos < bytes.count else { throw fail("unexpected end of input, expected ',' or '\(isMap ? "}" : "]")'") }
@@ -150,12 +162,9 @@ extension JSONScanner {
                     throw fail(isMap ? "expected ',' or '}' after object member" : "expected ',' or ']' after array element")
                 }
             }
-            try MsgPackWriter.patchContainerHeader(map: isMap, count: count, at: headerPos, in: &out)
+            try MsgPackWriter.patchContainerHeader(map: isMap, count: count, at: headerPos, in: &w)
         case 0x22:
-            scratch.removeAll(keepingCapacity: true)
-            try scanString(into: &scratch, decode: true)
-            try MsgPackWriter.writeStrHeader(scratch.count, into: &out)
-            out.append(contentsOf: scratch)
+            try transcodeString(into: &w, scratch: &scratch)
         case 0x2D, 0x30...0x39:
             let start = pos
             let isInteger = try scanNumber()
@@ -165,30 +174,48 @@ extension JSONScanner {
                     guard let v = parseInt64(lexeme) else {
                         throw OrchestraError(.invalidArgument, "integer \(excerpt(lexeme)) is out of MessagePack range")
                     }
-                    MsgPackWriter.writeInt(v, into: &out)
+                    MsgPackWriter.writeInt(v, into: &w)
                 } else {
                     guard let v = parseUInt64(lexeme) else {
                         throw OrchestraError(.invalidArgument, "integer \(excerpt(lexeme)) is out of MessagePack range")
                     }
-                    MsgPackWriter.writeUInt(v, into: &out)
+                    MsgPackWriter.writeUInt(v, into: &w)
                 }
             } else {
                 let text = String(decoding: lexeme, as: UTF8.self)
                 guard let d = Double(text), d.isFinite else {
                     throw OrchestraError(.invalidArgument, "number \(excerpt(lexeme)) is out of the float64 range")
                 }
-                MsgPackWriter.writeDouble(d, into: &out)
+                MsgPackWriter.writeDouble(d, into: &w)
             }
-        case 0x74: try scanLiteral("true"); out.append(0xC3)
-        case 0x66: try scanLiteral("false"); out.append(0xC2)
-        case 0x6E: try scanLiteral("null"); out.append(0xC0)
+        case 0x74: try scanLiteral("true"); w.append(0xC3)
+        case 0x66: try scanLiteral("false"); w.append(0xC2)
+        case 0x6E: try scanLiteral("null"); w.append(0xC0)
         default: throw fail("unexpected character '\(printable(c))', expected a value")
         }
     }
+
+    /// The JSON string at `pos` as a MessagePack str: copied straight from the input when it
+    /// has no escapes, else unescaped through `scratch`.
+    private mutating func transcodeString(into w: inout ByteWriter, scratch: inout [UInt8]) throws(OrchestraError) {
+        let open = pos
+        let (start, end, escaped) = try scanStringRaw()
+        if !escaped {
+            try MsgPackWriter.writeValidStr(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), into: &w)
+            return
+        }
+        let after = pos
+        pos = open
+        scratch.removeAll(keepingCapacity: true)
+        try scanString(into: &scratch, decode: true)
+        precondition(pos == after)
+        try MsgPackWriter.writeStrHeader(scratch.count, into: &w)
+        w.append(scratch)
+    }
 }
 
-/// Transcodes one complete JSON text into one MessagePack value (appended to `out`).
-func jsonToMsgPack(_ json: [UInt8], into out: inout [UInt8], what: String) throws(OrchestraError) {
+/// Transcodes one complete JSON text into one MessagePack value (written to `w`).
+func jsonToMsgPack(_ json: [UInt8], into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
     do {
         try withBytes(json) { (b) throws(OrchestraError) in
             if let bad = UTF8Validator.firstInvalidOffset(b) {
@@ -197,12 +224,18 @@ func jsonToMsgPack(_ json: [UInt8], into out: inout [UInt8], what: String) throw
             var s = JSONScanner(b, maxDepth: DecodeLimits.depthCeiling)
             var scratch = [UInt8]()
             s.skipWhitespace()
-            try s.transcodeToMsgPack(depth: 0, into: &out, scratch: &scratch)
+            try s.transcodeToMsgPack(depth: 0, into: &w, scratch: &scratch)
             try s.expectEnd()
         }
     } catch {
-        throw OrchestraError(.invalidArgument, "cannot encode \(what): \(error.message)")
+        throw OrchestraError(.invalidArgument, "cannot encode \(what()): \(error.message)")
     }
+}
+
+func jsonToMsgPack(_ json: [UInt8], into out: inout [UInt8], what: String) throws(OrchestraError) {
+    var w = ByteWriter(capacity: json.count + 16)
+    try jsonToMsgPack(json, into: &w, what: what)
+    out.append(contentsOf: w.bytes)
 }
 
 // MARK: - Reader
@@ -330,13 +363,13 @@ struct MsgPackReader {
     }
 
     /// A str value (UTF-8 checked), naming `what` in errors.
-    mutating func readStr(_ what: String) throws(OrchestraError) -> UnsafeRawBufferPointer {
+    mutating func readStr(_ what: @autoclosure () -> String) throws(OrchestraError) -> UnsafeRawBufferPointer {
         let start = pos
         guard case .str(let s) = try next() else {
-            throw fail("\(what) must be a str", at: start)
+            throw fail("\(what()) must be a str", at: start)
         }
         if let bad = UTF8Validator.firstInvalidOffset(s) {
-            throw fail("\(what) is not valid UTF-8", at: pos - s.count + bad)
+            throw fail("\(what()) is not valid UTF-8", at: pos - s.count + bad)
         }
         return s
     }
@@ -356,59 +389,65 @@ struct MsgPackReader {
     }
 
     /// Transcodes one value into JSON text. bin/ext, non-str keys, NaN/Infinity are errors.
-    mutating func transcodeToJSON(depth: Int, into out: inout [UInt8]) throws(OrchestraError) {
+    mutating func transcodeToJSON(depth: Int, into w: inout ByteWriter) throws(OrchestraError) {
         let start = pos
         switch try next() {
-        case .null: out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
-        case .bool(let v): out.append(contentsOf: v ? trueBytes : falseBytes)
-        case .int(let v): JSONWriter.writeInt(v, into: &out)
-        case .uint(let v): JSONWriter.writeUInt(v, into: &out)
+        case .null: w.append("null")
+        case .bool(let v): if v { w.append("true") } else { w.append("false") }
+        case .int(let v): JSONWriter.writeInt(v, into: &w)
+        case .uint(let v): JSONWriter.writeUInt(v, into: &w)
         case .float32(let f):
             guard f.isFinite else { throw fail("float \(f) has no JSON form", at: start) }
-            JSONWriter.writeFloat(f, into: &out)
+            w.append(f.description.utf8)
         case .float64(let d):
             guard d.isFinite else { throw fail("float \(d) has no JSON form", at: start) }
-            JSONWriter.writeDouble(d, into: &out)
+            w.append(d.description.utf8)
         case .str(let s):
             if let bad = UTF8Validator.firstInvalidOffset(s) {
                 throw fail("str is not valid UTF-8", at: pos - s.count + bad)
             }
-            JSONWriter.writeValidString(s, into: &out)
+            JSONWriter.writeValidString(s, into: &w)
         case .bin:
             throw fail("bin where a JSON value is expected", at: start)
         case .ext(let t, _):
             throw fail("ext type \(t) where a JSON value is expected", at: start)
         case .array(let n):
             if depth + 1 > maxDepth { throw tooDeep(at: start) }
-            out.append(0x5B)
+            w.append(0x5B)
             for i in 0..<n {
-                if i > 0 { out.append(0x2C) }
-                try transcodeToJSON(depth: depth + 1, into: &out)
+                if i > 0 { w.append(0x2C) }
+                try transcodeToJSON(depth: depth + 1, into: &w)
             }
-            out.append(0x5D)
+            w.append(0x5D)
         case .map(let n):
             if depth + 1 > maxDepth { throw tooDeep(at: start) }
-            out.append(0x7B)
+            w.append(0x7B)
             for i in 0..<n {
-                if i > 0 { out.append(0x2C) }
+                if i > 0 { w.append(0x2C) }
                 let k = try readStr("a map key")
-                JSONWriter.writeValidString(k, into: &out)
-                out.append(0x3A)
-                try transcodeToJSON(depth: depth + 1, into: &out)
+                JSONWriter.writeValidString(k, into: &w)
+                w.append(0x3A)
+                try transcodeToJSON(depth: depth + 1, into: &w)
             }
-            out.append(0x7D)
+            w.append(0x7D)
         }
+    }
+
+    /// One value as JSON text in a new array.
+    mutating func transcodeToJSON(depth: Int) throws(OrchestraError) -> [UInt8] {
+        var w = ByteWriter(capacity: min(remaining, 1 << 16) * 9 / 8 + 16)
+        try transcodeToJSON(depth: depth, into: &w)
+        return makeBytes(w.bytes)
     }
 }
 
 // MARK: - Envelope
 
 enum MsgPackEnvelope {
-    static func encode(_ m: Message, into out: inout [UInt8]) throws(OrchestraError) {
+    static func encode(_ m: Message, into w: inout ByteWriter) throws(OrchestraError) {
         try checkEncodable(m)
-        let names = EnvelopeKey.names
-        let others = m.metadata.filter { $0.key != metaCompressed && $0.key != metaEncrypted }
-        let hasMetadata = m.compressed || m.encrypted || !others.isEmpty
+        let hasOthers = m.metadata.contains { $0.key != metaCompressed && $0.key != metaEncrypted }
+        let hasMetadata = m.compressed || m.encrypted || hasOthers
         var count = 2
         if m.timestamp != nil { count += 1 }
         if m.versionBytes != nil { count += 1 }
@@ -423,72 +462,87 @@ enum MsgPackEnvelope {
         if hasMetadata { count += 1 }
         count += m.extensions.count
         if m.payload != nil { count += 1 }
-        out.reserveCapacity(out.count + 128 + (m.payload?.count ?? 0))
 
-        try MsgPackWriter.writeContainerHeader(map: true, count: count, into: &out)
-        MsgPackWriter.writeKey(names[EnvelopeKey.id.rawValue], into: &out)
-        try MsgPackWriter.writeStr(m.idBytes, into: &out, what: "id")
-        MsgPackWriter.writeKey(names[EnvelopeKey.type.rawValue], into: &out)
-        try MsgPackWriter.writeStr(m.typeBytes, into: &out, what: "type")
+        try MsgPackWriter.writeContainerHeader(map: true, count: count, into: &w)
+        MsgPackWriter.writeKey("id", into: &w)
+        try MsgPackWriter.writeStr(m.idBytes, into: &w, what: "id")
+        MsgPackWriter.writeKey("type", into: &w)
+        try MsgPackWriter.writeStr(m.typeBytes, into: &w, what: "type")
         if let ts = m.timestamp {
-            MsgPackWriter.writeKey(names[EnvelopeKey.timestamp.rawValue], into: &out)
-            MsgPackWriter.writeInt(ts, into: &out)
+            MsgPackWriter.writeKey("timestamp", into: &w)
+            MsgPackWriter.writeInt(ts, into: &w)
         }
-        func text(_ v: [UInt8]?, _ k: EnvelopeKey, _ out: inout [UInt8]) throws(OrchestraError) {
-            guard let v else { return }
-            MsgPackWriter.writeKey(names[k.rawValue], into: &out)
-            try MsgPackWriter.writeStr(v, into: &out, what: k.name)
+        if let v = m.versionBytes {
+            MsgPackWriter.writeKey("version", into: &w)
+            try MsgPackWriter.writeStr(v, into: &w, what: "version")
         }
-        try text(m.versionBytes, .version, &out)
-        try text(m.sourceBytes, .source, &out)
-        try text(m.targetBytes, .target, &out)
-        try text(m.correlationIdBytes, .correlationId, &out)
-        try text(m.replyToBytes, .replyTo, &out)
+        if let v = m.sourceBytes {
+            MsgPackWriter.writeKey("source", into: &w)
+            try MsgPackWriter.writeStr(v, into: &w, what: "source")
+        }
+        if let v = m.targetBytes {
+            MsgPackWriter.writeKey("target", into: &w)
+            try MsgPackWriter.writeStr(v, into: &w, what: "target")
+        }
+        if let v = m.correlationIdBytes {
+            MsgPackWriter.writeKey("correlationId", into: &w)
+            try MsgPackWriter.writeStr(v, into: &w, what: "correlationId")
+        }
+        if let v = m.replyToBytes {
+            MsgPackWriter.writeKey("replyTo", into: &w)
+            try MsgPackWriter.writeStr(v, into: &w, what: "replyTo")
+        }
         if let ttl = m.ttl {
-            MsgPackWriter.writeKey(names[EnvelopeKey.ttl.rawValue], into: &out)
-            MsgPackWriter.writeInt(ttl, into: &out)
+            MsgPackWriter.writeKey("ttl", into: &w)
+            MsgPackWriter.writeInt(ttl, into: &w)
         }
         if let p = m.priority {
-            MsgPackWriter.writeKey(names[EnvelopeKey.priority.rawValue], into: &out)
-            MsgPackWriter.writeUInt(UInt64(p.rawValue), into: &out)
+            MsgPackWriter.writeKey("priority", into: &w)
+            MsgPackWriter.writeUInt(UInt64(p.rawValue), into: &w)
         }
-        if m.contentType != .json {
-            MsgPackWriter.writeKey(names[EnvelopeKey.contentType.rawValue], into: &out)
-            try MsgPackWriter.writeStr(Array(m.contentType.mimeType.utf8), into: &out, what: "contentType")
+        switch m.contentType {
+        case .json: break
+        case .text:
+            MsgPackWriter.writeKey("contentType", into: &w)
+            MsgPackWriter.writeKey("text/plain", into: &w)
+        case .binary:
+            MsgPackWriter.writeKey("contentType", into: &w)
+            MsgPackWriter.writeKey("application/octet-stream", into: &w)
         }
         if !m.headers.isEmpty {
-            MsgPackWriter.writeKey(names[EnvelopeKey.headers.rawValue], into: &out)
-            try MsgPackWriter.writeContainerHeader(map: true, count: m.headers.count, into: &out)
-            for h in m.headers { try writeField(h, into: &out, what: "header") }
+            MsgPackWriter.writeKey("headers", into: &w)
+            try MsgPackWriter.writeContainerHeader(map: true, count: m.headers.count, into: &w)
+            for h in m.headers { try writeField(h, into: &w, what: "header") }
         }
         if hasMetadata {
-            MsgPackWriter.writeKey(names[EnvelopeKey.metadata.rawValue], into: &out)
+            MsgPackWriter.writeKey("metadata", into: &w)
+            let others = m.metadata.filter { $0.key != metaCompressed && $0.key != metaEncrypted }
             let n = (m.compressed ? 1 : 0) + (m.encrypted ? 1 : 0) + others.count
-            try MsgPackWriter.writeContainerHeader(map: true, count: n, into: &out)
-            if m.compressed { MsgPackWriter.writeKey(metaCompressed, into: &out); out.append(0xC3) }
-            if m.encrypted { MsgPackWriter.writeKey(metaEncrypted, into: &out); out.append(0xC3) }
-            for f in others { try writeField(f, into: &out, what: "metadata") }
+            try MsgPackWriter.writeContainerHeader(map: true, count: n, into: &w)
+            if m.compressed { MsgPackWriter.writeKey("compressed", into: &w); w.append(0xC3) }
+            if m.encrypted { MsgPackWriter.writeKey("encrypted", into: &w); w.append(0xC3) }
+            for f in others { try writeField(f, into: &w, what: "metadata") }
         }
-        for e in m.extensions { try writeField(e, into: &out, what: "extension") }
+        for e in m.extensions { try writeField(e, into: &w, what: "extension") }
         if let p = m.payload {
-            MsgPackWriter.writeKey(names[EnvelopeKey.payload.rawValue], into: &out)
+            MsgPackWriter.writeKey("payload", into: &w)
             if m.compressed || m.encrypted || m.contentType == .binary {
-                try MsgPackWriter.writeBin(p, into: &out)
+                try MsgPackWriter.writeBin(p, into: &w)
             } else if m.contentType == .text {
-                try MsgPackWriter.writeStr(p, into: &out, what: "text payload")
+                try MsgPackWriter.writeStr(p, into: &w, what: "text payload")
             } else {
-                try jsonToMsgPack(p, into: &out, what: "JSON payload")
+                try jsonToMsgPack(p, into: &w, what: "JSON payload")
             }
         }
     }
 
-    private static func writeField(_ f: Field, into out: inout [UInt8], what: String) throws(OrchestraError) {
-        try MsgPackWriter.writeStr(f.key, into: &out, what: "\(what) key")
+    private static func writeField(_ f: Field, into w: inout ByteWriter, what: StaticString) throws(OrchestraError) {
+        try MsgPackWriter.writeStr(f.key, into: &w, what: "\(what) key")
         switch f.value {
         case .string(let s):
-            try MsgPackWriter.writeStr(s, into: &out, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
+            try MsgPackWriter.writeStr(s, into: &w, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
         case .json(let j):
-            try jsonToMsgPack(j, into: &out, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
+            try jsonToMsgPack(j, into: &w, what: "\(what) \"\(String(decoding: f.key, as: UTF8.self))\"")
         }
     }
 
@@ -505,15 +559,7 @@ enum MsgPackEnvelope {
         }
         if r.maxDepth < 1 { throw r.tooDeep(at: 0) }
 
-        var id: [UInt8]?, type: [UInt8]?
-        var timestamp: Int64?, ttl: Int64?
-        var priority: Priority?
-        var texts: [[UInt8]?] = [nil, nil, nil, nil, nil]
-        var contentType = ContentType.json
-        var headers: [Field] = []
-        var metadata: [Field] = []
-        var compressed = false, encrypted = false
-        var extensions: [Field] = []
+        var f = EnvelopeFields()
         var payloadPos: Int?
         var seen: UInt32 = 0
 
@@ -522,36 +568,32 @@ enum MsgPackEnvelope {
             let key = try r.readStr("an envelope key")
             let valuePos = r.pos
             guard let k = EnvelopeKey.lookup(key) else {
-                var json = [UInt8]()
-                try r.transcodeToJSON(depth: 1, into: &json)
-                extensions.append(Field(key: Array(key), value: .json(json)))
+                let json = try r.transcodeToJSON(depth: 1)
+                f.extensions.append(Field(key: makeBytes(key), value: .json(json)))
                 continue
             }
             let bit: UInt32 = 1 << UInt32(k.rawValue)
             if seen & bit != 0 { throw envelopeError(keyPos, "duplicate key \"\(k.name)\"") }
             seen |= bit
             switch k {
-            case .id, .type, .version, .source, .target, .correlationId, .replyTo, .contentType:
+            case .id: f.id = try readText(&r, k)
+            case .type: f.type = try readText(&r, k)
+            case .version: f.version = try readText(&r, k)
+            case .source: f.source = try readText(&r, k)
+            case .target: f.target = try readText(&r, k)
+            case .correlationId: f.correlationId = try readText(&r, k)
+            case .replyTo: f.replyTo = try readText(&r, k)
+            case .contentType:
                 let v = try readText(&r, k)
-                switch k {
-                case .id: id = v
-                case .type: type = v
-                case .version: texts[0] = v
-                case .source: texts[1] = v
-                case .target: texts[2] = v
-                case .correlationId: texts[3] = v
-                case .replyTo: texts[4] = v
-                default:
-                    contentType = try EnvelopeFields.contentType(v, at: valuePos)
-                }
+                f.contentType = try EnvelopeFields.contentType(v, at: valuePos)
             case .timestamp:
-                timestamp = try readInt(&r, k)
+                f.timestamp = try readInt(&r, k)
             case .ttl:
-                ttl = try EnvelopeFields.ttl(readInt(&r, k), at: valuePos)
+                f.ttl = try EnvelopeFields.ttl(readInt(&r, k), at: valuePos)
             case .priority:
-                priority = try EnvelopeFields.priority(readInt(&r, k), at: valuePos)
+                f.priority = try EnvelopeFields.priority(readInt(&r, k), at: valuePos)
             case .headers:
-                headers = try readFields(&r, k)
+                f.headers = try readFields(&r, k)
             case .metadata:
                 guard case .map(let n) = try r.next() else {
                     throw envelopeError(valuePos, "\"metadata\" must be a map")
@@ -559,20 +601,20 @@ enum MsgPackEnvelope {
                 if r.maxDepth < 2 { throw r.tooDeep(at: valuePos) }
                 var fields: [Field] = []
                 for _ in 0..<n {
-                    let fk = Array(try r.readStr("a metadata key"))
+                    let fk = makeBytes(try r.readStr("a metadata key"))
                     let fpos = r.pos
                     if fk == metaCompressed || fk == metaEncrypted {
                         guard case .bool(let flag) = try r.next() else {
                             throw envelopeError(fpos, "\"metadata.\(String(decoding: fk, as: UTF8.self))\" must be a boolean")
                         }
-                        if fk == metaCompressed { compressed = flag } else { encrypted = flag }
+                        if fk == metaCompressed { f.compressed = flag } else { f.encrypted = flag }
                         fields.append(Field(key: fk, value: .json([])))
                     } else {
                         fields.append(Field(key: fk, value: try readFieldValue(&r)))
                     }
                 }
                 do { try checkDuplicateKeys(fields, in: "\"metadata\"") } catch { throw envelopeError(valuePos, error.message) }
-                metadata = fields.filter { $0.key != metaCompressed && $0.key != metaEncrypted }
+                f.metadata = fields.filter { $0.key != metaCompressed && $0.key != metaEncrypted }
             case .payload:
                 payloadPos = valuePos
                 try r.skip(depth: 1)
@@ -581,11 +623,9 @@ enum MsgPackEnvelope {
         if r.pos != bytes.count {
             throw r.fail("\(bytes.count - r.pos) trailing bytes after the envelope map")
         }
-        let m = try EnvelopeFields.assemble(
-            id: id, type: type, timestamp: timestamp, texts: texts, ttl: ttl, priority: priority,
-            contentType: contentType, headers: headers, metadata: metadata, compressed: compressed,
-            encrypted: encrypted, extensions: extensions)
-
+        try f.checkComplete()
+        let compressed = f.compressed, encrypted = f.encrypted, contentType = f.contentType
+        var payload: [UInt8]? = nil
         if let start = payloadPos {
             r.pos = start
             if compressed || encrypted || contentType == .binary {
@@ -594,16 +634,14 @@ enum MsgPackEnvelope {
                         ? "a compressed or encrypted payload must be bin"
                         : "an application/octet-stream payload must be bin")
                 }
-                m.payload = Array(b)
+                payload = makeBytes(b)
             } else if contentType == .text {
-                m.payload = Array(try r.readStr("a text/plain payload"))
+                payload = makeBytes(try r.readStr("a text/plain payload"))
             } else {
-                var json = [UInt8]()
-                try r.transcodeToJSON(depth: 1, into: &json)
-                m.payload = json
+                payload = try r.transcodeToJSON(depth: 1)
             }
         }
-        return m
+        return try f.assemble(payload: payload, payloadIsCheckedJSON: false)
     }
 
     private static func readText(_ r: inout MsgPackReader, _ k: EnvelopeKey) throws(OrchestraError) -> [UInt8] {
@@ -615,7 +653,7 @@ enum MsgPackEnvelope {
         if s.isEmpty && (k == .id || k == .type) {
             throw envelopeError(at, "\"\(k.name)\" must not be empty")
         }
-        return Array(s)
+        return makeBytes(s)
     }
 
     private static func readInt(_ r: inout MsgPackReader, _ k: EnvelopeKey) throws(OrchestraError) -> Int64 {
@@ -633,12 +671,10 @@ enum MsgPackEnvelope {
         if at < r.bytes.count {
             let b = r.bytes[at]
             if (0xA0...0xBF).contains(b) || b == 0xD9 || b == 0xDA || b == 0xDB {
-                return .string(Array(try r.readStr("a string value")))
+                return .string(makeBytes(try r.readStr("a string value")))
             }
         }
-        var json = [UInt8]()
-        try r.transcodeToJSON(depth: 2, into: &json)
-        return .json(json)
+        return .json(try r.transcodeToJSON(depth: 2))
     }
 
     private static func readFields(_ r: inout MsgPackReader, _ k: EnvelopeKey) throws(OrchestraError) -> [Field] {
@@ -650,7 +686,7 @@ enum MsgPackEnvelope {
         var fields: [Field] = []
         fields.reserveCapacity(min(n, 64))
         for _ in 0..<n {
-            let key = Array(try r.readStr("a \(k.name) key"))
+            let key = makeBytes(try r.readStr("a \(k.name) key"))
             fields.append(Field(key: key, value: try readFieldValue(&r)))
         }
         do { try checkDuplicateKeys(fields, in: "\"\(k.name)\"") } catch { throw envelopeError(at, error.message) }

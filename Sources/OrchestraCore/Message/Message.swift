@@ -99,7 +99,13 @@ public final class Message: @unchecked Sendable {
     @exclusivity(unchecked) public var priority: Priority?
     @exclusivity(unchecked) public var headers: [Field]
     /// The payload bytes (nil: the envelope has no payload). For `.json` they are JSON text.
-    @exclusivity(unchecked) public var payload: [UInt8]?
+    @exclusivity(unchecked) public var payload: [UInt8]? {
+        didSet { payloadIsCheckedJSON = false }
+    }
+    /// True while `payload` holds bytes this library has checked to be one JSON value within
+    /// the depth ceiling (set by the JSON decoder and `setPayload(json:)`, cleared by any change
+    /// of `payload`), so the JSON encoder can copy them without validating them again.
+    @exclusivity(unchecked) var payloadIsCheckedJSON = false
     @exclusivity(unchecked) public var contentType: ContentType
     /// The payload holds zlib-deflated bytes of the original payload (`metadata.compressed`).
     @exclusivity(unchecked) public var compressed: Bool
@@ -127,11 +133,41 @@ public final class Message: @unchecked Sendable {
         self.priority = nil
         self.headers = []
         self.payload = nil
+        self.payloadIsCheckedJSON = false
         self.contentType = .json
         self.compressed = false
         self.encrypted = false
         self.metadata = []
         self.extensions = []
+    }
+
+    /// A message with every field given (the decoders' one-step construction: no property
+    /// is set after initialisation, so no access checks or observers run).
+    init(
+        id: [UInt8], type: [UInt8], timestamp: Int64?, version: [UInt8]?, source: [UInt8]?,
+        target: [UInt8]?, correlationId: [UInt8]?, replyTo: [UInt8]?, ttl: Int64?,
+        priority: Priority?, headers: [Field], payload: [UInt8]?, payloadIsCheckedJSON: Bool,
+        contentType: ContentType, compressed: Bool, encrypted: Bool, metadata: [Field],
+        extensions: [Field]
+    ) {
+        self.idBytes = id
+        self.typeBytes = type
+        self.timestamp = timestamp
+        self.versionBytes = version
+        self.sourceBytes = source
+        self.targetBytes = target
+        self.correlationIdBytes = correlationId
+        self.replyToBytes = replyTo
+        self.ttl = ttl
+        self.priority = priority
+        self.headers = headers
+        self.payload = payload
+        self.payloadIsCheckedJSON = payloadIsCheckedJSON
+        self.contentType = contentType
+        self.compressed = compressed
+        self.encrypted = encrypted
+        self.metadata = metadata
+        self.extensions = extensions
     }
 
     /// A new message of `type`, stamped now, version "1.0", with a random id.
@@ -152,6 +188,7 @@ public final class Message: @unchecked Sendable {
         m.priority = priority
         m.headers = headers
         m.payload = payload
+        m.payloadIsCheckedJSON = payloadIsCheckedJSON
         m.contentType = contentType
         m.compressed = compressed
         m.encrypted = encrypted
@@ -209,6 +246,7 @@ public final class Message: @unchecked Sendable {
     public func setPayload(json: [UInt8]) throws(OrchestraError) {
         try JSONValidator.validate(json, limits: .default)
         payload = json
+        payloadIsCheckedJSON = true
         contentType = .json
     }
 
