@@ -6,9 +6,11 @@ import Synchronization
 /// per-message TTL, close (drain, then `.closed`) and fail (`.failed` for everyone), batch
 /// operations, a readiness eventfd and statistics.
 ///
-/// A reader that finds the queue empty first polls for `spinNanos` (without the lock, watching a
-/// counter that pushes bump only while someone polls), then sleeps on its own condition
-/// variable; a message pushed while it sleeps is handed to it directly.
+/// A reader that finds the queue empty first polls for up to `spinNanos` (without the lock,
+/// watching a counter that pushes bump only while someone polls), then sleeps on its own
+/// condition variable; a message pushed while it sleeps is handed to it directly. The poll time
+/// adapts: halved (down to 1/16) after a poll that found nothing, doubled back after one that did,
+/// so polling fades out when writers are slow or the CPUs are oversubscribed.
 ///
 /// Thread-safe: one pthread mutex guards all state. Messages are stored as `Unmanaged<Message>`
 /// (+1) in rings on manually managed memory, so push and pop do no ARC traffic and no allocation
@@ -74,6 +76,10 @@ public final class MessageQueue: @unchecked Sendable {
         var syncTail: UnsafeMutablePointer<SyncWaiter>? = nil
         var asyncWaiters: [AsyncWaiter] = []
         var nextWaiterId: UInt64 = 0
+        /// How long the next reader polls (ns): halved after a poll that found nothing (the
+        /// writer is slow, or not running because the CPUs are busy), doubled back up to
+        /// `spinNanos` after one that did.
+        var pollBudget: UInt64 = 0
         var dropHandler: (@Sendable (Message, DropReason) -> Void)? = nil
         var wait = Histogram()
     }
@@ -100,6 +106,7 @@ public final class MessageQueue: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<State>.stride, alignment: 64)
         s = raw.bindMemory(to: State.self, capacity: 1)
         s.initialize(to: State())
+        s.pointee.pollBudget = spinNanos
         mutex = (UnsafeMutableRawPointer(s) + MemoryLayout<State>.offset(of: \State.mutex)!)
             .assumingMemoryBound(to: pthread_mutex_t.self)
         pthread_mutex_init(mutex, nil)
@@ -594,19 +601,21 @@ public final class MessageQueue: @unchecked Sendable {
                 deadlineSet = true
                 if timeoutMs > 0 { deadline = MessageQueue.deadline(afterMs: timeoutMs) }
             }
-            if !polled && spinNanos > 0 {
+            if !polled && s.pointee.pollBudget > 0 {
                 // Poll for a short while before sleeping: on a busy queue the next message
                 // usually arrives sooner than a sleep and wake-up would take.
                 polled = true
-                var limit = spinNanos
+                var limit = s.pointee.pollBudget
                 if timeoutMs > 0 { limit = Swift.min(limit, UInt64(timeoutMs) &* 1_000_000) }
                 let g = generation.load(ordering: .relaxed)
                 s.pointee.pollers += 1
                 unlock()
-                _ = pollForChange(from: g, limitNs: limit)
+                let found = pollForChange(from: g, limitNs: limit)
                 now = monotonicNanos()
                 lock()
                 s.pointee.pollers -= 1
+                let b = s.pointee.pollBudget
+                s.pointee.pollBudget = found ? Swift.min(spinNanos, b &* 2) : Swift.max(b / 2, spinNanos / 16)
                 continue outer
             }
             // Wait as a synchronous waiter with our own condition variable.
