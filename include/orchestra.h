@@ -422,11 +422,12 @@ typedef struct orc_queue_options {
     orc_queue_policy_t policy;   /* default ORC_POLICY_BLOCK */
     int64_t push_timeout_ms;     /* ORC_POLICY_BLOCK wait: < 0 forever (default), 0 none, > 0 ms */
     const char *name;            /* NUL-terminated name for messages and metrics, copied; may be NULL */
-    int32_t spin_us;             /* how long a reader that finds the queue empty polls for a
-                                  * message before it sleeps, in microseconds: 0 never polls,
-                                  * 0...1000000. Default 20, about one sleep + wake-up, so a
-                                  * wait costs at most twice the best case. A poll takes no lock;
-                                  * it is skipped on a single-CPU machine. */
+    int32_t spin_us;             /* how long a reader that finds the queue empty may poll for
+                                  * a message before it sleeps, in microseconds: 0 never polls,
+                                  * 0...1000000. Default 20, about one sleep + wake-up. A poll
+                                  * takes no lock; the time adapts (halved after a poll that
+                                  * found nothing, down to 1/16, doubled back after one that
+                                  * did); no polling on a single-CPU machine. */
 } orc_queue_options_t;
 
 /** Fills `opts` with the defaults and sets opts->struct_size. Use orc_queue_options_init().
