@@ -29,7 +29,7 @@ public final class MessageQueue: @unchecked Sendable {
 
     /// Bumped under the lock whenever a reader may now find something (a message queued,
     /// close, fail); a polling reader watches it without taking the lock.
-    private let generation = Atomic<UInt>(0)
+    private let poll = PollSignal()
 
     /// A blocked synchronous reader. Lives on the reader's stack while it waits.
     struct SyncWaiter {
@@ -62,13 +62,7 @@ public final class MessageQueue: @unchecked Sendable {
         var blockedWriters: Int32 = 0
         // -- end of the first cache line
         var syncHead: UnsafeMutablePointer<SyncWaiter>? = nil
-        /// The four priority lanes (index = priority), in their own aligned allocation.
-        let lanes: UnsafeMutablePointer<LaneRing> = {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: 4 * MemoryLayout<LaneRing>.stride, alignment: 64)
-            let p = raw.bindMemory(to: LaneRing.self, capacity: 4)
-            for l in 0..<4 { (p + l).initialize(to: LaneRing()) }
-            return p
-        }()
+        /// The other counters (the hot ones live in `ProducerSide` and `ConsumerSide`).
         var stats = QueueStats()
         var closed = false
         var failure: OrchestraError? = nil
@@ -84,7 +78,25 @@ public final class MessageQueue: @unchecked Sendable {
         var wait = Histogram()
     }
 
+    /// Counters only pushes write, and counters only pops write, each on cache lines of their
+    /// own, so neither side's writes evict the other's lines (both are under the mutex).
+    struct ProducerSide {
+        var pushed: UInt64 = 0
+        var handedOff: UInt64 = 0
+        var depthHighWater: UInt64 = 0
+    }
+
+    struct ConsumerSide {
+        var popped: UInt64 = 0
+        var wait = Histogram()
+    }
+
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    /// The four priority lanes (index = priority); these pointers never change, and the object
+    /// that holds them is only read after init, so reaching them costs no shared-line traffic.
+    private let lanes: UnsafeMutablePointer<LaneRing>
+    private let prod: UnsafeMutablePointer<ProducerSide>
+    private let cons: UnsafeMutablePointer<ConsumerSide>
     private let notFull: UnsafeMutablePointer<pthread_cond_t>
     private let condAttr: UnsafeMutablePointer<pthread_condattr_t>
     private let s: UnsafeMutablePointer<State>
@@ -106,10 +118,24 @@ public final class MessageQueue: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<State>.stride, alignment: 64)
         s = raw.bindMemory(to: State.self, capacity: 1)
         s.initialize(to: State())
+        lanes = MessageQueue.allocateLines(LaneRing.self, count: 4)
+        for l in 0..<4 { (lanes + l).initialize(to: LaneRing()) }
+        prod = MessageQueue.allocateLines(ProducerSide.self, count: 1)
+        prod.initialize(to: ProducerSide())
+        cons = MessageQueue.allocateLines(ConsumerSide.self, count: 1)
+        cons.initialize(to: ConsumerSide())
         s.pointee.pollBudget = spinNanos
         mutex = (UnsafeMutableRawPointer(s) + MemoryLayout<State>.offset(of: \State.mutex)!)
             .assumingMemoryBound(to: pthread_mutex_t.self)
-        pthread_mutex_init(mutex, nil)
+        // Adaptive: a thread that finds the lock taken spins briefly before it sleeps. Critical
+        // sections are short, and a batch holds the lock for a few microseconds at most, so a
+        // contended push or pop usually gets the lock without a futex sleep and wake-up
+        // (measured: batches of 256 went from 0.9x to 2.3x the C ring with it).
+        var mattr = pthread_mutexattr_t()
+        pthread_mutexattr_init(&mattr)
+        pthread_mutexattr_settype(&mattr, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
+        pthread_mutex_init(mutex, &mattr)
+        pthread_mutexattr_destroy(&mattr)
         condAttr = .allocate(capacity: 1)
         condAttr.initialize(to: pthread_condattr_t())
         pthread_condattr_init(condAttr)
@@ -123,12 +149,16 @@ public final class MessageQueue: @unchecked Sendable {
         // No waiter can exist: every waiter holds a reference to the queue.
         var leftovers: [Unmanaged<Message>] = []
         for l in 0..<4 {
-            let ring = s.pointee.lanes + l
+            let ring = lanes + l
             while ring.pointee.count > 0 { leftovers.append(ring.pointee.removeFirst().msg) }
             ring.pointee.deallocate()
         }
-        s.pointee.lanes.deinitialize(count: 4)
-        UnsafeMutableRawPointer(s.pointee.lanes).deallocate()
+        lanes.deinitialize(count: 4)
+        UnsafeMutableRawPointer(lanes).deallocate()
+        prod.deinitialize(count: 1)
+        UnsafeMutableRawPointer(prod).deallocate()
+        cons.deinitialize(count: 1)
+        UnsafeMutableRawPointer(cons).deallocate()
         let handler = s.pointee.dropHandler
         if s.pointee.efd >= 0 { _ = Glibc.close(s.pointee.efd) }
         pthread_mutex_destroy(mutex)
@@ -144,6 +174,12 @@ public final class MessageQueue: @unchecked Sendable {
         }
     }
 
+    /// `count` values on whole cache lines of their own (64-byte aligned, size rounded up).
+    static func allocateLines<T>(_: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+        let bytes = (MemoryLayout<T>.stride * count + 63) & ~63
+        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: T.self, capacity: count)
+    }
+
     // MARK: Locking helpers
 
     @inline(__always) private func lock() { pthread_mutex_lock(mutex) }
@@ -151,10 +187,10 @@ public final class MessageQueue: @unchecked Sendable {
 
     /// Lane `l` (0...3, the priority).
     @inline(__always)
-    private func lane(_ l: Int) -> UnsafeMutablePointer<LaneRing> { s.pointee.lanes + l }
+    private func lane(_ l: Int) -> UnsafeMutablePointer<LaneRing> { lanes + l }
 
     @inline(__always)
-    private func laneCount(_ l: Int) -> Int { s.pointee.lanes[l].count }
+    private func laneCount(_ l: Int) -> Int { lanes[l].count }
 
     /// Work to do once the mutex is released: drop-handler calls and async resumptions.
     struct Pending {
@@ -232,7 +268,7 @@ public final class MessageQueue: @unchecked Sendable {
     }
 
     private func bumpGenerationAlwaysLocked() {
-        generation.store(generation.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        poll.generation.store(poll.generation.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
     }
 
     /// Polls (without the lock) until the generation moves away from `g` or `limitNs` passes.
@@ -240,7 +276,7 @@ public final class MessageQueue: @unchecked Sendable {
     private func pollForChange(from g: UInt, limitNs: UInt64) -> Bool {
         let start = monotonicNanos()
         while true {
-            for _ in 0..<64 where generation.load(ordering: .relaxed) != g { return true }
+            for _ in 0..<64 where poll.generation.load(ordering: .relaxed) != g { return true }
             if monotonicNanos() &- start >= limitNs { return false }
         }
     }
@@ -317,9 +353,9 @@ public final class MessageQueue: @unchecked Sendable {
                 }
                 accepted &+= k
                 s.pointee.depth &+= k
-                s.pointee.stats.pushed &+= UInt64(k)
-                if UInt64(s.pointee.depth) > s.pointee.stats.depthHighWater {
-                    s.pointee.stats.depthHighWater = UInt64(s.pointee.depth)
+                prod.pointee.pushed &+= UInt64(k)
+                if UInt64(s.pointee.depth) > prod.pointee.depthHighWater {
+                    prod.pointee.depthHighWater = UInt64(s.pointee.depth)
                 }
                 bumpGenerationLocked()
                 if bad {
@@ -381,9 +417,9 @@ public final class MessageQueue: @unchecked Sendable {
         self.lane(lane).pointee.append(QueueEntry(msg: m, pushedAt: now, deadline: deadline))
         bumpGenerationLocked()
         s.pointee.depth &+= 1
-        s.pointee.stats.pushed &+= 1
-        if UInt64(s.pointee.depth) > s.pointee.stats.depthHighWater {
-            s.pointee.stats.depthHighWater = UInt64(s.pointee.depth)
+        prod.pointee.pushed &+= 1
+        if UInt64(s.pointee.depth) > prod.pointee.depthHighWater {
+            prod.pointee.depthHighWater = UInt64(s.pointee.depth)
         }
     }
 
@@ -404,16 +440,16 @@ public final class MessageQueue: @unchecked Sendable {
                 w.pointee.entry = QueueEntry(msg: m, pushedAt: now, deadline: .max)
                 w.pointee.state = 1
                 pthread_cond_signal(w.pointee.cond)
-                s.pointee.stats.pushed &+= 1
-                s.pointee.stats.handedOff &+= 1
+                prod.pointee.pushed &+= 1
+                prod.pointee.handedOff &+= 1
                 return
             }
             if !s.pointee.asyncWaiters.isEmpty {
                 let a = s.pointee.asyncWaiters.removeFirst()
-                s.pointee.stats.pushed &+= 1
-                s.pointee.stats.handedOff &+= 1
-                s.pointee.stats.popped &+= 1
-                s.pointee.wait.record(0)
+                prod.pointee.pushed &+= 1
+                prod.pointee.handedOff &+= 1
+                cons.pointee.popped &+= 1
+                cons.pointee.wait.record(0)
                 pending.resume(.message(a.cont, m))
                 return
             }
@@ -423,7 +459,7 @@ public final class MessageQueue: @unchecked Sendable {
                 s.pointee.stats.rejected &+= 1
                 throw OrchestraError(.full, "\(label) is full (capacity \(capacity), policy reject)")
             case .dropNewest:
-                s.pointee.stats.pushed &+= 1
+                prod.pointee.pushed &+= 1
                 s.pointee.stats.droppedOverflow &+= 1
                 pending.drop(m, .overflow, s.pointee.dropHandler)
                 return
@@ -433,7 +469,7 @@ public final class MessageQueue: @unchecked Sendable {
                 for l in 0...prio where laneCount(l) > 0 { victimLane = l; break }
                 s.pointee.stats.droppedOverflow &+= 1
                 if victimLane < 0 {
-                    s.pointee.stats.pushed &+= 1
+                    prod.pointee.pushed &+= 1
                     pending.drop(m, .overflow, s.pointee.dropHandler)
                     return
                 }
@@ -488,7 +524,7 @@ public final class MessageQueue: @unchecked Sendable {
     @inline(__always)
     private func takeLiveLocked(max: Int, now: UInt64, _ sink: (Int, Unmanaged<Message>) -> Void) -> Int {
         var n = 0
-        s.pointee.wait.withRecorder { rec in
+        cons.pointee.wait.withRecorder { rec in
             // Messages pushed together share a push time: record each run of equal waits once.
             var runPushedAt = UInt64.max
             var run: UInt64 = 0
@@ -514,7 +550,7 @@ public final class MessageQueue: @unchecked Sendable {
             }
             if run > 0 { rec.record(now > runPushedAt ? now &- runPushedAt : 0, count: run) }
         }
-        s.pointee.stats.popped &+= UInt64(n)
+        cons.pointee.popped &+= UInt64(n)
         return n
     }
 
@@ -538,8 +574,8 @@ public final class MessageQueue: @unchecked Sendable {
                 pending.drop(e.msg, .expired, s.pointee.dropHandler)
                 continue
             }
-            s.pointee.stats.popped &+= 1
-            s.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
+            cons.pointee.popped &+= 1
+            cons.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
             return e
         }
         return nil
@@ -607,7 +643,7 @@ public final class MessageQueue: @unchecked Sendable {
                 polled = true
                 var limit = s.pointee.pollBudget
                 if timeoutMs > 0 { limit = Swift.min(limit, UInt64(timeoutMs) &* 1_000_000) }
-                let g = generation.load(ordering: .relaxed)
+                let g = poll.generation.load(ordering: .relaxed)
                 s.pointee.pollers += 1
                 unlock()
                 let found = pollForChange(from: g, limitNs: limit)
@@ -649,8 +685,8 @@ public final class MessageQueue: @unchecked Sendable {
             case 1:
                 guard let e = entry else { continue outer }
                 now = monotonicNanos()
-                s.pointee.stats.popped &+= 1
-                s.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
+                cons.pointee.popped &+= 1
+                cons.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
                 sink(0, e.msg)
                 n = 1
                 continue outer   // take more from the ring if any arrived meanwhile
@@ -816,7 +852,11 @@ public final class MessageQueue: @unchecked Sendable {
         defer { unlock() }
         var st = s.pointee.stats
         st.depth = UInt64(s.pointee.depth)
-        let h = s.pointee.wait
+        st.pushed = prod.pointee.pushed
+        st.handedOff = prod.pointee.handedOff
+        st.depthHighWater = prod.pointee.depthHighWater
+        st.popped = cons.pointee.popped
+        let h = cons.pointee.wait
         st.waitCount = h.count
         st.waitSumNs = h.sum
         st.waitMaxNs = h.max
@@ -903,6 +943,13 @@ extension MessageQueue: AsyncSequence {
 
     /// Iterating pops: several iterators (or tasks) share the messages, each gets different ones.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: self) }
+}
+
+/// The counter polling readers watch, in an object of its own (pushes write it only while
+/// someone polls); padded so that it does not share a cache line with the next allocation.
+final class PollSignal: Sendable {
+    let generation = Atomic<UInt>(0)
+    private let padding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0)
 }
 
 /// glibc's eventfd(2), looked up once (the Glibc module does not export sys/eventfd.h).
