@@ -5,6 +5,7 @@
  * anything else -> ORC_FORMAT_MSGPACK) and must fail with ORC_EPARSE or ORC_ETOOBIG. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,11 +247,70 @@ static void run_corpus(const char *dir) {
     CHECK(files > 0);
 }
 
+/* One cipher shared by several threads at once (orchestra.h says any thread may use it):
+ * every thread encrypts and decrypts its own messages; all must round-trip, and a message
+ * encrypted by one thread must decrypt on another. Threads count their own failures (the CHECK
+ * counters are not thread-safe); main checks the totals. */
+enum { CIPHER_THREADS = 4, CIPHER_ROUNDS = 300 };
+struct cipher_worker { orc_cipher_t *c; int id; int failures; orc_msg_t *handoff; };
+
+static void *cipher_thread(void *arg) {
+    struct cipher_worker *w = arg;
+    char text[64];
+    for (int i = 0; i < CIPHER_ROUNDS; i++) {
+        int n = snprintf(text, sizeof text, "{\"worker\":%d,\"round\":%d}", w->id, i);
+        orc_msg_t *m = NULL;
+        if (orc_msg_new(S("task.stream"), &m) != ORC_OK) { w->failures++; continue; }
+        const void *p = NULL;
+        size_t len = 0;
+        orc_content_type_t ct;
+        if (orc_msg_set_payload(m, ORC_CONTENT_JSON, text, (size_t)n) != ORC_OK
+            || orc_msg_encrypt(m, w->c) != ORC_OK
+            || orc_msg_decrypt(m, w->c) != ORC_OK
+            || orc_msg_payload(m, &p, &len, &ct) != ORC_OK
+            || len != (size_t)n || memcmp(p, text, len) != 0) {
+            w->failures++;
+        }
+        if (i == CIPHER_ROUNDS - 1 && orc_msg_encrypt(m, w->c) == ORC_OK) {
+            w->handoff = m;   /* decrypted by another thread after the join */
+        } else {
+            orc_msg_release(m);
+        }
+    }
+    return NULL;
+}
+
+static void test_cipher_threads(void) {
+    orc_cipher_t *c = NULL;
+    CHECK_OK(orc_cipher_new(S("shared secret"), S("salt"), &c));
+    struct cipher_worker w[CIPHER_THREADS];
+    pthread_t t[CIPHER_THREADS];
+    for (int i = 0; i < CIPHER_THREADS; i++) {
+        w[i] = (struct cipher_worker){ c, i, 0, NULL };
+        CHECK(pthread_create(&t[i], NULL, cipher_thread, &w[i]) == 0);
+    }
+    int failures = 0;
+    for (int i = 0; i < CIPHER_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        failures += w[i].failures;
+    }
+    CHECK(failures == 0);
+    for (int i = 0; i < CIPHER_THREADS; i++) {
+        CHECK(w[i].handoff != NULL);
+        if (w[i].handoff) {
+            CHECK_OK(orc_msg_decrypt(w[i].handoff, c));
+            orc_msg_release(w[i].handoff);
+        }
+    }
+    orc_cipher_free(c);
+}
+
 int main(int argc, char **argv) {
     test_options();
     test_encode_sizing();
     test_decode_errors();
     test_compression_and_cipher();
+    test_cipher_threads();
     for (int i = 1; i < argc; i++) run_corpus(argv[i]);
     return orc_test_finish("test_codec");
 }
