@@ -302,10 +302,10 @@ public final class MessageQueue: @unchecked Sendable {
     /// caller still does.
     public func push(unmanaged m: Unmanaged<Message>) throws(OrchestraError) {
         let now = monotonicNanos()
-        let (lane, expiry) = MessageQueue.placement(m, now: now)
+        let (lane, hasTTL) = MessageQueue.placement(m, now: now)
         lock()
         if canEnqueueDirectly {
-            enqueueLocked(m, lane: lane, now: now, deadline: expiry)
+            enqueueLocked(m, lane: lane, now: now, hasTTL: hasTTL)
             if s.pointee.efd >= 0 { syncFD() }
             unlock()
             return
@@ -347,8 +347,8 @@ public final class MessageQueue: @unchecked Sendable {
                 var bad = false
                 while k < room {
                     guard let mk = k == 0 ? m : at(accepted &+ k) else { bad = true; break }
-                    let (l, expiry) = MessageQueue.placement(mk, now: now)
-                    lane(l).pointee.append(QueueEntry(msg: mk, pushedAt: now, deadline: expiry))
+                    let (l, hasTTL) = MessageQueue.placement(mk, now: now)
+                    lane(l).pointee.append(QueueEntry(msg: mk, pushedAt: now, hasTTL: hasTTL))
                     k &+= 1
                 }
                 accepted &+= k
@@ -396,25 +396,17 @@ public final class MessageQueue: @unchecked Sendable {
             && (capacity == 0 || s.pointee.depth < capacity)
     }
 
-    /// The lane and expiry time of a message pushed at `now` (read from the message without
-    /// the lock: a message is not mutated while it is being pushed).
+    /// The lane of a message and whether it has a TTL (read from the message without the lock:
+    /// a message is not mutated while it is pushed or queued).
     @inline(__always)
-    static func placement(_ m: Unmanaged<Message>, now: UInt64) -> (lane: Int, deadline: UInt64) {
-        let (prio, ttl) = m._withUnsafeGuaranteedRef { ($0.effectivePriority.rawValue, $0.ttl) }
-        var deadline = UInt64.max
-        if let ttl {
-            let ms = UInt64(clamping: Swift.max(ttl, 0))
-            let (ns, o1) = ms.multipliedReportingOverflow(by: 1_000_000)
-            let (d, o2) = now.addingReportingOverflow(ns)
-            deadline = (o1 || o2) ? .max - 1 : d
-        }
-        return (Int(prio), deadline)
+    static func placement(_ m: Unmanaged<Message>, now: UInt64) -> (lane: Int, hasTTL: Bool) {
+        m._withUnsafeGuaranteedRef { (Int($0.effectivePriority.rawValue), $0.ttl != nil) }
     }
 
     /// Appends to a lane and counts it; the caller checked that there is room.
     @inline(__always)
-    private func enqueueLocked(_ m: Unmanaged<Message>, lane: Int, now: UInt64, deadline: UInt64) {
-        self.lane(lane).pointee.append(QueueEntry(msg: m, pushedAt: now, deadline: deadline))
+    private func enqueueLocked(_ m: Unmanaged<Message>, lane: Int, now: UInt64, hasTTL: Bool) {
+        self.lane(lane).pointee.append(QueueEntry(msg: m, pushedAt: now, hasTTL: hasTTL))
         bumpGenerationLocked()
         s.pointee.depth &+= 1
         prod.pointee.pushed &+= 1
@@ -437,7 +429,7 @@ public final class MessageQueue: @unchecked Sendable {
             // Direct hand-off to a waiting reader (readers wait only while the queue is empty).
             if let w = s.pointee.syncHead {
                 unlinkSync(w)
-                w.pointee.entry = QueueEntry(msg: m, pushedAt: now, deadline: .max)
+                w.pointee.entry = QueueEntry(msg: m, pushedAt: now, hasTTL: false)
                 w.pointee.state = 1
                 pthread_cond_signal(w.pointee.cond)
                 prod.pointee.pushed &+= 1
@@ -504,8 +496,8 @@ public final class MessageQueue: @unchecked Sendable {
             }
             if s.pointee.depth < capacity { break }
         }
-        let (lane, expiry) = MessageQueue.placement(m, now: now)
-        enqueueLocked(m, lane: lane, now: now, deadline: expiry)
+        let (lane, hasTTL) = MessageQueue.placement(m, now: now)
+        enqueueLocked(m, lane: lane, now: now, hasTTL: hasTTL)
     }
 
     // MARK: Pop
