@@ -95,3 +95,25 @@ public func orc_metrics_register_router(_ m: OpaquePointer?, _ r: OpaquePointer?
         router.register(in: registry, name: String(decoding: bytes, as: UTF8.self))
     }
 }
+
+@_cdecl("orc_metrics_unregister_queue")
+public func orc_metrics_unregister_queue(_ m: OpaquePointer?, _ q: OpaquePointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let registry = try handle(m, MetricsRegistry.self, "m")
+        let queue = try handle(q, MessageQueue.self, "q")
+        if queue.unregister(from: registry) == 0 {
+            throw OrchestraError(.notFound, "the queue is not registered in this metrics registry")
+        }
+    }
+}
+
+@_cdecl("orc_metrics_unregister_router")
+public func orc_metrics_unregister_router(_ m: OpaquePointer?, _ r: OpaquePointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let registry = try handle(m, MetricsRegistry.self, "m")
+        let router = try handle(r, Router.self, "r")
+        if router.unregister(from: registry) == 0 {
+            throw OrchestraError(.notFound, "the router is not registered in this metrics registry")
+        }
+    }
+}

@@ -1,5 +1,6 @@
 /* C ABI tests of the metrics registry: counters, gauges, histograms, queue collectors,
- * Prometheus and JSON rendering, invalid names and NULL arguments. */
+ * unregistering queues and routers, Prometheus and JSON rendering, invalid names and NULL
+ * arguments. */
 #include <stdlib.h>
 #include "orc_test.h"
 
@@ -65,6 +66,37 @@ int main(void) {
     CHECK(contains(json, "\"orchestra_queue_pushed_total{queue=\\\"inbox\\\"}\":0"));
     CHECK(json && json[0] == '{' && json[strlen(json) - 1] == '}');
     free(json);
+
+    /* unregistering: a live queue and router stop reporting, and can be registered again */
+    orc_router_t *r = NULL;
+    CHECK_OK(orc_router_new(&r));
+    CHECK_OK(orc_metrics_register_router(m, r, "main", 4));
+    prom = render(m, ORC_METRICS_PROMETHEUS);
+    CHECK(contains(prom, "orchestra_router_published_total{router=\"main\"} 0\n"));
+    free(prom);
+    CHECK_OK(orc_metrics_unregister_router(m, r));
+    CHECK_RC(orc_metrics_unregister_router(m, r), ORC_ENOTFOUND);
+    CHECK(contains(orc_last_error(), "not registered"));
+    CHECK_OK(orc_metrics_unregister_queue(m, q));
+    CHECK_RC(orc_metrics_unregister_queue(m, q), ORC_ENOTFOUND);
+    CHECK_RC(orc_metrics_unregister_queue(NULL, q), ORC_EINVAL);
+    CHECK_RC(orc_metrics_unregister_queue(m, NULL), ORC_EINVAL);
+    CHECK_RC(orc_metrics_unregister_router(m, NULL), ORC_EINVAL);
+    prom = render(m, ORC_METRICS_PROMETHEUS);
+    CHECK(!contains(prom, "orchestra_queue_"));
+    CHECK(!contains(prom, "orchestra_router_"));
+    CHECK(contains(prom, "jobs_total 5\n"));             /* the registry's own metrics stay */
+    free(prom);
+    CHECK_OK(orc_metrics_register_queue(m, q, "inbox", 5));
+    prom = render(m, ORC_METRICS_PROMETHEUS);
+    CHECK(contains(prom, "orchestra_queue_depth{queue=\"inbox\"} 0\n"));
+    free(prom);
+    /* another registry's registrations are separate */
+    orc_metrics_t *other = NULL;
+    CHECK_OK(orc_metrics_new(&other));
+    CHECK_RC(orc_metrics_unregister_queue(other, q), ORC_ENOTFOUND);
+    orc_metrics_free(other);
+    orc_router_free(r);
 
     /* a freed queue stops reporting */
     orc_queue_free(q);

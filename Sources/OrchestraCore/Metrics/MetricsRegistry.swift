@@ -105,10 +105,28 @@ public final class MetricsRegistry: Sendable {
         var keys: [String] = []
         var members: [String: Metric] = [:]
     }
+    /// The object a collector reports on, held weakly.
+    final class Owner: @unchecked Sendable {   // weak loads are thread-safe in the Swift runtime
+        weak var object: AnyObject?
+        init(_ object: AnyObject) { self.object = object }
+    }
+    struct Collector: Sendable {
+        /// nil for a free-standing collector (kept until the registry goes).
+        let owner: Owner?
+        /// nil when the owner is gone.
+        let body: @Sendable () -> [MetricSample]?
+
+        var isDead: Bool { owner != nil && owner?.object == nil }
+    }
     struct State: Sendable {
         var families: [String: Family] = [:]
         var order: [String] = []
-        var collectors: [@Sendable () -> [MetricSample]] = []
+        var collectors: [Collector] = []
+
+        /// Drops the collectors whose owner was deallocated.
+        mutating func pruneCollectors() {
+            if collectors.contains(where: \.isDead) { collectors.removeAll(where: \.isDead) }
+        }
     }
 
     private let state = Mutex(State())
@@ -135,10 +153,40 @@ public final class MetricsRegistry: Sendable {
         return h
     }
 
-    /// Adds a collector, called (outside the registry lock) at every render.
+    /// Adds a free-standing collector, called (outside the registry lock) at every render, for
+    /// as long as the registry lives.
     public func register(collector: @escaping @Sendable () -> [MetricSample]) {
-        state.withLock { $0.collectors.append(collector) }
+        state.withLock { $0.collectors.append(Collector(owner: nil, body: collector)) }
     }
+
+    /// Adds a collector that reports on `owner`, which the registry holds weakly: `collector`
+    /// is called (outside the registry lock) at every render while `owner` lives, and the
+    /// registration is dropped once `owner` is deallocated or `unregister(owner:)` removes it.
+    public func register<O: AnyObject & Sendable>(owner: O, collector: @escaping @Sendable (O) -> [MetricSample]) {
+        let box = Owner(owner)
+        let c = Collector(owner: box, body: { [weak owner] in owner.map(collector) })
+        state.withLock { st in
+            st.pruneCollectors()
+            st.collectors.append(c)
+        }
+    }
+
+    /// Removes every collector registered for `owner`; returns how many there were. A render
+    /// already running may still report it once.
+    @discardableResult
+    public func unregister(owner: AnyObject) -> Int {
+        state.withLock { st in
+            st.pruneCollectors()
+            let before = st.collectors.count
+            st.collectors.removeAll { $0.owner?.object === owner }
+            return before - st.collectors.count
+        }
+    }
+
+    /// Live collector registrations (for tests).
+    var collectorCount: Int { state.withLock { st in st.collectors.filter { !$0.isDead }.count } }
+    /// Stored collector registrations, dead ones included (for tests).
+    var storedCollectorCount: Int { state.withLock { $0.collectors.count } }
 
     private func lookup(_ name: String, _ help: String, _ labels: [String: String], _ kind: Kind,
                         _ make: () -> Metric) throws(OrchestraError) -> Metric {
@@ -252,9 +300,10 @@ public final class MetricsRegistry: Sendable {
     }
 
     /// Snapshot of everything, families in registration order, then collector families.
-    private func snapshotFamilies() -> (registered: [(String, Family)], collectors: [@Sendable () -> [MetricSample]]) {
+    private func snapshotFamilies() -> (registered: [(String, Family)], collectors: [Collector]) {
         state.withLock { st in
-            (st.order.compactMap { n in st.families[n].map { (n, $0) } }, st.collectors)
+            st.pruneCollectors()
+            return (st.order.compactMap { n in st.families[n].map { (n, $0) } }, st.collectors)
         }
     }
 
@@ -278,7 +327,7 @@ public final class MetricsRegistry: Sendable {
             }
         }
         for c in collectors {
-            for s in c() {
+            for s in c.body() ?? [] {
                 // Collector samples with an invalid name cannot be expressed; they are skipped.
                 guard (try? MetricsRegistry.validate(name: s.name)) != nil else { continue }
                 out.append((s.name, s.help, s.kind == .counter ? "counter" : "gauge", s.labels, .number(s.value)))
