@@ -717,6 +717,16 @@ int orc_metrics_histogram_record(orc_metrics_t *m, const char *name, size_t name
  *  Errors: ORC_EINVAL (NULL, name not UTF-8). Any thread. */
 int orc_metrics_register_queue(orc_metrics_t *m, orc_queue_t *q, const char *name, size_t name_len);
 
+/** Sets the help text of metric family `name` (name_len bytes), rendered as its Prometheus
+ *  "# HELP" line. The family need not exist yet: a counter, gauge or histogram made later by
+ *  name uses it, and it replaces a queue's or router's built-in help for that family. A family
+ *  without help text is rendered without a "# HELP" line. `help` is help_len bytes of UTF-8,
+ *  copied; backslashes and line feeds are escaped when rendered.
+ *  Errors: ORC_EINVAL (NULL m, name or help, invalid name, help empty or not UTF-8),
+ *  ORC_ETOOBIG (help longer than 4096 bytes). Any thread. */
+int orc_metrics_set_help(orc_metrics_t *m, const char *name, size_t name_len, const char *help,
+                         size_t help_len);
+
 /** Exposes router `r`'s statistics in `m` as orchestra_router_*{router="<name>"} samples
  *  (published_total, delivered_total, handler_failures_total, middleware_stops_total,
  *  middleware_failures_total, unhandled_total, subscriptions). `name` is UTF-8, copied. The

@@ -117,3 +117,17 @@ public func orc_metrics_unregister_router(_ m: OpaquePointer?, _ r: OpaquePointe
         }
     }
 }
+
+@_cdecl("orc_metrics_set_help")
+public func orc_metrics_set_help(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ nameLen: Int,
+                                 _ help: UnsafePointer<CChar>?, _ helpLen: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let registry = try handle(m, MetricsRegistry.self, "m")
+        let n = try metricName(name, nameLen)
+        let bytes = try cBytes(help, helpLen, "help")
+        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+            throw OrchestraError(.invalidArgument, "help is not valid UTF-8 (byte \(bad))")
+        }
+        try registry.setHelp(n, String(decoding: bytes, as: UTF8.self))
+    }
+}

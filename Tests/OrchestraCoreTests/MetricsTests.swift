@@ -141,6 +141,27 @@ private func text(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
         #expect(!text(r.renderPrometheus()).contains("orchestra_queue_"))
     }
 
+    @Test func helpIsOptionalAndCanBeSetLater() throws {
+        let r = MetricsRegistry()
+        try r.counter("plain_total").add()
+        #expect(text(r.renderPrometheus()) == "# TYPE plain_total counter\nplain_total 1\n")
+        // A later registration with help fills in a missing one; an explicit help wins.
+        _ = try r.counter("plain_total", help: "Plain")
+        #expect(text(r.renderPrometheus()).hasPrefix("# HELP plain_total Plain\n"))
+        try r.setHelp("plain_total", "Explicit")
+        try r.setHelp("future_g", "Set before the gauge exists")
+        try r.gauge("future_g").set(2.0)
+        let out = text(r.renderPrometheus())
+        #expect(out.hasPrefix("# HELP plain_total Explicit\n"))
+        #expect(out.contains("# HELP future_g Set before the gauge exists\n# TYPE future_g gauge\nfuture_g 2\n"))
+        #expect(throws: OrchestraError(.invalidArgument, "help for metric \"plain_total\" is empty; a metric without help is rendered without a # HELP line")) {
+            try r.setHelp("plain_total", "")
+        }
+        #expect(throws: OrchestraError.self) { try r.setHelp("bad name", "x") }
+        #expect(throws: OrchestraError.self) { try r.setHelp("x", String(repeating: "h", count: MetricsRegistry.maxHelpLength + 1)) }
+        #expect(!text(r.renderPrometheus()).split(separator: "\n").contains { $0.hasPrefix("# HELP") && $0.split(separator: " ").count < 4 })
+    }
+
     @Test func collectorsCanBeUnregisteredAndDieWithTheirOwner() throws {
         let r = MetricsRegistry()
         try r.counter("own_total").add(1)

@@ -122,6 +122,8 @@ public final class MetricsRegistry: Sendable {
         var families: [String: Family] = [:]
         var order: [String] = []
         var collectors: [Collector] = []
+        /// Help texts given with `setHelp`; they win over the help a metric was made with.
+        var helps: [String: String] = [:]
 
         /// Drops the collectors whose owner was deallocated.
         mutating func pruneCollectors() {
@@ -151,6 +153,25 @@ public final class MetricsRegistry: Sendable {
         let m = try lookup(name, help, labels, .histogram) { .histogram(HistogramMetric(name: name, labels: labels)) }
         guard case .histogram(let h) = m else { throw OrchestraError(.internal, "metric kind mismatch") }
         return h
+    }
+
+    /// Longest help text `setHelp` accepts, in bytes.
+    public static let maxHelpLength = 4096
+
+    /// Sets the help text (Prometheus `# HELP`) of metric family `name`, whether it exists yet
+    /// or not (a counter, gauge, histogram or collector family made later uses it too). Replaces
+    /// the help the metric was made with. Throws `.invalidArgument` for an invalid name or an
+    /// empty help (a family without help simply has no `# HELP` line), `.tooBig` past
+    /// `maxHelpLength` bytes.
+    public func setHelp(_ name: String, _ help: String) throws(OrchestraError) {
+        try MetricsRegistry.validate(name: name)
+        if help.isEmpty {
+            throw OrchestraError(.invalidArgument, "help for metric \"\(name)\" is empty; a metric without help is rendered without a # HELP line")
+        }
+        if help.utf8.count > MetricsRegistry.maxHelpLength {
+            throw OrchestraError(.tooBig, "help for metric \"\(name)\" is \(help.utf8.count) bytes; the limit is \(MetricsRegistry.maxHelpLength)")
+        }
+        state.withLock { $0.helps[name] = help }
     }
 
     /// Adds a free-standing collector, called (outside the registry lock) at every render, for
@@ -197,6 +218,10 @@ public final class MetricsRegistry: Sendable {
             if var fam = st.families[name] {
                 guard fam.kind == kind else {
                     return .failure(OrchestraError(.invalidArgument, "metric \"\(name)\" is already registered as a \(fam.kind), not a \(kind)"))
+                }
+                if fam.help.isEmpty && !help.isEmpty {
+                    fam.help = help
+                    st.families[name] = fam
                 }
                 if let m = fam.members[key] { return .success(m) }
                 let m = make()
@@ -300,10 +325,10 @@ public final class MetricsRegistry: Sendable {
     }
 
     /// Snapshot of everything, families in registration order, then collector families.
-    private func snapshotFamilies() -> (registered: [(String, Family)], collectors: [Collector]) {
+    private func snapshotFamilies() -> (registered: [(String, Family)], collectors: [Collector], helps: [String: String]) {
         state.withLock { st in
             st.pruneCollectors()
-            return (st.order.compactMap { n in st.families[n].map { (n, $0) } }, st.collectors)
+            return (st.order.compactMap { n in st.families[n].map { (n, $0) } }, st.collectors, st.helps)
         }
     }
 
@@ -314,15 +339,16 @@ public final class MetricsRegistry: Sendable {
 
     /// Every sample as (family name, help, type, labels, value), in output order.
     private func collect() -> [(family: String, help: String, type: String, labels: [String: String], value: Value)] {
-        let (registered, collectors) = snapshotFamilies()
+        let (registered, collectors, helps) = snapshotFamilies()
         var out: [(family: String, help: String, type: String, labels: [String: String], value: Value)] = []
         for (name, fam) in registered {
+            let help = helps[name] ?? fam.help
             for key in fam.keys {
                 guard let m = fam.members[key] else { continue }
                 switch m {
-                case .counter(let c): out.append((name, fam.help, "counter", c.labels, .number(Double(c.value))))
-                case .gauge(let g): out.append((name, fam.help, "gauge", g.labels, .number(g.value)))
-                case .histogram(let h): out.append((name, fam.help, "summary", h.labels, .summary(h.snapshot())))
+                case .counter(let c): out.append((name, help, "counter", c.labels, .number(Double(c.value))))
+                case .gauge(let g): out.append((name, help, "gauge", g.labels, .number(g.value)))
+                case .histogram(let h): out.append((name, help, "summary", h.labels, .summary(h.snapshot())))
                 }
             }
         }
@@ -330,7 +356,7 @@ public final class MetricsRegistry: Sendable {
             for s in c.body() ?? [] {
                 // Collector samples with an invalid name cannot be expressed; they are skipped.
                 guard (try? MetricsRegistry.validate(name: s.name)) != nil else { continue }
-                out.append((s.name, s.help, s.kind == .counter ? "counter" : "gauge", s.labels, .number(s.value)))
+                out.append((s.name, helps[s.name] ?? s.help, s.kind == .counter ? "counter" : "gauge", s.labels, .number(s.value)))
             }
         }
         return out
@@ -365,7 +391,9 @@ public final class MetricsRegistry: Sendable {
         var text = ""
         for name in order {
             guard let f = families[name] else { continue }
-            text += "# HELP \(name) \(MetricsRegistry.escapeHelp(f.help))\n# TYPE \(name) \(f.type)\n"
+            // HELP is optional in the format; an empty one ("# HELP name ") says nothing.
+            if !f.help.isEmpty { text += "# HELP \(name) \(MetricsRegistry.escapeHelp(f.help))\n" }
+            text += "# TYPE \(name) \(f.type)\n"
             for line in f.lines { text += line; text += "\n" }
         }
         return Array(text.utf8)

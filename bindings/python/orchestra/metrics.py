@@ -38,6 +38,11 @@ class Metrics:
         n = name.encode()
         check(_lib.orc_metrics_histogram_record(self._ptr, n, len(n), int(value)))
 
+    def set_help(self, name: str, help: str) -> None:
+        """Sets the Prometheus help text of metric family `name` (now or made later)."""
+        n, h = name.encode(), help.encode()
+        check(_lib.orc_metrics_set_help(self._ptr, n, len(n), h, len(h)))
+
     def register_queue(self, queue: Queue, name: str) -> None:
         n = name.encode()
         check(_lib.orc_metrics_register_queue(self._ptr, queue._ptr, n, len(n)))

@@ -42,6 +42,16 @@ def test_prometheus_and_snapshot():
         m.counter_add("bad name!", 1)
 
 
+def test_help_text():
+    m = Metrics()
+    m.counter_add("jobs_total", 1)
+    assert "# HELP jobs_total" not in m.prometheus()
+    m.set_help("jobs_total", "Jobs run")
+    assert "# HELP jobs_total Jobs run\n# TYPE jobs_total counter\n" in m.prometheus()
+    with pytest.raises(orchestra.InvalidArgument):
+        m.set_help("jobs_total", "")
+
+
 def test_unregister_queue_and_router():
     m = Metrics()
     q = Queue(name="inbox")
