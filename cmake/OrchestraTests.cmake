@@ -25,6 +25,9 @@ foreach(src IN LISTS ORC_C_TESTS)
   endif()
 endforeach()
 
+# The demo (the main job) runs to the end and prints well-formed metrics.
+add_test(NAME c.demo COMMAND ${CMAKE_SOURCE_DIR}/Tests/c/check_demo.sh $<TARGET_FILE:orchestra-demo>)
+
 # The header compiles cleanly as strict C11 and as C++17.
 add_test(NAME header.c11 COMMAND ${CMAKE_C_COMPILER} -std=c11 -Wall -Wextra -Werror -pedantic
   -fsyntax-only -x c ${CMAKE_SOURCE_DIR}/include/orchestra.h)

@@ -711,16 +711,39 @@ int orc_metrics_histogram_record(orc_metrics_t *m, const char *name, size_t name
 /** Exposes queue `q`'s statistics in `m` as orchestra_queue_*{queue="<name>"} samples
  *  (pushed_total, popped_total, handed_off_total, dropped_total{reason}, rejected_total,
  *  blocked_pushes_total, depth, depth_high_water, wait_ns{quantile}, waits_total). `name` is
- *  UTF-8, copied. The registry does not keep the queue alive: a freed queue stops reporting.
+ *  UTF-8, copied. The registry does not keep the queue alive: a freed queue stops reporting
+ *  and its registration is dropped; orc_metrics_unregister_queue stops a live queue's.
+ *  Registering the same queue twice reports it twice (under both names).
  *  Errors: ORC_EINVAL (NULL, name not UTF-8). Any thread. */
 int orc_metrics_register_queue(orc_metrics_t *m, orc_queue_t *q, const char *name, size_t name_len);
+
+/** Sets the help text of metric family `name` (name_len bytes), rendered as its Prometheus
+ *  "# HELP" line. The family need not exist yet: a counter, gauge or histogram made later by
+ *  name uses it, and it replaces a queue's or router's built-in help for that family. A family
+ *  without help text is rendered without a "# HELP" line. `help` is help_len bytes of UTF-8,
+ *  copied; backslashes and line feeds are escaped when rendered.
+ *  Errors: ORC_EINVAL (NULL m, name or help, invalid name, help empty or not UTF-8),
+ *  ORC_ETOOBIG (help longer than 4096 bytes). Any thread. */
+int orc_metrics_set_help(orc_metrics_t *m, const char *name, size_t name_len, const char *help,
+                         size_t help_len);
 
 /** Exposes router `r`'s statistics in `m` as orchestra_router_*{router="<name>"} samples
  *  (published_total, delivered_total, handler_failures_total, middleware_stops_total,
  *  middleware_failures_total, unhandled_total, subscriptions). `name` is UTF-8, copied. The
- *  registry does not keep the router alive: a freed router stops reporting.
+ *  registry does not keep the router alive: a freed router stops reporting and its
+ *  registration is dropped; orc_metrics_unregister_router stops a live router's.
  *  Errors: ORC_EINVAL (NULL, name not UTF-8). Any thread. */
 int orc_metrics_register_router(orc_metrics_t *m, orc_router_t *r, const char *name, size_t name_len);
+
+/** Stops reporting queue `q` in `m`: removes every orc_metrics_register_queue registration of
+ *  `q` in `m` (under any name). The queue itself is not affected; it may be registered again.
+ *  A render running at the same time on another thread may still include it once.
+ *  Errors: ORC_EINVAL (NULL m or q), ORC_ENOTFOUND (q is not registered in m). Any thread. */
+int orc_metrics_unregister_queue(orc_metrics_t *m, orc_queue_t *q);
+
+/** Stops reporting router `r` in `m`, like orc_metrics_unregister_queue.
+ *  Errors: ORC_EINVAL (NULL m or r), ORC_ENOTFOUND (r is not registered in m). Any thread. */
+int orc_metrics_unregister_router(orc_metrics_t *m, orc_router_t *r);
 
 /** Output formats of orc_metrics_render. */
 typedef enum {

@@ -95,3 +95,39 @@ public func orc_metrics_register_router(_ m: OpaquePointer?, _ r: OpaquePointer?
         router.register(in: registry, name: String(decoding: bytes, as: UTF8.self))
     }
 }
+
+@_cdecl("orc_metrics_unregister_queue")
+public func orc_metrics_unregister_queue(_ m: OpaquePointer?, _ q: OpaquePointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let registry = try handle(m, MetricsRegistry.self, "m")
+        let queue = try handle(q, MessageQueue.self, "q")
+        if queue.unregister(from: registry) == 0 {
+            throw OrchestraError(.notFound, "the queue is not registered in this metrics registry")
+        }
+    }
+}
+
+@_cdecl("orc_metrics_unregister_router")
+public func orc_metrics_unregister_router(_ m: OpaquePointer?, _ r: OpaquePointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let registry = try handle(m, MetricsRegistry.self, "m")
+        let router = try handle(r, Router.self, "r")
+        if router.unregister(from: registry) == 0 {
+            throw OrchestraError(.notFound, "the router is not registered in this metrics registry")
+        }
+    }
+}
+
+@_cdecl("orc_metrics_set_help")
+public func orc_metrics_set_help(_ m: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ nameLen: Int,
+                                 _ help: UnsafePointer<CChar>?, _ helpLen: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let registry = try handle(m, MetricsRegistry.self, "m")
+        let n = try metricName(name, nameLen)
+        let bytes = try cBytes(help, helpLen, "help")
+        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+            throw OrchestraError(.invalidArgument, "help is not valid UTF-8 (byte \(bad))")
+        }
+        try registry.setHelp(n, String(decoding: bytes, as: UTF8.self))
+    }
+}

@@ -141,6 +141,65 @@ private func text(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
         #expect(!text(r.renderPrometheus()).contains("orchestra_queue_"))
     }
 
+    @Test func helpIsOptionalAndCanBeSetLater() throws {
+        let r = MetricsRegistry()
+        try r.counter("plain_total").add()
+        #expect(text(r.renderPrometheus()) == "# TYPE plain_total counter\nplain_total 1\n")
+        // A later registration with help fills in a missing one; an explicit help wins.
+        _ = try r.counter("plain_total", help: "Plain")
+        #expect(text(r.renderPrometheus()).hasPrefix("# HELP plain_total Plain\n"))
+        try r.setHelp("plain_total", "Explicit")
+        try r.setHelp("future_g", "Set before the gauge exists")
+        try r.gauge("future_g").set(2.0)
+        let out = text(r.renderPrometheus())
+        #expect(out.hasPrefix("# HELP plain_total Explicit\n"))
+        #expect(out.contains("# HELP future_g Set before the gauge exists\n# TYPE future_g gauge\nfuture_g 2\n"))
+        #expect(throws: OrchestraError(.invalidArgument, "help for metric \"plain_total\" is empty; a metric without help is rendered without a # HELP line")) {
+            try r.setHelp("plain_total", "")
+        }
+        #expect(throws: OrchestraError.self) { try r.setHelp("bad name", "x") }
+        #expect(throws: OrchestraError.self) { try r.setHelp("x", String(repeating: "h", count: MetricsRegistry.maxHelpLength + 1)) }
+        #expect(!text(r.renderPrometheus()).split(separator: "\n").contains { $0.hasPrefix("# HELP") && $0.split(separator: " ").count < 4 })
+    }
+
+    @Test func collectorsCanBeUnregisteredAndDieWithTheirOwner() throws {
+        let r = MetricsRegistry()
+        try r.counter("own_total").add(1)
+        let q = try MessageQueue(QueueOptions())
+        let router = Router()
+        q.register(in: r, name: "a")
+        q.register(in: r, name: "b")
+        router.register(in: r, name: "main")
+        #expect(r.collectorCount == 3)
+        #expect(text(r.renderPrometheus()).contains("orchestra_queue_depth{queue=\"b\"} 0"))
+        #expect(q.unregister(from: r) == 2)
+        #expect(q.unregister(from: r) == 0)
+        #expect(MetricsRegistry().unregister(owner: router) == 0)
+        let prom = text(r.renderPrometheus())
+        #expect(!prom.contains("orchestra_queue_"))
+        #expect(prom.contains("orchestra_router_subscriptions{router=\"main\"} 0"))
+        #expect(prom.contains("own_total 1"))
+        #expect(r.collectorCount == 1)
+        #expect(router.unregister(from: r) == 1)
+        #expect(r.storedCollectorCount == 0)
+
+        // Registrations of objects that were freed are dropped, not kept forever: a process
+        // that makes and frees many queues does not grow the registry.
+        for n in 0 ..< 100 {
+            let t = try MessageQueue(QueueOptions())
+            t.register(in: r, name: "tmp\(n)")
+        }
+        #expect(r.collectorCount == 0)
+        q.register(in: r, name: "again")
+        #expect(r.storedCollectorCount == 1)
+        #expect(text(r.renderPrometheus()).contains("orchestra_queue_depth{queue=\"again\"} 0"))
+        // A free-standing collector stays.
+        r.register { [MetricSample(name: "free_gauge", help: "x", kind: .gauge, value: 7)] }
+        #expect(q.unregister(from: r) == 1)
+        #expect(r.collectorCount == 1)
+        #expect(text(r.renderPrometheus()).contains("free_gauge 7"))
+    }
+
     @Test func gaugeAddIsAtomicAcrossTasks() async throws {
         let r = MetricsRegistry()
         let g = try r.gauge("g")

@@ -107,6 +107,81 @@ private struct Boom: Error, Equatable { let tag: Int }
         #expect(r.stats.delivered == 6)
     }
 
+    /// More matches than a publish keeps on its stack (Router.inlineMatches): still each once,
+    /// in subscription order, and every subscription is released afterwards (none leaked).
+    @Test func manyMatchesSpillInOrderAndAreReleased() throws {
+        let released = Counter()
+        let order = Mutex<[Int]>([])
+        let kinds = ["a.b", "a.*", ">", "a.>", "*.b", "*.*"]
+        let n = Router.inlineMatches * 3 + 1
+        do {
+            let r = Router()
+            for k in 0 ..< n {
+                try r.subscribe(kinds[(k * 5) % kinds.count], onRelease: { released.bump() }) { _ in
+                    order.withLock { $0.append(k) }
+                }
+            }
+            for expectCount in [n, Router.inlineMatches, 1] {
+                order.withLock { $0 = [] }
+                // Keep the first expectCount subscriptions (ids 1...n in order).
+                for id in SubscriptionID(expectCount + 1) ..< SubscriptionID(n + 1) { _ = r.unsubscribe(id) }
+                let res = try r.publish(Message(type: "a.b"))
+                #expect(res.matched == expectCount && !res.unhandled)
+                #expect(order.withLock { $0 } == Array(0 ..< expectCount))
+                #expect(released.value == n - expectCount)
+            }
+        }
+        #expect(released.value == n)
+    }
+
+    /// Many literal children under one node (table growth) removed in a scattered order
+    /// (backward-shift deletion): every remaining route still matches, removed ones do not.
+    @Test func literalChildrenSurviveGrowthAndRemoval() throws {
+        let r = Router()
+        let count = 600
+        func token(_ i: Int) -> String {
+            switch i % 3 {
+            case 0: return "\(i)"                                   // 1-3 bytes
+            case 1: return "tok\(i)"                                // 4-7 bytes
+            default: return "agent-\(i)-with-a-longer-name"         // > 8 bytes
+            }
+        }
+        var ids = [Int: SubscriptionID]()
+        for i in 0 ..< count { ids[i] = try r.subscribe("n.\(token(i))") { _ in } }
+        #expect(r.nodeCount == count + 1)
+        var live = Set(0 ..< count)
+        for i in stride(from: 0, to: count, by: 1).filter({ ($0 * 7919) % 5 < 3 }) {
+            #expect(r.unsubscribe(ids[i]!))
+            live.remove(i)
+        }
+        #expect(r.nodeCount == live.count + 1)
+        for i in 0 ..< count {
+            let got = try r.match("n.\(token(i))")
+            #expect(got == (live.contains(i) ? [ids[i]!] : []), "n.\(token(i))")
+        }
+        for i in live { #expect(r.unsubscribe(ids[i]!)) }
+        #expect(r.nodeCount == 0)
+        // A node that lost every child is usable again.
+        let again = try r.subscribe("n.\(token(5))") { _ in }
+        #expect(try r.match("n.\(token(5))") == [again])
+    }
+
+    @Test func tokenHashIsNonZeroAndSeesEveryByte() {
+        func h(_ b: [UInt8]) -> UInt64 { b.withUnsafeBytes { TokenHash.hash($0) } }
+        var seen = Set<UInt64>()
+        for len in 0 ... 40 {
+            let base = (0 ..< len).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            #expect(h(base) != 0)
+            #expect(h(base) == h(Array(base)))
+            #expect(seen.insert(h(base)).inserted, "length \(len)")
+            for k in 0 ..< len {
+                var b = base
+                b[k] ^= 0x20
+                #expect(seen.insert(h(b)).inserted, "length \(len), byte \(k)")
+            }
+        }
+    }
+
     @Test func publishRejectsWildcardSubjectBeforeMiddleware() throws {
         let r = Router()
         let seen = Counter()

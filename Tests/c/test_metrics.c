@@ -1,5 +1,6 @@
 /* C ABI tests of the metrics registry: counters, gauges, histograms, queue collectors,
- * Prometheus and JSON rendering, invalid names and NULL arguments. */
+ * unregistering queues and routers, help texts, Prometheus and JSON rendering, invalid names and NULL
+ * arguments. */
 #include <stdlib.h>
 #include "orc_test.h"
 
@@ -65,6 +66,67 @@ int main(void) {
     CHECK(contains(json, "\"orchestra_queue_pushed_total{queue=\\\"inbox\\\"}\":0"));
     CHECK(json && json[0] == '{' && json[strlen(json) - 1] == '}');
     free(json);
+
+    /* help texts: none means no # HELP line; orc_metrics_set_help gives one, before or after
+     * the metric exists, escaped; empty, non-UTF-8 or oversized help is refused */
+    prom = render(m, ORC_METRICS_PROMETHEUS);
+    CHECK(contains(prom, "# TYPE jobs_total counter\n"));
+    CHECK(!contains(prom, "# HELP jobs_total"));
+    CHECK(!contains(prom, "# HELP temperature"));
+    free(prom);
+    CHECK_OK(orc_metrics_set_help(m, "jobs_total", 10, "Jobs run\nso far", 15));
+    CHECK_OK(orc_metrics_set_help(m, "later_total", 11, "Made after its help", 19));
+    CHECK_OK(orc_metrics_counter_add(m, "later_total", 11, 1));
+    CHECK_OK(orc_metrics_set_help(m, "orchestra_queue_depth", 21, "Depth now", 9));
+    prom = render(m, ORC_METRICS_PROMETHEUS);
+    CHECK(contains(prom, "# HELP jobs_total Jobs run\\nso far\n# TYPE jobs_total counter\n"));
+    CHECK(contains(prom, "# HELP later_total Made after its help\n# TYPE later_total counter\nlater_total 1\n"));
+    CHECK(contains(prom, "# HELP orchestra_queue_depth Depth now\n"));
+    free(prom);
+    CHECK_RC(orc_metrics_set_help(m, "jobs_total", 10, "", 0), ORC_EINVAL);
+    CHECK(contains(orc_last_error(), "help for metric \"jobs_total\" is empty"));
+    CHECK_RC(orc_metrics_set_help(m, "jobs_total", 10, NULL, 0), ORC_EINVAL);
+    CHECK_RC(orc_metrics_set_help(m, "jobs_total", 10, NULL, 3), ORC_EINVAL);
+    CHECK_RC(orc_metrics_set_help(m, "jobs_total", 10, "\xff", 1), ORC_EINVAL);
+    CHECK_RC(orc_metrics_set_help(m, "bad name", 8, "x", 1), ORC_EINVAL);
+    CHECK_RC(orc_metrics_set_help(NULL, "x", 1, "x", 1), ORC_EINVAL);
+    {
+        char big[4097];
+        memset(big, 'h', sizeof big);
+        CHECK_RC(orc_metrics_set_help(m, "jobs_total", 10, big, sizeof big), ORC_ETOOBIG);
+        CHECK_OK(orc_metrics_set_help(m, "jobs_total", 10, big, sizeof big - 1));
+    }
+
+    /* unregistering: a live queue and router stop reporting, and can be registered again */
+    orc_router_t *r = NULL;
+    CHECK_OK(orc_router_new(&r));
+    CHECK_OK(orc_metrics_register_router(m, r, "main", 4));
+    prom = render(m, ORC_METRICS_PROMETHEUS);
+    CHECK(contains(prom, "orchestra_router_published_total{router=\"main\"} 0\n"));
+    free(prom);
+    CHECK_OK(orc_metrics_unregister_router(m, r));
+    CHECK_RC(orc_metrics_unregister_router(m, r), ORC_ENOTFOUND);
+    CHECK(contains(orc_last_error(), "not registered"));
+    CHECK_OK(orc_metrics_unregister_queue(m, q));
+    CHECK_RC(orc_metrics_unregister_queue(m, q), ORC_ENOTFOUND);
+    CHECK_RC(orc_metrics_unregister_queue(NULL, q), ORC_EINVAL);
+    CHECK_RC(orc_metrics_unregister_queue(m, NULL), ORC_EINVAL);
+    CHECK_RC(orc_metrics_unregister_router(m, NULL), ORC_EINVAL);
+    prom = render(m, ORC_METRICS_PROMETHEUS);
+    CHECK(!contains(prom, "orchestra_queue_"));
+    CHECK(!contains(prom, "orchestra_router_"));
+    CHECK(contains(prom, "jobs_total 5\n"));             /* the registry's own metrics stay */
+    free(prom);
+    CHECK_OK(orc_metrics_register_queue(m, q, "inbox", 5));
+    prom = render(m, ORC_METRICS_PROMETHEUS);
+    CHECK(contains(prom, "orchestra_queue_depth{queue=\"inbox\"} 0\n"));
+    free(prom);
+    /* another registry's registrations are separate */
+    orc_metrics_t *other = NULL;
+    CHECK_OK(orc_metrics_new(&other));
+    CHECK_RC(orc_metrics_unregister_queue(other, q), ORC_ENOTFOUND);
+    orc_metrics_free(other);
+    orc_router_free(r);
 
     /* a freed queue stops reporting */
     orc_queue_free(q);

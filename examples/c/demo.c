@@ -185,6 +185,8 @@ int main(void) {
     codec_demo();
     orc_router_t *router = router_demo(metrics);
     orc_queue_t *queue = queue_demo(metrics);
+    static const char runs_help[] = "Times this demo ran to the metrics step";
+    TRY(orc_metrics_set_help(metrics, "demo_runs_total", 15, runs_help, sizeof runs_help - 1));
     TRY(orc_metrics_counter_add(metrics, "demo_runs_total", 15, 1));
     void *text = NULL;
     size_t text_len = 0;

@@ -105,10 +105,30 @@ public final class MetricsRegistry: Sendable {
         var keys: [String] = []
         var members: [String: Metric] = [:]
     }
+    /// The object a collector reports on, held weakly.
+    final class Owner: @unchecked Sendable {   // weak loads are thread-safe in the Swift runtime
+        weak var object: AnyObject?
+        init(_ object: AnyObject) { self.object = object }
+    }
+    struct Collector: Sendable {
+        /// nil for a free-standing collector (kept until the registry goes).
+        let owner: Owner?
+        /// nil when the owner is gone.
+        let body: @Sendable () -> [MetricSample]?
+
+        var isDead: Bool { owner != nil && owner?.object == nil }
+    }
     struct State: Sendable {
         var families: [String: Family] = [:]
         var order: [String] = []
-        var collectors: [@Sendable () -> [MetricSample]] = []
+        var collectors: [Collector] = []
+        /// Help texts given with `setHelp`; they win over the help a metric was made with.
+        var helps: [String: String] = [:]
+
+        /// Drops the collectors whose owner was deallocated.
+        mutating func pruneCollectors() {
+            if collectors.contains(where: \.isDead) { collectors.removeAll(where: \.isDead) }
+        }
     }
 
     private let state = Mutex(State())
@@ -135,10 +155,59 @@ public final class MetricsRegistry: Sendable {
         return h
     }
 
-    /// Adds a collector, called (outside the registry lock) at every render.
-    public func register(collector: @escaping @Sendable () -> [MetricSample]) {
-        state.withLock { $0.collectors.append(collector) }
+    /// Longest help text `setHelp` accepts, in bytes.
+    public static let maxHelpLength = 4096
+
+    /// Sets the help text (Prometheus `# HELP`) of metric family `name`, whether it exists yet
+    /// or not (a counter, gauge, histogram or collector family made later uses it too). Replaces
+    /// the help the metric was made with. Throws `.invalidArgument` for an invalid name or an
+    /// empty help (a family without help simply has no `# HELP` line), `.tooBig` past
+    /// `maxHelpLength` bytes.
+    public func setHelp(_ name: String, _ help: String) throws(OrchestraError) {
+        try MetricsRegistry.validate(name: name)
+        if help.isEmpty {
+            throw OrchestraError(.invalidArgument, "help for metric \"\(name)\" is empty; a metric without help is rendered without a # HELP line")
+        }
+        if help.utf8.count > MetricsRegistry.maxHelpLength {
+            throw OrchestraError(.tooBig, "help for metric \"\(name)\" is \(help.utf8.count) bytes; the limit is \(MetricsRegistry.maxHelpLength)")
+        }
+        state.withLock { $0.helps[name] = help }
     }
+
+    /// Adds a free-standing collector, called (outside the registry lock) at every render, for
+    /// as long as the registry lives.
+    public func register(collector: @escaping @Sendable () -> [MetricSample]) {
+        state.withLock { $0.collectors.append(Collector(owner: nil, body: collector)) }
+    }
+
+    /// Adds a collector that reports on `owner`, which the registry holds weakly: `collector`
+    /// is called (outside the registry lock) at every render while `owner` lives, and the
+    /// registration is dropped once `owner` is deallocated or `unregister(owner:)` removes it.
+    public func register<O: AnyObject & Sendable>(owner: O, collector: @escaping @Sendable (O) -> [MetricSample]) {
+        let box = Owner(owner)
+        let c = Collector(owner: box, body: { [weak owner] in owner.map(collector) })
+        state.withLock { st in
+            st.pruneCollectors()
+            st.collectors.append(c)
+        }
+    }
+
+    /// Removes every collector registered for `owner`; returns how many there were. A render
+    /// already running may still report it once.
+    @discardableResult
+    public func unregister(owner: AnyObject) -> Int {
+        state.withLock { st in
+            st.pruneCollectors()
+            let before = st.collectors.count
+            st.collectors.removeAll { $0.owner?.object === owner }
+            return before - st.collectors.count
+        }
+    }
+
+    /// Live collector registrations (for tests).
+    var collectorCount: Int { state.withLock { st in st.collectors.filter { !$0.isDead }.count } }
+    /// Stored collector registrations, dead ones included (for tests).
+    var storedCollectorCount: Int { state.withLock { $0.collectors.count } }
 
     private func lookup(_ name: String, _ help: String, _ labels: [String: String], _ kind: Kind,
                         _ make: () -> Metric) throws(OrchestraError) -> Metric {
@@ -149,6 +218,10 @@ public final class MetricsRegistry: Sendable {
             if var fam = st.families[name] {
                 guard fam.kind == kind else {
                     return .failure(OrchestraError(.invalidArgument, "metric \"\(name)\" is already registered as a \(fam.kind), not a \(kind)"))
+                }
+                if fam.help.isEmpty && !help.isEmpty {
+                    fam.help = help
+                    st.families[name] = fam
                 }
                 if let m = fam.members[key] { return .success(m) }
                 let m = make()
@@ -252,9 +325,10 @@ public final class MetricsRegistry: Sendable {
     }
 
     /// Snapshot of everything, families in registration order, then collector families.
-    private func snapshotFamilies() -> (registered: [(String, Family)], collectors: [@Sendable () -> [MetricSample]]) {
+    private func snapshotFamilies() -> (registered: [(String, Family)], collectors: [Collector], helps: [String: String]) {
         state.withLock { st in
-            (st.order.compactMap { n in st.families[n].map { (n, $0) } }, st.collectors)
+            st.pruneCollectors()
+            return (st.order.compactMap { n in st.families[n].map { (n, $0) } }, st.collectors, st.helps)
         }
     }
 
@@ -265,23 +339,24 @@ public final class MetricsRegistry: Sendable {
 
     /// Every sample as (family name, help, type, labels, value), in output order.
     private func collect() -> [(family: String, help: String, type: String, labels: [String: String], value: Value)] {
-        let (registered, collectors) = snapshotFamilies()
+        let (registered, collectors, helps) = snapshotFamilies()
         var out: [(family: String, help: String, type: String, labels: [String: String], value: Value)] = []
         for (name, fam) in registered {
+            let help = helps[name] ?? fam.help
             for key in fam.keys {
                 guard let m = fam.members[key] else { continue }
                 switch m {
-                case .counter(let c): out.append((name, fam.help, "counter", c.labels, .number(Double(c.value))))
-                case .gauge(let g): out.append((name, fam.help, "gauge", g.labels, .number(g.value)))
-                case .histogram(let h): out.append((name, fam.help, "summary", h.labels, .summary(h.snapshot())))
+                case .counter(let c): out.append((name, help, "counter", c.labels, .number(Double(c.value))))
+                case .gauge(let g): out.append((name, help, "gauge", g.labels, .number(g.value)))
+                case .histogram(let h): out.append((name, help, "summary", h.labels, .summary(h.snapshot())))
                 }
             }
         }
         for c in collectors {
-            for s in c() {
+            for s in c.body() ?? [] {
                 // Collector samples with an invalid name cannot be expressed; they are skipped.
                 guard (try? MetricsRegistry.validate(name: s.name)) != nil else { continue }
-                out.append((s.name, s.help, s.kind == .counter ? "counter" : "gauge", s.labels, .number(s.value)))
+                out.append((s.name, helps[s.name] ?? s.help, s.kind == .counter ? "counter" : "gauge", s.labels, .number(s.value)))
             }
         }
         return out
@@ -316,7 +391,9 @@ public final class MetricsRegistry: Sendable {
         var text = ""
         for name in order {
             guard let f = families[name] else { continue }
-            text += "# HELP \(name) \(MetricsRegistry.escapeHelp(f.help))\n# TYPE \(name) \(f.type)\n"
+            // HELP is optional in the format; an empty one ("# HELP name ") says nothing.
+            if !f.help.isEmpty { text += "# HELP \(name) \(MetricsRegistry.escapeHelp(f.help))\n" }
+            text += "# TYPE \(name) \(f.type)\n"
             for line in f.lines { text += line; text += "\n" }
         }
         return Array(text.utf8)

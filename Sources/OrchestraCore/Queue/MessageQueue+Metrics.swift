@@ -1,10 +1,15 @@
 extension MessageQueue {
     /// Exposes this queue's stats in `registry` as `orchestra_queue_*{queue="name"}` samples.
-    /// The registry holds the queue weakly: a freed queue simply stops reporting.
+    /// The registry holds the queue weakly: a freed queue stops reporting and its registration
+    /// is dropped. `unregister(from:)` stops the reporting of a live queue.
     public func register(in registry: MetricsRegistry, name: String) {
-        registry.register(collector: { [weak self] in
-            self?.metricSamples(queueName: name) ?? []
-        })
+        registry.register(owner: self) { $0.metricSamples(queueName: name) }
+    }
+
+    /// Removes every registration of this queue in `registry`; returns how many there were.
+    @discardableResult
+    public func unregister(from registry: MetricsRegistry) -> Int {
+        registry.unregister(owner: self)
     }
 
     /// The samples `register(in:name:)` reports.

@@ -1,10 +1,15 @@
 extension Router {
-    /// Exposes this router's stats in `registry` as `orchestra_router_*{router="name"}`
-    /// samples. The registry holds the router weakly: a freed router stops reporting.
+    /// Exposes this router's stats in `registry` as `orchestra_router_*{router="name"}` samples.
+    /// The registry holds the router weakly: a freed router stops reporting and its registration
+    /// is dropped. `unregister(from:)` stops the reporting of a live router.
     public func register(in registry: MetricsRegistry, name: String) {
-        registry.register(collector: { [weak self] in
-            self?.metricSamples(routerName: name) ?? []
-        })
+        registry.register(owner: self) { $0.metricSamples(routerName: name) }
+    }
+
+    /// Removes every registration of this router in `registry`; returns how many there were.
+    @discardableResult
+    public func unregister(from registry: MetricsRegistry) -> Int {
+        registry.unregister(owner: self)
     }
 
     /// The samples `register(in:name:)` reports.

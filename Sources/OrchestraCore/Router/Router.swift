@@ -64,8 +64,7 @@ public struct RouterFailure: Sendable {
 /// One subscription. Its `onRelease` runs exactly once, from deinit: after it has been
 /// unsubscribed (or the router is gone) and after every publish that captured it has finished.
 final class Subscription: @unchecked Sendable {
-    /// Set once, under the router's lock, before the subscription is visible.
-    fileprivate(set) var id: SubscriptionID
+    let id: SubscriptionID
     let pattern: [UInt8]
     let handler: (Message) throws -> Void
     let active = Atomic<Bool>(true)
@@ -114,7 +113,9 @@ public final class Router: @unchecked Sendable {
     }
 
     private let lock = RouterLock()
-    private var s = State()
+    /// Guarded by `lock` (which is why it skips the dynamic exclusivity checks: they could
+    /// only catch an unlocked access, which would already be a data race).
+    @exclusivity(unchecked) private var s = State()
     private let published = Atomic<UInt64>(0)
     private let delivered = Atomic<UInt64>(0)
     private let handlerFailures = Atomic<UInt64>(0)
@@ -137,11 +138,11 @@ public final class Router: @unchecked Sendable {
     ) throws(OrchestraError) -> SubscriptionID {
         try Subject.withTokens(pattern, isPattern: true) { tokens in
             // Validation passed: from here on the subscription exists and owns onRelease.
-            let sub = Subscription(id: 0, pattern: Array(pattern), handler: handler, onRelease: onRelease)
+            let copy = Array(pattern)
             return lock.withLock { () -> SubscriptionID in
                 let id = s.nextID
                 s.nextID &+= 1
-                sub.id = id
+                let sub = Subscription(id: id, pattern: copy, handler: handler, onRelease: onRelease)
                 s.tree.insert(sub, tokens)
                 s.subscriptions[id] = sub
                 return id
@@ -221,13 +222,13 @@ public final class Router: @unchecked Sendable {
     @discardableResult
     public func publish(_ message: Message) throws(OrchestraError) -> PublishResult {
         var result = PublishResult()
+        // Without middleware (the common case) this one call validates the subject, matches it
+        // under one lock acquisition and runs the handlers.
+        guard let middleware = try route(message, middlewareFirst: true, &result) else { return result }
+
+        // The subject was valid when `route` tokenised it; now run the middleware in order.
+        published.add(1, ordering: .relaxed)
         var m = message
-        let middleware = lock.withLock { s.middleware }
-        if !middleware.isEmpty {
-            // Without middleware the subject is validated once, while it is tokenised below.
-            try Subject.validate(message.typeBytes, isPattern: false)
-            published.add(1, ordering: .relaxed)
-        }
         for (index, mw) in middleware.enumerated() {
             let action: MiddlewareResult
             do {
@@ -242,47 +243,63 @@ public final class Router: @unchecked Sendable {
                 return result
             }
         }
-
-        var subs: [Subscription] = []
-        let hook: Unhandled?
         do {
-            hook = try Subject.withBytes(m.typeBytes) { (bytes) throws(OrchestraError) -> Unhandled? in
-                try Subject.withTokens(bytes, isPattern: false) { tokens in
-                    lock.withLock { () -> Unhandled? in
-                        _ = s.tree.collect(tokens, into: &subs)
-                        return s.unhandled
-                    }
-                }
-            }
+            _ = try route(m, middlewareFirst: false, &result)
         } catch {
-            if middleware.isEmpty { throw error }
             // The subject was valid before the middleware: one of them rewrote it.
             stopForFailure(&result, .middleware(middleware.count - 1), m.typeBytes,
                            OrchestraError(error.code, "after middleware: \(error.message)"))
-            return result
         }
-        if middleware.isEmpty { published.add(1, ordering: .relaxed) }
-        if subs.count > 1 { subs.sort { $0.id < $1.id } }
+        return result
+    }
 
-        for sub in subs where sub.active.load(ordering: .acquiring) {
-            result.matched += 1
-            do {
-                try sub.handler(m)
-                delivered.add(1, ordering: .relaxed)
-            } catch {
-                result.failed += 1
-                handlerFailures.add(1, ordering: .relaxed)
-                let f = RouterFailure(stage: .handler(sub.id), subject: m.typeBytes, error: error)
-                lock.withLock { s.lastFailure = f }
+    /// Most matches a publish keeps on its stack; more spill to an array.
+    static let inlineMatches = 16
+
+    /// Tokenises `m`'s subject (throwing if it is invalid, before any callback runs), collects
+    /// the matching subscriptions under the lock and runs their handlers (or the unhandled
+    /// hook) with the lock released. With `middlewareFirst`, if the router has middleware it
+    /// collects nothing and returns a copy of the middleware list instead; otherwise nil.
+    private func route(_ m: Message, middlewareFirst: Bool, _ result: inout PublishResult) throws(OrchestraError) -> [Middleware]? {
+        try Subject.withBytes(m.typeBytes) { (bytes) throws(OrchestraError) -> [Middleware]? in
+            try Subject.withTokens(bytes, isPattern: false) { tokens -> [Middleware]? in
+                withUnsafeTemporaryAllocation(of: Unmanaged<Subscription>.self, capacity: Self.inlineMatches) { buf -> [Middleware]? in
+                    var matches = MatchList(inline: buf)
+                    let (middleware, hook) = lock.withLock { () -> ([Middleware]?, Unhandled?) in
+                        if middlewareFirst && !s.middleware.isEmpty { return (s.middleware, nil) }
+                        _ = s.tree.collect(tokens, into: &matches)
+                        return (nil, s.unhandled)
+                    }
+                    if let middleware { return middleware }
+                    if middlewareFirst { published.add(1, ordering: .relaxed) }
+                    matches.sortByID()
+                    matches.forEach { sub in deliver(sub, m, &result) }
+                    matches.releaseAll()
+                    if result.matched == 0 {
+                        result.unhandled = true
+                        unhandledCount.add(1, ordering: .relaxed)
+                        hook?.body(m)
+                    }
+                    return nil
+                }
             }
         }
-        if result.matched == 0 {
-            result.unhandled = true
-            unhandledCount.add(1, ordering: .relaxed)
-            hook?.body(m)
+    }
+
+    /// Calls one matched subscription's handler unless it was unsubscribed meanwhile.
+    @inline(__always)
+    private func deliver(_ sub: Subscription, _ m: Message, _ result: inout PublishResult) {
+        guard sub.active.load(ordering: .acquiring) else { return }
+        result.matched += 1
+        do {
+            try sub.handler(m)
+            delivered.add(1, ordering: .relaxed)
+        } catch {
+            result.failed += 1
+            handlerFailures.add(1, ordering: .relaxed)
+            let f = RouterFailure(stage: .handler(sub.id), subject: m.typeBytes, error: error)
+            lock.withLock { s.lastFailure = f }
         }
-        withExtendedLifetime(subs) {}
-        return result
     }
 
     private func stopForFailure(_ result: inout PublishResult, _ stage: RouterFailure.Stage, _ subject: [UInt8], _ error: any Error) {
@@ -309,9 +326,9 @@ public final class Router: @unchecked Sendable {
     func matchWithVisits(_ subject: [UInt8]) throws(OrchestraError) -> (ids: [SubscriptionID], visits: Int) {
         try Subject.withBytes(subject) { (bytes) throws(OrchestraError) in
             try Subject.withTokens(bytes, isPattern: false) { tokens in
-                var subs: [Subscription] = []
-                let visits = lock.withLock { s.tree.collect(tokens, into: &subs) }
-                return (subs.map(\.id).sorted(), visits)
+                var sink = ArraySink()
+                let visits = lock.withLock { s.tree.collect(tokens, into: &sink) }
+                return (sink.subs.map(\.id).sorted(), visits)
             }
         }
     }
@@ -333,4 +350,74 @@ public final class Router: @unchecked Sendable {
             unhandled: unhandledCount.load(ordering: .relaxed),
             subscriptions: subs)
     }
+}
+
+/// The subscriptions one publish matched, each retained so that a concurrent unsubscribe
+/// cannot free one whose handler is about to run. The first `inline.count` live in a buffer
+/// on the publisher's stack (no allocation per publish); any further ones spill to an array.
+/// The owner calls `releaseAll()` once it is done with them.
+struct MatchList: SubscriptionSink {
+    let inline: UnsafeMutableBufferPointer<Unmanaged<Subscription>>
+    private(set) var count = 0
+    private var spill: [Subscription] = []
+
+    init(inline: UnsafeMutableBufferPointer<Unmanaged<Subscription>>) {
+        self.inline = inline
+    }
+
+    mutating func add(_ subs: [Subscription]) {
+        for sub in subs {
+            if count < inline.count {
+                inline[count] = .passRetained(sub)
+                count += 1
+            } else {
+                spill.append(sub)
+            }
+        }
+    }
+
+    /// Puts the matches in subscription order (ids only grow).
+    mutating func sortByID() {
+        if !spill.isEmpty {
+            // Rare: move everything into the array and sort it there.
+            var all = [Subscription]()
+            all.reserveCapacity(count + spill.count)
+            for k in 0 ..< count { all.append(inline[k].takeRetainedValue()) }
+            count = 0
+            all.append(contentsOf: spill)
+            all.sort { $0.id < $1.id }
+            spill = all
+            return
+        }
+        guard count > 1 else { return }
+        // Insertion sort: a handful of entries, usually already nearly in order.
+        for k in 1 ..< count {
+            let x = inline[k]
+            let id = x._withUnsafeGuaranteedRef { $0.id }
+            var j = k
+            while j > 0 && inline[j - 1]._withUnsafeGuaranteedRef({ $0.id }) > id {
+                inline[j] = inline[j - 1]
+                j -= 1
+            }
+            inline[j] = x
+        }
+    }
+
+    /// Calls `body` with each match, in order (after `sortByID`).
+    func forEach(_ body: (Subscription) -> Void) {
+        for k in 0 ..< count { inline[k]._withUnsafeGuaranteedRef(body) }
+        for sub in spill { body(sub) }
+    }
+
+    mutating func releaseAll() {
+        for k in 0 ..< count { inline[k].release() }
+        count = 0
+        spill = []
+    }
+}
+
+/// Collects matches into an array (inspection and tests).
+struct ArraySink: SubscriptionSink {
+    var subs: [Subscription] = []
+    mutating func add(_ s: [Subscription]) { subs.append(contentsOf: s) }
 }

@@ -82,8 +82,10 @@ public enum Subject {
         }
     }
 
-    /// Validates `bytes` and calls `body` with its tokens (boundaries live on the stack: no
-    /// heap allocation for the token list).
+    /// Validates `bytes` and calls `body` with its tokens. The token boundaries live in a
+    /// temporary allocation sized by the most tokens `bytes` can hold (each token takes at least
+    /// one byte and a dot), so for ordinary subjects it fits the standard library's on-stack
+    /// limit (1 KiB) and tokenising allocates nothing.
     static func withTokens<R>(
         _ bytes: UnsafeRawBufferPointer, isPattern: Bool,
         _ body: (Tokens) throws(OrchestraError) -> R
@@ -93,7 +95,7 @@ public enum Subject {
         if bytes.count > maxLength {
             throw OrchestraError(.tooBig, "\(what) is \(bytes.count) bytes; the limit is \(maxLength)")
         }
-        let result: Result<R, OrchestraError> = withUnsafeTemporaryAllocation(of: Int.self, capacity: maxTokens + 1) { starts in
+        let result: Result<R, OrchestraError> = withUnsafeTemporaryAllocation(of: Int.self, capacity: min(maxTokens, (bytes.count + 1) / 2) + 1) { starts in
             var count = 0
             var start = 0
             var i = 0

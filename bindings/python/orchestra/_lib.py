@@ -172,4 +172,7 @@ orc_metrics_gauge_set = fn("orc_metrics_gauge_set", c_int, vp, c_char_p, c_size_
 orc_metrics_histogram_record = fn("orc_metrics_histogram_record", c_int, vp, c_char_p, c_size_t, c_uint64)
 orc_metrics_register_queue = fn("orc_metrics_register_queue", c_int, vp, vp, c_char_p, c_size_t)
 orc_metrics_register_router = fn("orc_metrics_register_router", c_int, vp, vp, c_char_p, c_size_t)
+orc_metrics_unregister_queue = fn("orc_metrics_unregister_queue", c_int, vp, vp)
+orc_metrics_unregister_router = fn("orc_metrics_unregister_router", c_int, vp, vp)
+orc_metrics_set_help = fn("orc_metrics_set_help", c_int, vp, c_char_p, c_size_t, c_char_p, c_size_t)
 orc_metrics_render = fn("orc_metrics_render", c_int, vp, c_int, P(vp), P(c_size_t))

@@ -19,7 +19,7 @@ class Metrics:
         self._ptr = None
         check(_lib.orc_metrics_new(byref(out)))
         self._ptr = out.value
-        self._queues = []   # registered queues stay alive as long as the registry
+        self._queues = []   # registered queues and routers stay alive until unregistered
 
     def __del__(self):
         if getattr(self, "_ptr", None):
@@ -38,6 +38,11 @@ class Metrics:
         n = name.encode()
         check(_lib.orc_metrics_histogram_record(self._ptr, n, len(n), int(value)))
 
+    def set_help(self, name: str, help: str) -> None:
+        """Sets the Prometheus help text of metric family `name` (now or made later)."""
+        n, h = name.encode(), help.encode()
+        check(_lib.orc_metrics_set_help(self._ptr, n, len(n), h, len(h)))
+
     def register_queue(self, queue: Queue, name: str) -> None:
         n = name.encode()
         check(_lib.orc_metrics_register_queue(self._ptr, queue._ptr, n, len(n)))
@@ -47,6 +52,16 @@ class Metrics:
         n = name.encode()
         check(_lib.orc_metrics_register_router(self._ptr, router._ptr, n, len(n)))
         self._queues.append(router)
+
+    def unregister_queue(self, queue: Queue) -> None:
+        """Stops reporting `queue` (every registration of it); NotFound if it is not registered."""
+        check(_lib.orc_metrics_unregister_queue(self._ptr, queue._ptr))
+        self._queues = [o for o in self._queues if o is not queue]
+
+    def unregister_router(self, router: Router) -> None:
+        """Stops reporting `router` (every registration of it); NotFound if it is not registered."""
+        check(_lib.orc_metrics_unregister_router(self._ptr, router._ptr))
+        self._queues = [o for o in self._queues if o is not router]
 
     def _render(self, fmt: int) -> bytes:
         out, n = c_void_p(), c_size_t()

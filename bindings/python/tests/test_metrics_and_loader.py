@@ -42,6 +42,34 @@ def test_prometheus_and_snapshot():
         m.counter_add("bad name!", 1)
 
 
+def test_help_text():
+    m = Metrics()
+    m.counter_add("jobs_total", 1)
+    assert "# HELP jobs_total" not in m.prometheus()
+    m.set_help("jobs_total", "Jobs run")
+    assert "# HELP jobs_total Jobs run\n# TYPE jobs_total counter\n" in m.prometheus()
+    with pytest.raises(orchestra.InvalidArgument):
+        m.set_help("jobs_total", "")
+
+
+def test_unregister_queue_and_router():
+    m = Metrics()
+    q = Queue(name="inbox")
+    r = orchestra.Router()
+    m.register_queue(q, "inbox")
+    m.register_router(r, "main")
+    assert 'queue="inbox"' in m.prometheus()
+    m.unregister_queue(q)
+    m.unregister_router(r)
+    text = m.prometheus()
+    assert "orchestra_queue_" not in text and "orchestra_router_" not in text
+    assert m._queues == []
+    with pytest.raises(orchestra.NotFound):
+        m.unregister_queue(q)
+    with pytest.raises(orchestra.NotFound):
+        m.unregister_router(r)
+
+
 def test_errors_carry_detail():
     with pytest.raises(orchestra.ParseError) as e:
         Message.decode(b'{"id":"1","type":"x",}')
