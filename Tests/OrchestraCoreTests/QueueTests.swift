@@ -394,4 +394,122 @@ private func readable(_ fd: Int32) -> Bool {
         #expect(st.pushed == UInt64(total) && st.popped == UInt64(total) && st.depth == 0)
         #expect(st.depthHighWater <= 1024)
     }
+
+    // Producers append to an intake under their own mutex and consumers sort it into the lanes
+    // (see MessageQueue.swift): the tests below aim at the hand-overs between the two sides.
+
+    @Test func sleepingReadersAreWokenByFastPathPushes() throws {
+        // Readers sleep at once (no polling), producers push one by one with pauses so readers
+        // fall asleep between messages: a lost wake-up leaves a message behind.
+        let q = try MessageQueue(QueueOptions(capacity: 0, spinMicroseconds: 0))
+        let got = Atomic<Int>(0)
+        let readers = (0..<2).map { _ in
+            Thread {
+                while (try? q.pop(timeoutMs: -1)) != nil { got.add(1, ordering: .relaxed) }
+            }
+        }
+        let n = 3_000
+        let producers = (0..<2).map { p in
+            Thread {
+                for i in 0..<(n / 2) {
+                    try? q.push(msg(p * n + i))
+                    if i % 7 == 0 { usleep(50) }
+                }
+            }
+        }
+        for t in producers { t.join() }
+        // Everything pushed is delivered without another push to shake it loose.
+        #expect(eventually { got.load(ordering: .relaxed) == n })
+        q.close()
+        for t in readers { t.join() }
+        #expect(q.stats.popped == UInt64(n))
+    }
+
+    @Test func capacityHoldsUnderConcurrentPushes() throws {
+        // No reader: exactly `capacity` of the concurrent pushes are taken, the rest rejected.
+        let q = try MessageQueue(QueueOptions(capacity: 37, policy: .reject))
+        let accepted = Atomic<Int>(0)
+        let threads = (0..<4).map { p in
+            Thread {
+                for i in 0..<200 {
+                    if p % 2 == 0 {
+                        if (try? q.push(msg(p * 1000 + i))) != nil { accepted.add(1, ordering: .relaxed) }
+                    } else {
+                        let r = q.pushBatch([msg(p * 1000 + i), msg(p * 1000 + 500 + i)])
+                        accepted.add(r.accepted, ordering: .relaxed)
+                    }
+                }
+            }
+        }
+        for t in threads { t.join() }
+        #expect(accepted.load(ordering: .relaxed) == 37)
+        #expect(q.depth == 37)
+        let st = q.stats
+        #expect(st.pushed == 37 && st.depthHighWater == 37)
+    }
+
+    @Test func capacityCountsBatchAndSinglePushesAlike() throws {
+        // A batch may go straight to the lanes and single pushes through the intake: the room
+        // a push sees must count both.
+        let q = try MessageQueue(QueueOptions(capacity: 5, policy: .reject))
+        #expect(q.pushBatch([msg(0), msg(1), msg(2)]).accepted == 3)
+        var accepted = 0, full = 0
+        for i in 3..<8 {
+            do { try q.push(msg(i)); accepted += 1 } catch { #expect(error.code == .full); full += 1 }
+        }
+        #expect(accepted == 2 && full == 3)
+        #expect(q.depth == 5)
+        #expect(q.pushBatch([msg(8)]).error?.code == .full)
+        _ = try q.pop(timeoutMs: 0)
+        try q.push(msg(9))
+        #expect(q.depth == 5 && q.stats.depthHighWater == 5)
+    }
+
+    @Test func depthHighWaterIsExact() throws {
+        let q = try MessageQueue()
+        for i in 0..<5 { try q.push(msg(i)) }
+        for _ in 0..<5 { _ = try q.pop(timeoutMs: 0) }
+        try q.push(msg(9))
+        #expect(q.stats.depthHighWater == 5)
+        _ = try q.pushBatch((10..<17).map { msg($0) })
+        #expect(q.stats.depthHighWater == 8)
+    }
+
+    @Test func closeLosesNoPushThatSucceeded() throws {
+        // Producers push as fast as they can while the queue is closed under them: every push
+        // that returned without error is delivered before readers see .closed.
+        for round in 0..<5 {
+            let q = try MessageQueue(QueueOptions(capacity: 0))
+            let ok = Atomic<Int>(0)
+            let popped = Atomic<Int>(0)
+            let producers = (0..<3).map { p in
+                Thread {
+                    var i = 0
+                    while true {
+                        if p == 2 {
+                            let r = q.pushBatch([msg(i), msg(i + 1), msg(i + 2)])
+                            ok.add(r.accepted, ordering: .relaxed)
+                            if r.error != nil { break }
+                        } else {
+                            do { try q.push(msg(i)) } catch { break }
+                            ok.add(1, ordering: .relaxed)
+                        }
+                        i += 3
+                    }
+                }
+            }
+            let readers = (0..<2).map { _ in
+                Thread {
+                    while (try? q.pop(timeoutMs: -1)) != nil { popped.add(1, ordering: .relaxed) }
+                }
+            }
+            usleep(UInt32(2_000 + round * 1_000))
+            q.close()
+            for t in producers + readers { t.join() }
+            #expect(ok.load(ordering: .relaxed) > 0)
+            #expect(popped.load(ordering: .relaxed) == ok.load(ordering: .relaxed))
+            #expect(q.depth == 0)
+        }
+    }
 }
+

@@ -2,20 +2,27 @@
 /// cache line: producer and consumer threads pass these lines back and forth).
 struct QueueEntry {
     var msg: Unmanaged<Message>
-    /// Monotonic push time in ns (2^63 ns is 292 years of uptime); the top bit says that the
-    /// message has a TTL.
+    /// Push time, lane and a TTL flag (top bit).
     private var stamp: UInt64
 
     private static let ttlBit: UInt64 = 1 << 63
+    /// Bits 61-62: the lane (priority), so an entry can wait in the intake before it is sorted.
+    private static let laneShift: UInt64 = 61
+    private static let timeMask: UInt64 = (1 << 61) - 1
 
     @inline(__always)
-    init(msg: Unmanaged<Message>, pushedAt: UInt64, hasTTL: Bool) {
+    init(msg: Unmanaged<Message>, pushedAt: UInt64, hasTTL: Bool, lane: Int = 0) {
         self.msg = msg
-        stamp = (pushedAt & ~QueueEntry.ttlBit) | (hasTTL ? QueueEntry.ttlBit : 0)
+        stamp = (pushedAt & QueueEntry.timeMask) | (hasTTL ? QueueEntry.ttlBit : 0)
+            | (UInt64(truncatingIfNeeded: lane & 3) << QueueEntry.laneShift)
     }
 
+    /// Monotonic push time in ns (2^61 ns is 73 years of uptime).
     @inline(__always)
-    var pushedAt: UInt64 { stamp & ~QueueEntry.ttlBit }
+    var pushedAt: UInt64 { stamp & QueueEntry.timeMask }
+
+    @inline(__always)
+    var lane: Int { Int(truncatingIfNeeded: (stamp >> QueueEntry.laneShift) & 3) }
 
     /// When the message expires: its push time plus its TTL (read from the message, which is
     /// not mutated while queued), saturating; UInt64.max when it has no TTL.

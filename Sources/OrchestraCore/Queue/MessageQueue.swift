@@ -6,19 +6,27 @@ import Synchronization
 /// per-message TTL, close (drain, then `.closed`) and fail (`.failed` for everyone), batch
 /// operations, a readiness eventfd and statistics.
 ///
-/// A reader that finds the queue empty first polls for up to `spinNanos` (without the lock,
-/// watching a counter that pushes bump only while someone polls), then sleeps on its own
-/// condition variable; a message pushed while it sleeps is handed to it directly. The poll time
-/// adapts: halved (down to 1/16) after a poll that found nothing, doubled back after one that did,
-/// so polling fades out when writers are slow or the CPUs are oversubscribed.
+/// Two mutexes, so that pushes and pops do not wait for each other. Producers append to an
+/// intake ring under the producer mutex and publish its tail; whoever next takes the queue
+/// mutex (pops, and every other operation) sorts the published entries into the lanes first.
+/// Producers check room against a snapshot of the consumer side that can only overstate how
+/// full the queue is, and fall back to taking both mutexes (producer, then queue: the only
+/// order) when the snapshot says full, when a reader sleeps waiting (it is handed messages
+/// under the queue mutex), when the readiness fd is in use, and after close or fail. The
+/// handshakes are described at `PublishedTail` below.
 ///
-/// Thread-safe: one pthread mutex guards all state. Messages are stored as `Unmanaged<Message>`
-/// (+1) in rings on manually managed memory, so push and pop do no ARC traffic and no allocation
-/// in steady state. A blocked reader waits on its own condition variable (on its stack) and is
-/// handed the message by the pusher; blocked writers share one condition variable that is
-/// signalled only when someone waits on it.
+/// A reader that finds the queue empty first polls for up to `spinNanos` (without any lock,
+/// watching the published tail), then sleeps on its own condition variable; a message pushed
+/// while it sleeps is handed to it directly. The poll time adapts: halved (down to 1/16) after a
+/// poll that found nothing, doubled back after one that did, so polling fades out when writers
+/// are slow or the CPUs are oversubscribed.
 ///
-/// Drop handlers and async continuations are called after the mutex is released.
+/// Thread-safe. Messages are stored as `Unmanaged<Message>` (+1) in rings on manually managed
+/// memory, so push and pop do no ARC traffic and no allocation in steady state. A blocked
+/// reader waits on its own condition variable (on its stack); blocked writers share one
+/// condition variable that is signalled only when someone waits on it.
+///
+/// Drop handlers and async continuations are called after the mutexes are released.
 public final class MessageQueue: @unchecked Sendable {
     public let capacity: Int
     public let policy: QueuePolicy
@@ -27,9 +35,11 @@ public final class MessageQueue: @unchecked Sendable {
     /// How long a reader that finds the queue empty polls before it sleeps (0: never polls).
     public let spinNanos: UInt64
 
-    /// Bumped under the lock whenever a reader may now find something (a message queued,
-    /// close, fail); a polling reader watches it without taking the lock.
-    private let poll = PollSignal()
+    /// What producers publish and consumers read without a lock, and the reverse, each in an
+    /// object of its own (see `Intake`).
+    private let published = PublishedTail()
+    private let consumed = PublishedHead()
+    private let gate = Gate()
 
     /// A blocked synchronous reader. Lives on the reader's stack while it waits.
     struct SyncWaiter {
@@ -37,7 +47,8 @@ public final class MessageQueue: @unchecked Sendable {
         var next: UnsafeMutablePointer<SyncWaiter>? = nil
         var prev: UnsafeMutablePointer<SyncWaiter>? = nil
         var entry: QueueEntry? = nil
-        /// 0 waiting, 1 handed a message, 2 woken by close/fail.
+        /// 0 waiting, 1 handed a message, 2 woken by close/fail, 3 timed out, 4 found a message
+        /// before sleeping (take it).
         var state: UInt8 = 0
     }
 
@@ -57,9 +68,9 @@ public final class MessageQueue: @unchecked Sendable {
         var shut = false
         var fdReadable = false
         var efd: Int32 = -1
-        /// Readers polling `generation` now (pushes bump it only when there are some).
-        var pollers: Int32 = 0
         var blockedWriters: Int32 = 0
+        /// Intake entries taken so far (the consumer's index; see `drainLocked`).
+        var head = 0
         // -- end of the first cache line
         var syncHead: UnsafeMutablePointer<SyncWaiter>? = nil
         /// The other counters (the hot ones live in `ProducerSide` and `ConsumerSide`).
@@ -78,20 +89,34 @@ public final class MessageQueue: @unchecked Sendable {
         var wait = Histogram()
     }
 
-    /// Counters only pushes write, and counters only pops write, each on cache lines of their
-    /// own, so neither side's writes evict the other's lines (both are under the mutex).
+    /// The producers' state, behind the producer mutex (its first field), on cache lines of its
+    /// own.
     struct ProducerSide {
+        var mutex = pthread_mutex_t()
+        /// Intake entries published so far.
+        var tail = 0
+        /// The consumer's (head, lanes depth) as last read: a snapshot that can only overstate
+        /// how full the queue is, refreshed when it says there is no room.
+        var seenHead = 0
+        var seenDepth = 0
         var pushed: UInt64 = 0
         var handedOff: UInt64 = 0
-        var depthHighWater: UInt64 = 0
     }
 
     struct ConsumerSide {
         var popped: UInt64 = 0
+        /// Measured when the intake is sorted into the lanes: the queue only grows between two
+        /// sortings, so the depth right after one is the largest since the one before.
+        var depthHighWater: UInt64 = 0
         var wait = Histogram()
     }
 
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let pmutex: UnsafeMutablePointer<pthread_mutex_t>
+    /// The intake ring: producers append here under the producer mutex; consumers (under the
+    /// queue mutex) move entries into the lanes. Power-of-two size.
+    private let intake: UnsafeMutablePointer<QueueEntry>
+    private let intakeMask: Int
     /// The four priority lanes (index = priority); these pointers never change, and the object
     /// that holds them is only read after init, so reaching them costs no shared-line traffic.
     private let lanes: UnsafeMutablePointer<LaneRing>
@@ -122,6 +147,12 @@ public final class MessageQueue: @unchecked Sendable {
         for l in 0..<4 { (lanes + l).initialize(to: LaneRing()) }
         prod = MessageQueue.allocateLines(ProducerSide.self, count: 1)
         prod.initialize(to: ProducerSide())
+        pmutex = (UnsafeMutableRawPointer(prod) + MemoryLayout<ProducerSide>.offset(of: \ProducerSide.mutex)!)
+            .assumingMemoryBound(to: pthread_mutex_t.self)
+        var intakeSize = 16
+        while intakeSize < Swift.min(options.capacity == 0 ? 1024 : options.capacity, 1024) { intakeSize <<= 1 }
+        intake = MessageQueue.allocateLines(QueueEntry.self, count: intakeSize)
+        intakeMask = intakeSize - 1
         cons = MessageQueue.allocateLines(ConsumerSide.self, count: 1)
         cons.initialize(to: ConsumerSide())
         s.pointee.pollBudget = spinNanos
@@ -135,6 +166,7 @@ public final class MessageQueue: @unchecked Sendable {
         pthread_mutexattr_init(&mattr)
         pthread_mutexattr_settype(&mattr, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
         pthread_mutex_init(mutex, &mattr)
+        pthread_mutex_init(pmutex, &mattr)
         pthread_mutexattr_destroy(&mattr)
         condAttr = .allocate(capacity: 1)
         condAttr.initialize(to: pthread_condattr_t())
@@ -147,6 +179,7 @@ public final class MessageQueue: @unchecked Sendable {
 
     deinit {
         // No waiter can exist: every waiter holds a reference to the queue.
+        drainLocked()
         var leftovers: [Unmanaged<Message>] = []
         for l in 0..<4 {
             let ring = lanes + l
@@ -155,8 +188,10 @@ public final class MessageQueue: @unchecked Sendable {
         }
         lanes.deinitialize(count: 4)
         UnsafeMutableRawPointer(lanes).deallocate()
+        pthread_mutex_destroy(pmutex)
         prod.deinitialize(count: 1)
         UnsafeMutableRawPointer(prod).deallocate()
+        UnsafeMutableRawPointer(intake).deallocate()
         cons.deinitialize(count: 1)
         UnsafeMutableRawPointer(cons).deallocate()
         let handler = s.pointee.dropHandler
@@ -182,8 +217,115 @@ public final class MessageQueue: @unchecked Sendable {
 
     // MARK: Locking helpers
 
-    @inline(__always) private func lock() { pthread_mutex_lock(mutex) }
-    @inline(__always) private func unlock() { pthread_mutex_unlock(mutex) }
+    /// The queue mutex: lanes, waiters, consumer side. Taking it also sorts what producers
+    /// published into the lanes, so everything under it sees every published message.
+    @inline(__always) private func lock() {
+        pthread_mutex_lock(mutex)
+        drainLocked()
+    }
+
+    /// Publishes the consumer's (lanes depth, head) for producers, then unlocks.
+    @inline(__always) private func unlock() {
+        consumed.depth.store(s.pointee.depth, ordering: .relaxed)
+        consumed.head.store(s.pointee.head, ordering: .releasing)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// The producer mutex. Lock order: producer mutex, then queue mutex.
+    @inline(__always) private func plock() { pthread_mutex_lock(pmutex) }
+    @inline(__always) private func punlock() { pthread_mutex_unlock(pmutex) }
+
+    /// Moves what producers published into the lanes, in order (under the queue mutex).
+    @inline(__always)
+    private func drainLocked() {
+        let t = published.tail.load(ordering: .acquiring)
+        var h = s.pointee.head
+        guard h != t else { return }
+        let n = t &- h
+        while h != t {
+            let e = intake[h & intakeMask]
+            lane(e.lane).pointee.append(e)
+            h &+= 1
+        }
+        s.pointee.head = h
+        s.pointee.depth &+= n
+        if UInt64(s.pointee.depth) > cons.pointee.depthHighWater {
+            cons.pointee.depthHighWater = UInt64(s.pointee.depth)
+        }
+    }
+
+    /// Producer side, under the producer mutex: room for `want` more messages (0...want), from
+    /// the intake's free slots and the capacity, using the consumer snapshot and refreshing it
+    /// when it says there is none. The snapshot (head, lanes depth) overstates the occupancy
+    /// `tail - head + depth`: consumers only move entries from the intake to the lanes (no
+    /// change) or pop (smaller). A producer that adds to the lanes directly, holding both
+    /// mutexes, sets the snapshot to the exact values.
+    @inline(__always)
+    private func roomP(_ want: Int) -> Int {
+        var r = roomFromSnapshotP(want)
+        if r < want {
+            prod.pointee.seenHead = consumed.head.load(ordering: .acquiring)
+            prod.pointee.seenDepth = consumed.depth.load(ordering: .relaxed)
+            r = roomFromSnapshotP(want)
+        }
+        return r
+    }
+
+    @inline(__always)
+    private func roomFromSnapshotP(_ want: Int) -> Int {
+        let inIntake = prod.pointee.tail &- prod.pointee.seenHead
+        var r = Swift.min(want, intakeMask &+ 1 &- inIntake)
+        if capacity > 0 { r = Swift.min(r, capacity &- inIntake &- prod.pointee.seenDepth) }
+        return Swift.max(r, 0)
+    }
+
+    /// Producer side: writes an entry into the intake (not yet visible to consumers).
+    @inline(__always)
+    private func stageP(_ m: Unmanaged<Message>, lane: Int, now: UInt64, hasTTL: Bool) {
+        intake[prod.pointee.tail & intakeMask] = QueueEntry(msg: m, pushedAt: now, hasTTL: hasTTL, lane: lane)
+        prod.pointee.tail &+= 1
+    }
+
+    /// Producer side: makes `k` staged entries visible and counts them; returns whether a reader
+    /// may be asleep waiting for them (then the caller must `serveWaiters()`).
+    @inline(__always)
+    private func publishP(_ k: Int) -> Bool {
+        published.tail.store(prod.pointee.tail, ordering: .releasing)
+        prod.pointee.pushed &+= UInt64(k)
+        // A reader registers as a sleeper, then looks at the tail; we store the tail, then look
+        // for sleepers: with a full fence on both sides one of us sees the other.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        return gate.sleepers.load(ordering: .relaxed) != 0
+    }
+
+    /// Hands published messages to sleeping readers (after a publish that saw some).
+    private func serveWaiters() {
+        var pending = Pending()
+        lock()
+        serveWaitersLocked(now: monotonicNanos(), pending: &pending)
+        updateFD()
+        unlock()
+        if !pending.isEmpty { pending.run() }
+    }
+
+    /// Gives queued messages, oldest first, to waiting readers while there are both.
+    private func serveWaitersLocked(now: UInt64, pending: inout Pending) {
+        while s.pointee.depth > 0 && (s.pointee.syncHead != nil || !s.pointee.asyncWaiters.isEmpty) {
+            guard let e = takeLocked(now: now, pending: &pending, record: false) else { break }
+            if let w = s.pointee.syncHead {
+                unlinkSync(w)
+                w.pointee.entry = e
+                w.pointee.state = 1
+                pthread_cond_signal(w.pointee.cond)
+            } else {
+                let a = s.pointee.asyncWaiters.removeFirst()
+                gate.sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                cons.pointee.popped &+= 1
+                cons.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
+                pending.resume(.message(a.cont, e.msg))
+            }
+        }
+    }
 
     /// Lane `l` (0...3, the priority).
     @inline(__always)
@@ -262,21 +404,14 @@ public final class MessageQueue: @unchecked Sendable {
     /// CPUs online; polling is pointless on one.
     static let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
-    @inline(__always)
-    private func bumpGenerationLocked() {
-        if s.pointee.pollers > 0 { bumpGenerationAlwaysLocked() }
-    }
-
-    private func bumpGenerationAlwaysLocked() {
-        poll.generation.store(poll.generation.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-    }
-
-    /// Polls (without the lock) until the generation moves away from `g` or `limitNs` passes.
-    /// Returns whether it moved.
-    private func pollForChange(from g: UInt, limitNs: UInt64) -> Bool {
+    /// Polls (without any lock) until producers publish past `t`, the queue is closed or
+    /// failed, or `limitNs` passes. Returns whether something happened.
+    private func pollForChange(from t: Int, limitNs: UInt64) -> Bool {
         let start = monotonicNanos()
         while true {
-            for _ in 0..<64 where poll.generation.load(ordering: .relaxed) != g { return true }
+            for _ in 0..<64 where published.tail.load(ordering: .relaxed) != t
+                || consumed.depth.load(ordering: .relaxed) != 0
+                || gate.flags.load(ordering: .relaxed) & Gate.shut != 0 { return true }
             if monotonicNanos() &- start >= limitNs { return false }
         }
     }
@@ -303,25 +438,37 @@ public final class MessageQueue: @unchecked Sendable {
     public func push(unmanaged m: Unmanaged<Message>) throws(OrchestraError) {
         let now = monotonicNanos()
         let (lane, hasTTL) = MessageQueue.placement(m, now: now)
-        lock()
-        if canEnqueueDirectly {
-            enqueueLocked(m, lane: lane, now: now, hasTTL: hasTTL)
-            if s.pointee.efd >= 0 { syncFD() }
-            unlock()
+        plock()
+        if gateOpen && roomP(1) == 1 {
+            // Fast path: only the producer mutex; consumers sort it into the lanes.
+            stageP(m, lane: lane, now: now, hasTTL: hasTTL)
+            let wake = publishP(1)
+            punlock()
+            if wake { serveWaiters() }
             return
         }
+        lock()
         var pending = Pending()
+        serveWaitersLocked(now: now, pending: &pending)
         do {
             try pushLocked(m, now: now, pending: &pending)
         } catch {
             updateFD()
             unlock()
+            punlock()
             if !pending.isEmpty { pending.run() }
             throw error
         }
         updateFD()
         unlock()
+        punlock()
         if !pending.isEmpty { pending.run() }
+    }
+
+    /// Producer fast paths are allowed: open, no readiness fd, nobody asleep waiting.
+    @inline(__always)
+    private var gateOpen: Bool {
+        gate.flags.load(ordering: .relaxed) == 0 && gate.sleepers.load(ordering: .relaxed) == 0
     }
 
     /// Pushes `n` messages taking the lock once; `at(i)` gives the i-th +1 reference (nil is an
@@ -330,39 +477,87 @@ public final class MessageQueue: @unchecked Sendable {
     public func pushBatch(count n: Int, _ at: (Int) -> Unmanaged<Message>?) -> (accepted: Int, error: OrchestraError?) {
         guard n > 0 else { return (0, nil) }
         let now = monotonicNanos()
-        var pending = Pending()
         var accepted = 0
-        var err: OrchestraError? = nil
-        lock()
-        while accepted < n {
-            guard let m = at(accepted) else {
-                err = OrchestraError(.invalidArgument, "message \(accepted) of the batch is NULL")
-                break
-            }
-            if canEnqueueDirectly {
-                // Room for `room` more, and nothing (waiters, close, fail) can change while
-                // the lock is held: append them without further checks.
-                let room = capacity == 0 ? n &- accepted : Swift.min(n &- accepted, capacity &- s.pointee.depth)
+        plock()
+        if gateOpen && pthread_mutex_trylock(mutex) == 0 {
+            // The queue mutex is free: append straight to the lanes (no intake copy), exact
+            // room.
+            drainLocked()
+            if gate.flags.load(ordering: .relaxed) == 0 && s.pointee.syncHead == nil && s.pointee.asyncWaiters.isEmpty {
+                let room = capacity == 0 ? n : Swift.min(n, capacity &- s.pointee.depth)
                 var k = 0
-                var bad = false
                 while k < room {
-                    guard let mk = k == 0 ? m : at(accepted &+ k) else { bad = true; break }
+                    guard let mk = at(k) else { break }
                     let (l, hasTTL) = MessageQueue.placement(mk, now: now)
                     lane(l).pointee.append(QueueEntry(msg: mk, pushedAt: now, hasTTL: hasTTL))
                     k &+= 1
                 }
-                accepted &+= k
+                accepted = k
                 s.pointee.depth &+= k
                 prod.pointee.pushed &+= UInt64(k)
-                if UInt64(s.pointee.depth) > prod.pointee.depthHighWater {
-                    prod.pointee.depthHighWater = UInt64(s.pointee.depth)
+                if UInt64(s.pointee.depth) > cons.pointee.depthHighWater {
+                    cons.pointee.depthHighWater = UInt64(s.pointee.depth)
                 }
-                bumpGenerationLocked()
-                if bad {
-                    err = OrchestraError(.invalidArgument, "message \(accepted) of the batch is NULL")
-                    break
+                // The lanes grew without the intake: the producers' snapshot must count it
+                // (holding both mutexes, the exact values).
+                prod.pointee.seenHead = s.pointee.head
+                prod.pointee.seenDepth = s.pointee.depth
+                if k == n { unlock(); punlock(); return (n, nil) }
+            }
+            unlock()
+        }
+        if accepted == 0 && gateOpen {
+            // Fast path: stage what fits, publish once.
+            let room = roomP(n)
+            var k = 0
+            while k < room {
+                guard let mk = at(k) else { break }
+                let (l, hasTTL) = MessageQueue.placement(mk, now: now)
+                stageP(mk, lane: l, now: now, hasTTL: hasTTL)
+                k &+= 1
+            }
+            accepted = k
+            if k > 0 && publishP(k) {
+                punlock()
+                serveWaiters()
+                plock()
+            }
+            if k == n { punlock(); return (n, nil) }
+        }
+        var pending = Pending()
+        var err: OrchestraError? = nil
+        lock()
+        serveWaitersLocked(now: now, pending: &pending)
+        while accepted < n {
+            if gate.flags.load(ordering: .relaxed) == 0 && s.pointee.syncHead == nil && s.pointee.asyncWaiters.isEmpty {
+                // Holding both mutexes with the intake just drained: the snapshot is exact; stage
+                // what fits in bulk and sort it into the lanes at once.
+                prod.pointee.seenHead = s.pointee.head
+                prod.pointee.seenDepth = s.pointee.depth
+                let room = roomFromSnapshotP(n &- accepted)
+                if room > 0 {
+                    var k = 0
+                    var bad = false
+                    while k < room {
+                        guard let mk = at(accepted &+ k) else { bad = true; break }
+                        let (l, hasTTL) = MessageQueue.placement(mk, now: now)
+                        stageP(mk, lane: l, now: now, hasTTL: hasTTL)
+                        k &+= 1
+                    }
+                    published.tail.store(prod.pointee.tail, ordering: .releasing)
+                    drainLocked()
+                    prod.pointee.pushed &+= UInt64(k)
+                    accepted &+= k
+                    if bad {
+                        err = OrchestraError(.invalidArgument, "message \(accepted) of the batch is NULL")
+                        break
+                    }
+                    continue
                 }
-                continue
+            }
+            guard let m = at(accepted) else {
+                err = OrchestraError(.invalidArgument, "message \(accepted) of the batch is NULL")
+                break
             }
             do {
                 try pushLocked(m, now: now, pending: &pending)
@@ -374,6 +569,7 @@ public final class MessageQueue: @unchecked Sendable {
         }
         updateFD()
         unlock()
+        punlock()
         if !pending.isEmpty { pending.run() }
         return (accepted, err)
     }
@@ -389,13 +585,6 @@ public final class MessageQueue: @unchecked Sendable {
         return r
     }
 
-    /// The fast path of push: open, nobody waiting to be handed the message, and room.
-    @inline(__always)
-    private var canEnqueueDirectly: Bool {
-        !s.pointee.shut && s.pointee.syncHead == nil && s.pointee.asyncWaiters.isEmpty
-            && (capacity == 0 || s.pointee.depth < capacity)
-    }
-
     /// The lane of a message and whether it has a TTL (read from the message without the lock:
     /// a message is not mutated while it is pushed or queued).
     @inline(__always)
@@ -403,16 +592,14 @@ public final class MessageQueue: @unchecked Sendable {
         m._withUnsafeGuaranteedRef { (Int($0.effectivePriority.rawValue), $0.ttl != nil) }
     }
 
-    /// Appends to a lane and counts it; the caller checked that there is room.
-    @inline(__always)
+    /// Queues a message with both mutexes held (the slow path; the caller checked that there is
+    /// room): through the intake like the fast path, so polling readers see it, then sorted into
+    /// its lane at once.
     private func enqueueLocked(_ m: Unmanaged<Message>, lane: Int, now: UInt64, hasTTL: Bool) {
-        self.lane(lane).pointee.append(QueueEntry(msg: m, pushedAt: now, hasTTL: hasTTL))
-        bumpGenerationLocked()
-        s.pointee.depth &+= 1
+        stageP(m, lane: lane, now: now, hasTTL: hasTTL)
+        published.tail.store(prod.pointee.tail, ordering: .releasing)
+        drainLocked()
         prod.pointee.pushed &+= 1
-        if UInt64(s.pointee.depth) > prod.pointee.depthHighWater {
-            prod.pointee.depthHighWater = UInt64(s.pointee.depth)
-        }
     }
 
     private func checkOpen() throws(OrchestraError) {
@@ -438,6 +625,7 @@ public final class MessageQueue: @unchecked Sendable {
             }
             if !s.pointee.asyncWaiters.isEmpty {
                 let a = s.pointee.asyncWaiters.removeFirst()
+                gate.sleepers.subtract(1, ordering: .sequentiallyConsistent)
                 prod.pointee.pushed &+= 1
                 prod.pointee.handedOff &+= 1
                 cons.pointee.popped &+= 1
@@ -480,12 +668,19 @@ public final class MessageQueue: @unchecked Sendable {
                 }
                 s.pointee.blockedWriters += 1
                 var timedOut = false
+                // Let other producers (and close) in while we wait; take both mutexes again in
+                // order afterwards.
+                punlock()
                 if var d = deadline {
                     timedOut = pthread_cond_timedwait(notFull, mutex, &d) == ETIMEDOUT
                 } else {
                     pthread_cond_wait(notFull, mutex)
                 }
                 s.pointee.blockedWriters -= 1
+                unlock()
+                plock()
+                lock()
+                serveWaitersLocked(now: now, pending: &pending)
                 if timedOut && s.pointee.failure == nil && !s.pointee.closed
                     && s.pointee.syncHead == nil && s.pointee.asyncWaiters.isEmpty
                     && s.pointee.depth >= capacity {
@@ -556,7 +751,7 @@ public final class MessageQueue: @unchecked Sendable {
 
     /// Takes the next live message under the lock (highest lane first), skipping expired ones.
     @inline(__always)
-    private func takeLocked(now: UInt64, pending: inout Pending) -> QueueEntry? {
+    private func takeLocked(now: UInt64, pending: inout Pending, record: Bool = true) -> QueueEntry? {
         while s.pointee.depth > 0 {
             let l = topLane()
             let e = lane(l).pointee.removeFirst()
@@ -566,14 +761,17 @@ public final class MessageQueue: @unchecked Sendable {
                 pending.drop(e.msg, .expired, s.pointee.dropHandler)
                 continue
             }
-            cons.pointee.popped &+= 1
-            cons.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
+            if record {
+                cons.pointee.popped &+= 1
+                cons.pointee.wait.record(now > e.pushedAt ? now &- e.pushedAt : 0)
+            }
             return e
         }
         return nil
     }
 
     private func unlinkSync(_ w: UnsafeMutablePointer<SyncWaiter>) {
+        gate.sleepers.subtract(1, ordering: .sequentiallyConsistent)
         let p = w.pointee.prev, n = w.pointee.next
         if let p { p.pointee.next = n } else { s.pointee.syncHead = n }
         if let n { n.pointee.prev = p } else { s.pointee.syncTail = p }
@@ -635,13 +833,11 @@ public final class MessageQueue: @unchecked Sendable {
                 polled = true
                 var limit = s.pointee.pollBudget
                 if timeoutMs > 0 { limit = Swift.min(limit, UInt64(timeoutMs) &* 1_000_000) }
-                let g = poll.generation.load(ordering: .relaxed)
-                s.pointee.pollers += 1
+                let t = s.pointee.head   // everything published up to here is in the lanes
                 unlock()
-                let found = pollForChange(from: g, limitNs: limit)
+                let found = pollForChange(from: t, limitNs: limit)
                 now = monotonicNanos()
                 lock()
-                s.pointee.pollers -= 1
                 let b = s.pointee.pollBudget
                 s.pointee.pollBudget = found ? Swift.min(spinNanos, b &* 2) : Swift.max(b / 2, spinNanos / 16)
                 continue outer
@@ -656,10 +852,23 @@ public final class MessageQueue: @unchecked Sendable {
                     w.pointee.prev = s.pointee.syncTail
                     if let t = s.pointee.syncTail { t.pointee.next = w } else { s.pointee.syncHead = w }
                     s.pointee.syncTail = w
+                    // Registered as a sleeper: a producer publishing from now on will come to
+                    // serve us. Look once more for one that published before (full fence on
+                    // both sides, see publishP).
+                    gate.sleepers.add(1, ordering: .sequentiallyConsistent)
+                    atomicMemoryFence(ordering: .sequentiallyConsistent)
+                    drainLocked()
+                    if s.pointee.depth > 0 {
+                        unlinkSync(w)
+                        w.pointee.state = 4
+                    }
                     while w.pointee.state == 0 {
                         if var d = deadline {
                             if pthread_cond_timedwait(cond, mutex, &d) == ETIMEDOUT && w.pointee.state == 0 {
                                 unlinkSync(w)
+                                // A message published just now is still ours to take.
+                                drainLocked()
+                                w.pointee.state = s.pointee.depth > 0 ? 4 : 3
                                 break
                             }
                         } else {
@@ -682,8 +891,8 @@ public final class MessageQueue: @unchecked Sendable {
                 sink(0, e.msg)
                 n = 1
                 continue outer   // take more from the ring if any arrived meanwhile
-            case 2:
-                continue outer   // closed or failed: report it
+            case 2, 4:
+                continue outer   // closed or failed: report it; or a message to take
             default:
                 err = OrchestraError(.timedOut, "no message in \(label) within \(timeoutMs) ms")
                 break outer
@@ -739,15 +948,17 @@ public final class MessageQueue: @unchecked Sendable {
     /// blocked reader and writer. Idempotent.
     public func close() {
         var pending = Pending()
+        plock()
         lock()
         if !s.pointee.closed {
             s.pointee.closed = true
             s.pointee.shut = true
-            bumpGenerationAlwaysLocked()
+            gate.flags.bitwiseOr(Gate.shut, ordering: .sequentiallyConsistent)
             wakeAllLocked(&pending, error: nil)
         }
         updateFD()
         unlock()
+        punlock()
         pending.run()
     }
 
@@ -756,17 +967,19 @@ public final class MessageQueue: @unchecked Sendable {
     /// caller (`failureCode`).
     public func fail(code: Int32 = ErrorCode.failed.rawValue, message: String) {
         var pending = Pending()
+        plock()
         lock()
         if s.pointee.failure == nil {
             let e = OrchestraError(.failed, message)
             s.pointee.failure = e
             s.pointee.failureCode = code
             s.pointee.shut = true
-            bumpGenerationAlwaysLocked()
+            gate.flags.bitwiseOr(Gate.shut, ordering: .sequentiallyConsistent)
             wakeAllLocked(&pending, error: e)
         }
         updateFD()
         unlock()
+        punlock()
         pending.run()
     }
 
@@ -779,6 +992,7 @@ public final class MessageQueue: @unchecked Sendable {
         for a in s.pointee.asyncWaiters {
             if let error { pending.resume(.error(a.cont, error)) } else { pending.resume(.end(a.cont)) }
         }
+        gate.sleepers.subtract(s.pointee.asyncWaiters.count, ordering: .sequentiallyConsistent)
         s.pointee.asyncWaiters.removeAll()
         if s.pointee.blockedWriters > 0 { pthread_cond_broadcast(notFull) }
     }
@@ -808,8 +1022,10 @@ public final class MessageQueue: @unchecked Sendable {
     /// The readiness eventfd (created on first call, owned by the queue): readable while the
     /// queue is non-empty, closed or failed. Do not read it yourself: pop.
     public func readinessFD() throws(OrchestraError) -> Int32 {
+        // With the fd in use every push takes both mutexes, so the fd follows each change.
+        plock()
         lock()
-        defer { unlock() }
+        defer { unlock(); punlock() }
         if s.pointee.efd < 0 {
             guard let f = eventfdFunction else {
                 throw OrchestraError(.unsupported, "eventfd is not available on this system")
@@ -821,6 +1037,7 @@ public final class MessageQueue: @unchecked Sendable {
             }
             s.pointee.efd = fd
             s.pointee.fdReadable = false
+            gate.flags.bitwiseOr(Gate.fd, ordering: .sequentiallyConsistent)
             syncFD()
         }
         return s.pointee.efd
@@ -840,13 +1057,14 @@ public final class MessageQueue: @unchecked Sendable {
 
     /// A consistent snapshot of the counters and the wait-time quantiles.
     public var stats: QueueStats {
+        plock()
         lock()
-        defer { unlock() }
+        defer { unlock(); punlock() }
         var st = s.pointee.stats
         st.depth = UInt64(s.pointee.depth)
         st.pushed = prod.pointee.pushed
         st.handedOff = prod.pointee.handedOff
-        st.depthHighWater = prod.pointee.depthHighWater
+        st.depthHighWater = cons.pointee.depthHighWater
         st.popped = cons.pointee.popped
         let h = cons.pointee.wait
         st.waitCount = h.count
@@ -904,7 +1122,17 @@ public final class MessageQueue: @unchecked Sendable {
         } else if Task.isCancelled {
             pending.resume(.error(c, CancellationError()))
         } else {
-            s.pointee.asyncWaiters.append(AsyncWaiter(id: id, cont: c))
+            // Register as a sleeper, then look once more (see publishP).
+            gate.sleepers.add(1, ordering: .sequentiallyConsistent)
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            drainLocked()
+            if let e = takeLocked(now: now, pending: &pending) {
+                gate.sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                if s.pointee.blockedWriters > 0 { pthread_cond_signal(notFull) }
+                pending.resume(.message(c, e.msg))
+            } else {
+                s.pointee.asyncWaiters.append(AsyncWaiter(id: id, cont: c))
+            }
         }
         updateFD()
         unlock()
@@ -916,6 +1144,7 @@ public final class MessageQueue: @unchecked Sendable {
         lock()
         if let i = s.pointee.asyncWaiters.firstIndex(where: { $0.id == id }) {
             let a = s.pointee.asyncWaiters.remove(at: i)
+            gate.sleepers.subtract(1, ordering: .sequentiallyConsistent)
             pending.resume(.error(a.cont, CancellationError()))
         }
         unlock()
@@ -937,11 +1166,36 @@ extension MessageQueue: AsyncSequence {
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: self) }
 }
 
-/// The counter polling readers watch, in an object of its own (pushes write it only while
-/// someone polls); padded so that it does not share a cache line with the next allocation.
-final class PollSignal: Sendable {
-    let generation = Atomic<UInt>(0)
+// The queue's lock-free handshakes, each in an object of its own, padded so that what one side
+// writes often does not share a cache line with what the other side reads:
+//
+// - Producers append to the intake under the producer mutex and publish `PublishedTail.tail`
+//   (release). Consumers, under the queue mutex, read it (acquire) and sort the new entries into
+//   the lanes (`drainLocked`). So a push never waits for a pop, nor a pop for a push.
+// - Consumers publish (lanes depth, then head: release) on unlock; producers read head
+//   (acquire), then depth, and get a snapshot that can only overstate how full the queue is.
+// - `Gate.flags` turns producer fast paths off (closed or failed, readiness fd in use: then every
+//   push takes both mutexes); `Gate.sleepers` counts readers asleep waiting, who must be served
+//   under the queue mutex (a reader adds itself, fences, and looks again; a producer publishes,
+//   fences, and looks at the count).
+
+final class PublishedTail: Sendable {
+    let tail = Atomic<Int>(0)
     private let padding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0)
+}
+
+final class PublishedHead: Sendable {
+    let head = Atomic<Int>(0)
+    let depth = Atomic<Int>(0)
+    private let padding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+}
+
+final class Gate: Sendable {
+    static let shut: UInt32 = 1
+    static let fd: UInt32 = 2
+    let flags = Atomic<UInt32>(0)
+    let sleepers = Atomic<Int>(0)
+    private let padding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
 }
 
 /// glibc's eventfd(2), looked up once (the Glibc module does not export sys/eventfd.h).
