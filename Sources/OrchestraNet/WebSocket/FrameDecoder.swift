@@ -117,7 +117,7 @@ public struct FrameDecoder {
                 if headerHave == 0 && end - offset >= 2 {
                     // Fast path: the header lies whole in the input.
                     let b0 = input[offset], b1 = input[offset + 1]
-                    if let e = checkStart(b0, b1) { return fail(e) }
+                    if let e = Self.checkStart(b0, b1, configuration, inMessage: inMessage) { return fail(e) }
                     let hlen = Self.headerLength(b1)
                     if end - offset >= hlen {
                         if let e = beginFrame(UnsafeRawPointer(base + offset)) { return fail(e) }
@@ -133,7 +133,7 @@ public struct FrameDecoder {
                     offset += 1
                     if headerHave == 2 {
                         let (b0, b1) = withUnsafeBytes(of: &headerBytes) { ($0[0], $0[1]) }
-                        if let e = checkStart(b0, b1) { return fail(e) }
+                        if let e = Self.checkStart(b0, b1, configuration, inMessage: inMessage) { return fail(e) }
                         headerNeed = Self.headerLength(b1)
                     }
                 }
@@ -183,8 +183,9 @@ public struct FrameDecoder {
         return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (b1 & 0x80 != 0 ? 4 : 0)
     }
 
-    /// The rules the first two bytes decide.
-    func checkStart(_ b0: UInt8, _ b1: UInt8) -> WebSocketError? {
+    /// The rules the first two bytes decide. Static, with the state it needs as arguments:
+    /// a non-mutating method called from `next` would copy the whole decoder first.
+    static func checkStart(_ b0: UInt8, _ b1: UInt8, _ configuration: Configuration, inMessage: Bool) -> WebSocketError? {
         guard let op = Opcode(rawValue: b0 & 0x0F) else {
             return .proto("reserved opcode 0x\(String(b0 & 0x0F, radix: 16))")
         }
@@ -211,6 +212,7 @@ public struct FrameDecoder {
 
     /// Reads a complete header (already checked by `checkStart`) and enters the
     /// frame's payload.
+    @inline(__always)
     mutating func beginFrame(_ h: UnsafeRawPointer) -> WebSocketError? {
         let b0 = h.load(as: UInt8.self), b1 = h.load(fromByteOffset: 1, as: UInt8.self)
         let len7 = b1 & 0x7F

@@ -28,10 +28,14 @@ public struct UTF8StreamValidator: Sendable {
         defer { self.need = need; self.lo = lo; self.hi = hi }
         while i < n {
             if need == 0 {
-                // ASCII fast path, 8 bytes at a time.
-                while i + 8 <= n {
+                // ASCII fast path, 16 then 8 bytes at a time.
+                while i + 16 <= n {
                     let w = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                        | bytes.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)
                     if w & 0x8080_8080_8080_8080 != 0 { break }
+                    i += 16
+                }
+                if i + 8 <= n && bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
                     i += 8
                 }
                 if i == n { break }
