@@ -280,6 +280,26 @@ import Testing
         }
     }
 
+    @Test func theControlBufferIsAllocatedOnlyForSplitControlFrames() {
+        var d = FrameDecoder(serverConfig)
+        var whole = clientFrame(0x89, bytes("ping")) + clientFrame(0x81, bytes("text"))
+        var off = 0
+        var events = 0
+        whole.withUnsafeMutableBytes { b in
+            while true { if case .needMore = d.next(b, offset: &off) { break }; events += 1 }
+        }
+        #expect(events == 2 && d.control == nil)
+        let split = clientFrame(0x89, bytes("ping"))
+        for part in [Array(split[0..<8]), Array(split[8...])] {
+            var p = part
+            off = 0
+            p.withUnsafeMutableBytes { b in
+                while true { if case .needMore = d.next(b, offset: &off) { break }; events += 1 }
+            }
+        }
+        #expect(events == 3 && d.control != nil)
+    }
+
     // MARK: robustness
 
     @Test func randomInputNeverTrapsAndSplitsAgree() {

@@ -34,15 +34,17 @@ enum Entropy {
 }
 
 /// Masking keys for a client's frames: random bytes drawn from RAND_bytes 256 at a time, so a
-/// frame costs four bytes of a buffer instead of a call into OpenSSL.
+/// frame costs four bytes of a buffer instead of a call into OpenSSL. The buffer is allocated
+/// on the first key, so a server's encoder (which never masks) carries none.
 public struct MaskKeySource {
-    private var pool = [UInt8](repeating: 0, count: 256)
-    private var next = 256
+    private var pool: [UInt8] = []
+    private var next = 0
 
     public init() {}
 
     public mutating func nextKey() -> UInt32 {
         if next == pool.count {
+            if pool.isEmpty { pool = [UInt8](repeating: 0, count: 256) }
             pool.withUnsafeMutableBytes { Entropy.fill($0) }
             next = 0
         }

@@ -2,7 +2,8 @@
 // connection feeds each read buffer as it comes, in any split; the decoder unmasks payload bytes
 // in place in that buffer and hands out slices of it, so a data frame's payload is never copied
 // here and nothing is allocated per frame. Only control frames split across reads are gathered
-// in a 125-byte buffer of the decoder's own.
+// in a 125-byte buffer of the decoder's own, allocated the first time one is (an idle
+// connection's decoder owns no heap memory).
 //
 // Every rule of section 5 is checked as soon as the byte that breaks it arrives (the first two
 // header bytes carry most of them): reserved opcodes and bits, masking direction, control frame
@@ -87,7 +88,7 @@ public struct FrameDecoder {
     var utf8 = UTF8StreamValidator()
 
     // A control frame gathered across reads.
-    let control = ControlBuffer()
+    var control: ControlBuffer? = nil
     var controlHave = 0
 
     public init(_ configuration: Configuration) {
@@ -270,14 +271,16 @@ public struct FrameDecoder {
             offset += remaining
         } else {
             let take = min(end - offset, remaining)
+            if control == nil { control = ControlBuffer() }
+            let buffer = control.unsafelyUnwrapped.base
             if take > 0 {
-                (control.base + controlHave).copyMemory(from: base + offset, byteCount: take)
+                (buffer + controlHave).copyMemory(from: base + offset, byteCount: take)
                 controlHave += take
                 offset += take
                 remaining -= take
             }
             if remaining > 0 { return .needMore }
-            payload = UnsafeMutableRawBufferPointer(start: control.base, count: controlHave)
+            payload = UnsafeMutableRawBufferPointer(start: buffer, count: controlHave)
         }
         remaining = 0
         stage = .header
@@ -303,7 +306,8 @@ public struct FrameDecoder {
     }
 }
 
-/// The decoder's 125 bytes for control frames split across reads (allocated once per decoder).
+/// The decoder's 125 bytes for control frames split across reads (allocated at most once per
+/// decoder). A copy of a decoder shares it: use one decoder per connection, never copies.
 final class ControlBuffer {
     let base: UnsafeMutableRawPointer
     init() { base = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 8) }
