@@ -153,6 +153,39 @@ import Testing
         #expect(decode(clientFrame(0x02, [1]) + clientFrame(0x88, [0x03, 0xE8]), serverConfig) == [.close(1000, [])])
     }
 
+    @Test func errorMessagesSayWhatWasWrong() {
+        func message(_ input: [UInt8], _ c: FrameDecoder.Configuration) -> String {
+            var d = FrameDecoder(c)
+            var b = input
+            var off = 0
+            while true {
+                let e = b.withUnsafeMutableBytes { d.next($0, offset: &off) }
+                if case .error(let err) = e { return err.message }
+                if case .needMore = e { return "no error" }
+            }
+        }
+        var deflate = serverConfig
+        deflate.perMessageDeflate = true
+        let cases: [([UInt8], FrameDecoder.Configuration, String)] = [
+            (clientFrame(0x83, []), serverConfig, "reserved opcode 0x3"),
+            (clientFrame(0x8F, []), serverConfig, "reserved opcode 0xf"),
+            (clientFrame(0xA2, []), serverConfig, "RSV2 or RSV3 set without an extension that defines them"),
+            (clientFrame(0xC2, []), serverConfig, "RSV1 set without a negotiated extension"),
+            (clientFrame(0xC9, []), deflate, "RSV1 set on a control or continuation frame"),
+            (rawFrame(0x82, []), serverConfig, "unmasked frame from a client"),
+            (clientFrame(0x82, []), clientConfig, "masked frame from a server"),
+            (clientFrame(0x0A, []), serverConfig, "fragmented control frame"),
+            (clientFrame(0x8A, Array(repeating: 0, count: 126)), serverConfig, "control frame payload longer than 125 bytes"),
+            (clientFrame(0x80, []), serverConfig, "continuation frame without a message to continue"),
+            (clientFrame(0x02, []) + clientFrame(0x82, []), serverConfig, "new data frame while a fragmented message is unfinished"),
+            (clientFrame(0x82, []), serverConfig, "no error"),
+        ]
+        for (input, c, expected) in cases { #expect(message(input, c) == expected) }
+        var small = serverConfig
+        small.maxFrameSize = 10
+        #expect(message(clientFrame(0x82, Array(repeating: 0, count: 11)), small) == "frame payload of 11 bytes exceeds max_frame_size 10")
+    }
+
     @Test func sixtyFourBitLengthWithTopBit() {
         let f: [UInt8] = [0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 1]
         #expect(decode(f, clientConfig) == [.error(1002)])

@@ -118,7 +118,8 @@ public struct FrameDecoder {
                 if headerHave == 0 && end - offset >= 2 {
                     // Fast path: the header lies whole in the input.
                     let b0 = input[offset], b1 = input[offset + 1]
-                    if let e = Self.checkStart(b0, b1, configuration, inMessage: inMessage) { return fail(e) }
+                    let v = Self.checkStart(b0, b1, configuration, inMessage: inMessage)
+                    if v != .none { return fail(Self.describe(v, b0)) }
                     let hlen = Self.headerLength(b1)
                     if end - offset >= hlen {
                         if let e = beginFrame(UnsafeRawPointer(base + offset)) { return fail(e) }
@@ -134,7 +135,8 @@ public struct FrameDecoder {
                     offset += 1
                     if headerHave == 2 {
                         let (b0, b1) = withUnsafeBytes(of: &headerBytes) { ($0[0], $0[1]) }
-                        if let e = Self.checkStart(b0, b1, configuration, inMessage: inMessage) { return fail(e) }
+                        let v = Self.checkStart(b0, b1, configuration, inMessage: inMessage)
+                        if v != .none { return fail(Self.describe(v, b0)) }
                         headerNeed = Self.headerLength(b1)
                     }
                 }
@@ -184,31 +186,51 @@ public struct FrameDecoder {
         return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (b1 & 0x80 != 0 ? 4 : 0)
     }
 
-    /// The rules the first two bytes decide. Static, with the state it needs as arguments:
-    /// a non-mutating method called from `next` would copy the whole decoder first.
-    static func checkStart(_ b0: UInt8, _ b1: UInt8, _ configuration: Configuration, inMessage: Bool) -> WebSocketError? {
-        guard let op = Opcode(rawValue: b0 & 0x0F) else {
-            return .proto("reserved opcode 0x\(String(b0 & 0x0F, radix: 16))")
-        }
-        if b0 & 0x30 != 0 { return .proto("RSV2 or RSV3 set without an extension that defines them") }
-        if b0 & 0x40 != 0 {
-            if !configuration.perMessageDeflate { return .proto("RSV1 set without a negotiated extension") }
-            if op != .text && op != .binary { return .proto("RSV1 set on a control or continuation frame") }
+    /// A rule the first two header bytes can break (`.none`: all kept).
+    enum Violation: UInt8 {
+        case none, reservedOpcode, rsv23, rsv1WithoutExtension, rsv1OnControlOrContinuation
+        case unmaskedFromClient, maskedFromServer, fragmentedControl, controlTooLong
+        case continuationWithoutMessage, dataInsideMessage
+    }
+
+    /// The rules the first two bytes decide. Static, with the state it needs as arguments (a
+    /// non-mutating method called from `next` would copy the whole decoder first), and it
+    /// returns a byte: the error with its message is built off the hot path, by `describe`.
+    @inline(__always)
+    static func checkStart(_ b0: UInt8, _ b1: UInt8, _ configuration: Configuration, inMessage: Bool) -> Violation {
+        guard let op = Opcode(rawValue: b0 & 0x0F) else { return .reservedOpcode }
+        if b0 & 0x70 != 0 {
+            if b0 & 0x30 != 0 { return .rsv23 }
+            if !configuration.perMessageDeflate { return .rsv1WithoutExtension }
+            if op != .text && op != .binary { return .rsv1OnControlOrContinuation }
         }
         let isMasked = b1 & 0x80 != 0
-        switch configuration.role {
-        case .server: if !isMasked { return .proto("unmasked frame from a client") }
-        case .client: if isMasked { return .proto("masked frame from a server") }
+        if isMasked != (configuration.role == .server) {
+            return isMasked ? .maskedFromServer : .unmaskedFromClient
         }
         if op.isControl {
-            if b0 & 0x80 == 0 { return .proto("fragmented control frame") }
-            if b1 & 0x7F > 125 { return .proto("control frame payload longer than 125 bytes") }
-        } else if op == .continuation {
-            if !inMessage { return .proto("continuation frame without a message to continue") }
-        } else if inMessage {
-            return .proto("new data frame while a fragmented message is unfinished")
+            if b0 & 0x80 == 0 { return .fragmentedControl }
+            if b1 & 0x7F > 125 { return .controlTooLong }
+        } else if (op == .continuation) != inMessage {
+            return inMessage ? .dataInsideMessage : .continuationWithoutMessage
         }
-        return nil
+        return .none
+    }
+
+    @inline(never)
+    static func describe(_ v: Violation, _ b0: UInt8) -> WebSocketError {
+        switch v {
+        case .none, .reservedOpcode: return .proto("reserved opcode 0x\(String(b0 & 0x0F, radix: 16))")
+        case .rsv23: return .proto("RSV2 or RSV3 set without an extension that defines them")
+        case .rsv1WithoutExtension: return .proto("RSV1 set without a negotiated extension")
+        case .rsv1OnControlOrContinuation: return .proto("RSV1 set on a control or continuation frame")
+        case .unmaskedFromClient: return .proto("unmasked frame from a client")
+        case .maskedFromServer: return .proto("masked frame from a server")
+        case .fragmentedControl: return .proto("fragmented control frame")
+        case .controlTooLong: return .proto("control frame payload longer than 125 bytes")
+        case .continuationWithoutMessage: return .proto("continuation frame without a message to continue")
+        case .dataInsideMessage: return .proto("new data frame while a fragmented message is unfinished")
+        }
     }
 
     /// Reads a complete header (already checked by `checkStart`) and enters the
@@ -299,6 +321,7 @@ public struct FrameDecoder {
         }
     }
 
+    @inline(never)
     mutating func fail(_ e: WebSocketError) -> Event {
         stage = .failed
         failure = e
