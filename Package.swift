@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "orchestra", type: .dynamic, targets: ["Orchestra"]),
         .library(name: "OrchestraCore", targets: ["OrchestraCore"]),
+        .library(name: "OrchestraNet", targets: ["OrchestraNet"]),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -19,14 +20,24 @@ let package = Package(
             path: "Sources/OrchestraCore"
         ),
         .target(
+            name: "OrchestraNet",
+            dependencies: ["OrchestraCore", "CSSL", "CZlib"],
+            path: "Sources/OrchestraNet"
+        ),
+        .target(
             name: "Orchestra",
-            dependencies: ["OrchestraCore", "COrchestra"],
+            dependencies: ["OrchestraCore", "OrchestraNet", "COrchestra"],
             path: "Sources/Orchestra"
         ),
         .testTarget(
             name: "OrchestraCoreTests",
             dependencies: ["OrchestraCore"],
             path: "Tests/OrchestraCoreTests"
+        ),
+        .testTarget(
+            name: "OrchestraNetTests",
+            dependencies: ["OrchestraNet", "OrchestraCore"],
+            path: "Tests/OrchestraNetTests"
         ),
     ]
 )

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets: the Swift sources compiled with -sanitize=fuzzer,address
 # (coverage-guided, AddressSanitizer) into static libraries, and each C target in Tests/fuzz
-# linked against them, so the fuzzer drives the library through the C ABI.
+# linked against them, so the fuzzer drives the library through the C ABI. OrchestraNet's internal
+# parsers are driven through fuzz-only Swift entry points (NetFuzzEntry.swift), compiled into the
+# module here and never into liborchestra.so.
 # Usage: build.sh <source-dir> <out-dir>
 set -euo pipefail
 src=$1; out=$2
@@ -14,6 +16,9 @@ mapfile -t core < <(find "$src/Sources/OrchestraCore" -name '*.swift' | sort)
 mapfile -t abi < <(find "$src/Sources/Orchestra" -name '*.swift' | sort)
 swiftc "${flags[@]}" "${inc[@]}" -emit-library -static -emit-module -module-name OrchestraCore \
   "${core[@]}" -o libOrchestraCore.a
+mapfile -t net < <(find "$src/Sources/OrchestraNet" -name '*.swift' | sort)
+swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -emit-module -module-name OrchestraNet \
+  "${net[@]}" "$src/Tests/fuzz/NetFuzzEntry.swift" -o libOrchestraNetFuzz.a
 swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -module-name Orchestra \
   "${abi[@]}" -o libOrchestra.a
 build_target() {  # name, extra C flags
@@ -22,6 +27,14 @@ build_target() {  # name, extra C flags
   swiftc -sanitize=fuzzer,address "$1.o" libOrchestra.a libOrchestraCore.a -lz -lssl -lcrypto \
     -o "$1" 2> "$1.link.log" || { cat "$1.link.log"; exit 1; }
 }
+build_net_target() {  # name, entry point
+  clang -c -g -O1 -fsanitize=fuzzer-no-link,address -DORC_FUZZ_ENTRY=$2 \
+    "$src/Tests/fuzz/fuzz_net.c" -o "$1.o"
+  swiftc -sanitize=fuzzer,address "$1.o" libOrchestraNetFuzz.a libOrchestraCore.a -lz -lssl -lcrypto \
+    -o "$1" 2> "$1.link.log" || { cat "$1.link.log"; exit 1; }
+}
 build_target fuzz_json "-DORC_FUZZ_FORMAT=ORC_FORMAT_JSON"
 build_target fuzz_msgpack "-DORC_FUZZ_FORMAT=ORC_FORMAT_MSGPACK"
+build_net_target fuzz_ws_frames orc_fuzz_ws_frames
+build_net_target fuzz_http_head orc_fuzz_http_head
 echo "fuzz targets built in $out"
