@@ -16,6 +16,12 @@ func storagePointer(_ bytes: [UInt8]) -> UnsafeRawPointer {
     bytes.withUnsafeBytes { $0.baseAddress } ?? UnsafeRawPointer(emptyCString)
 }
 
+/// The start of bytes the message keeps (`Message.textStorage`, `headerStorage`). Never NULL.
+@inline(__always)
+func storagePointer(_ bytes: UnsafeRawBufferPointer) -> UnsafePointer<CChar> {
+    (bytes.baseAddress ?? UnsafeRawPointer(emptyCString)).assumingMemoryBound(to: CChar.self)
+}
+
 @inline(__always)
 func textField(_ f: orc_field_t) throws(OrchestraError) -> TextField {
     guard let t = TextField(rawValue: Int32(truncatingIfNeeded: f.rawValue)), f.rawValue <= 6 else {
@@ -74,8 +80,8 @@ public func orc_msg_get(_ msg: OpaquePointer?, _ field: orc_field_t, _ ptr: Unsa
         ptr.pointee = nil
         len.pointee = 0
         let f = try textField(field)
-        guard let v = m.get(f) else { throw OrchestraError(.notFound, "\(f.jsonName) is not set") }
-        ptr.pointee = storagePointer(v).assumingMemoryBound(to: CChar.self)
+        guard let v = m.textStorage(f) else { throw OrchestraError(.notFound, "\(f.jsonName) is not set") }
+        ptr.pointee = storagePointer(v)
         len.pointee = v.count
     }
 }
@@ -94,9 +100,9 @@ func getText(_ msg: OpaquePointer?, _ f: TextField, _ len: UnsafeMutablePointer<
     len?.pointee = 0
     guard let msg else { return nil }
     let m = (unmanaged(msg) as Unmanaged<Message>).takeUnretainedValue()
-    guard let v = m.get(f) else { return nil }
+    guard let v = m.textStorage(f) else { return nil }
     len?.pointee = v.count
-    return storagePointer(v).assumingMemoryBound(to: CChar.self)
+    return storagePointer(v)
 }
 
 @inline(__always)
@@ -171,18 +177,13 @@ public func orc_msg_set_priority(_ msg: OpaquePointer?, _ priority: Int32) -> In
 // MARK: Headers
 
 @inline(__always)
-func storeFieldValue(_ v: FieldValue, _ value: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
-                     _ valueLen: UnsafeMutablePointer<Int>?, _ isJSON: UnsafeMutablePointer<Int32>?) {
-    switch v {
-    case .string(let s):
-        value?.pointee = storagePointer(s).assumingMemoryBound(to: CChar.self)
-        valueLen?.pointee = s.count
-        isJSON?.pointee = 0
-    case .json(let j):
-        value?.pointee = storagePointer(j).assumingMemoryBound(to: CChar.self)
-        valueLen?.pointee = j.count
-        isJSON?.pointee = 1
-    }
+func storeHeader(_ m: Message, _ index: Int, _ value: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+                 _ valueLen: UnsafeMutablePointer<Int>?, _ isJSON: UnsafeMutablePointer<Int32>?) -> UnsafeRawBufferPointer {
+    let h = m.headerStorage(at: index)
+    value?.pointee = storagePointer(h.value)
+    valueLen?.pointee = h.value.count
+    isJSON?.pointee = h.isJSON ? 1 : 0
+    return h.key
 }
 
 @_cdecl("orc_msg_header_get")
@@ -194,11 +195,11 @@ public func orc_msg_header_get(_ msg: OpaquePointer?, _ key: UnsafePointer<CChar
         let value = try required(value, "value"), valueLen = try required(valueLen, "value_len")
         value.pointee = nil
         valueLen.pointee = 0
-        let k = Array(try cBytes(UnsafeRawPointer(key), keyLen, "key"))
-        guard let v = m.header(k) else {
+        let k = try cBytes(UnsafeRawPointer(key), keyLen, "key")
+        guard let i = m.headerIndex(k) else {
             throw OrchestraError(.notFound, "no header \"\(String(decoding: k.prefix(200), as: UTF8.self))\"")
         }
-        storeFieldValue(v, value, valueLen, isJSON)
+        _ = storeHeader(m, i, value, valueLen, isJSON)
     }
 }
 
@@ -238,7 +239,7 @@ public func orc_msg_header_remove(_ msg: OpaquePointer?, _ key: UnsafePointer<CC
 @_cdecl("orc_msg_header_count")
 public func orc_msg_header_count(_ msg: OpaquePointer?) -> Int {
     guard let msg else { return 0 }
-    return (unmanaged(msg) as Unmanaged<Message>).takeUnretainedValue().headers.count
+    return (unmanaged(msg) as Unmanaged<Message>).takeUnretainedValue().headerCount
 }
 
 @_cdecl("orc_msg_header_at")
@@ -249,13 +250,12 @@ public func orc_msg_header_at(_ msg: OpaquePointer?, _ index: Int, _ key: Unsafe
         let m = try message(msg)
         let key = try required(key, "key")
         // size_t index arrives as Int: values above Int.max are negative here.
-        guard index >= 0, index < m.headers.count else {
-            throw OrchestraError(.notFound, "header index \(UInt(bitPattern: index)) is out of range (count \(m.headers.count))")
+        guard index >= 0, index < m.headerCount else {
+            throw OrchestraError(.notFound, "header index \(UInt(bitPattern: index)) is out of range (count \(m.headerCount))")
         }
-        let h = m.headers[index]
-        key.pointee = storagePointer(h.key).assumingMemoryBound(to: CChar.self)
-        keyLen?.pointee = h.key.count
-        storeFieldValue(h.value, value, valueLen, isJSON)
+        let k = storeHeader(m, index, value, valueLen, isJSON)
+        key.pointee = storagePointer(k)
+        keyLen?.pointee = k.count
     }
 }
 

@@ -139,8 +139,8 @@ func checkDuplicateKeys(_ fields: [Field], in what: @autoclosure () -> String) t
 
 /// Checks what the encoders need of a message before writing anything.
 func checkEncodable(_ m: Message) throws(OrchestraError) {
-    if m.idBytes.isEmpty { throw OrchestraError(.invalidArgument, "cannot encode: id is empty") }
-    if m.typeBytes.isEmpty { throw OrchestraError(.invalidArgument, "cannot encode: type is empty") }
+    if m.text.id.isEmpty { throw OrchestraError(.invalidArgument, "cannot encode: id is empty") }
+    if m.text.type.isEmpty { throw OrchestraError(.invalidArgument, "cannot encode: type is empty") }
     if let ttl = m.ttl, ttl < 0 { throw OrchestraError(.invalidArgument, "cannot encode: ttl \(ttl) is negative") }
     for e in m.extensions where EnvelopeKey.lookup(e.key) != nil {
         throw OrchestraError(.invalidArgument, "cannot encode: extension \"\(String(decoding: e.key, as: UTF8.self))\" collides with an envelope field")
@@ -155,30 +155,30 @@ enum JSONEnvelope {
         w.reserve(160)
         w.put(0x7B)
         w.append("\"id\":")
-        try JSONWriter.writeString(m.idBytes, into: &w, what: "id")
+        try JSONWriter.writeString(m.text.id, into: &w, what: "id")
         w.append(",\"type\":")
-        try JSONWriter.writeString(m.typeBytes, into: &w, what: "type")
+        try JSONWriter.writeString(m.text.type, into: &w, what: "type")
         if let ts = m.timestamp {
             w.append(",\"timestamp\":")
             JSONWriter.writeInt(ts, into: &w)
         }
-        if let v = m.versionBytes {
+        if let v = m.text.version {
             w.append(",\"version\":")
             try JSONWriter.writeString(v, into: &w, what: "version")
         }
-        if let v = m.sourceBytes {
+        if let v = m.text.source {
             w.append(",\"source\":")
             try JSONWriter.writeString(v, into: &w, what: "source")
         }
-        if let v = m.targetBytes {
+        if let v = m.text.target {
             w.append(",\"target\":")
             try JSONWriter.writeString(v, into: &w, what: "target")
         }
-        if let v = m.correlationIdBytes {
+        if let v = m.text.correlationId {
             w.append(",\"correlationId\":")
             try JSONWriter.writeString(v, into: &w, what: "correlationId")
         }
-        if let v = m.replyToBytes {
+        if let v = m.text.replyTo {
             w.append(",\"replyTo\":")
             try JSONWriter.writeString(v, into: &w, what: "replyTo")
         }
@@ -195,11 +195,11 @@ enum JSONEnvelope {
         case .text: w.append(",\"contentType\":\"text/plain\"")
         case .binary: w.append(",\"contentType\":\"application/octet-stream\"")
         }
-        if !m.headers.isEmpty {
+        if !m.text.headers.isEmpty {
             w.append(",\"headers\":{")
-            for (i, h) in m.headers.enumerated() {
+            for (i, h) in m.text.headers.enumerated() {
                 if i > 0 { w.append(0x2C) }
-                try writeField(h, into: &w, what: "header")
+                try writeHeader(h, into: &w)
             }
             w.append(0x7D)
         }
@@ -252,23 +252,69 @@ enum JSONEnvelope {
         }
     }
 
+    private static func writeHeader(_ h: HeaderEntry, into w: inout ByteWriter) throws(OrchestraError) {
+        try JSONWriter.writeString(h.key, into: &w, what: "header key")
+        w.append(0x3A)
+        if h.isJSON {
+            try appendValidatedJSON(h.value, into: &w, what: "header \"\(String(decoding: h.key, as: UTF8.self))\"")
+        } else {
+            try JSONWriter.writeString(h.value, into: &w, what: "header \"\(String(decoding: h.key, as: UTF8.self))\"")
+        }
+    }
+
     private static func appendValidatedJSON(_ j: [UInt8], into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
+        try appendValidatedJSON(j[...], into: &w, what: what())
+    }
+
+    private static func appendValidatedJSON(_ j: ArraySlice<UInt8>, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
         do {
-            try JSONValidator.validate(j, limits: DecodeLimits(maxSize: .max, maxDepth: DecodeLimits.depthCeiling))
+            try withBytes(j) { (b) throws(OrchestraError) in
+                try JSONValidator.validate(b, limits: DecodeLimits(maxSize: .max, maxDepth: DecodeLimits.depthCeiling))
+            }
         } catch {
             throw OrchestraError(.invalidArgument, "cannot encode \(what()): \(error.message)")
         }
-        w.append(j)
+        j.withUnsafeBytes { w.append($0) }
     }
 
     // MARK: Decoding
 
+    /// Decodes one JSON envelope. One pass over the input: UTF-8 is checked as strings are
+    /// scanned (outside strings a non-ASCII byte is a syntax error anyway), so a successful
+    /// scan has seen valid UTF-8 throughout; when the scan fails, invalid UTF-8 anywhere in
+    /// the input is reported first, as it was when a separate pass checked it first.
     static func decode(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits) throws(OrchestraError) -> Message {
-        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
-            throw OrchestraError(.parse, "invalid JSON at byte \(bad): invalid UTF-8")
+        do {
+            return try decodeScanningUTF8(bytes, limits: limits)
+        } catch {
+            if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+                throw OrchestraError(.parse, "invalid JSON at byte \(bad): invalid UTF-8")
+            }
+            throw error
         }
+    }
+
+    /// Bytes of stack lent to the text collector (text, then header records); more moves to
+    /// the heap. Kept at or under the standard library's 1 KiB stack-allocation threshold.
+    static let scratchText = 512, scratchRecords = 256
+
+    private static func decodeScanningUTF8(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits) throws(OrchestraError) -> Message {
+        let r: Result<Message, OrchestraError> = withUnsafeTemporaryAllocation(
+            byteCount: scratchText + scratchRecords, alignment: 16
+        ) { scratch in
+            var text = TextCollector(scratch)
+            do throws(OrchestraError) {
+                return .success(try decodeBody(bytes, limits: limits, text: &text))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try r.get()
+    }
+
+    private static func decodeBody(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits, text: inout TextCollector) throws(OrchestraError) -> Message {
         let maxDepth = limits.effectiveDepth
-        var s = JSONScanner(bytes, maxDepth: maxDepth)
+        var s = JSONScanner(bytes, maxDepth: maxDepth, checksUTF8: true)
         s.skipWhitespace()
         guard try s.peek("a JSON object") == 0x7B else {
             throw s.fail("the envelope must be a JSON object")
@@ -276,7 +322,12 @@ enum JSONEnvelope {
         if maxDepth < 1 { throw s.tooDeep() }
         s.pos += 1
 
-        var f = EnvelopeFields()
+        var timestamp: Int64? = nil, ttl: Int64? = nil
+        var priority: Priority? = nil
+        var contentType = ContentType.json
+        var metadata: [Field] = []
+        var compressed = false, encrypted = false
+        var extensions: [Field] = []
         var payloadRange: Range<Int>?
         var seen: UInt32 = 0
 
@@ -302,35 +353,35 @@ enum JSONEnvelope {
                 else { k = EnvelopeKey.lookup(UnsafeRawBufferPointer(rebasing: bytes[ks..<ke])) }
                 guard let k else {
                     try s.skipValue(depth: 1)
-                    f.extensions.append(Field(key: decodedKey ?? makeBytes(bytes, ks, ke),
-                                              value: .json(makeBytes(bytes, valuePos, s.pos))))
+                    extensions.append(Field(key: decodedKey ?? makeBytes(bytes, ks, ke),
+                                            value: .json(makeBytes(bytes, valuePos, s.pos))))
                     if try s.consumeObjectEnd() { break } else { continue }
                 }
                 let bit: UInt32 = 1 << UInt32(k.rawValue)
                 if seen & bit != 0 { throw OrchestraError(.parse, "invalid envelope at byte \(keyPos): duplicate key \"\(k.name)\"") }
                 seen |= bit
                 switch k {
-                case .id: f.id = try readText(&s, k)
-                case .type: f.type = try readText(&s, k)
-                case .version: f.version = try readText(&s, k)
-                case .source: f.source = try readText(&s, k)
-                case .target: f.target = try readText(&s, k)
-                case .correlationId: f.correlationId = try readText(&s, k)
-                case .replyTo: f.replyTo = try readText(&s, k)
+                case .id: try collectText(&s, k, .id, &text)
+                case .type: try collectText(&s, k, .type, &text)
+                case .version: try collectText(&s, k, .version, &text)
+                case .source: try collectText(&s, k, .source, &text)
+                case .target: try collectText(&s, k, .target, &text)
+                case .correlationId: try collectText(&s, k, .correlationId, &text)
+                case .replyTo: try collectText(&s, k, .replyTo, &text)
                 case .timestamp:
-                    f.timestamp = try readInt(&s, k)
+                    timestamp = try readInt(&s, k)
                 case .ttl:
-                    f.ttl = try EnvelopeFields.ttl(readInt(&s, k), at: valuePos)
+                    ttl = try EnvelopeFields.ttl(readInt(&s, k), at: valuePos)
                 case .priority:
-                    f.priority = try EnvelopeFields.priority(readInt(&s, k), at: valuePos)
+                    priority = try EnvelopeFields.priority(readInt(&s, k), at: valuePos)
                 case .contentType:
                     let v = try readText(&s, k)
-                    f.contentType = try EnvelopeFields.contentType(v, at: valuePos)
+                    contentType = try EnvelopeFields.contentType(v, at: valuePos)
                 case .headers:
-                    f.headers = try readFields(&s, k)
+                    try collectHeaders(&s, k, &text)
                 case .metadata:
                     let fields = try readFields(&s, k)
-                    f.metadata.reserveCapacity(fields.count)
+                    metadata.reserveCapacity(fields.count)
                     for field in fields {
                         if field.key == metaCompressed || field.key == metaEncrypted {
                             let flag: Bool
@@ -340,9 +391,9 @@ enum JSONEnvelope {
                             default:
                                 throw envelopeError(valuePos, "\"metadata.\(String(decoding: field.key, as: UTF8.self))\" must be true or false")
                             }
-                            if field.key == metaCompressed { f.compressed = flag } else { f.encrypted = flag }
+                            if field.key == metaCompressed { compressed = flag } else { encrypted = flag }
                         } else {
-                            f.metadata.append(field)
+                            metadata.append(field)
                         }
                     }
                 case .payload:
@@ -354,8 +405,11 @@ enum JSONEnvelope {
         }
         try s.expectEnd()
 
-        try f.checkComplete()
-        let compressed = f.compressed, encrypted = f.encrypted, contentType = f.contentType
+        // The checks of EnvelopeFields.checkComplete, in its order.
+        if !text.has(.id) { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
+        if !text.has(.type) { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
+        try checkDuplicateKeys(extensions, in: "the envelope")
+
         var payload: [UInt8]? = nil
         var checkedJSON = false
         if let range = payloadRange {
@@ -384,7 +438,62 @@ enum JSONEnvelope {
                 checkedJSON = true
             }
         }
-        return try f.assemble(payload: payload, payloadIsCheckedJSON: checkedJSON)
+        return Message(
+            text: text.makeText(), timestamp: timestamp, ttl: ttl, priority: priority,
+            payload: payload, payloadIsCheckedJSON: checkedJSON, contentType: contentType,
+            compressed: compressed, encrypted: encrypted, metadata: metadata, extensions: extensions)
+    }
+
+    /// Reads the string value of text field `k` into the collector, with the checks of
+    /// `readText` (a string, at most `maxTextFieldLength` bytes unescaped, id/type not empty).
+    @inline(__always)
+    private static func collectText(_ s: inout JSONScanner, _ k: EnvelopeKey, _ field: TextField, _ text: inout TextCollector) throws(OrchestraError) {
+        let at = s.pos
+        guard try s.peek("a value") == 0x22 else {
+            throw envelopeError(at, "\"\(k.name)\" must be a string, got \(describeJSON(s.bytes[at]))")
+        }
+        let (from, to) = try text.appendString(&s)
+        let count = to - from
+        if count > Message.maxTextFieldLength {
+            throw OrchestraError(.tooBig, "invalid envelope at byte \(at): \"\(k.name)\" is \(count) bytes; the limit is \(Message.maxTextFieldLength)")
+        }
+        if count == 0 && (k == .id || k == .type) {
+            throw envelopeError(at, "\"\(k.name)\" must not be empty")
+        }
+        text.setField(field, from, to)
+    }
+
+    /// Reads the `headers` object into the collector, with the checks of `readFields`.
+    private static func collectHeaders(_ s: inout JSONScanner, _ k: EnvelopeKey, _ text: inout TextCollector) throws(OrchestraError) {
+        let at = s.pos
+        guard try s.peek("a value") == 0x7B else {
+            throw envelopeError(at, "\"\(k.name)\" must be an object, got \(describeJSON(s.bytes[at]))")
+        }
+        if s.maxDepth < 2 { throw s.tooDeep() }
+        s.pos += 1
+        s.skipWhitespace()
+        if try s.peek("'}' or a key") == 0x7D { s.pos += 1; return }
+        while true {
+            s.skipWhitespace()
+            guard try s.peek("an object key") == 0x22 else { throw s.fail("expected a string as object key") }
+            let (ks, ke) = try text.appendString(&s)
+            try s.expect(0x3A, "after object key")
+            s.skipWhitespace()
+            let valuePos = s.pos
+            if try s.peek("a value") == 0x22 {
+                let (vs, ve) = try text.appendString(&s)
+                text.addHeader(ks, ke, vs, ve, isJSON: false)
+            } else {
+                try s.skipValue(depth: 2)
+                let vs = text.append(UnsafeRawBufferPointer(rebasing: s.bytes[valuePos..<s.pos]))
+                text.addHeader(ks, ke, vs, text.count, isJSON: true)
+            }
+            s.skipWhitespace()
+            if try s.consumeObjectEnd() { break }
+        }
+        if let dup = text.firstDuplicateHeaderKey() {
+            throw envelopeError(at, "duplicate key \"\(String(decoding: dup, as: UTF8.self))\" in \"\(k.name)\"")
+        }
     }
 
     static func envelopeError(_ at: Int, _ message: String) -> OrchestraError {
@@ -410,6 +519,31 @@ enum JSONEnvelope {
     /// An integer value in Int64 range; fractions and exponents are rejected.
     private static func readInt(_ s: inout JSONScanner, _ k: EnvelopeKey) throws(OrchestraError) -> Int64 {
         let at = s.pos
+        // Fast path: -?0 or -?[1-9] with at most 17 more digits (below 10^18, so no overflow),
+        // ending where a number must end. Anything else takes the full path below.
+        let n = s.bytes.count
+        var i = at
+        let negative = i < n && s.bytes[i] == 0x2D
+        if negative { i += 1 }
+        if i < n, case let d0 = s.bytes[i] &- 0x30, d0 < 10 {
+            var v = UInt64(d0)
+            i += 1
+            if d0 != 0 {
+                let limit = min(n, i + 17)
+                while i < limit {
+                    let d = s.bytes[i] &- 0x30
+                    if d >= 10 { break }
+                    v = v &* 10 &+ UInt64(d)
+                    i += 1
+                }
+            }
+            if i >= n || !endsNumber(s.bytes[i]) {
+                // fall through to the full path (a fraction, exponent, leading zero or long number)
+            } else {
+                s.pos = i
+                return negative ? -Int64(v) : Int64(v)
+            }
+        }
         let c = try s.peek("a value")
         guard c == 0x2D || isJSONDigit(c) else {
             throw envelopeError(at, "\"\(k.name)\" must be an integer, got \(describeJSON(c))")
@@ -476,6 +610,12 @@ extension JSONScanner {
         pos -= 1
         throw fail("expected ',' or '}' after object member")
     }
+}
+
+/// Whether `c` cannot continue a number (so a digit run before it is the whole integer).
+@inline(__always)
+func endsNumber(_ c: UInt8) -> Bool {
+    !(isJSONDigit(c) || c == 0x2E || c == 0x65 || c == 0x45)
 }
 
 /// What a JSON value starting with `c` is, for error messages.
@@ -569,9 +709,13 @@ struct EnvelopeFields {
         guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
         guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
         try checkDuplicateKeys(extensions, in: "the envelope")
+        let text = MessageText(
+            id: ArraySlice(id), type: ArraySlice(type), version: version.map { ArraySlice($0) },
+            source: source.map { ArraySlice($0) }, target: target.map { ArraySlice($0) },
+            correlationId: correlationId.map { ArraySlice($0) }, replyTo: replyTo.map { ArraySlice($0) },
+            headers: headers.map { HeaderEntry($0) })
         return Message(
-            id: id, type: type, timestamp: timestamp, version: version, source: source, target: target,
-            correlationId: correlationId, replyTo: replyTo, ttl: ttl, priority: priority, headers: headers,
+            text: text, timestamp: timestamp, ttl: ttl, priority: priority,
             payload: payload, payloadIsCheckedJSON: payloadIsCheckedJSON, contentType: contentType,
             compressed: compressed, encrypted: encrypted, metadata: metadata, extensions: extensions)
     }
@@ -582,5 +726,158 @@ struct EnvelopeFields {
         if id == nil { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
         if type == nil { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
         try checkDuplicateKeys(extensions, in: "the envelope")
+    }
+}
+
+/// Collects the unescaped text of an envelope's text fields and headers while the JSON
+/// decoder scans it, in scratch memory (stack first, heap past it), then makes the message's
+/// one text buffer from it (`makeText`): one allocation for all of them, plus the header list.
+struct TextCollector: ~Copyable {
+    /// The text bytes.
+    private var w: ByteWriter
+    /// Header records, four Ints each: key start, key end, value start, value end (negative,
+    /// as ~end, for a raw JSON value).
+    private var records: ByteWriter
+    private(set) var headerCount = 0
+    /// Offsets of the text fields in `w` (by TextField raw value); start -1: absent.
+    private var starts = SIMD8<Int>(repeating: -1), ends = SIMD8<Int>(repeating: 0)
+
+    init(_ scratch: UnsafeMutableRawBufferPointer) {
+        let t = JSONEnvelope.scratchText
+        w = ByteWriter(lending: scratch.baseAddress, capacity: t)
+        records = ByteWriter(lending: scratch.baseAddress.map { $0 + t }, capacity: scratch.count - t)
+    }
+
+    var count: Int { w.count }
+
+    func has(_ f: TextField) -> Bool { starts[Int(f.rawValue)] >= 0 }
+
+    mutating func setField(_ f: TextField, _ from: Int, _ to: Int) {
+        starts[Int(f.rawValue)] = from
+        ends[Int(f.rawValue)] = to
+    }
+
+    /// Appends bytes; returns where they start.
+    @inline(__always)
+    mutating func append(_ b: UnsafeRawBufferPointer) -> Int {
+        let from = w.count
+        w.append(b)
+        return from
+    }
+
+    /// Scans the string at `s.pos` (checked as `scanStringRaw` checks it) and appends its
+    /// unescaped bytes; returns their range.
+    @inline(__always)
+    mutating func appendString(_ s: inout JSONScanner) throws(OrchestraError) -> (Int, Int) {
+        let open = s.pos
+        let (start, end, escaped) = try s.scanStringRaw()
+        let from = w.count
+        if !escaped {
+            w.append(UnsafeRawBufferPointer(rebasing: s.bytes[start..<end]))
+        } else {
+            var again = JSONScanner(s.bytes, maxDepth: s.maxDepth, pos: open)
+            w.append(try again.readString())
+        }
+        return (from, w.count)
+    }
+
+    mutating func addHeader(_ ks: Int, _ ke: Int, _ vs: Int, _ ve: Int, isJSON: Bool) {
+        records.reserve(4 * MemoryLayout<Int>.size)
+        put(ks); put(ke); put(vs); put(isJSON ? ~ve : ve)
+        headerCount += 1
+    }
+
+    private mutating func put(_ v: Int) {
+        withUnsafeBytes(of: v) { records.put($0.baseAddress!, $0.count) }
+    }
+
+    private func record(_ i: Int) -> (ks: Int, ke: Int, vs: Int, ve: Int, isJSON: Bool) {
+        let p = records.bytes
+        let o = i * 4 * MemoryLayout<Int>.size
+        let s = MemoryLayout<Int>.size
+        let ve = p.loadUnaligned(fromByteOffset: o + 3 * s, as: Int.self)
+        return (p.loadUnaligned(fromByteOffset: o, as: Int.self),
+                p.loadUnaligned(fromByteOffset: o + s, as: Int.self),
+                p.loadUnaligned(fromByteOffset: o + 2 * s, as: Int.self),
+                ve < 0 ? ~ve : ve, ve < 0)
+    }
+
+    private func key(_ i: Int) -> UnsafeRawBufferPointer {
+        let r = record(i)
+        return UnsafeRawBufferPointer(rebasing: w.bytes[r.ks..<r.ke])
+    }
+
+    /// The first header key that repeats an earlier one (pairwise up to 16 headers, a hash
+    /// set past that, as `checkDuplicateKeys`).
+    func firstDuplicateHeaderKey() -> [UInt8]? {
+        let n = headerCount
+        if n <= 16 {
+            for i in 0..<n {
+                for j in (i + 1)..<n where equalBytes(key(i), key(j)) { return makeBytes(key(j)) }
+            }
+            return nil
+        }
+        var seen = Set<[UInt8]>(minimumCapacity: n)
+        for i in 0..<n {
+            let k = makeBytes(key(i))
+            if !seen.insert(k).inserted { return k }
+        }
+        return nil
+    }
+
+    /// The message's text: one buffer holding every collected byte, and slices of it.
+    func makeText() -> MessageText {
+        let buffer = makeBytes(w.bytes)
+        func slice(_ f: TextField) -> ArraySlice<UInt8>? {
+            let i = Int(f.rawValue)
+            return starts[i] < 0 ? nil : buffer[starts[i]..<ends[i]]
+        }
+        var headers: [HeaderEntry] = []
+        if headerCount > 0 {
+            headers.reserveCapacity(headerCount)
+            for i in 0..<headerCount {
+                let r = record(i)
+                headers.append(HeaderEntry(key: buffer[r.ks..<r.ke], value: buffer[r.vs..<r.ve], isJSON: r.isJSON))
+            }
+        }
+        return MessageText(
+            id: slice(.id) ?? [], type: slice(.type) ?? [], version: slice(.version),
+            source: slice(.source), target: slice(.target), correlationId: slice(.correlationId),
+            replyTo: slice(.replyTo), headers: headers)
+    }
+}
+
+// MARK: - Slices of a message's text buffer
+
+/// `withUnsafeBytes` over a slice with a typed-throwing body.
+@inline(__always)
+func withBytes<R>(_ a: ArraySlice<UInt8>, _ body: (UnsafeRawBufferPointer) throws(OrchestraError) -> R) throws(OrchestraError) -> R {
+    let r: Result<R, OrchestraError> = a.withUnsafeBytes { b in
+        Result { () throws(OrchestraError) -> R in try body(b) }
+    }
+    return try r.get()
+}
+
+extension JSONWriter {
+    @inline(__always)
+    static func writeString(_ s: ArraySlice<UInt8>, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
+        try withBytes(s) { (b) throws(OrchestraError) in try writeString(b, into: &w, what: what()) }
+    }
+}
+
+extension MsgPackWriter {
+    @inline(__always)
+    static func writeStr(_ s: ArraySlice<UInt8>, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
+        try withBytes(s) { (b) throws(OrchestraError) in try writeStr(b, into: &w, what: what()) }
+    }
+
+    /// A header: its key, then its value (a string, or a JSON value transcoded).
+    static func writeHeader(_ h: HeaderEntry, into w: inout ByteWriter) throws(OrchestraError) {
+        try writeStr(h.key, into: &w, what: "header key")
+        if h.isJSON {
+            try jsonToMsgPack(Array(h.value), into: &w, what: "header \"\(String(decoding: h.key, as: UTF8.self))\"")
+        } else {
+            try writeStr(h.value, into: &w, what: "header \"\(String(decoding: h.key, as: UTF8.self))\"")
+        }
     }
 }

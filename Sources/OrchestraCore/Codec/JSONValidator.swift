@@ -56,11 +56,20 @@ struct JSONScanner {
     var pos: Int = 0
     let maxDepth: Int
     var base: Int = 0
+    /// SWAR mask of the bytes `scanStringRaw` stops at to check UTF-8: the high bits when the
+    /// scanner checks UTF-8 inside strings itself (`checksUTF8`), else 0.
+    let utf8StopMask: UInt64
 
-    init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int, pos: Int = 0) {
+    /// With `checksUTF8`, `scanStringRaw` (and so `skipValue`) also checks that the strings'
+    /// raw bytes are valid UTF-8, throwing at the first invalid sequence (the envelope decoder
+    /// then reports the input's first invalid byte). Since a byte outside a string that is not
+    /// ASCII is a syntax error, a scan that succeeds has then seen valid UTF-8 throughout.
+    /// Without it the caller must have validated the whole input first.
+    init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int, pos: Int = 0, checksUTF8: Bool = false) {
         self.bytes = bytes
         self.maxDepth = maxDepth
         self.pos = pos
+        self.utf8StopMask = checksUTF8 ? 0x8080_8080_8080_8080 : 0
     }
 
     var atEnd: Bool { pos >= bytes.count }
@@ -156,7 +165,7 @@ struct JSONScanner {
         let start = pos
         var escaped = false
         while true {
-            pos = firstStringStop(p, from: pos, count: n)
+            pos = firstStringStop(p, from: pos, count: n, alsoStopAt: utf8StopMask)
             guard pos < n else { throw fail("unterminated string") }
             let c = p.load(fromByteOffset: pos, as: UInt8.self)
             if c == 0x22 {
@@ -168,6 +177,11 @@ struct JSONScanner {
                 escaped = true
                 var none: [UInt8] = []
                 try scanEscape(into: &none, decode: false)
+                continue
+            }
+            if c >= 0x80 {   // only a stop when checking UTF-8
+                guard let next = utf8SequenceEnd(p, at: pos, count: n) else { throw fail("invalid UTF-8") }
+                pos = next
                 continue
             }
             throw fail("control character 0x\(hex2(c)) must be escaped in a string")

@@ -450,45 +450,45 @@ enum MsgPackEnvelope {
         let hasMetadata = m.compressed || m.encrypted || hasOthers
         var count = 2
         if m.timestamp != nil { count += 1 }
-        if m.versionBytes != nil { count += 1 }
-        if m.sourceBytes != nil { count += 1 }
-        if m.targetBytes != nil { count += 1 }
-        if m.correlationIdBytes != nil { count += 1 }
-        if m.replyToBytes != nil { count += 1 }
+        if m.text.version != nil { count += 1 }
+        if m.text.source != nil { count += 1 }
+        if m.text.target != nil { count += 1 }
+        if m.text.correlationId != nil { count += 1 }
+        if m.text.replyTo != nil { count += 1 }
         if m.ttl != nil { count += 1 }
         if m.priority != nil { count += 1 }
         if m.contentType != .json { count += 1 }
-        if !m.headers.isEmpty { count += 1 }
+        if !m.text.headers.isEmpty { count += 1 }
         if hasMetadata { count += 1 }
         count += m.extensions.count
         if m.payload != nil { count += 1 }
 
         try MsgPackWriter.writeContainerHeader(map: true, count: count, into: &w)
         MsgPackWriter.writeKey("id", into: &w)
-        try MsgPackWriter.writeStr(m.idBytes, into: &w, what: "id")
+        try MsgPackWriter.writeStr(m.text.id, into: &w, what: "id")
         MsgPackWriter.writeKey("type", into: &w)
-        try MsgPackWriter.writeStr(m.typeBytes, into: &w, what: "type")
+        try MsgPackWriter.writeStr(m.text.type, into: &w, what: "type")
         if let ts = m.timestamp {
             MsgPackWriter.writeKey("timestamp", into: &w)
             MsgPackWriter.writeInt(ts, into: &w)
         }
-        if let v = m.versionBytes {
+        if let v = m.text.version {
             MsgPackWriter.writeKey("version", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "version")
         }
-        if let v = m.sourceBytes {
+        if let v = m.text.source {
             MsgPackWriter.writeKey("source", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "source")
         }
-        if let v = m.targetBytes {
+        if let v = m.text.target {
             MsgPackWriter.writeKey("target", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "target")
         }
-        if let v = m.correlationIdBytes {
+        if let v = m.text.correlationId {
             MsgPackWriter.writeKey("correlationId", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "correlationId")
         }
-        if let v = m.replyToBytes {
+        if let v = m.text.replyTo {
             MsgPackWriter.writeKey("replyTo", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "replyTo")
         }
@@ -509,10 +509,10 @@ enum MsgPackEnvelope {
             MsgPackWriter.writeKey("contentType", into: &w)
             MsgPackWriter.writeKey("application/octet-stream", into: &w)
         }
-        if !m.headers.isEmpty {
+        if !m.text.headers.isEmpty {
             MsgPackWriter.writeKey("headers", into: &w)
-            try MsgPackWriter.writeContainerHeader(map: true, count: m.headers.count, into: &w)
-            for h in m.headers { try writeField(h, into: &w, what: "header") }
+            try MsgPackWriter.writeContainerHeader(map: true, count: m.text.headers.count, into: &w)
+            for h in m.text.headers { try MsgPackWriter.writeHeader(h, into: &w) }
         }
         if hasMetadata {
             MsgPackWriter.writeKey("metadata", into: &w)

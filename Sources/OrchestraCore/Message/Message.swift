@@ -84,20 +84,15 @@ public final class Message: @unchecked Sendable {
     /// Largest text field (id, type, source, ...) the library accepts, in bytes.
     public static let maxTextFieldLength = 64 * 1024
 
-    @exclusivity(unchecked) public var idBytes: [UInt8]
-    /// Dotted subject, e.g. `task.stream`.
-    @exclusivity(unchecked) public var typeBytes: [UInt8]
+    /// The text fields and headers (`MessageText`): slices of one byte buffer for a decoded
+    /// message, so decoding allocates one buffer for all of them. The public `[UInt8]` views
+    /// (`idBytes`, `headers`, ...) are computed from it.
+    @exclusivity(unchecked) var text: MessageText
     /// Milliseconds since the Unix epoch.
     @exclusivity(unchecked) public var timestamp: Int64?
-    @exclusivity(unchecked) public var versionBytes: [UInt8]?
-    @exclusivity(unchecked) public var sourceBytes: [UInt8]?
-    @exclusivity(unchecked) public var targetBytes: [UInt8]?
-    @exclusivity(unchecked) public var correlationIdBytes: [UInt8]?
-    @exclusivity(unchecked) public var replyToBytes: [UInt8]?
     /// Time to live in milliseconds; a queue drops the message this long after it was pushed.
     @exclusivity(unchecked) public var ttl: Int64?
     @exclusivity(unchecked) public var priority: Priority?
-    @exclusivity(unchecked) public var headers: [Field]
     /// The payload bytes (nil: the envelope has no payload). For `.json` they are JSON text.
     @exclusivity(unchecked) public var payload: [UInt8]? {
         didSet { payloadIsCheckedJSON = false }
@@ -121,17 +116,12 @@ public final class Message: @unchecked Sendable {
         type: [UInt8], id: [UInt8]? = nil, timestamp: Int64? = nil, version: [UInt8]? = nil,
         source: [UInt8]? = nil
     ) {
-        self.idBytes = id ?? Message.newId()
-        self.typeBytes = type
+        self.text = MessageText(
+            id: ArraySlice(id ?? Message.newId()), type: ArraySlice(type),
+            version: version.map { ArraySlice($0) }, source: source.map { ArraySlice($0) })
         self.timestamp = timestamp
-        self.versionBytes = version
-        self.sourceBytes = source
-        self.targetBytes = nil
-        self.correlationIdBytes = nil
-        self.replyToBytes = nil
         self.ttl = nil
         self.priority = nil
-        self.headers = []
         self.payload = nil
         self.payloadIsCheckedJSON = false
         self.contentType = .json
@@ -144,23 +134,15 @@ public final class Message: @unchecked Sendable {
     /// A message with every field given (the decoders' one-step construction: no property
     /// is set after initialisation, so no access checks or observers run).
     init(
-        id: [UInt8], type: [UInt8], timestamp: Int64?, version: [UInt8]?, source: [UInt8]?,
-        target: [UInt8]?, correlationId: [UInt8]?, replyTo: [UInt8]?, ttl: Int64?,
-        priority: Priority?, headers: [Field], payload: [UInt8]?, payloadIsCheckedJSON: Bool,
+        text: MessageText, timestamp: Int64?, ttl: Int64?,
+        priority: Priority?, payload: [UInt8]?, payloadIsCheckedJSON: Bool,
         contentType: ContentType, compressed: Bool, encrypted: Bool, metadata: [Field],
         extensions: [Field]
     ) {
-        self.idBytes = id
-        self.typeBytes = type
+        self.text = text
         self.timestamp = timestamp
-        self.versionBytes = version
-        self.sourceBytes = source
-        self.targetBytes = target
-        self.correlationIdBytes = correlationId
-        self.replyToBytes = replyTo
         self.ttl = ttl
         self.priority = priority
-        self.headers = headers
         self.payload = payload
         self.payloadIsCheckedJSON = payloadIsCheckedJSON
         self.contentType = contentType
@@ -179,14 +161,11 @@ public final class Message: @unchecked Sendable {
 
     /// A deep copy (the C ABI's `orc_msg_clone`).
     public func copy() -> Message {
-        let m = Message(type: typeBytes, id: idBytes, timestamp: timestamp, version: versionBytes,
-                        source: sourceBytes)
-        m.targetBytes = targetBytes
-        m.correlationIdBytes = correlationIdBytes
-        m.replyToBytes = replyToBytes
+        let m = Message(type: [], id: [], timestamp: timestamp)
+        // The copy shares the (immutable) text buffer; either message's setters replace slices.
+        m.text = text
         m.ttl = ttl
         m.priority = priority
-        m.headers = headers
         m.payload = payload
         m.payloadIsCheckedJSON = payloadIsCheckedJSON
         m.contentType = contentType
@@ -256,18 +235,10 @@ public final class Message: @unchecked Sendable {
         contentType = .binary
     }
 
-    // MARK: Generic text-field access (used by the C ABI)
+    // MARK: Generic text-field access
 
     public func get(_ field: TextField) -> [UInt8]? {
-        switch field {
-        case .id: return idBytes
-        case .type: return typeBytes
-        case .version: return versionBytes
-        case .source: return sourceBytes
-        case .target: return targetBytes
-        case .correlationId: return correlationIdBytes
-        case .replyTo: return replyToBytes
-        }
+        text[field].map { Array($0) }
     }
 
     /// Sets a text field after checking UTF-8 and length; nil clears an optional field.
@@ -280,26 +251,20 @@ public final class Message: @unchecked Sendable {
                 throw OrchestraError(.invalidArgument, "\(field.jsonName) is not valid UTF-8 (byte \(bad))")
             }
         }
-        switch field {
-        case .id, .type:
+        if field == .id || field == .type {
             guard let value, !value.isEmpty else {
                 throw OrchestraError(.invalidArgument, "\(field.jsonName) is required and cannot be empty")
             }
-            if field == .id { idBytes = value } else { typeBytes = value }
-        case .version: versionBytes = value
-        case .source: sourceBytes = value
-        case .target: targetBytes = value
-        case .correlationId: correlationIdBytes = value
-        case .replyTo: replyToBytes = value
         }
+        text[field] = value.map { ArraySlice($0) }
     }
 
     // MARK: Headers
 
     /// The value of header `key` (first match), or nil.
     public func header(_ key: [UInt8]) -> FieldValue? {
-        for h in headers where h.key == key { return h.value }
-        return nil
+        guard let i = key.withUnsafeBytes({ text.headerIndex($0) }) else { return nil }
+        return text.headers[i].fieldValue
     }
 
     public func header(_ key: String) -> String? {
@@ -324,10 +289,13 @@ public final class Message: @unchecked Sendable {
         case .json(let j):
             try JSONValidator.validate(j, limits: .default)
         }
-        if let i = headers.firstIndex(where: { $0.key == key }) {
-            headers[i].value = value
+        let entry = HeaderEntry(Field(key: key, value: value))
+        if let i = key.withUnsafeBytes({ text.headerIndex($0) }) {
+            // Only this header's value is replaced: pointers to the others stay valid.
+            text.headers[i].value = entry.value
+            text.headers[i].isJSON = entry.isJSON
         } else {
-            headers.append(Field(key: key, value: value))
+            text.headers.append(entry)
         }
     }
 
@@ -339,8 +307,8 @@ public final class Message: @unchecked Sendable {
     /// Removes header `key`; returns whether it was there.
     @discardableResult
     public func removeHeader(_ key: [UInt8]) -> Bool {
-        guard let i = headers.firstIndex(where: { $0.key == key }) else { return false }
-        headers.remove(at: i)
+        guard let i = key.withUnsafeBytes({ text.headerIndex($0) }) else { return false }
+        text.headers.remove(at: i)
         return true
     }
 

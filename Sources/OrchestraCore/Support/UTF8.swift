@@ -49,3 +49,31 @@ public enum UTF8Validator {
         bytes.withUnsafeBytes { firstInvalidOffset($0) == nil }
     }
 }
+
+/// The end of the UTF-8 sequence whose lead byte (>= 0x80) is at `i`, or nil when it is not a
+/// valid sequence (the rules of `UTF8Validator`: no overlong forms, surrogates, values above
+/// U+10FFFF or truncation before `n`).
+@inline(__always)
+func utf8SequenceEnd(_ p: UnsafeRawPointer, at i: Int, count n: Int) -> Int? {
+    @inline(__always) func at(_ k: Int) -> UInt8 { p.load(fromByteOffset: k, as: UInt8.self) }
+    let b0 = at(i)
+    if b0 < 0xC2 || b0 > 0xF4 { return nil }
+    if b0 < 0xE0 {
+        guard i + 1 < n, at(i + 1) & 0xC0 == 0x80 else { return nil }
+        return i + 2
+    }
+    if b0 < 0xF0 {
+        guard i + 2 < n else { return nil }
+        let b1 = at(i + 1), b2 = at(i + 2)
+        guard b1 & 0xC0 == 0x80, b2 & 0xC0 == 0x80 else { return nil }
+        if b0 == 0xE0 && b1 < 0xA0 { return nil }   // overlong
+        if b0 == 0xED && b1 > 0x9F { return nil }   // surrogate
+        return i + 3
+    }
+    guard i + 3 < n else { return nil }
+    let b1 = at(i + 1), b2 = at(i + 2), b3 = at(i + 3)
+    guard b1 & 0xC0 == 0x80, b2 & 0xC0 == 0x80, b3 & 0xC0 == 0x80 else { return nil }
+    if b0 == 0xF0 && b1 < 0x90 { return nil }   // overlong
+    if b0 == 0xF4 && b1 > 0x8F { return nil }   // > U+10FFFF
+    return i + 4
+}
