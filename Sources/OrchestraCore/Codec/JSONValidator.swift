@@ -156,16 +156,28 @@ struct JSONScanner {
 
     /// Scans (validates) the string whose opening quote is at `pos` without copying it: returns
     /// the range of its raw contents (between the quotes) and whether it holds escapes. Errors
-    /// as `scanString`.
+    /// as `scanString`. Inlined: a string that runs to its closing quote without a stop (no
+    /// escape, no byte to check) costs one scan; everything else goes to `scanStringRawSlow`.
     @inline(__always)
     mutating func scanStringRaw() throws(OrchestraError) -> (start: Int, end: Int, escaped: Bool) {
         let n = bytes.count
         guard let p = bytes.baseAddress else { throw fail("unterminated string") }
-        pos += 1
-        let start = pos
+        let start = pos + 1
+        let stop = firstScanStop(p, from: start, count: n, alsoStopAt: utf8StopMask)
+        if stop < n && p.load(fromByteOffset: stop, as: UInt8.self) == 0x22 {
+            pos = stop + 1
+            return (start, stop, false)
+        }
+        pos = stop
+        return try scanStringRawSlow(p, start: start)
+    }
+
+    /// `scanStringRaw` from a stop that is not the closing quote (at `pos`).
+    @inline(never)
+    private mutating func scanStringRawSlow(_ p: UnsafeRawPointer, start: Int) throws(OrchestraError) -> (start: Int, end: Int, escaped: Bool) {
+        let n = bytes.count
         var escaped = false
         while true {
-            pos = firstStringStop(p, from: pos, count: n, alsoStopAt: utf8StopMask)
             guard pos < n else { throw fail("unterminated string") }
             let c = p.load(fromByteOffset: pos, as: UInt8.self)
             if c == 0x22 {
@@ -177,14 +189,13 @@ struct JSONScanner {
                 escaped = true
                 var none: [UInt8] = []
                 try scanEscape(into: &none, decode: false)
-                continue
-            }
-            if c >= 0x80 {   // only a stop when checking UTF-8
+            } else if c >= 0x80 {   // only a stop when checking UTF-8
                 guard let next = utf8SequenceEnd(p, at: pos, count: n) else { throw fail("invalid UTF-8") }
                 pos = next
-                continue
+            } else {
+                throw fail("control character 0x\(hex2(c)) must be escaped in a string")
             }
-            throw fail("control character 0x\(hex2(c)) must be escaped in a string")
+            pos = firstScanStop(p, from: pos, count: n, alsoStopAt: utf8StopMask)
         }
     }
 
@@ -404,6 +415,41 @@ struct BitStack {
 }
 
 // MARK: Small helpers
+
+/// Where the decoder's string scan stops: the first byte at or after `from` (below `count`)
+/// that is '"', '\\' or a control character, as `firstStringStop(_:from:count:)`; with `high` = 0x8080...80 it also stops at every byte
+/// >= 0x80 (the start of a UTF-8 sequence to check).
+@inline(__always)
+func firstScanStop(_ p: UnsafeRawPointer, from: Int, count n: Int, alsoStopAt high: UInt64) -> Int {
+    var j = from
+    // 16 bytes per step (SSE2 compares), then 8 (SWAR), then one at a time.
+    if j + 16 <= n {
+        let quote = SIMD16<UInt8>(repeating: 0x22), backslash = SIMD16<UInt8>(repeating: 0x5C)
+        let space = SIMD16<UInt8>(repeating: 0x20), hi = SIMD16<UInt8>(repeating: UInt8(truncatingIfNeeded: high))
+        repeat {
+            let v = p.loadUnaligned(fromByteOffset: j, as: SIMD16<UInt8>.self)
+            let stop = (v .== quote) .| (v .== backslash) .| (v .< space) .| ((v & hi) .!= .zero)
+            // The mask's lanes are 0 or all ones; as two words, the lowest set byte is the stop.
+            let m = unsafeBitCast(stop, to: SIMD2<UInt64>.self)
+            if m[0] != 0 { return j + m[0].trailingZeroBitCount >> 3 }
+            if m[1] != 0 { return j + 8 + m[1].trailingZeroBitCount >> 3 }
+            j += 16
+        } while j + 16 <= n
+    }
+    while j + 8 <= n {
+        let w = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+        let m = swarStringStops(w) | (w & high)
+        if m != 0 { return j + m.trailingZeroBitCount >> 3 }
+        j += 8
+    }
+    let highByte = UInt8(truncatingIfNeeded: high)
+    while j < n {
+        let c = p.load(fromByteOffset: j, as: UInt8.self)
+        if c < 0x20 || c == 0x22 || c == 0x5C || c & highByte != 0 { return j }
+        j += 1
+    }
+    return n
+}
 
 @inline(__always)
 func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {

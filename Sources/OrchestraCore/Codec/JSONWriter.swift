@@ -295,24 +295,15 @@ func swarStringStops(_ w: UInt64) -> UInt64 {
 /// control character, or `count` if there is none; 8 bytes at a time.
 @inline(__always)
 func firstStringStop(_ p: UnsafeRawPointer, from: Int, count n: Int) -> Int {
-    firstStringStop(p, from: from, count: n, alsoStopAt: 0)
-}
-
-/// As `firstStringStop(_:from:count:)`; with `high` = 0x8080...80 it also stops at every byte
-/// >= 0x80 (the start of a UTF-8 sequence to check).
-@inline(__always)
-func firstStringStop(_ p: UnsafeRawPointer, from: Int, count n: Int, alsoStopAt high: UInt64) -> Int {
     var j = from
     while j + 8 <= n {
-        let w = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self))
-        let m = swarStringStops(w) | (w & high)
+        let m = swarStringStops(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self)))
         if m != 0 { return j + m.trailingZeroBitCount >> 3 }
         j += 8
     }
-    let highByte = UInt8(truncatingIfNeeded: high)
     while j < n {
         let c = p.load(fromByteOffset: j, as: UInt8.self)
-        if c < 0x20 || c == 0x22 || c == 0x5C || c & highByte != 0 { return j }
+        if c < 0x20 || c == 0x22 || c == 0x5C { return j }
         j += 1
     }
     return n
