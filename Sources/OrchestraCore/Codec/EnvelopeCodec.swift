@@ -139,8 +139,8 @@ func checkDuplicateKeys(_ fields: [Field], in what: @autoclosure () -> String) t
 
 /// Checks what the encoders need of a message before writing anything.
 func checkEncodable(_ m: Message) throws(OrchestraError) {
-    if m.text.id.isEmpty { throw OrchestraError(.invalidArgument, "cannot encode: id is empty") }
-    if m.text.type.isEmpty { throw OrchestraError(.invalidArgument, "cannot encode: type is empty") }
+    if (m.text.storage(.id)?.count ?? 0) == 0 { throw OrchestraError(.invalidArgument, "cannot encode: id is empty") }
+    if (m.text.storage(.type)?.count ?? 0) == 0 { throw OrchestraError(.invalidArgument, "cannot encode: type is empty") }
     if let ttl = m.ttl, ttl < 0 { throw OrchestraError(.invalidArgument, "cannot encode: ttl \(ttl) is negative") }
     for e in m.extensions where EnvelopeKey.lookup(e.key) != nil {
         throw OrchestraError(.invalidArgument, "cannot encode: extension \"\(String(decoding: e.key, as: UTF8.self))\" collides with an envelope field")
@@ -155,30 +155,30 @@ enum JSONEnvelope {
         w.reserve(160)
         w.put(0x7B)
         w.append("\"id\":")
-        try JSONWriter.writeString(m.text.id, into: &w, what: "id")
+        try JSONWriter.writeString(m.text.storage(.id) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "id")
         w.append(",\"type\":")
-        try JSONWriter.writeString(m.text.type, into: &w, what: "type")
+        try JSONWriter.writeString(m.text.storage(.type) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "type")
         if let ts = m.timestamp {
             w.append(",\"timestamp\":")
             JSONWriter.writeInt(ts, into: &w)
         }
-        if let v = m.text.version {
+        if let v = m.text.storage(.version) {
             w.append(",\"version\":")
             try JSONWriter.writeString(v, into: &w, what: "version")
         }
-        if let v = m.text.source {
+        if let v = m.text.storage(.source) {
             w.append(",\"source\":")
             try JSONWriter.writeString(v, into: &w, what: "source")
         }
-        if let v = m.text.target {
+        if let v = m.text.storage(.target) {
             w.append(",\"target\":")
             try JSONWriter.writeString(v, into: &w, what: "target")
         }
-        if let v = m.text.correlationId {
+        if let v = m.text.storage(.correlationId) {
             w.append(",\"correlationId\":")
             try JSONWriter.writeString(v, into: &w, what: "correlationId")
         }
-        if let v = m.text.replyTo {
+        if let v = m.text.storage(.replyTo) {
             w.append(",\"replyTo\":")
             try JSONWriter.writeString(v, into: &w, what: "replyTo")
         }
@@ -195,11 +195,12 @@ enum JSONEnvelope {
         case .text: w.append(",\"contentType\":\"text/plain\"")
         case .binary: w.append(",\"contentType\":\"application/octet-stream\"")
         }
-        if !m.text.headers.isEmpty {
+        let headerCount = m.text.headerCount
+        if headerCount > 0 {
             w.append(",\"headers\":{")
-            for (i, h) in m.text.headers.enumerated() {
+            for i in 0..<headerCount {
                 if i > 0 { w.append(0x2C) }
-                try writeHeader(h, into: &w)
+                try writeHeader(m.text.headerStorage(i), into: &w)
             }
             w.append(0x7D)
         }
@@ -252,7 +253,7 @@ enum JSONEnvelope {
         }
     }
 
-    private static func writeHeader(_ h: HeaderEntry, into w: inout ByteWriter) throws(OrchestraError) {
+    private static func writeHeader(_ h: (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, isJSON: Bool), into w: inout ByteWriter) throws(OrchestraError) {
         try JSONWriter.writeString(h.key, into: &w, what: "header key")
         w.append(0x3A)
         if h.isJSON {
@@ -263,18 +264,16 @@ enum JSONEnvelope {
     }
 
     private static func appendValidatedJSON(_ j: [UInt8], into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
-        try appendValidatedJSON(j[...], into: &w, what: what())
+        try withBytes(j) { (b) throws(OrchestraError) in try appendValidatedJSON(b, into: &w, what: what()) }
     }
 
-    private static func appendValidatedJSON(_ j: ArraySlice<UInt8>, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
+    private static func appendValidatedJSON(_ j: UnsafeRawBufferPointer, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
         do {
-            try withBytes(j) { (b) throws(OrchestraError) in
-                try JSONValidator.validate(b, limits: DecodeLimits(maxSize: .max, maxDepth: DecodeLimits.depthCeiling))
-            }
+            try JSONValidator.validate(j, limits: DecodeLimits(maxSize: .max, maxDepth: DecodeLimits.depthCeiling))
         } catch {
             throw OrchestraError(.invalidArgument, "cannot encode \(what()): \(error.message)")
         }
-        j.withUnsafeBytes { w.append($0) }
+        w.append(j)
     }
 
     // MARK: Decoding
@@ -710,10 +709,8 @@ struct EnvelopeFields {
         guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
         try checkDuplicateKeys(extensions, in: "the envelope")
         let text = MessageText(
-            id: ArraySlice(id), type: ArraySlice(type), version: version.map { ArraySlice($0) },
-            source: source.map { ArraySlice($0) }, target: target.map { ArraySlice($0) },
-            correlationId: correlationId.map { ArraySlice($0) }, replyTo: replyTo.map { ArraySlice($0) },
-            headers: headers.map { HeaderEntry($0) })
+            id: id, type: type, version: version, source: source, target: target,
+            correlationId: correlationId, replyTo: replyTo, headers: headers)
         return Message(
             text: text, timestamp: timestamp, ttl: ttl, priority: priority,
             payload: payload, payloadIsCheckedJSON: payloadIsCheckedJSON, contentType: contentType,
@@ -825,57 +822,48 @@ struct TextCollector: ~Copyable {
         return nil
     }
 
-    /// The message's text: one buffer holding every collected byte, and slices of it.
+    /// The message's text: one `TextBlock` holding where every field and header is, and
+    /// every collected byte (see `TextBlock` for the layout).
     func makeText() -> MessageText {
-        let buffer = makeBytes(w.bytes)
-        func slice(_ f: TextField) -> ArraySlice<UInt8>? {
-            let i = Int(f.rawValue)
-            return starts[i] < 0 ? nil : buffer[starts[i]..<ends[i]]
+        let n = headerCount
+        let textOffset = TextBlockLayout.textOffset(headerCount: n)
+        let text = w.bytes
+        let block = TextBlock.create(minimumCapacity: textOffset + text.count) { _ in
+            TextBlockHeader(headerCount: n)
         }
-        var headers: [HeaderEntry] = []
-        if headerCount > 0 {
-            headers.reserveCapacity(headerCount)
-            for i in 0..<headerCount {
+        block.withUnsafeMutablePointerToElements { e in
+            let raw = UnsafeMutableRawPointer(e)
+            let size = TextBlockLayout.intSize
+            for i in 0..<TextBlockLayout.fieldSlots {
+                let start = starts[i]
+                raw.storeBytes(of: start, toByteOffset: 2 * i * size, as: Int.self)
+                raw.storeBytes(of: start < 0 ? 0 : ends[i] - start, toByteOffset: (2 * i + 1) * size, as: Int.self)
+            }
+            for i in 0..<n {
                 let r = record(i)
-                headers.append(HeaderEntry(key: buffer[r.ks..<r.ke], value: buffer[r.vs..<r.ve], isJSON: r.isJSON))
+                let o = (2 * TextBlockLayout.fieldSlots + 4 * i) * size
+                raw.storeBytes(of: r.ks, toByteOffset: o, as: Int.self)
+                raw.storeBytes(of: r.ke - r.ks, toByteOffset: o + size, as: Int.self)
+                raw.storeBytes(of: r.vs, toByteOffset: o + 2 * size, as: Int.self)
+                let vc = r.ve - r.vs
+                raw.storeBytes(of: r.isJSON ? ~vc : vc, toByteOffset: o + 3 * size, as: Int.self)
+            }
+            if let src = text.baseAddress, text.count > 0 {
+                memcpy(raw + textOffset, src, text.count)
             }
         }
-        return MessageText(
-            id: slice(.id) ?? [], type: slice(.type) ?? [], version: slice(.version),
-            source: slice(.source), target: slice(.target), correlationId: slice(.correlationId),
-            replyTo: slice(.replyTo), headers: headers)
+        return MessageText(block: block)
     }
 }
 
-// MARK: - Slices of a message's text buffer
-
-/// `withUnsafeBytes` over a slice with a typed-throwing body.
-@inline(__always)
-func withBytes<R>(_ a: ArraySlice<UInt8>, _ body: (UnsafeRawBufferPointer) throws(OrchestraError) -> R) throws(OrchestraError) -> R {
-    let r: Result<R, OrchestraError> = a.withUnsafeBytes { b in
-        Result { () throws(OrchestraError) -> R in try body(b) }
-    }
-    return try r.get()
-}
-
-extension JSONWriter {
-    @inline(__always)
-    static func writeString(_ s: ArraySlice<UInt8>, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
-        try withBytes(s) { (b) throws(OrchestraError) in try writeString(b, into: &w, what: what()) }
-    }
-}
+// MARK: - Headers in MessagePack
 
 extension MsgPackWriter {
-    @inline(__always)
-    static func writeStr(_ s: ArraySlice<UInt8>, into w: inout ByteWriter, what: @autoclosure () -> String) throws(OrchestraError) {
-        try withBytes(s) { (b) throws(OrchestraError) in try writeStr(b, into: &w, what: what()) }
-    }
-
     /// A header: its key, then its value (a string, or a JSON value transcoded).
-    static func writeHeader(_ h: HeaderEntry, into w: inout ByteWriter) throws(OrchestraError) {
+    static func writeHeader(_ h: (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, isJSON: Bool), into w: inout ByteWriter) throws(OrchestraError) {
         try writeStr(h.key, into: &w, what: "header key")
         if h.isJSON {
-            try jsonToMsgPack(Array(h.value), into: &w, what: "header \"\(String(decoding: h.key, as: UTF8.self))\"")
+            try jsonToMsgPack(makeBytes(h.value), into: &w, what: "header \"\(String(decoding: h.key, as: UTF8.self))\"")
         } else {
             try writeStr(h.value, into: &w, what: "header \"\(String(decoding: h.key, as: UTF8.self))\"")
         }

@@ -450,45 +450,45 @@ enum MsgPackEnvelope {
         let hasMetadata = m.compressed || m.encrypted || hasOthers
         var count = 2
         if m.timestamp != nil { count += 1 }
-        if m.text.version != nil { count += 1 }
-        if m.text.source != nil { count += 1 }
-        if m.text.target != nil { count += 1 }
-        if m.text.correlationId != nil { count += 1 }
-        if m.text.replyTo != nil { count += 1 }
+        if m.text.storage(.version) != nil { count += 1 }
+        if m.text.storage(.source) != nil { count += 1 }
+        if m.text.storage(.target) != nil { count += 1 }
+        if m.text.storage(.correlationId) != nil { count += 1 }
+        if m.text.storage(.replyTo) != nil { count += 1 }
         if m.ttl != nil { count += 1 }
         if m.priority != nil { count += 1 }
         if m.contentType != .json { count += 1 }
-        if !m.text.headers.isEmpty { count += 1 }
+        if m.text.headerCount > 0 { count += 1 }
         if hasMetadata { count += 1 }
         count += m.extensions.count
         if m.payload != nil { count += 1 }
 
         try MsgPackWriter.writeContainerHeader(map: true, count: count, into: &w)
         MsgPackWriter.writeKey("id", into: &w)
-        try MsgPackWriter.writeStr(m.text.id, into: &w, what: "id")
+        try MsgPackWriter.writeStr(m.text.storage(.id) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "id")
         MsgPackWriter.writeKey("type", into: &w)
-        try MsgPackWriter.writeStr(m.text.type, into: &w, what: "type")
+        try MsgPackWriter.writeStr(m.text.storage(.type) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "type")
         if let ts = m.timestamp {
             MsgPackWriter.writeKey("timestamp", into: &w)
             MsgPackWriter.writeInt(ts, into: &w)
         }
-        if let v = m.text.version {
+        if let v = m.text.storage(.version) {
             MsgPackWriter.writeKey("version", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "version")
         }
-        if let v = m.text.source {
+        if let v = m.text.storage(.source) {
             MsgPackWriter.writeKey("source", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "source")
         }
-        if let v = m.text.target {
+        if let v = m.text.storage(.target) {
             MsgPackWriter.writeKey("target", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "target")
         }
-        if let v = m.text.correlationId {
+        if let v = m.text.storage(.correlationId) {
             MsgPackWriter.writeKey("correlationId", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "correlationId")
         }
-        if let v = m.text.replyTo {
+        if let v = m.text.storage(.replyTo) {
             MsgPackWriter.writeKey("replyTo", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "replyTo")
         }
@@ -509,10 +509,11 @@ enum MsgPackEnvelope {
             MsgPackWriter.writeKey("contentType", into: &w)
             MsgPackWriter.writeKey("application/octet-stream", into: &w)
         }
-        if !m.text.headers.isEmpty {
+        let headerCount = m.text.headerCount
+        if headerCount > 0 {
             MsgPackWriter.writeKey("headers", into: &w)
-            try MsgPackWriter.writeContainerHeader(map: true, count: m.text.headers.count, into: &w)
-            for h in m.text.headers { try MsgPackWriter.writeHeader(h, into: &w) }
+            try MsgPackWriter.writeContainerHeader(map: true, count: headerCount, into: &w)
+            for i in 0..<headerCount { try MsgPackWriter.writeHeader(m.text.headerStorage(i), into: &w) }
         }
         if hasMetadata {
             MsgPackWriter.writeKey("metadata", into: &w)

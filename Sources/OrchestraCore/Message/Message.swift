@@ -116,9 +116,7 @@ public final class Message: @unchecked Sendable {
         type: [UInt8], id: [UInt8]? = nil, timestamp: Int64? = nil, version: [UInt8]? = nil,
         source: [UInt8]? = nil
     ) {
-        self.text = MessageText(
-            id: ArraySlice(id ?? Message.newId()), type: ArraySlice(type),
-            version: version.map { ArraySlice($0) }, source: source.map { ArraySlice($0) })
+        self.text = MessageText(id: id ?? Message.newId(), type: type, version: version, source: source)
         self.timestamp = timestamp
         self.ttl = nil
         self.priority = nil
@@ -238,7 +236,7 @@ public final class Message: @unchecked Sendable {
     // MARK: Generic text-field access
 
     public func get(_ field: TextField) -> [UInt8]? {
-        text[field].map { Array($0) }
+        text.bytes(field)
     }
 
     /// Sets a text field after checking UTF-8 and length; nil clears an optional field.
@@ -256,7 +254,7 @@ public final class Message: @unchecked Sendable {
                 throw OrchestraError(.invalidArgument, "\(field.jsonName) is required and cannot be empty")
             }
         }
-        text[field] = value.map { ArraySlice($0) }
+        text.set(field, value)
     }
 
     // MARK: Headers
@@ -264,7 +262,8 @@ public final class Message: @unchecked Sendable {
     /// The value of header `key` (first match), or nil.
     public func header(_ key: [UInt8]) -> FieldValue? {
         guard let i = key.withUnsafeBytes({ text.headerIndex($0) }) else { return nil }
-        return text.headers[i].fieldValue
+        let h = text.headerStorage(i)
+        return h.isJSON ? .json(makeBytes(h.value)) : .string(makeBytes(h.value))
     }
 
     public func header(_ key: String) -> String? {
@@ -289,13 +288,11 @@ public final class Message: @unchecked Sendable {
         case .json(let j):
             try JSONValidator.validate(j, limits: .default)
         }
-        let entry = HeaderEntry(Field(key: key, value: value))
+        text.ownHeaders()
         if let i = key.withUnsafeBytes({ text.headerIndex($0) }) {
-            // Only this header's value is replaced: pointers to the others stay valid.
-            text.headers[i].value = entry.value
-            text.headers[i].isJSON = entry.isJSON
+            text.headerFields![i].value = value
         } else {
-            text.headers.append(entry)
+            text.headerFields!.append(Field(key: key, value: value))
         }
     }
 
@@ -308,7 +305,8 @@ public final class Message: @unchecked Sendable {
     @discardableResult
     public func removeHeader(_ key: [UInt8]) -> Bool {
         guard let i = key.withUnsafeBytes({ text.headerIndex($0) }) else { return false }
-        text.headers.remove(at: i)
+        text.ownHeaders()
+        text.headerFields!.remove(at: i)
         return true
     }
 

@@ -261,7 +261,10 @@ public final class Router: @unchecked Sendable {
     /// hook) with the lock released. With `middlewareFirst`, if the router has middleware it
     /// collects nothing and returns a copy of the middleware list instead; otherwise nil.
     private func route(_ m: Message, middlewareFirst: Bool, _ result: inout PublishResult) throws(OrchestraError) -> [Middleware]? {
-        try Subject.withBytes(m.text.type) { (bytes) throws(OrchestraError) -> [Middleware]? in
+        // The subject's bytes stay alive even if a handler changes the message's type.
+        let subject = m.text.holding(.type)
+        defer { withExtendedLifetime(subject) {} }
+        return try Subject.withBytes(subject.bytes) { (bytes) throws(OrchestraError) -> [Middleware]? in
             try Subject.withTokens(bytes, isPattern: false) { tokens -> [Middleware]? in
                 withUnsafeTemporaryAllocation(of: Unmanaged<Subscription>.self, capacity: Self.inlineMatches) { buf -> [Middleware]? in
                     var matches = MatchList(inline: buf)

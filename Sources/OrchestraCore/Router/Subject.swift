@@ -153,13 +153,10 @@ public enum Subject {
         return try r.get()
     }
 
-    /// `body` over the bytes of a slice (a message's subject), keeping typed throws.
+    /// `body` over bytes a message keeps (its subject), keeping the shape of the array form.
     @inline(__always)
-    static func withBytes<R>(_ a: ArraySlice<UInt8>, _ body: (UnsafeRawBufferPointer) throws(OrchestraError) -> R) throws(OrchestraError) -> R {
-        let r: Result<R, OrchestraError> = a.withUnsafeBytes { b in
-            do throws(OrchestraError) { return .success(try body(b)) } catch { return .failure(error) }
-        }
-        return try r.get()
+    static func withBytes<R>(_ b: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws(OrchestraError) -> R) throws(OrchestraError) -> R {
+        try body(b)
     }
 
     /// A subject for an error message: quoted, at most 64 bytes, non-printable bytes escaped.
