@@ -88,6 +88,7 @@ enum EnvelopeKey: Int, CaseIterable {
 
     static let names: [[UInt8]] = allCases.map { Array($0.name.utf8) }
 
+    @inline(__always)
     static func lookup(_ key: UnsafeRawBufferPointer) -> EnvelopeKey? {
         guard let p = key.baseAddress else { return nil }
         @inline(__always) func eq(_ s: StaticString) -> Bool { memcmp(p, s.utf8Start, s.utf8CodeUnitCount) == 0 }
@@ -516,6 +517,7 @@ enum JSONEnvelope {
     }
 
     /// An integer value in Int64 range; fractions and exponents are rejected.
+    @inline(__always)
     private static func readInt(_ s: inout JSONScanner, _ k: EnvelopeKey) throws(OrchestraError) -> Int64 {
         let at = s.pos
         // Fast path: -?0 or -?[1-9] with at most 17 more digits (below 10^18, so no overflow),
@@ -536,13 +538,18 @@ enum JSONEnvelope {
                     i += 1
                 }
             }
-            if i >= n || !endsNumber(s.bytes[i]) {
-                // fall through to the full path (a fraction, exponent, leading zero or long number)
-            } else {
+            if i < n && endsNumber(s.bytes[i]) {
                 s.pos = i
                 return negative ? -Int64(v) : Int64(v)
             }
         }
+        // A fraction, exponent, leading zero, long number or an error.
+        return try readIntSlow(&s, k)
+    }
+
+    @inline(never)
+    private static func readIntSlow(_ s: inout JSONScanner, _ k: EnvelopeKey) throws(OrchestraError) -> Int64 {
+        let at = s.pos
         let c = try s.peek("a value")
         guard c == 0x2D || isJSONDigit(c) else {
             throw envelopeError(at, "\"\(k.name)\" must be an integer, got \(describeJSON(c))")
@@ -599,15 +606,21 @@ let falseBytes: [UInt8] = Array("false".utf8)
 
 extension JSONScanner {
     /// After an object member: consumes ',' (returns false) or '}' (returns true).
+    @inline(__always)
     mutating func consumeObjectEnd() throws(OrchestraError) -> Bool {
         skipWhitespace()
-        guard pos < bytes.count else { throw fail("unexpected end of input, expected ',' or '}'") }
-        let c = bytes[pos]
-        pos += 1
-        if c == 0x2C { return false }
-        if c == 0x7D { return true }
-        pos -= 1
-        throw fail("expected ',' or '}' after object member")
+        if pos < bytes.count {
+            let c = bytes[pos]
+            if c == 0x2C { pos += 1; return false }
+            if c == 0x7D { pos += 1; return true }
+        }
+        throw objectEndFailure()
+    }
+
+    @inline(never)
+    func objectEndFailure() -> OrchestraError {
+        guard pos < bytes.count else { return fail("unexpected end of input, expected ',' or '}'") }
+        return fail("expected ',' or '}' after object member")
     }
 }
 
@@ -770,7 +783,19 @@ struct TextCollector: ~Copyable {
         let (start, end, escaped) = try s.scanStringRaw()
         let from = w.count
         if !escaped {
-            w.append(UnsafeRawBufferPointer(rebasing: s.bytes[start..<end]))
+            let len = end - start
+            if len <= 16 && start + 16 <= s.bytes.count {
+                // Short (most fields): two 8-byte words, no memcpy call. The bytes copied past
+                // the string are beyond `count`, so they are overwritten or ignored.
+                w.reserve(16)
+                let src = s.bytes.baseAddress.unsafelyUnwrapped + start
+                let dst = w.base.unsafelyUnwrapped + w.count
+                dst.storeBytes(of: src.loadUnaligned(as: UInt64.self), as: UInt64.self)
+                dst.storeBytes(of: src.loadUnaligned(fromByteOffset: 8, as: UInt64.self), toByteOffset: 8, as: UInt64.self)
+                w.advance(len)
+            } else {
+                w.append(UnsafeRawBufferPointer(rebasing: s.bytes[start..<end]))
+            }
         } else {
             var again = JSONScanner(s.bytes, maxDepth: s.maxDepth, pos: open)
             w.append(try again.readString())

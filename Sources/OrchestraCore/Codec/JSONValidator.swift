@@ -187,8 +187,16 @@ struct JSONScanner {
             }
             if c == 0x5C {
                 escaped = true
-                var none: [UInt8] = []
-                try scanEscape(into: &none, decode: false)
+                // A one-character escape (\" \\ \/ \b \f \n \r \t) is skipped here; \u and
+                // errors go through scanEscape.
+                let e: UInt8 = pos + 1 < n ? p.load(fromByteOffset: pos + 1, as: UInt8.self) : 0
+                switch e {
+                case 0x22, 0x5C, 0x2F, 0x62, 0x66, 0x6E, 0x72, 0x74:
+                    pos += 2
+                default:
+                    var none: [UInt8] = []
+                    try scanEscape(into: &none, decode: false)
+                }
             } else if c >= 0x80 {   // only a stop when checking UTF-8
                 guard let next = utf8SequenceEnd(p, at: pos, count: n) else { throw fail("invalid UTF-8") }
                 pos = next
