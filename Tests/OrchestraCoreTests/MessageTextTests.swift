@@ -25,7 +25,9 @@ import Testing
         let again = try EnvelopeCodec.decode(EnvelopeCodec.encode(m, format: .json), format: .json)
         #expect(again.headers == m.headers && again.idBytes == m.idBytes && again.payload == m.payload)
         let viaMsgPack = try EnvelopeCodec.decode(EnvelopeCodec.encode(m, format: .msgpack), format: .msgpack)
-        #expect(viaMsgPack.headers == m.headers && viaMsgPack.targetBytes == m.targetBytes)
+        // (MessagePack carries the JSON header value as values: it comes back without spaces.)
+        #expect(viaMsgPack.headers == [Field("traceId", "abc123"), Field(key: bytes("n"), value: .json(bytes("[1,2]")))])
+        #expect(viaMsgPack.targetBytes == m.targetBytes)
     }
 
     @Test func escapedTextAndKeys() throws {
