@@ -201,10 +201,59 @@ static void test_payload(void) {
     orc_msg_release(m);
 }
 
+/* A decoded message keeps its text in one block: pointers handed out for one field or for the
+ * headers stay valid (same address, same bytes) while other fields change, as documented.
+ * Under ASan a pointer into freed storage would be reported. */
+static void test_pointers_survive_other_changes(void) {
+    static const char env[] = "{\"id\":\"id-1\",\"type\":\"a.b\",\"source\":\"src\",\"target\":\"tgt\","
+                              "\"headers\":{\"traceId\":\"abc\",\"n\":[1, 2]},\"payload\":{\"x\":1}}";
+    orc_msg_t *m = NULL;
+    CHECK_OK(orc_msg_decode(ORC_FORMAT_JSON, env, sizeof env - 1, NULL, &m));
+    size_t id_len = 0, src_len = 0, kn = 0, vn = 0, n = 0;
+    const char *id = orc_msg_id(m, &id_len);
+    const char *src = orc_msg_source(m, &src_len);
+    const char *k = NULL, *v = NULL;
+    int is_json = -1;
+    CHECK_OK(orc_msg_header_at(m, 1, &k, &kn, &v, &vn, &is_json));
+    CHECK(eq(k, kn, "n") && eq(v, vn, "[1, 2]") && is_json == 1);
+    /* Change other text fields: id, source and the headers stay where they were. */
+    CHECK_OK(orc_msg_set_type(m, S("c.d.e")));
+    CHECK_OK(orc_msg_set_target(m, NULL, 0));
+    CHECK_OK(orc_msg_set(m, ORC_FIELD_REPLY_TO, S("reply")));
+    CHECK(orc_msg_id(m, &n) == id && eq(id, id_len, "id-1"));
+    CHECK(orc_msg_source(m, &n) == src && eq(src, src_len, "src"));
+    CHECK(eq(k, kn, "n") && eq(v, vn, "[1, 2]"));
+    const char *t = orc_msg_type(m, &n);
+    CHECK(eq(t, n, "c.d.e"));
+    CHECK(orc_msg_target(m, &n) == NULL && n == 0);
+    /* Change the headers: the text fields stay where they were. */
+    CHECK_OK(orc_msg_header_set(m, S("traceId"), S("def")));
+    CHECK_OK(orc_msg_header_get(m, S("traceId"), &v, &vn, &is_json));
+    CHECK(eq(v, vn, "def") && is_json == 0);
+    CHECK_OK(orc_msg_header_get(m, S("n"), &v, &vn, &is_json));
+    CHECK(eq(v, vn, "[1, 2]") && is_json == 1);
+    CHECK(orc_msg_id(m, &n) == id && eq(id, id_len, "id-1") && orc_msg_type(m, &n) == t);
+    /* A clone shares nothing the original can change. */
+    orc_msg_t *c = NULL;
+    CHECK_OK(orc_msg_clone(m, &c));
+    CHECK_OK(orc_msg_set_id(c, S("id-2")));
+    orc_msg_release(c);
+    const char *id_again = orc_msg_id(m, &n);
+    CHECK(eq(id_again, n, "id-1") && eq(id, id_len, "id-1"));
+    char buf[512];
+    size_t len = 0;
+    CHECK_OK(orc_msg_encode(m, ORC_FORMAT_JSON, buf, sizeof buf, &len));
+    static const char want[] = "{\"id\":\"id-1\",\"type\":\"c.d.e\",\"source\":\"src\",\"replyTo\":\"reply\","
+                               "\"headers\":{\"traceId\":\"def\",\"n\":[1, 2]},\"payload\":{\"x\":1}}";
+    CHECK(len == sizeof want - 1 && memcmp(buf, want, len) == 0);
+    orc_msg_release(m);
+}
+
 int main(void) {
     test_new_and_refcount();
     test_fields();
     test_headers();
     test_payload();
+    test_pointers_survive_other_changes();
     return orc_test_finish("test_message");
 }
