@@ -47,9 +47,16 @@ extension ManagedBuffer where Header == TextBlockHeader, Element == UInt8 {
         base.loadUnaligned(fromByteOffset: i * TextBlockLayout.intSize, as: Int.self)
     }
 
+    /// The number of headers in the table. Read through the header's pointer: the `header`
+    /// property would make a dynamic exclusivity check (a runtime call) on every read.
+    @inline(__always)
+    var headerCount: Int {
+        withUnsafeMutablePointerToHeader { $0.pointee.headerCount }
+    }
+
     @inline(__always)
     private var text: UnsafeRawPointer {
-        base + TextBlockLayout.textOffset(headerCount: header.headerCount)
+        base + TextBlockLayout.textOffset(headerCount: headerCount)
     }
 
     /// Field `i`'s bytes, or nil when the decoded envelope did not have it.
@@ -158,7 +165,7 @@ struct MessageText {
 
     var headerCount: Int {
         if let headerFields { return headerFields.count }
-        return block?.header.headerCount ?? 0
+        return block?.headerCount ?? 0
     }
 
     /// Header `i` where it is kept. Valid while the message keeps this text and its headers
