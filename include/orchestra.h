@@ -104,7 +104,8 @@ void orc_buf_free(void *buf);
  * share it read-only (one reference per holder).
  *
  * Pointers the getters return point into the message's own storage (not NUL-terminated). They
- * stay valid until that field is changed or the last reference is released.
+ * stay valid until that field (for header pointers: the headers) is changed or the last
+ * reference is released; changing one field does not move the bytes of another.
  */
 
 /** An envelope; opaque, reference counted. */

@@ -157,7 +157,8 @@ public final class Message: @unchecked Sendable {
             source: source.map { Array($0.utf8) })
     }
 
-    /// A deep copy (the C ABI's `orc_msg_clone`).
+    /// A deep copy (the C ABI's `orc_msg_clone`). A decoded message's text block is shared,
+    /// not copied: it is never written, and either message's setters store values of their own.
     public func copy() -> Message {
         let m = Message(type: [], id: [], timestamp: timestamp)
         // The copy shares the (immutable) text buffer; either message's setters replace slices.
