@@ -439,7 +439,7 @@ enum JSONEnvelope {
             }
         }
         return Message(
-            text: text.makeText(), timestamp: timestamp, ttl: ttl, priority: priority,
+            text: MessageText(block: text.makeBlock()), timestamp: timestamp, ttl: ttl, priority: priority,
             payload: payload, payloadIsCheckedJSON: checkedJSON, contentType: contentType,
             compressed: compressed, encrypted: encrypted, metadata: metadata, extensions: extensions)
     }
@@ -849,7 +849,7 @@ struct TextCollector: ~Copyable {
 
     /// The message's text: one `TextBlock` holding where every field and header is, and
     /// every collected byte (see `TextBlock` for the layout).
-    func makeText() -> MessageText {
+    func makeBlock() -> TextBlock {
         let n = headerCount
         let textOffset = TextBlockLayout.textOffset(headerCount: n)
         let text = w.bytes
@@ -877,7 +877,7 @@ struct TextCollector: ~Copyable {
                 memcpy(raw + textOffset, src, text.count)
             }
         }
-        return MessageText(block: block)
+        return block
     }
 }
 

@@ -101,6 +101,7 @@ struct MessageText {
     }
 
     /// A decoded message's text.
+    @inline(__always)
     init(block: TextBlock) {
         self.block = block
         overridden = 0
