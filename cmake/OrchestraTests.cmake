@@ -76,15 +76,16 @@ if(ORC_PYTHON_TESTS)
     TIMEOUT 900)
 endif()
 
-# libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder and the
-# HTTP/1.1 head parsers with the handshake (a separate instrumented build).
+# libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder, the
+# HTTP/1.1 head parsers with the handshake, and permessage-deflate inflation (a separate
+# instrumented build).
 option(ORC_FUZZ_TESTS "Build and run the libFuzzer targets under ctest" ON)
 find_program(ORC_CLANG clang)
 if(ORC_FUZZ_TESTS AND ORC_CLANG)
   set(ORC_FUZZ_DIR ${CMAKE_BINARY_DIR}/fuzz)
   add_test(NAME fuzz.build COMMAND ${CMAKE_SOURCE_DIR}/Tests/fuzz/build.sh ${CMAKE_SOURCE_DIR} ${ORC_FUZZ_DIR})
   set_tests_properties(fuzz.build PROPERTIES FIXTURES_SETUP fuzz TIMEOUT 1200)
-  foreach(fmt json msgpack ws_frames http_head)
+  foreach(fmt json msgpack ws_frames http_head inflate)
     add_test(NAME fuzz.${fmt}
       COMMAND ${CMAKE_SOURCE_DIR}/Tests/fuzz/run.sh ${ORC_FUZZ_DIR}/fuzz_${fmt}
               ${CMAKE_SOURCE_DIR}/Tests/fuzz/corpus/${fmt} ${ORC_FUZZ_DIR}/work-${fmt})

@@ -37,4 +37,5 @@ build_target fuzz_json "-DORC_FUZZ_FORMAT=ORC_FORMAT_JSON"
 build_target fuzz_msgpack "-DORC_FUZZ_FORMAT=ORC_FORMAT_MSGPACK"
 build_net_target fuzz_ws_frames orc_fuzz_ws_frames
 build_net_target fuzz_http_head orc_fuzz_http_head
+build_net_target fuzz_inflate orc_fuzz_inflate
 echo "fuzz targets built in $out"
