@@ -439,6 +439,85 @@ struct MsgPackReader {
         try transcodeToJSON(depth: depth, into: &w)
         return makeBytes(w.bytes)
     }
+
+    /// Checks one value exactly as `transcodeToJSON` does (the same errors at the same
+    /// offsets) without writing anything. Returns whether the value is in the form
+    /// `jsonToMsgPack` writes for its JSON text (smallest int, str, array and map headers;
+    /// float64, as float32 becomes float64 through JSON), so that copying it gives the same
+    /// bytes as transcoding it to JSON and back.
+    mutating func checkJSONValue(depth: Int) throws(OrchestraError) -> Bool {
+        let start = pos
+        switch try next() {
+        case .null, .bool, .uint: return true
+        case .int(let v): return MsgPackReader.isSmallestInt(v, first: bytes[start], size: pos - start)
+        case .float32(let f):
+            guard f.isFinite else { throw fail("float \(f) has no JSON form", at: start) }
+            return false
+        case .float64(let d):
+            guard d.isFinite else { throw fail("float \(d) has no JSON form", at: start) }
+            return true
+        case .str(let s):
+            if let bad = UTF8Validator.firstInvalidOffset(s) {
+                throw fail("str is not valid UTF-8", at: pos - s.count + bad)
+            }
+            return pos - s.count - start == MsgPackReader.smallestStrHeader(s.count)
+        case .bin:
+            throw fail("bin where a JSON value is expected", at: start)
+        case .ext(let t, _):
+            throw fail("ext type \(t) where a JSON value is expected", at: start)
+        case .array(let n):
+            if depth + 1 > maxDepth { throw tooDeep(at: start) }
+            var smallest = pos - start == MsgPackReader.smallestContainerHeader(n)
+            for _ in 0..<n {
+                if !(try checkJSONValue(depth: depth + 1)) { smallest = false }
+            }
+            return smallest
+        case .map(let n):
+            if depth + 1 > maxDepth { throw tooDeep(at: start) }
+            var smallest = pos - start == MsgPackReader.smallestContainerHeader(n)
+            for _ in 0..<n {
+                let keyStart = pos
+                let k = try readStr("a map key")
+                if pos - k.count - keyStart != MsgPackReader.smallestStrHeader(k.count) { smallest = false }
+                if !(try checkJSONValue(depth: depth + 1)) { smallest = false }
+            }
+            return smallest
+        }
+    }
+
+    /// Whether `v`, read from `size` bytes starting with `first`, is in the form
+    /// `MsgPackWriter.writeInt`/`writeUInt` write (non-negative values as positive fixint or
+    /// uint 8/16/32/64, negative ones as negative fixint or int 8/16/32/64, the smallest that
+    /// holds the value). The value fixes the bytes after the type byte.
+    static func isSmallestInt(_ v: Int64, first: UInt8, size: Int) -> Bool {
+        let want: (UInt8, Int)
+        if v >= 0 {
+            if v < 0x80 { want = (UInt8(v), 1) }
+            else if v <= 0xFF { want = (0xCC, 2) }
+            else if v <= 0xFFFF { want = (0xCD, 3) }
+            else if v <= 0xFFFF_FFFF { want = (0xCE, 5) }
+            else { want = (0xCF, 9) }
+        } else {
+            if v >= -32 { want = (UInt8(bitPattern: Int8(v)), 1) }
+            else if v >= Int64(Int8.min) { want = (0xD0, 2) }
+            else if v >= Int64(Int16.min) { want = (0xD1, 3) }
+            else if v >= Int64(Int32.min) { want = (0xD2, 5) }
+            else { want = (0xD3, 9) }
+        }
+        return first == want.0 && size == want.1
+    }
+
+    /// Bytes of the smallest str header for `n` bytes (fixstr, str 8, str 16, str 32).
+    @inline(__always)
+    static func smallestStrHeader(_ n: Int) -> Int {
+        n < 32 ? 1 : n <= 0xFF ? 2 : n <= 0xFFFF ? 3 : 5
+    }
+
+    /// Bytes of the smallest array or map header for `n` entries (fix, 16, 32).
+    @inline(__always)
+    static func smallestContainerHeader(_ n: Int) -> Int {
+        n < 16 ? 1 : n <= 0xFFFF ? 3 : 5
+    }
 }
 
 // MARK: - Envelope
@@ -461,7 +540,7 @@ enum MsgPackEnvelope {
         if !m.headers.isEmpty { count += 1 }
         if hasMetadata { count += 1 }
         count += m.extensions.count
-        if m.payload != nil { count += 1 }
+        if m.payloadStorage != nil { count += 1 }
 
         try MsgPackWriter.writeContainerHeader(map: true, count: count, into: &w)
         MsgPackWriter.writeKey("id", into: &w)
@@ -524,7 +603,12 @@ enum MsgPackEnvelope {
             for f in others { try writeField(f, into: &w, what: "metadata") }
         }
         for e in m.extensions { try writeField(e, into: &w, what: "extension") }
-        if let p = m.payload {
+        if m.payloadForm == .msgpack, m.contentType == .json, !m.compressed, !m.encrypted,
+           let mp = m.payloadStorage {
+            // Checked at decoding and in the form jsonToMsgPack writes: a copy.
+            MsgPackWriter.writeKey("payload", into: &w)
+            w.append(mp)
+        } else if let p = m.payload {
             MsgPackWriter.writeKey("payload", into: &w)
             if m.compressed || m.encrypted || m.contentType == .binary {
                 try MsgPackWriter.writeBin(p, into: &w)
@@ -626,6 +710,7 @@ enum MsgPackEnvelope {
         try f.checkComplete()
         let compressed = f.compressed, encrypted = f.encrypted, contentType = f.contentType
         var payload: [UInt8]? = nil
+        var form = PayloadForm.bytes
         if let start = payloadPos {
             r.pos = start
             if compressed || encrypted || contentType == .binary {
@@ -637,11 +722,31 @@ enum MsgPackEnvelope {
                 payload = makeBytes(b)
             } else if contentType == .text {
                 payload = makeBytes(try r.readStr("a text/plain payload"))
+            } else if try r.checkJSONValue(depth: 1) {
+                // Kept as it arrived; its JSON text is made when asked for (Message.payload).
+                payload = makeBytes(bytes, start, r.pos)
+                form = .msgpack
             } else {
+                // Checked, but not in our encoder's form (e.g. float32, a wider int or header
+                // than needed): kept as JSON text, so that it re-encodes as before.
+                r.pos = start
                 payload = try r.transcodeToJSON(depth: 1)
             }
         }
-        return try f.assemble(payload: payload, payloadIsCheckedJSON: false)
+        return try f.assemble(payload: payload, payloadForm: form)
+    }
+
+    /// The JSON text of a `.msgpack`-form payload (checked by `checkJSONValue` when it was
+    /// decoded, within a depth limit no deeper than the ceiling used here, so this cannot fail).
+    static func jsonText(ofCheckedPayload mp: [UInt8]) -> [UInt8] {
+        do {
+            return try withBytes(mp) { (b) throws(OrchestraError) -> [UInt8] in
+                var r = MsgPackReader(b, maxDepth: DecodeLimits.depthCeiling)
+                return try r.transcodeToJSON(depth: 0)
+            }
+        } catch {
+            preconditionFailure("a checked MessagePack payload did not transcode: \(error.message)")
+        }
     }
 
     private static func readText(_ r: inout MsgPackReader, _ k: EnvelopeKey) throws(OrchestraError) -> [UInt8] {
