@@ -183,6 +183,51 @@ private final class Seen: Sendable {
         #expect(text(d.payload) == PayloadFormTests.json)
     }
 
+    /// JSON strings with escapes are unescaped straight into the MessagePack output, with the
+    /// smallest str header for the unescaped length (shrunk from the raw length's where the
+    /// escapes cross a size class).
+    @Test func escapedStringsGetTheSmallestHeader() throws {
+        func strHeader(_ n: Int) -> [UInt8] {
+            n < 32 ? [0xA0 | UInt8(n)] : n <= 0xFF ? [0xD9, UInt8(n)]
+                : n <= 0xFFFF ? [0xDA, UInt8(n >> 8), UInt8(n & 0xFF)]
+                : [0xDB, UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)]
+        }
+        let escapes = ["\\n", "\\\"", "\\\\", "\\/", "\\b", "\\f", "\\r", "\\t", "\\u0000", "\\u001F",
+                       "\\u00e9", "\\u00E9", "\\u20AC", "\\uFFFF", "\\uD834\\uDD1E", "\\udbff\\udfff"]
+        var cases: [String] = escapes
+        // Unescaped lengths around each class edge (31/32, 255/256, 65535/65536) with raw
+        // lengths above them: the header reserved for the raw length is shrunk.
+        for edge in [32, 256, 65536] {
+            for (e, unescapedCount) in [("\\n", 1), ("\\u20AC", 3), ("\\uD834\\uDD1E", 4)] {
+                for target in [edge - 1, edge, edge + 1] {
+                    for k in [1, 3] {
+                        let filler = String(repeating: "a", count: target - k * unescapedCount)
+                        let run = String(repeating: e, count: k)
+                        cases.append(filler + run)
+                        cases.append(run + filler)
+                    }
+                }
+            }
+        }
+        for body in cases {
+            let json = bytes("\"" + body + "\"")
+            let unescaped: [UInt8] = try json.withUnsafeBytes { (b) throws(OrchestraError) -> [UInt8] in
+                var sc = JSONScanner(b, maxDepth: 1)
+                return try sc.readString()
+            }
+            var out: [UInt8] = []
+            try jsonToMsgPack(json, into: &out, what: "test")
+            #expect(out == strHeader(unescaped.count) + unescaped, "\(body.prefix(30)) (\(body.count) raw bytes)")
+            // And back: the JSON text of that str decodes to the same bytes.
+            let d = try EnvelopeCodec.decode(envelope(payload: out), format: .msgpack)
+            let again = try d.payload!.withUnsafeBytes { (b) throws(OrchestraError) -> [UInt8] in
+                var sc = JSONScanner(b, maxDepth: 1)
+                return try sc.readString()
+            }
+            #expect(again == unescaped)
+        }
+    }
+
     /// Threads reading the payload of a shared message for the first time at once all get the
     /// same text in the same storage (one of them publishes it; run under ThreadSanitizer too).
     @Test func concurrentFirstReadsAgree() throws {

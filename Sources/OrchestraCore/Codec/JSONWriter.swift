@@ -296,10 +296,20 @@ func swarStringStops(_ w: UInt64) -> UInt64 {
 @inline(__always)
 func firstStringStop(_ p: UnsafeRawPointer, from: Int, count n: Int) -> Int {
     var j = from
-    while j + 8 <= n {
+    // 16 bytes per step (one branch for two words); offsets stay below n, so wrapping
+    // arithmetic cannot wrap.
+    while j &+ 16 <= n {
+        let m0 = swarStringStops(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self)))
+        let m1 = swarStringStops(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j &+ 8, as: UInt64.self)))
+        if m0 | m1 != 0 {
+            return m0 != 0 ? j &+ m0.trailingZeroBitCount >> 3 : j &+ 8 &+ m1.trailingZeroBitCount >> 3
+        }
+        j &+= 16
+    }
+    while j &+ 8 <= n {
         let m = swarStringStops(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self)))
-        if m != 0 { return j + m.trailingZeroBitCount >> 3 }
-        j += 8
+        if m != 0 { return j &+ m.trailingZeroBitCount >> 3 }
+        j &+= 8
     }
     while j < n {
         let c = p.load(fromByteOffset: j, as: UInt8.self)

@@ -126,7 +126,7 @@ extension JSONScanner {
     /// Transcodes the JSON value at `pos` (whitespace skipped) into MessagePack. Integers must
     /// fit Int64/UInt64; other numbers become float64. Containers get a placeholder header
     /// that is shrunk to the smallest form once the count is known.
-    mutating func transcodeToMsgPack(depth: Int, into w: inout ByteWriter, scratch: inout [UInt8]) throws(OrchestraError) {
+    mutating func transcodeToMsgPack(depth: Int, into w: inout ByteWriter) throws(OrchestraError) {
         let c = try peek("a value")
         switch c {
         case 0x7B, 0x5B:
@@ -146,11 +146,11 @@ extension JSONScanner {
                     skipWhitespace()
                     if isMap {
                         guard try peek("an object key") == 0x22 else { throw fail("expected a string as object key") }
-                        try transcodeString(into: &w, scratch: &scratch)
+                        try transcodeString(into: &w)
                         try expect(0x3A, "after object key")
                         skipWhitespace()
                     }
-                    try transcodeToMsgPack(depth: depth + 1, into: &w, scratch: &scratch)
+                    try transcodeToMsgPack(depth: depth + 1, into: &w)
                     count += 1
                     skipWhitespace()
                     guard pos < bytes.count else { throw fail("unexpected end of input, expected ',' or '\(isMap ? "}" : "]")'") }
@@ -164,7 +164,7 @@ extension JSONScanner {
             }
             try MsgPackWriter.patchContainerHeader(map: isMap, count: count, at: headerPos, in: &w)
         case 0x22:
-            try transcodeString(into: &w, scratch: &scratch)
+            try transcodeString(into: &w)
         case 0x2D, 0x30...0x39:
             let start = pos
             let isInteger = try scanNumber()
@@ -195,22 +195,94 @@ extension JSONScanner {
         }
     }
 
-    /// The JSON string at `pos` as a MessagePack str: copied straight from the input when it
-    /// has no escapes, else unescaped through `scratch`.
-    private mutating func transcodeString(into w: inout ByteWriter, scratch: inout [UInt8]) throws(OrchestraError) {
-        let open = pos
+    /// The JSON string at `pos` as a MessagePack str. Without escapes it is copied straight
+    /// from the input. With escapes it is unescaped straight into `w`, after a header sized
+    /// for its raw length (the unescaped form is never longer); the header is shrunk when the
+    /// unescaped length needs a smaller one.
+    private mutating func transcodeString(into w: inout ByteWriter) throws(OrchestraError) {
         let (start, end, escaped) = try scanStringRaw()
+        let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
         if !escaped {
-            try MsgPackWriter.writeValidStr(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), into: &w)
+            try MsgPackWriter.writeValidStr(raw, into: &w)
             return
         }
-        let after = pos
-        pos = open
-        scratch.removeAll(keepingCapacity: true)
-        try scanString(into: &scratch, decode: true)
-        precondition(pos == after)
-        try MsgPackWriter.writeStrHeader(scratch.count, into: &w)
-        w.append(scratch)
+        let header = MsgPackReader.smallestStrHeader(raw.count)
+        let headerPos = w.count
+        w.reserve(header + raw.count)
+        w.advance(header)
+        JSONScanner.unescapeChecked(raw, into: &w)
+        let n = w.count - headerPos - header
+        if n > 0xFFFF_FFFF {
+            throw OrchestraError(.tooBig, "string of \(n) bytes exceeds MessagePack's 4 GiB limit")
+        }
+        let smallest = MsgPackReader.smallestStrHeader(n)
+        if smallest < header { w.remove(header - smallest, at: headerPos + smallest) }
+        switch smallest {
+        case 1:
+            w.set(0xA0 | UInt8(n), at: headerPos)
+        case 2:
+            w.set(0xD9, at: headerPos); w.set(UInt8(n), at: headerPos + 1)
+        case 3:
+            w.set(0xDA, at: headerPos)
+            w.set(UInt8(n >> 8), at: headerPos + 1); w.set(UInt8(n & 0xFF), at: headerPos + 2)
+        default:
+            w.set(0xDB, at: headerPos)
+            w.set(UInt8(n >> 24 & 0xFF), at: headerPos + 1); w.set(UInt8(n >> 16 & 0xFF), at: headerPos + 2)
+            w.set(UInt8(n >> 8 & 0xFF), at: headerPos + 3); w.set(UInt8(n & 0xFF), at: headerPos + 4)
+        }
+    }
+
+    /// Unescapes the contents of a string that `scanStringRaw` has checked (so every escape
+    /// is well formed, surrogates come in pairs, and no quote or control character is left)
+    /// into room reserved in `w` for `s.count` bytes. Runs between escapes are found 8 bytes
+    /// at a time and copied whole.
+    static func unescapeChecked(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter) {
+        let n = s.count
+        guard n > 0, let p = s.baseAddress else { return }
+        @inline(__always) func hex(_ at: Int) -> UInt32 {
+            var v: UInt32 = 0
+            for k in 0..<4 {
+                let c = p.load(fromByteOffset: at + k, as: UInt8.self)
+                let d = c <= 0x39 ? c &- 0x30 : (c | 0x20) &- 0x57
+                v = v << 4 | UInt32(d)
+            }
+            return v
+        }
+        var i = 0
+        while i < n {
+            let j = firstStringStop(p, from: i, count: n)   // only a backslash stops here
+            w.put(p + i, j - i)
+            if j >= n { break }
+            let e = p.load(fromByteOffset: j + 1, as: UInt8.self)
+            switch e {
+            case 0x75:   // \uXXXX, or a surrogate pair \uD8XX\uDCXX
+                var scalar = hex(j + 2)
+                i = j + 6
+                if scalar >= 0xD800 && scalar <= 0xDBFF {
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (hex(j + 8) - 0xDC00)
+                    i = j + 12
+                }
+                if scalar < 0x80 {
+                    w.put(UInt8(scalar))
+                } else if scalar < 0x800 {
+                    w.put(UInt8(0xC0 | (scalar >> 6))); w.put(UInt8(0x80 | (scalar & 0x3F)))
+                } else if scalar < 0x10000 {
+                    w.put(UInt8(0xE0 | (scalar >> 12))); w.put(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
+                    w.put(UInt8(0x80 | (scalar & 0x3F)))
+                } else {
+                    w.put(UInt8(0xF0 | (scalar >> 18))); w.put(UInt8(0x80 | ((scalar >> 12) & 0x3F)))
+                    w.put(UInt8(0x80 | ((scalar >> 6) & 0x3F))); w.put(UInt8(0x80 | (scalar & 0x3F)))
+                }
+                continue
+            case 0x62: w.put(0x08)   // \b
+            case 0x66: w.put(0x0C)   // \f
+            case 0x6E: w.put(0x0A)   // \n
+            case 0x72: w.put(0x0D)   // \r
+            case 0x74: w.put(0x09)   // \t
+            default: w.put(e)        // \" \\ \/
+            }
+            i = j + 2
+        }
     }
 }
 
@@ -222,9 +294,8 @@ func jsonToMsgPack(_ json: [UInt8], into w: inout ByteWriter, what: @autoclosure
                 throw OrchestraError(.parse, "invalid JSON at byte \(bad): invalid UTF-8")
             }
             var s = JSONScanner(b, maxDepth: DecodeLimits.depthCeiling)
-            var scratch = [UInt8]()
             s.skipWhitespace()
-            try s.transcodeToMsgPack(depth: 0, into: &w, scratch: &scratch)
+            try s.transcodeToMsgPack(depth: 0, into: &w)
             try s.expectEnd()
         }
     } catch {
@@ -433,11 +504,33 @@ struct MsgPackReader {
         }
     }
 
-    /// One value as JSON text in a new array.
-    mutating func transcodeToJSON(depth: Int) throws(OrchestraError) -> [UInt8] {
-        var w = ByteWriter(capacity: min(remaining, 1 << 16) * 9 / 8 + 16)
-        try transcodeToJSON(depth: depth, into: &w)
-        return makeBytes(w.bytes)
+    /// One value as JSON text in a new array, written straight into the array's storage
+    /// (`capacity` bytes, by default a guess from the remaining input); only a text that
+    /// outgrows it is copied from the writer's own memory.
+    mutating func transcodeToJSON(depth: Int, capacity: Int? = nil) throws(OrchestraError) -> [UInt8] {
+        let cap = max(capacity ?? min(remaining, 1 << 16) * 9 / 8 + 16, 16)
+        var failure: OrchestraError? = nil
+        var spill: [UInt8]? = nil
+        let text = [UInt8](unsafeUninitializedCapacity: cap) { buf, initialized in
+            var w = ByteWriter(lending: UnsafeMutableRawPointer(buf.baseAddress), capacity: cap)
+            do throws(OrchestraError) {
+                try transcodeToJSON(depth: depth, into: &w)
+            } catch {
+                failure = error
+                initialized = 0
+                return
+            }
+            if w.isInLentBuffer {
+                initialized = w.count
+            } else {
+                // Too big for the guess: the bytes are in the writer's memory; copied below.
+                initialized = 0
+                spill = makeBytes(w.bytes)
+            }
+        }
+        if let failure { throw failure }
+        if let spill { return spill }
+        return text
     }
 
     /// Checks one value exactly as `transcodeToJSON` does (the same errors at the same
@@ -742,7 +835,7 @@ enum MsgPackEnvelope {
         do {
             return try withBytes(mp) { (b) throws(OrchestraError) -> [UInt8] in
                 var r = MsgPackReader(b, maxDepth: DecodeLimits.depthCeiling)
-                return try r.transcodeToJSON(depth: 0)
+                return try r.transcodeToJSON(depth: 0, capacity: b.count + b.count / 8 + 16)
             }
         } catch {
             preconditionFailure("a checked MessagePack payload did not transcode: \(error.message)")
