@@ -504,11 +504,19 @@ struct MsgPackReader {
         }
     }
 
-    /// One value as JSON text in a new array, written straight into the array's storage
-    /// (`capacity` bytes, by default a guess from the remaining input); only a text that
-    /// outgrows it is copied from the writer's own memory.
-    mutating func transcodeToJSON(depth: Int, capacity: Int? = nil) throws(OrchestraError) -> [UInt8] {
-        let cap = max(capacity ?? min(remaining, 1 << 16) * 9 / 8 + 16, 16)
+    /// One value as JSON text in a new array of exactly its size (for the small values of
+    /// headers, metadata and extensions).
+    mutating func transcodeToJSON(depth: Int) throws(OrchestraError) -> [UInt8] {
+        var w = ByteWriter(capacity: min(remaining, 1 << 16) * 9 / 8 + 16)
+        try transcodeToJSON(depth: depth, into: &w)
+        return makeBytes(w.bytes)
+    }
+
+    /// One value as JSON text in a new array of `capacity` bytes, written straight into the
+    /// array's storage (for a large payload: no second allocation and copy); only a text that
+    /// outgrows `capacity` is copied from the writer's own memory.
+    mutating func transcodeToJSON(depth: Int, capacity: Int) throws(OrchestraError) -> [UInt8] {
+        let cap = max(capacity, 16)
         var failure: OrchestraError? = nil
         var spill: [UInt8]? = nil
         let text = [UInt8](unsafeUninitializedCapacity: cap) { buf, initialized in
