@@ -112,6 +112,7 @@ public final class Message: @unchecked Sendable {
     let payloadJSONCache = Atomic<UnsafeMutableRawPointer?>(nil)
 
     deinit { dropPayloadJSONCache() }
+
     @exclusivity(unchecked) public var contentType: ContentType
     /// The payload holds zlib-deflated bytes of the original payload (`metadata.compressed`).
     @exclusivity(unchecked) public var compressed: Bool
