@@ -71,8 +71,11 @@ extension Message {
         }
     }
 
-    /// Releases the cached JSON text (on a mutation of the payload, or in deinit).
+    /// Releases the cached JSON text (on a mutation of the payload, or in deinit: no reader
+    /// runs at the same time, so a plain load skips the atomic exchange when there is none).
+    @inline(__always)
     func dropPayloadJSONCache() {
+        guard payloadJSONCache.load(ordering: .acquiring) != nil else { return }
         if let p = payloadJSONCache.exchange(nil, ordering: .acquiringAndReleasing) {
             Unmanaged<PayloadText>.fromOpaque(p).release()
         }
