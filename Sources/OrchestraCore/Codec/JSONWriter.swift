@@ -215,8 +215,8 @@ extension JSONWriter {
         try withBytes(s) { (b) throws(OrchestraError) in try writeString(b, into: &w, what: what()) }
     }
 
-    /// Appends valid UTF-8 as a JSON string. Runs without characters to escape are found 8
-    /// bytes at a time and copied whole.
+    /// Appends valid UTF-8 as a JSON string. Runs without characters to escape are found with
+    /// `firstStringStop` (16 or 8 bytes per step) and copied whole.
     static func writeValidString(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter) {
         let n = s.count
         w.reserve(n + 2)

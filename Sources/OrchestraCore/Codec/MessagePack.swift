@@ -234,8 +234,8 @@ extension JSONScanner {
 
     /// Unescapes the contents of a string that `scanStringRaw` has checked (so every escape
     /// is well formed, surrogates come in pairs, and no quote or control character is left)
-    /// into room reserved in `w` for `s.count` bytes. Runs between escapes are found 8 bytes
-    /// at a time and copied whole.
+    /// into room reserved in `w` for `s.count` bytes. Runs between escapes are found with
+    /// `firstStringStop` (16 or 8 bytes per step) and copied whole.
     static func unescapeChecked(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter) {
         let n = s.count
         guard n > 0, let p = s.baseAddress else { return }
