@@ -245,8 +245,13 @@ int orc_msg_header_at(const orc_msg_t *msg, size_t index, const char **key, size
 /** Gets the payload: *data and *len point into the message (valid until the payload is changed or
  *  the last reference is released; *data is non-NULL even for an empty payload);
  *  *content_type (if not NULL) receives its content type. A compressed or encrypted payload
- *  is returned as stored (see orc_msg_is_compressed/orc_msg_is_encrypted). Errors: ORC_EINVAL
- *  (NULL msg, data or len), ORC_ENOTFOUND (no payload). Any thread. */
+ *  is returned as stored (see orc_msg_is_compressed/orc_msg_is_encrypted). A JSON payload is
+ *  always JSON text: one decoded from MessagePack is kept as MessagePack inside the message,
+ *  and the first call transcodes it to JSON text (allocating it) and keeps that text, so later
+ *  calls return the same pointer. Errors: ORC_EINVAL (NULL msg, data or len), ORC_ENOTFOUND
+ *  (no payload). Any thread, also several at once on a message shared read-only: the first
+ *  call's text is published with an atomic compare-exchange (a thread that loses the race
+ *  frees its copy and returns the winner's). */
 int orc_msg_payload(const orc_msg_t *msg, const void **data, size_t *len, orc_content_type_t *content_type);
 
 /** Sets the payload to a copy of `len` bytes at `data` with content type `ct`. JSON payloads

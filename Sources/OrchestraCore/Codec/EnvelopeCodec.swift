@@ -34,7 +34,7 @@ public enum EnvelopeCodec {
 
     /// A first guess at the encoded size (for the initial allocation).
     public static func estimatedSize(_ m: Message) -> Int {
-        256 + (m.payload?.count ?? 0) * 4 / 3
+        256 + m.storedPayloadCount * 4 / 3
     }
 
     public static func encode(_ m: Message, format: WireFormat) throws(OrchestraError) -> [UInt8] {
@@ -232,8 +232,9 @@ enum JSONEnvelope {
                 w.put(0x22)
             } else if m.contentType == .text {
                 try JSONWriter.writeString(p, into: &w, what: "text payload")
-            } else if m.payloadIsCheckedJSON {
-                w.append(p)   // checked when it was decoded or set
+            } else if m.payloadForm != .bytes {
+                // Checked when it was decoded or set, or the JSON text of a checked MessagePack payload.
+                w.append(p)
             } else {
                 try appendValidatedJSON(p, into: &w, what: "JSON payload")
             }
@@ -384,7 +385,7 @@ enum JSONEnvelope {
                 checkedJSON = true
             }
         }
-        return try f.assemble(payload: payload, payloadIsCheckedJSON: checkedJSON)
+        return try f.assemble(payload: payload, payloadForm: checkedJSON ? .checkedJSON : .bytes)
     }
 
     static func envelopeError(_ at: Int, _ message: String) -> OrchestraError {
@@ -565,14 +566,14 @@ struct EnvelopeFields {
     }
 
     /// The message, with the payload the decoder read.
-    func assemble(payload: [UInt8]?, payloadIsCheckedJSON: Bool) throws(OrchestraError) -> Message {
+    func assemble(payload: [UInt8]?, payloadForm: PayloadForm) throws(OrchestraError) -> Message {
         guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
         guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
         try checkDuplicateKeys(extensions, in: "the envelope")
         return Message(
             id: id, type: type, timestamp: timestamp, version: version, source: source, target: target,
             correlationId: correlationId, replyTo: replyTo, ttl: ttl, priority: priority, headers: headers,
-            payload: payload, payloadIsCheckedJSON: payloadIsCheckedJSON, contentType: contentType,
+            payload: payload, payloadForm: payloadForm, contentType: contentType,
             compressed: compressed, encrypted: encrypted, metadata: metadata, extensions: extensions)
     }
 

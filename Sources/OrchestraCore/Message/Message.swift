@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Message priority: four lanes in the queue, LOW..CRITICAL as in the design documents.
 public enum Priority: UInt8, Sendable, CaseIterable, Comparable {
     case low = 0, normal = 1, high = 2, critical = 3
@@ -98,14 +100,19 @@ public final class Message: @unchecked Sendable {
     @exclusivity(unchecked) public var ttl: Int64?
     @exclusivity(unchecked) public var priority: Priority?
     @exclusivity(unchecked) public var headers: [Field]
-    /// The payload bytes (nil: the envelope has no payload). For `.json` they are JSON text.
-    @exclusivity(unchecked) public var payload: [UInt8]? {
-        didSet { payloadIsCheckedJSON = false }
-    }
-    /// True while `payload` holds bytes this library has checked to be one JSON value within
-    /// the depth ceiling (set by the JSON decoder and `setPayload(json:)`, cleared by any change
-    /// of `payload`), so the JSON encoder can copy them without validating them again.
-    @exclusivity(unchecked) var payloadIsCheckedJSON = false
+    /// The payload as stored, in the form `payloadForm` says (nil: no payload). The public
+    /// view is `payload` (Message+Payload.swift), which gives JSON text for a JSON payload
+    /// whatever form it arrived in.
+    @exclusivity(unchecked) var payloadStorage: [UInt8]?
+    /// What `payloadStorage` holds (see `PayloadForm`).
+    @exclusivity(unchecked) var payloadForm: PayloadForm
+    /// The JSON text of a `.msgpack`-form payload, made on first use: a retained
+    /// `PayloadText`, set once by compare-exchange so that readers on several threads may
+    /// fill it (Message+Payload.swift); released when the payload changes or the message dies.
+    let payloadJSONCache = Atomic<UnsafeMutableRawPointer?>(nil)
+
+    deinit { dropPayloadJSONCache() }
+
     @exclusivity(unchecked) public var contentType: ContentType
     /// The payload holds zlib-deflated bytes of the original payload (`metadata.compressed`).
     @exclusivity(unchecked) public var compressed: Bool
@@ -132,8 +139,8 @@ public final class Message: @unchecked Sendable {
         self.ttl = nil
         self.priority = nil
         self.headers = []
-        self.payload = nil
-        self.payloadIsCheckedJSON = false
+        self.payloadStorage = nil
+        self.payloadForm = .bytes
         self.contentType = .json
         self.compressed = false
         self.encrypted = false
@@ -146,7 +153,7 @@ public final class Message: @unchecked Sendable {
     init(
         id: [UInt8], type: [UInt8], timestamp: Int64?, version: [UInt8]?, source: [UInt8]?,
         target: [UInt8]?, correlationId: [UInt8]?, replyTo: [UInt8]?, ttl: Int64?,
-        priority: Priority?, headers: [Field], payload: [UInt8]?, payloadIsCheckedJSON: Bool,
+        priority: Priority?, headers: [Field], payload: [UInt8]?, payloadForm: PayloadForm,
         contentType: ContentType, compressed: Bool, encrypted: Bool, metadata: [Field],
         extensions: [Field]
     ) {
@@ -161,8 +168,8 @@ public final class Message: @unchecked Sendable {
         self.ttl = ttl
         self.priority = priority
         self.headers = headers
-        self.payload = payload
-        self.payloadIsCheckedJSON = payloadIsCheckedJSON
+        self.payloadStorage = payload
+        self.payloadForm = payload == nil ? .bytes : payloadForm
         self.contentType = contentType
         self.compressed = compressed
         self.encrypted = encrypted
@@ -187,8 +194,7 @@ public final class Message: @unchecked Sendable {
         m.ttl = ttl
         m.priority = priority
         m.headers = headers
-        m.payload = payload
-        m.payloadIsCheckedJSON = payloadIsCheckedJSON
+        m.copyPayload(from: self)
         m.contentType = contentType
         m.compressed = compressed
         m.encrypted = encrypted
@@ -245,8 +251,7 @@ public final class Message: @unchecked Sendable {
     /// Sets a JSON payload from JSON text, which must be one valid JSON value.
     public func setPayload(json: [UInt8]) throws(OrchestraError) {
         try JSONValidator.validate(json, limits: .default)
-        payload = json
-        payloadIsCheckedJSON = true
+        setCheckedJSONPayload(json)
         contentType = .json
     }
 
