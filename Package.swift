@@ -14,6 +14,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CSSL", path: "Sources/CSSL"),
         .systemLibrary(name: "COrchestra", path: "Sources/COrchestra"),
+        .systemLibrary(name: "CUV", path: "Sources/CUV", pkgConfig: "libuv"),
         .target(
             name: "OrchestraCore",
             dependencies: ["CZlib", "CSSL"],
@@ -21,7 +22,7 @@ let package = Package(
         ),
         .target(
             name: "OrchestraNet",
-            dependencies: ["OrchestraCore", "CSSL", "CZlib"],
+            dependencies: ["OrchestraCore", "CSSL", "CZlib", "CUV"],
             path: "Sources/OrchestraNet"
         ),
         .target(

@@ -25,6 +25,15 @@ foreach(src IN LISTS ORC_C_TESTS)
   endif()
 endforeach()
 
+# The runtime's shutdown closes every libuv handle and frees what it allocated: valgrind finds
+# no leak and no error in the runtime test.
+find_program(VALGRIND_EXE valgrind)
+if(VALGRIND_EXE)
+  add_test(NAME c.test_runtime.valgrind COMMAND ${VALGRIND_EXE} --quiet --error-exitcode=1
+    --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
+    $<TARGET_FILE:test_runtime>)
+endif()
+
 # The demo (the main job) runs to the end and prints well-formed metrics.
 add_test(NAME c.demo COMMAND ${CMAKE_SOURCE_DIR}/Tests/c/check_demo.sh $<TARGET_FILE:orchestra-demo>)
 
@@ -52,7 +61,7 @@ if(ORC_SWIFT_TESTS)
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   add_test(NAME swift.tests.tsan
     COMMAND ${SWIFT_EXE} test --sanitize=thread --scratch-path ${CMAKE_BINARY_DIR}/swiftpm-tsan
-            --filter "Queue|Router|Metrics"
+            --filter "Queue|Router|Metrics|Runtime|PayloadForm"
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(swift.tests swift.tests.tsan PROPERTIES TIMEOUT 1800 RUN_SERIAL ON)
 endif()
@@ -67,15 +76,16 @@ if(ORC_PYTHON_TESTS)
     TIMEOUT 900)
 endif()
 
-# libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder and the
-# HTTP/1.1 head parsers with the handshake (a separate instrumented build).
+# libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder, the
+# HTTP/1.1 head parsers with the handshake, and permessage-deflate inflation (a separate
+# instrumented build).
 option(ORC_FUZZ_TESTS "Build and run the libFuzzer targets under ctest" ON)
 find_program(ORC_CLANG clang)
 if(ORC_FUZZ_TESTS AND ORC_CLANG)
   set(ORC_FUZZ_DIR ${CMAKE_BINARY_DIR}/fuzz)
   add_test(NAME fuzz.build COMMAND ${CMAKE_SOURCE_DIR}/Tests/fuzz/build.sh ${CMAKE_SOURCE_DIR} ${ORC_FUZZ_DIR})
   set_tests_properties(fuzz.build PROPERTIES FIXTURES_SETUP fuzz TIMEOUT 1200)
-  foreach(fmt json msgpack ws_frames http_head)
+  foreach(fmt json msgpack ws_frames http_head inflate)
     add_test(NAME fuzz.${fmt}
       COMMAND ${CMAKE_SOURCE_DIR}/Tests/fuzz/run.sh ${ORC_FUZZ_DIR}/fuzz_${fmt}
               ${CMAKE_SOURCE_DIR}/Tests/fuzz/corpus/${fmt} ${ORC_FUZZ_DIR}/work-${fmt})

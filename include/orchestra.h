@@ -246,8 +246,13 @@ int orc_msg_header_at(const orc_msg_t *msg, size_t index, const char **key, size
 /** Gets the payload: *data and *len point into the message (valid until the payload is changed or
  *  the last reference is released; *data is non-NULL even for an empty payload);
  *  *content_type (if not NULL) receives its content type. A compressed or encrypted payload
- *  is returned as stored (see orc_msg_is_compressed/orc_msg_is_encrypted). Errors: ORC_EINVAL
- *  (NULL msg, data or len), ORC_ENOTFOUND (no payload). Any thread. */
+ *  is returned as stored (see orc_msg_is_compressed/orc_msg_is_encrypted). A JSON payload is
+ *  always JSON text: one decoded from MessagePack is kept as MessagePack inside the message,
+ *  and the first call transcodes it to JSON text (allocating it) and keeps that text, so later
+ *  calls return the same pointer. Errors: ORC_EINVAL (NULL msg, data or len), ORC_ENOTFOUND
+ *  (no payload). Any thread, also several at once on a message shared read-only: the first
+ *  call's text is published with an atomic compare-exchange (a thread that loses the race
+ *  frees its copy and returns the winner's). */
 int orc_msg_payload(const orc_msg_t *msg, const void **data, size_t *len, orc_content_type_t *content_type);
 
 /** Sets the payload to a copy of `len` bytes at `data` with content type `ct`. JSON payloads
@@ -757,6 +762,72 @@ typedef enum {
  *  NUL-terminated) that the caller frees with orc_buf_free. Errors: ORC_EINVAL (NULL, bad
  *  format), ORC_ENOMEM. Any thread. */
 int orc_metrics_render(orc_metrics_t *m, orc_metrics_format_t format, void **out, size_t *out_len);
+
+/* ============================================================================ RUNTIME */
+/*
+ * A runtime owns a libuv loop on an I/O thread of its own: all network work of the handles made
+ * on it happens there, and their callbacks run there. Any thread may post work to it (a
+ * lock-free mailbox and one wake-up; the loop runs everything posted per wake-up, in posting
+ * order) and start timers on it. orc_runtime_free runs every job already accepted, stops every
+ * timer, closes every handle and joins the thread.
+ */
+
+/** A runtime: an event loop on its own I/O thread. Thread-safe. */
+typedef struct orc_runtime orc_runtime_t;
+
+/** Runtime options. Fill with orc_runtime_options_init() first, then change fields. */
+typedef struct orc_runtime_options {
+    size_t struct_size;          /* set by orc_runtime_options_init */
+    const char *name;            /* NUL-terminated name for messages, copied; may be NULL */
+} orc_runtime_options_t;
+
+/** Fills `opts` with the defaults and sets opts->struct_size. Use orc_runtime_options_init().
+ *  Returns ORC_EINVAL if opts is NULL or struct_size < sizeof(orc_runtime_options_t) of the
+ *  library. Any thread. */
+int orc_runtime_options_init_sized(orc_runtime_options_t *opts, size_t struct_size);
+
+/** Fills `opts` with the defaults. Any thread. */
+static inline void orc_runtime_options_init(orc_runtime_options_t *opts) {
+    (void)orc_runtime_options_init_sized(opts, sizeof *opts);
+}
+
+/** Starts a runtime and its I/O thread. `opts` may be NULL (defaults). On success stores it in
+ *  *out (free it with orc_runtime_free). Errors: ORC_EINVAL (out NULL, options not initialised
+ *  with orc_runtime_options_init, name longer than 1024 bytes or not UTF-8), ORC_EIO (libuv or
+ *  the thread could not be set up). Any thread. */
+int orc_runtime_new(const orc_runtime_options_t *opts, orc_runtime_t **out);
+
+/** Stops and frees a runtime: runs every job already accepted by orc_runtime_post, stops every
+ *  timer (their user_data_free runs), closes every handle, then joins the I/O thread. Posts
+ *  racing with it either run or fail with ORC_ECLOSED. Called from the I/O thread itself (in a
+ *  job or timer callback) it only starts the shutdown, which ends after that callback returns.
+ *  NULL is a no-op. Any thread; no other call on the runtime may follow. */
+void orc_runtime_free(orc_runtime_t *rt);
+
+/** A function run on the I/O thread. */
+typedef void (*orc_runtime_fn)(void *user_data);
+
+/** Runs fn(user_data) on the I/O thread, after every job posted before it. Never blocks and
+ *  never runs fn on the calling thread. Errors: ORC_EINVAL (NULL rt or fn), ORC_ECLOSED (the
+ *  runtime is shutting down: fn will not run). Any thread, including the I/O thread. */
+int orc_runtime_post(orc_runtime_t *rt, orc_runtime_fn fn, void *user_data);
+
+/** Starts a timer: fn(user_data) runs on the I/O thread after delay_ms, then every repeat_ms
+ *  (0: once). user_data_free(user_data), when not NULL, runs on the I/O thread exactly once when
+ *  the timer is gone (a one-shot timer after it fired, a stopped timer, every timer at
+ *  orc_runtime_free). Stores the timer's id (never 0) in *timer_id. Errors: ORC_EINVAL (NULL
+ *  rt, fn or timer_id), ORC_ECLOSED (shutting down: user_data_free is not called). Any thread. */
+int orc_runtime_timer_start(orc_runtime_t *rt, uint64_t delay_ms, uint64_t repeat_ms,
+                            orc_runtime_fn fn, void *user_data,
+                            void (*user_data_free)(void *user_data), uint64_t *timer_id);
+
+/** Stops a timer: fn is not called after this returns (from another thread, a call already
+ *  running on the I/O thread may still finish). Errors: ORC_EINVAL (NULL rt), ORC_ENOTFOUND
+ *  (no such timer, or a one-shot timer that already fired). Any thread. */
+int orc_runtime_timer_stop(orc_runtime_t *rt, uint64_t timer_id);
+
+/** 1 if the caller runs on the runtime's I/O thread, 0 otherwise (also for NULL). Any thread. */
+int orc_runtime_is_io_thread(const orc_runtime_t *rt);
 
 #ifdef __cplusplus
 }

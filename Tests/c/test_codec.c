@@ -305,12 +305,59 @@ static void test_cipher_threads(void) {
     orc_cipher_free(c);
 }
 
+/* A JSON payload decoded from MessagePack: orc_msg_payload gives its JSON text, made on the
+ * first call (from any of several threads at once, on a message shared read-only) and the same
+ * pointer afterwards; encoding it to MessagePack again gives the bytes it was decoded from. */
+#define PAYLOAD_THREADS 4
+struct payload_reader { orc_msg_t *m; const void *p; size_t n; int rc; };
+
+static void *payload_thread(void *arg) {
+    struct payload_reader *r = arg;
+    r->rc = orc_msg_payload(r->m, &r->p, &r->n, NULL);
+    return NULL;
+}
+
+static void test_msgpack_payload_text(void) {
+    static const char json[] = "{\"text\":\"h\u00e9llo\\n\\\"w\\\"\",\"n\":[1,-2,3.5,null,true],\"o\":{}}";
+    orc_msg_t *m = NULL;
+    CHECK_OK(orc_msg_new(S("task.stream"), &m));
+    CHECK_OK(orc_msg_set_payload(m, ORC_CONTENT_JSON, S(json)));
+    void *wire = NULL;
+    size_t wire_len = 0;
+    CHECK_OK(orc_msg_encode_alloc(m, ORC_FORMAT_MSGPACK, &wire, &wire_len));
+    for (int round = 0; round < 20; round++) {
+        orc_msg_t *d = NULL;
+        CHECK_OK(orc_msg_decode(ORC_FORMAT_MSGPACK, wire, wire_len, NULL, &d));
+        struct payload_reader r[PAYLOAD_THREADS];
+        pthread_t t[PAYLOAD_THREADS];
+        for (int i = 0; i < PAYLOAD_THREADS; i++) {
+            r[i] = (struct payload_reader){ d, NULL, 0, -1 };
+            CHECK(pthread_create(&t[i], NULL, payload_thread, &r[i]) == 0);
+        }
+        for (int i = 0; i < PAYLOAD_THREADS; i++) pthread_join(t[i], NULL);
+        const void *p = NULL;
+        size_t n = 0;
+        orc_content_type_t ct = ORC_CONTENT_TEXT;
+        CHECK_OK(orc_msg_payload(d, &p, &n, &ct));
+        CHECK(ct == ORC_CONTENT_JSON && n == sizeof json - 1 && memcmp(p, json, n) == 0);
+        for (int i = 0; i < PAYLOAD_THREADS; i++) CHECK(r[i].rc == ORC_OK && r[i].p == p && r[i].n == n);
+        unsigned char again[512];
+        size_t again_len = 0;
+        CHECK_OK(orc_msg_encode(d, ORC_FORMAT_MSGPACK, again, sizeof again, &again_len));
+        CHECK(again_len == wire_len && memcmp(again, wire, wire_len) == 0);
+        orc_msg_release(d);
+    }
+    orc_buf_free(wire);
+    orc_msg_release(m);
+}
+
 int main(int argc, char **argv) {
     test_options();
     test_encode_sizing();
     test_decode_errors();
     test_compression_and_cipher();
     test_cipher_threads();
+    test_msgpack_payload_text();
     for (int i = 1; i < argc; i++) run_corpus(argv[i]);
     return orc_test_finish("test_codec");
 }

@@ -124,3 +124,61 @@ public func orcFuzzHTTPHead(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32
     }
     return 0
 }
+
+/// Inflates `data` as one permessage-deflate message, in one piece and in pieces cut where the
+/// first byte says, with a 64 KiB limit: both must give the same outcome (the same bytes, or an
+/// error with the same close code), the output never passes the limit, and a message our own
+/// deflater made from the output inflates back to it.
+@_cdecl("orc_fuzz_inflate")
+public func orcFuzzInflate(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let data, size > 0 else { return 0 }
+    let cut = Int(data[0]) + 1
+    let input = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
+    let limit = 64 << 10
+    func run(_ step: Int) -> Result<[UInt8], WebSocketError> {
+        guard let inf = try? MessageInflater(windowBits: 15, noContextTakeover: true, maxMessageSize: limit) else {
+            preconditionFailure("inflater setup")
+        }
+        var out: [UInt8] = []
+        var at = 0
+        repeat {
+            let n = min(step, input.count - at)
+            do {
+                try inf.inflate(UnsafeRawBufferPointer(rebasing: input[at..<(at + n)]), final: at + n == input.count, into: &out)
+            } catch {
+                return .failure(error)
+            }
+            at += n
+        } while at < input.count
+        return .success(out)
+    }
+    let whole = run(max(input.count, 1))
+    let split = run(cut)
+    switch (whole, split) {
+    case (.success(let a), .success(let b)):
+        precondition(a == b, "split inflation differs")
+        precondition(a.count <= limit, "output over the limit")
+        guard let def = try? MessageDeflater(windowBits: 15, noContextTakeover: true) else { preconditionFailure("deflater setup") }
+        var wire: [UInt8] = []
+        a.withUnsafeBytes { try? def.compress($0, into: &wire) }
+        guard let inf = try? MessageInflater(windowBits: 15, noContextTakeover: true, maxMessageSize: limit) else { preconditionFailure() }
+        var back: [UInt8] = []
+        wire.withUnsafeBytes { try? inf.inflate($0, final: true, into: &back) }
+        precondition(back == a, "deflate round trip differs")
+    case (.failure(let a), .failure(let b)):
+        // Where a corrupt stream is detected may depend on the cut, but not the kind of error.
+        precondition(a.closeCode == b.closeCode || a.closeCode == .messageTooBig || b.closeCode == .messageTooBig,
+                     "different errors: \(a) / \(b)")
+    default:
+        // Corrupt data can be noticed in one piece but hidden in a split, or the reverse, only
+        // through the limit; anything else is a bug.
+        let e: WebSocketError
+        switch (whole, split) {
+        case (.failure(let x), _): e = x
+        case (_, .failure(let x)): e = x
+        default: preconditionFailure()
+        }
+        precondition(e.closeCode == .messageTooBig, "only one of the runs failed: \(e)")
+    }
+    return 0
+}

@@ -9,7 +9,7 @@ set -euo pipefail
 src=$1; out=$2
 mkdir -p "$out"
 export PATH="/opt/swift/usr/bin:$PATH"
-inc=(-I "$src/Sources/CZlib" -I "$src/Sources/CSSL" -I "$src/Sources/COrchestra")
+inc=(-I "$src/Sources/CZlib" -I "$src/Sources/CSSL" -I "$src/Sources/COrchestra" -I "$src/Sources/CUV")
 flags=(-O -parse-as-library -sanitize=fuzzer,address)
 cd "$out"
 mapfile -t core < <(find "$src/Sources/OrchestraCore" -name '*.swift' | sort)
@@ -24,17 +24,18 @@ swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -module-name Orchest
 build_target() {  # name, extra C flags
   clang -c -g -O1 -fsanitize=fuzzer-no-link,address -I "$src/include" $2 \
     "$src/Tests/fuzz/fuzz_decode.c" -o "$1.o"
-  swiftc -sanitize=fuzzer,address "$1.o" libOrchestra.a libOrchestraCore.a -lz -lssl -lcrypto \
+  swiftc -sanitize=fuzzer,address "$1.o" libOrchestra.a libOrchestraNetFuzz.a libOrchestraCore.a -lz -lssl -lcrypto -luv \
     -o "$1" 2> "$1.link.log" || { cat "$1.link.log"; exit 1; }
 }
 build_net_target() {  # name, entry point
   clang -c -g -O1 -fsanitize=fuzzer-no-link,address -DORC_FUZZ_ENTRY=$2 \
     "$src/Tests/fuzz/fuzz_net.c" -o "$1.o"
-  swiftc -sanitize=fuzzer,address "$1.o" libOrchestraNetFuzz.a libOrchestraCore.a -lz -lssl -lcrypto \
+  swiftc -sanitize=fuzzer,address "$1.o" libOrchestraNetFuzz.a libOrchestraCore.a -lz -lssl -lcrypto -luv \
     -o "$1" 2> "$1.link.log" || { cat "$1.link.log"; exit 1; }
 }
 build_target fuzz_json "-DORC_FUZZ_FORMAT=ORC_FORMAT_JSON"
 build_target fuzz_msgpack "-DORC_FUZZ_FORMAT=ORC_FORMAT_MSGPACK"
 build_net_target fuzz_ws_frames orc_fuzz_ws_frames
 build_net_target fuzz_http_head orc_fuzz_http_head
+build_net_target fuzz_inflate orc_fuzz_inflate
 echo "fuzz targets built in $out"

@@ -34,7 +34,7 @@ public enum EnvelopeCodec {
 
     /// A first guess at the encoded size (for the initial allocation).
     public static func estimatedSize(_ m: Message) -> Int {
-        256 + (m.payload?.count ?? 0) * 4 / 3
+        256 + m.storedPayloadCount * 4 / 3
     }
 
     public static func encode(_ m: Message, format: WireFormat) throws(OrchestraError) -> [UInt8] {
@@ -234,8 +234,9 @@ enum JSONEnvelope {
                 w.put(0x22)
             } else if m.contentType == .text {
                 try JSONWriter.writeString(p, into: &w, what: "text payload")
-            } else if m.payloadIsCheckedJSON {
-                w.append(p)   // checked when it was decoded or set
+            } else if m.payloadForm != .bytes {
+                // Checked when it was decoded or set, or the JSON text of a checked MessagePack payload.
+                w.append(p)
             } else {
                 try appendValidatedJSON(p, into: &w, what: "JSON payload")
             }
@@ -440,7 +441,7 @@ enum JSONEnvelope {
         }
         return Message(
             text: MessageText(block: text.makeBlock()), timestamp: timestamp, ttl: ttl, priority: priority,
-            payload: payload, payloadIsCheckedJSON: checkedJSON, contentType: contentType,
+            payload: payload, payloadForm: checkedJSON ? .checkedJSON : .bytes, contentType: contentType,
             compressed: compressed, encrypted: encrypted, metadata: metadata, extensions: extensions)
     }
 
@@ -717,7 +718,7 @@ struct EnvelopeFields {
     }
 
     /// The message, with the payload the decoder read.
-    func assemble(payload: [UInt8]?, payloadIsCheckedJSON: Bool) throws(OrchestraError) -> Message {
+    func assemble(payload: [UInt8]?, payloadForm: PayloadForm) throws(OrchestraError) -> Message {
         guard let id else { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
         guard let type else { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
         try checkDuplicateKeys(extensions, in: "the envelope")
@@ -726,7 +727,7 @@ struct EnvelopeFields {
             correlationId: correlationId, replyTo: replyTo, headers: headers)
         return Message(
             text: text, timestamp: timestamp, ttl: ttl, priority: priority,
-            payload: payload, payloadIsCheckedJSON: payloadIsCheckedJSON, contentType: contentType,
+            payload: payload, payloadForm: payloadForm, contentType: contentType,
             compressed: compressed, encrypted: encrypted, metadata: metadata, extensions: extensions)
     }
 

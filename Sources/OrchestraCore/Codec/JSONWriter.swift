@@ -215,8 +215,8 @@ extension JSONWriter {
         try withBytes(s) { (b) throws(OrchestraError) in try writeString(b, into: &w, what: what()) }
     }
 
-    /// Appends valid UTF-8 as a JSON string. Runs without characters to escape are found 8
-    /// bytes at a time and copied whole.
+    /// Appends valid UTF-8 as a JSON string. Runs without characters to escape are found with
+    /// `firstStringStop` (16 or 8 bytes per step) and copied whole.
     static func writeValidString(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter) {
         let n = s.count
         w.reserve(n + 2)
@@ -292,19 +292,41 @@ func swarStringStops(_ w: UInt64) -> UInt64 {
 }
 
 /// The offset of the first byte at or after `from` (below `count`) that is '"', '\' or a
-/// control character, or `count` if there is none; 8 bytes at a time.
+/// control character, or `count` if there is none: 16 bytes per step while 32 or more remain
+/// (behind that test, so short strings do not pay its set-up), then 8 at a time, then bytes.
 @inline(__always)
 func firstStringStop(_ p: UnsafeRawPointer, from: Int, count n: Int) -> Int {
     var j = from
-    while j + 8 <= n {
+    if n &- j >= 32 {
+        j = skipLongStringRun(p, from: j, count: n)
+        if n &- j >= 16 { return j }   // it stopped at a byte to find
+    }
+    // Offsets stay below n, so wrapping arithmetic cannot wrap.
+    while n &- j >= 8 {
         let m = swarStringStops(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self)))
-        if m != 0 { return j + m.trailingZeroBitCount >> 3 }
-        j += 8
+        if m != 0 { return j &+ m.trailingZeroBitCount >> 3 }
+        j &+= 8
     }
     while j < n {
         let c = p.load(fromByteOffset: j, as: UInt8.self)
         if c < 0x20 || c == 0x22 || c == 0x5C { return j }
-        j += 1
+        j &+= 1
     }
     return n
+}
+
+/// Looks 16 bytes per step for '"', '\' or a control character: returns its offset, or the
+/// offset where fewer than 16 bytes remain (a result with 16 or more bytes after it is a find).
+@inline(__always)
+func skipLongStringRun(_ p: UnsafeRawPointer, from: Int, count n: Int) -> Int {
+    var j = from
+    while n &- j >= 16 {
+        let m0 = swarStringStops(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j, as: UInt64.self)))
+        let m1 = swarStringStops(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: j &+ 8, as: UInt64.self)))
+        if m0 | m1 != 0 {
+            return m0 != 0 ? j &+ m0.trailingZeroBitCount >> 3 : j &+ 8 &+ m1.trailingZeroBitCount >> 3
+        }
+        j &+= 16
+    }
+    return j
 }

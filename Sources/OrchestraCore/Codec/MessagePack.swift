@@ -126,7 +126,7 @@ extension JSONScanner {
     /// Transcodes the JSON value at `pos` (whitespace skipped) into MessagePack. Integers must
     /// fit Int64/UInt64; other numbers become float64. Containers get a placeholder header
     /// that is shrunk to the smallest form once the count is known.
-    mutating func transcodeToMsgPack(depth: Int, into w: inout ByteWriter, scratch: inout [UInt8]) throws(OrchestraError) {
+    mutating func transcodeToMsgPack(depth: Int, into w: inout ByteWriter) throws(OrchestraError) {
         let c = try peek("a value")
         switch c {
         case 0x7B, 0x5B:
@@ -146,11 +146,11 @@ extension JSONScanner {
                     skipWhitespace()
                     if isMap {
                         guard try peek("an object key") == 0x22 else { throw fail("expected a string as object key") }
-                        try transcodeString(into: &w, scratch: &scratch)
+                        try transcodeString(into: &w)
                         try expect(0x3A, "after object key")
                         skipWhitespace()
                     }
-                    try transcodeToMsgPack(depth: depth + 1, into: &w, scratch: &scratch)
+                    try transcodeToMsgPack(depth: depth + 1, into: &w)
                     count += 1
                     skipWhitespace()
                     guard pos < bytes.count else { throw fail("unexpected end of input, expected ',' or '\(isMap ? "}" : "]")'") }
@@ -164,7 +164,7 @@ extension JSONScanner {
             }
             try MsgPackWriter.patchContainerHeader(map: isMap, count: count, at: headerPos, in: &w)
         case 0x22:
-            try transcodeString(into: &w, scratch: &scratch)
+            try transcodeString(into: &w)
         case 0x2D, 0x30...0x39:
             let start = pos
             let isInteger = try scanNumber()
@@ -195,22 +195,94 @@ extension JSONScanner {
         }
     }
 
-    /// The JSON string at `pos` as a MessagePack str: copied straight from the input when it
-    /// has no escapes, else unescaped through `scratch`.
-    private mutating func transcodeString(into w: inout ByteWriter, scratch: inout [UInt8]) throws(OrchestraError) {
-        let open = pos
+    /// The JSON string at `pos` as a MessagePack str. Without escapes it is copied straight
+    /// from the input. With escapes it is unescaped straight into `w`, after a header sized
+    /// for its raw length (the unescaped form is never longer); the header is shrunk when the
+    /// unescaped length needs a smaller one.
+    private mutating func transcodeString(into w: inout ByteWriter) throws(OrchestraError) {
         let (start, end, escaped) = try scanStringRaw()
+        let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
         if !escaped {
-            try MsgPackWriter.writeValidStr(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), into: &w)
+            try MsgPackWriter.writeValidStr(raw, into: &w)
             return
         }
-        let after = pos
-        pos = open
-        scratch.removeAll(keepingCapacity: true)
-        try scanString(into: &scratch, decode: true)
-        precondition(pos == after)
-        try MsgPackWriter.writeStrHeader(scratch.count, into: &w)
-        w.append(scratch)
+        let header = MsgPackReader.smallestStrHeader(raw.count)
+        let headerPos = w.count
+        w.reserve(header + raw.count)
+        w.advance(header)
+        JSONScanner.unescapeChecked(raw, into: &w)
+        let n = w.count - headerPos - header
+        if n > 0xFFFF_FFFF {
+            throw OrchestraError(.tooBig, "string of \(n) bytes exceeds MessagePack's 4 GiB limit")
+        }
+        let smallest = MsgPackReader.smallestStrHeader(n)
+        if smallest < header { w.remove(header - smallest, at: headerPos + smallest) }
+        switch smallest {
+        case 1:
+            w.set(0xA0 | UInt8(n), at: headerPos)
+        case 2:
+            w.set(0xD9, at: headerPos); w.set(UInt8(n), at: headerPos + 1)
+        case 3:
+            w.set(0xDA, at: headerPos)
+            w.set(UInt8(n >> 8), at: headerPos + 1); w.set(UInt8(n & 0xFF), at: headerPos + 2)
+        default:
+            w.set(0xDB, at: headerPos)
+            w.set(UInt8(n >> 24 & 0xFF), at: headerPos + 1); w.set(UInt8(n >> 16 & 0xFF), at: headerPos + 2)
+            w.set(UInt8(n >> 8 & 0xFF), at: headerPos + 3); w.set(UInt8(n & 0xFF), at: headerPos + 4)
+        }
+    }
+
+    /// Unescapes the contents of a string that `scanStringRaw` has checked (so every escape
+    /// is well formed, surrogates come in pairs, and no quote or control character is left)
+    /// into room reserved in `w` for `s.count` bytes. Runs between escapes are found with
+    /// `firstStringStop` (16 or 8 bytes per step) and copied whole.
+    static func unescapeChecked(_ s: UnsafeRawBufferPointer, into w: inout ByteWriter) {
+        let n = s.count
+        guard n > 0, let p = s.baseAddress else { return }
+        @inline(__always) func hex(_ at: Int) -> UInt32 {
+            var v: UInt32 = 0
+            for k in 0..<4 {
+                let c = p.load(fromByteOffset: at + k, as: UInt8.self)
+                let d = c <= 0x39 ? c &- 0x30 : (c | 0x20) &- 0x57
+                v = v << 4 | UInt32(d)
+            }
+            return v
+        }
+        var i = 0
+        while i < n {
+            let j = firstStringStop(p, from: i, count: n)   // only a backslash stops here
+            w.put(p + i, j - i)
+            if j >= n { break }
+            let e = p.load(fromByteOffset: j + 1, as: UInt8.self)
+            switch e {
+            case 0x75:   // \uXXXX, or a surrogate pair \uD8XX\uDCXX
+                var scalar = hex(j + 2)
+                i = j + 6
+                if scalar >= 0xD800 && scalar <= 0xDBFF {
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (hex(j + 8) - 0xDC00)
+                    i = j + 12
+                }
+                if scalar < 0x80 {
+                    w.put(UInt8(scalar))
+                } else if scalar < 0x800 {
+                    w.put(UInt8(0xC0 | (scalar >> 6))); w.put(UInt8(0x80 | (scalar & 0x3F)))
+                } else if scalar < 0x10000 {
+                    w.put(UInt8(0xE0 | (scalar >> 12))); w.put(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
+                    w.put(UInt8(0x80 | (scalar & 0x3F)))
+                } else {
+                    w.put(UInt8(0xF0 | (scalar >> 18))); w.put(UInt8(0x80 | ((scalar >> 12) & 0x3F)))
+                    w.put(UInt8(0x80 | ((scalar >> 6) & 0x3F))); w.put(UInt8(0x80 | (scalar & 0x3F)))
+                }
+                continue
+            case 0x62: w.put(0x08)   // \b
+            case 0x66: w.put(0x0C)   // \f
+            case 0x6E: w.put(0x0A)   // \n
+            case 0x72: w.put(0x0D)   // \r
+            case 0x74: w.put(0x09)   // \t
+            default: w.put(e)        // \" \\ \/
+            }
+            i = j + 2
+        }
     }
 }
 
@@ -222,9 +294,8 @@ func jsonToMsgPack(_ json: [UInt8], into w: inout ByteWriter, what: @autoclosure
                 throw OrchestraError(.parse, "invalid JSON at byte \(bad): invalid UTF-8")
             }
             var s = JSONScanner(b, maxDepth: DecodeLimits.depthCeiling)
-            var scratch = [UInt8]()
             s.skipWhitespace()
-            try s.transcodeToMsgPack(depth: 0, into: &w, scratch: &scratch)
+            try s.transcodeToMsgPack(depth: 0, into: &w)
             try s.expectEnd()
         }
     } catch {
@@ -433,11 +504,120 @@ struct MsgPackReader {
         }
     }
 
-    /// One value as JSON text in a new array.
+    /// One value as JSON text in a new array of exactly its size (for the small values of
+    /// headers, metadata and extensions).
     mutating func transcodeToJSON(depth: Int) throws(OrchestraError) -> [UInt8] {
         var w = ByteWriter(capacity: min(remaining, 1 << 16) * 9 / 8 + 16)
         try transcodeToJSON(depth: depth, into: &w)
         return makeBytes(w.bytes)
+    }
+
+    /// One value as JSON text in a new array of `capacity` bytes, written straight into the
+    /// array's storage (for a large payload: no second allocation and copy); only a text that
+    /// outgrows `capacity` is copied from the writer's own memory.
+    mutating func transcodeToJSON(depth: Int, capacity: Int) throws(OrchestraError) -> [UInt8] {
+        let cap = max(capacity, 16)
+        var failure: OrchestraError? = nil
+        var spill: [UInt8]? = nil
+        let text = [UInt8](unsafeUninitializedCapacity: cap) { buf, initialized in
+            var w = ByteWriter(lending: UnsafeMutableRawPointer(buf.baseAddress), capacity: cap)
+            do throws(OrchestraError) {
+                try transcodeToJSON(depth: depth, into: &w)
+            } catch {
+                failure = error
+                initialized = 0
+                return
+            }
+            if w.isInLentBuffer {
+                initialized = w.count
+            } else {
+                // Too big for the guess: the bytes are in the writer's memory; copied below.
+                initialized = 0
+                spill = makeBytes(w.bytes)
+            }
+        }
+        if let failure { throw failure }
+        if let spill { return spill }
+        return text
+    }
+
+    /// Checks one value exactly as `transcodeToJSON` does (the same errors at the same
+    /// offsets) without writing anything. Returns whether the value is in the form
+    /// `jsonToMsgPack` writes for its JSON text (smallest int, str, array and map headers;
+    /// float64, as float32 becomes float64 through JSON), so that copying it gives the same
+    /// bytes as transcoding it to JSON and back.
+    mutating func checkJSONValue(depth: Int) throws(OrchestraError) -> Bool {
+        let start = pos
+        switch try next() {
+        case .null, .bool, .uint: return true
+        case .int(let v): return MsgPackReader.isSmallestInt(v, first: bytes[start], size: pos - start)
+        case .float32(let f):
+            guard f.isFinite else { throw fail("float \(f) has no JSON form", at: start) }
+            return false
+        case .float64(let d):
+            guard d.isFinite else { throw fail("float \(d) has no JSON form", at: start) }
+            return true
+        case .str(let s):
+            if let bad = UTF8Validator.firstInvalidOffset(s) {
+                throw fail("str is not valid UTF-8", at: pos - s.count + bad)
+            }
+            return pos - s.count - start == MsgPackReader.smallestStrHeader(s.count)
+        case .bin:
+            throw fail("bin where a JSON value is expected", at: start)
+        case .ext(let t, _):
+            throw fail("ext type \(t) where a JSON value is expected", at: start)
+        case .array(let n):
+            if depth + 1 > maxDepth { throw tooDeep(at: start) }
+            var smallest = pos - start == MsgPackReader.smallestContainerHeader(n)
+            for _ in 0..<n {
+                if !(try checkJSONValue(depth: depth + 1)) { smallest = false }
+            }
+            return smallest
+        case .map(let n):
+            if depth + 1 > maxDepth { throw tooDeep(at: start) }
+            var smallest = pos - start == MsgPackReader.smallestContainerHeader(n)
+            for _ in 0..<n {
+                let keyStart = pos
+                let k = try readStr("a map key")
+                if pos - k.count - keyStart != MsgPackReader.smallestStrHeader(k.count) { smallest = false }
+                if !(try checkJSONValue(depth: depth + 1)) { smallest = false }
+            }
+            return smallest
+        }
+    }
+
+    /// Whether `v`, read from `size` bytes starting with `first`, is in the form
+    /// `MsgPackWriter.writeInt`/`writeUInt` write (non-negative values as positive fixint or
+    /// uint 8/16/32/64, negative ones as negative fixint or int 8/16/32/64, the smallest that
+    /// holds the value). The value fixes the bytes after the type byte.
+    static func isSmallestInt(_ v: Int64, first: UInt8, size: Int) -> Bool {
+        let want: (UInt8, Int)
+        if v >= 0 {
+            if v < 0x80 { want = (UInt8(v), 1) }
+            else if v <= 0xFF { want = (0xCC, 2) }
+            else if v <= 0xFFFF { want = (0xCD, 3) }
+            else if v <= 0xFFFF_FFFF { want = (0xCE, 5) }
+            else { want = (0xCF, 9) }
+        } else {
+            if v >= -32 { want = (UInt8(bitPattern: Int8(v)), 1) }
+            else if v >= Int64(Int8.min) { want = (0xD0, 2) }
+            else if v >= Int64(Int16.min) { want = (0xD1, 3) }
+            else if v >= Int64(Int32.min) { want = (0xD2, 5) }
+            else { want = (0xD3, 9) }
+        }
+        return first == want.0 && size == want.1
+    }
+
+    /// Bytes of the smallest str header for `n` bytes (fixstr, str 8, str 16, str 32).
+    @inline(__always)
+    static func smallestStrHeader(_ n: Int) -> Int {
+        n < 32 ? 1 : n <= 0xFF ? 2 : n <= 0xFFFF ? 3 : 5
+    }
+
+    /// Bytes of the smallest array or map header for `n` entries (fix, 16, 32).
+    @inline(__always)
+    static func smallestContainerHeader(_ n: Int) -> Int {
+        n < 16 ? 1 : n <= 0xFFFF ? 3 : 5
     }
 }
 
@@ -461,7 +641,7 @@ enum MsgPackEnvelope {
         if m.text.headerCount > 0 { count += 1 }
         if hasMetadata { count += 1 }
         count += m.extensions.count
-        if m.payload != nil { count += 1 }
+        if m.payloadStorage != nil { count += 1 }
 
         try MsgPackWriter.writeContainerHeader(map: true, count: count, into: &w)
         MsgPackWriter.writeKey("id", into: &w)
@@ -525,7 +705,12 @@ enum MsgPackEnvelope {
             for f in others { try writeField(f, into: &w, what: "metadata") }
         }
         for e in m.extensions { try writeField(e, into: &w, what: "extension") }
-        if let p = m.payload {
+        if m.payloadForm == .msgpack, m.contentType == .json, !m.compressed, !m.encrypted,
+           let mp = m.payloadStorage {
+            // Checked at decoding and in the form jsonToMsgPack writes: a copy.
+            MsgPackWriter.writeKey("payload", into: &w)
+            w.append(mp)
+        } else if let p = m.payload {
             MsgPackWriter.writeKey("payload", into: &w)
             if m.compressed || m.encrypted || m.contentType == .binary {
                 try MsgPackWriter.writeBin(p, into: &w)
@@ -627,6 +812,7 @@ enum MsgPackEnvelope {
         try f.checkComplete()
         let compressed = f.compressed, encrypted = f.encrypted, contentType = f.contentType
         var payload: [UInt8]? = nil
+        var form = PayloadForm.bytes
         if let start = payloadPos {
             r.pos = start
             if compressed || encrypted || contentType == .binary {
@@ -638,11 +824,31 @@ enum MsgPackEnvelope {
                 payload = makeBytes(b)
             } else if contentType == .text {
                 payload = makeBytes(try r.readStr("a text/plain payload"))
+            } else if try r.checkJSONValue(depth: 1) {
+                // Kept as it arrived; its JSON text is made when asked for (Message.payload).
+                payload = makeBytes(bytes, start, r.pos)
+                form = .msgpack
             } else {
+                // Checked, but not in our encoder's form (e.g. float32, a wider int or header
+                // than needed): kept as JSON text, so that it re-encodes as before.
+                r.pos = start
                 payload = try r.transcodeToJSON(depth: 1)
             }
         }
-        return try f.assemble(payload: payload, payloadIsCheckedJSON: false)
+        return try f.assemble(payload: payload, payloadForm: form)
+    }
+
+    /// The JSON text of a `.msgpack`-form payload (checked by `checkJSONValue` when it was
+    /// decoded, within a depth limit no deeper than the ceiling used here, so this cannot fail).
+    static func jsonText(ofCheckedPayload mp: [UInt8]) -> [UInt8] {
+        do {
+            return try withBytes(mp) { (b) throws(OrchestraError) -> [UInt8] in
+                var r = MsgPackReader(b, maxDepth: DecodeLimits.depthCeiling)
+                return try r.transcodeToJSON(depth: 0, capacity: b.count + b.count / 8 + 16)
+            }
+        } catch {
+            preconditionFailure("a checked MessagePack payload did not transcode: \(error.message)")
+        }
     }
 
     private static func readText(_ r: inout MsgPackReader, _ k: EnvelopeKey) throws(OrchestraError) -> [UInt8] {

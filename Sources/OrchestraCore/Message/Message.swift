@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Message priority: four lanes in the queue, LOW..CRITICAL as in the design documents.
 public enum Priority: UInt8, Sendable, CaseIterable, Comparable {
     case low = 0, normal = 1, high = 2, critical = 3
@@ -93,14 +95,19 @@ public final class Message: @unchecked Sendable {
     /// Time to live in milliseconds; a queue drops the message this long after it was pushed.
     @exclusivity(unchecked) public var ttl: Int64?
     @exclusivity(unchecked) public var priority: Priority?
-    /// The payload bytes (nil: the envelope has no payload). For `.json` they are JSON text.
-    @exclusivity(unchecked) public var payload: [UInt8]? {
-        didSet { payloadIsCheckedJSON = false }
-    }
-    /// True while `payload` holds bytes this library has checked to be one JSON value within
-    /// the depth ceiling (set by the JSON decoder and `setPayload(json:)`, cleared by any change
-    /// of `payload`), so the JSON encoder can copy them without validating them again.
-    @exclusivity(unchecked) var payloadIsCheckedJSON = false
+    /// The payload as stored, in the form `payloadForm` says (nil: no payload). The public
+    /// view is `payload` (Message+Payload.swift), which gives JSON text for a JSON payload
+    /// whatever form it arrived in.
+    @exclusivity(unchecked) var payloadStorage: [UInt8]?
+    /// What `payloadStorage` holds (see `PayloadForm`).
+    @exclusivity(unchecked) var payloadForm: PayloadForm
+    /// The JSON text of a `.msgpack`-form payload, made on first use: a retained
+    /// `PayloadText`, set once by compare-exchange so that readers on several threads may
+    /// fill it (Message+Payload.swift); released when the payload changes or the message dies.
+    let payloadJSONCache = Atomic<UnsafeMutableRawPointer?>(nil)
+
+    deinit { dropPayloadJSONCache() }
+
     @exclusivity(unchecked) public var contentType: ContentType
     /// The payload holds zlib-deflated bytes of the original payload (`metadata.compressed`).
     @exclusivity(unchecked) public var compressed: Bool
@@ -120,8 +127,8 @@ public final class Message: @unchecked Sendable {
         self.timestamp = timestamp
         self.ttl = nil
         self.priority = nil
-        self.payload = nil
-        self.payloadIsCheckedJSON = false
+        self.payloadStorage = nil
+        self.payloadForm = .bytes
         self.contentType = .json
         self.compressed = false
         self.encrypted = false
@@ -133,7 +140,7 @@ public final class Message: @unchecked Sendable {
     /// is set after initialisation, so no access checks or observers run).
     init(
         text: MessageText, timestamp: Int64?, ttl: Int64?,
-        priority: Priority?, payload: [UInt8]?, payloadIsCheckedJSON: Bool,
+        priority: Priority?, payload: [UInt8]?, payloadForm: PayloadForm,
         contentType: ContentType, compressed: Bool, encrypted: Bool, metadata: [Field],
         extensions: [Field]
     ) {
@@ -141,8 +148,8 @@ public final class Message: @unchecked Sendable {
         self.timestamp = timestamp
         self.ttl = ttl
         self.priority = priority
-        self.payload = payload
-        self.payloadIsCheckedJSON = payloadIsCheckedJSON
+        self.payloadStorage = payload
+        self.payloadForm = payload == nil ? .bytes : payloadForm
         self.contentType = contentType
         self.compressed = compressed
         self.encrypted = encrypted
@@ -165,8 +172,7 @@ public final class Message: @unchecked Sendable {
         m.text = text
         m.ttl = ttl
         m.priority = priority
-        m.payload = payload
-        m.payloadIsCheckedJSON = payloadIsCheckedJSON
+        m.copyPayload(from: self)
         m.contentType = contentType
         m.compressed = compressed
         m.encrypted = encrypted
@@ -223,8 +229,7 @@ public final class Message: @unchecked Sendable {
     /// Sets a JSON payload from JSON text, which must be one valid JSON value.
     public func setPayload(json: [UInt8]) throws(OrchestraError) {
         try JSONValidator.validate(json, limits: .default)
-        payload = json
-        payloadIsCheckedJSON = true
+        setCheckedJSONPayload(json)
         contentType = .json
     }
 

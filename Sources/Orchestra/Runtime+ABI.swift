@@ -1,0 +1,100 @@
+// C ABI of the runtime (header section RUNTIME): handle and pointer conversion only.
+import COrchestra
+import Glibc
+import OrchestraCore
+import OrchestraNet
+
+private let maxRuntimeNameLength = 1024
+
+@_cdecl("orc_runtime_options_init_sized")
+public func orc_runtime_options_init_sized(_ opts: UnsafeMutablePointer<orc_runtime_options_t>?, _ structSize: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let o = try required(opts, "opts")
+        let mine = MemoryLayout<orc_runtime_options_t>.size
+        guard structSize >= mine else {
+            throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than this library's orc_runtime_options_t (\(mine) bytes)")
+        }
+        o.pointee = orc_runtime_options_t(struct_size: mine, name: nil)
+    }
+}
+
+@_cdecl("orc_runtime_new")
+public func orc_runtime_new(_ opts: UnsafePointer<orc_runtime_options_t>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        out.pointee = nil
+        var name = "orchestra-io"
+        if let p = opts {
+            let o = p.pointee
+            let mine = MemoryLayout<orc_runtime_options_t>.size
+            guard o.struct_size >= mine else {
+                throw OrchestraError(.invalidArgument, "options not initialised with orc_runtime_options_init (struct_size \(UInt(bitPattern: o.struct_size)), expected at least \(mine))")
+            }
+            if let n = o.name {
+                let len = strnlen(n, maxRuntimeNameLength + 1)
+                guard len <= maxRuntimeNameLength else {
+                    throw OrchestraError(.invalidArgument, "runtime name is longer than \(maxRuntimeNameLength) bytes")
+                }
+                let bytes = UnsafeRawBufferPointer(start: n, count: len)
+                if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+                    throw OrchestraError(.invalidArgument, "runtime name is not valid UTF-8 (byte \(bad))")
+                }
+                name = String(decoding: bytes, as: UTF8.self)
+            }
+        }
+        out.pointee = retainedHandle(try Runtime(name: name))
+    }
+}
+
+@_cdecl("orc_runtime_free")
+public func orc_runtime_free(_ rt: OpaquePointer?) {
+    guard let rt else { return }
+    let r = unmanaged(rt) as Unmanaged<Runtime>
+    r._withUnsafeGuaranteedRef { $0.shutdown() }
+    r.release()
+}
+
+/// A C function pointer and its argument, run on the I/O thread.
+private struct CCall: @unchecked Sendable {
+    let fn: orc_runtime_fn
+    let userData: UnsafeMutableRawPointer?
+    func callAsFunction() { fn(userData) }
+}
+
+@_cdecl("orc_runtime_post")
+public func orc_runtime_post(_ rt: OpaquePointer?, _ fn: orc_runtime_fn?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let runtime = try handle(rt, Runtime.self, "rt")
+        let call = CCall(fn: try required(fn, "fn"), userData: userData)
+        try runtime.post { call() }
+    }
+}
+
+@_cdecl("orc_runtime_timer_start")
+public func orc_runtime_timer_start(
+    _ rt: OpaquePointer?, _ delayMs: UInt64, _ repeatMs: UInt64, _ fn: orc_runtime_fn?,
+    _ userData: UnsafeMutableRawPointer?, _ userDataFree: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?,
+    _ timerID: UnsafeMutablePointer<UInt64>?
+) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let runtime = try handle(rt, Runtime.self, "rt")
+        let call = CCall(fn: try required(fn, "fn"), userData: userData)
+        let out = try required(timerID, "timer_id")
+        let free = userDataFree
+        out.pointee = try runtime.startTimer(delayMs: delayMs, repeatMs: repeatMs, fire: { call() },
+                                             release: { free?(userData) })
+    }
+}
+
+@_cdecl("orc_runtime_timer_stop")
+public func orc_runtime_timer_stop(_ rt: OpaquePointer?, _ timerID: UInt64) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        try handle(rt, Runtime.self, "rt").stopTimer(timerID)
+    }
+}
+
+@_cdecl("orc_runtime_is_io_thread")
+public func orc_runtime_is_io_thread(_ rt: OpaquePointer?) -> Int32 {
+    guard let rt else { return 0 }
+    return (unmanaged(rt) as Unmanaged<Runtime>)._withUnsafeGuaranteedRef { $0.isIOThread } ? 1 : 0
+}

@@ -1,0 +1,306 @@
+import CUV
+import Glibc
+import OrchestraCore
+import Synchronization
+
+/// A libuv loop on an I/O thread of its own (DESIGN.md section 3), like a ZeroMQ context: all
+/// socket work happens on that thread and nothing else touches its libuv handles.
+///
+/// Any thread may `post` work to it. Posts go through a lock-free multi-producer mailbox (a
+/// Treiber stack the loop takes whole and reverses, so jobs run in the order they were posted)
+/// and one `uv_async_t`; libuv coalesces wake-ups, so the loop drains the whole mailbox per
+/// wake-up. Timers run their callbacks on the I/O thread.
+///
+/// `shutdown()` (also run by `deinit`) runs every job already accepted, stops every timer,
+/// closes every handle, lets the loop finish and joins the thread. A post that races with it
+/// either runs or is refused with `.closed`; none is lost.
+public final class Runtime: @unchecked Sendable {
+    /// One posted job: a node of the mailbox stack.
+    final class Job {
+        let run: () -> Void
+        var next: Unmanaged<Job>? = nil
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
+    /// A timer, owned by the I/O thread (created, fired and closed there).
+    final class Timer {
+        let id: UInt64
+        let delayMs: UInt64
+        let repeatMs: UInt64
+        let fire: () -> Void
+        let release: () -> Void
+        var handle: UnsafeMutablePointer<uv_timer_t>? = nil
+        init(id: UInt64, delayMs: UInt64, repeatMs: UInt64, fire: @escaping () -> Void, release: @escaping () -> Void) {
+            self.id = id
+            self.delayMs = delayMs
+            self.repeatMs = repeatMs
+            self.fire = fire
+            self.release = release
+        }
+    }
+
+    public let name: String
+    private let loop: UnsafeMutablePointer<uv_loop_t>
+    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    private var thread = pthread_t()
+    /// Mailbox top: the bit pattern of an `Unmanaged<Job>` (+1), 0 when empty.
+    private let mailbox = Atomic<UInt>(0)
+    /// Set once shutdown begins; posts are refused from then on.
+    private let stopping = Atomic<Bool>(false)
+    /// Posts between their `stopping` check and their wake-up call: shutdown waits for them, so
+    /// no accepted job is left in the mailbox and no `uv_async_send` follows the handle's close.
+    private let posting = Atomic<Int>(0)
+    private let joined = Atomic<Bool>(false)
+    /// Timers by id. Guarded by `timersLock` (ids are handed out and cancelled from any thread);
+    /// the `uv_timer_t` handles themselves are only touched on the I/O thread.
+    private let timersLock = PthreadLock()
+    private var timers: [UInt64: Timer] = [:]
+    private var nextTimerId: UInt64 = 0
+    /// The I/O thread's `pthread_t` bits, set by that thread when it starts.
+    private let ioThread = Atomic<UInt>(0)
+
+    /// Starts the loop thread. Throws `.io` when libuv or the thread cannot be set up.
+    public init(name: String = "orchestra-io") throws(OrchestraError) {
+        self.name = name
+        loop = .allocate(capacity: 1)
+        wakeup = .allocate(capacity: 1)
+        var rc = uv_loop_init(loop)
+        if rc != 0 {
+            loop.deallocate()
+            wakeup.deallocate()
+            throw OrchestraError(.io, "uv_loop_init failed: \(Runtime.uvError(rc))")
+        }
+        rc = uv_async_init(loop, wakeup) { handle in
+            guard let rt = Runtime.owner(of: handle) else { return }
+            rt.drainMailbox()
+        }
+        if rc != 0 {
+            uv_loop_close(loop)
+            loop.deallocate()
+            wakeup.deallocate()
+            throw OrchestraError(.io, "uv_async_init failed: \(Runtime.uvError(rc))")
+        }
+        // The handles point back at the runtime without a reference: the runtime outlives them
+        // (shutdown closes them and joins the thread before deinit frees anything).
+        wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        // The I/O thread holds a reference until its loop ends: the runtime cannot go away under
+        // a running loop. (So `shutdown()` must be called; the C ABI's orc_runtime_free does.)
+        let ctx = Unmanaged.passRetained(self).toOpaque()
+        rc = pthread_create(&thread, nil, { arg in
+            let rt = Unmanaged<Runtime>.fromOpaque(arg!).takeRetainedValue()
+            rt.ioThread.store(UInt(pthread_self()), ordering: .releasing)
+            uv_run(rt.loop, UV_RUN_DEFAULT)
+            return nil
+        }, ctx)
+        if rc != 0 {
+            Unmanaged<Runtime>.fromOpaque(ctx).release()
+            uv_close(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self), nil)
+            uv_run(loop, UV_RUN_DEFAULT)
+            uv_loop_close(loop)
+            loop.deallocate()
+            wakeup.deallocate()
+            throw OrchestraError(.io, "cannot start the I/O thread: \(String(cString: strerror(rc)))")
+        }
+    }
+
+    deinit {
+        // Runs after the loop ended (the I/O thread held a reference until then), possibly on
+        // the I/O thread itself when it dropped the last reference: then nobody joins it.
+        if pthread_equal(pthread_self(), thread) != 0 {
+            pthread_detach(thread)
+        } else if !joined.exchange(true, ordering: .acquiringAndReleasing) {
+            pthread_join(thread, nil)
+        }
+        uv_loop_close(loop)
+        loop.deallocate()
+        wakeup.deallocate()
+    }
+
+    private static func owner(of handle: UnsafeMutablePointer<uv_async_t>?) -> Runtime? {
+        guard let data = handle?.pointee.data else { return nil }
+        return Unmanaged<Runtime>.fromOpaque(data).takeUnretainedValue()
+    }
+
+    static func uvError(_ rc: Int32) -> String {
+        String(cString: uv_strerror(rc))
+    }
+
+    /// Whether the caller runs on this runtime's I/O thread.
+    public var isIOThread: Bool {
+        ioThread.load(ordering: .acquiring) == UInt(pthread_self())
+    }
+
+    // MARK: Posting
+
+    /// Runs `job` on the I/O thread, after every job posted before it. Any thread. Throws
+    /// `.closed` once shutdown has begun.
+    public func post(_ job: @escaping () -> Void) throws(OrchestraError) {
+        posting.add(1, ordering: .sequentiallyConsistent)
+        defer { posting.subtract(1, ordering: .sequentiallyConsistent) }
+        if stopping.load(ordering: .sequentiallyConsistent) {
+            throw OrchestraError(.closed, "runtime \"\(name)\" is shutting down")
+        }
+        let node = Unmanaged.passRetained(Job(job))
+        let bits = UInt(bitPattern: node.toOpaque())
+        var top = mailbox.load(ordering: .relaxed)
+        while true {
+            node._withUnsafeGuaranteedRef { $0.next = top == 0 ? nil : Unmanaged<Job>.fromOpaque(UnsafeRawPointer(bitPattern: top)!) }
+            let (done, seen) = mailbox.compareExchange(expected: top, desired: bits, ordering: .acquiringAndReleasing)
+            if done { break }
+            top = seen
+        }
+        uv_async_send(wakeup)
+    }
+
+    /// On the I/O thread: takes every posted job and runs them in posting order.
+    private func drainMailbox() {
+        while true {
+            let top = mailbox.exchange(0, ordering: .acquiring)
+            if top == 0 { break }
+            // The stack is newest first: reverse it.
+            var reversed: Unmanaged<Job>? = nil
+            var cur: Unmanaged<Job>? = Unmanaged<Job>.fromOpaque(UnsafeRawPointer(bitPattern: top)!)
+            while let c = cur {
+                let next = c._withUnsafeGuaranteedRef { $0.next }
+                c._withUnsafeGuaranteedRef { $0.next = reversed }
+                reversed = c
+                cur = next
+            }
+            while let c = reversed {
+                let job = c.takeRetainedValue()
+                reversed = job.next
+                job.next = nil
+                job.run()
+            }
+        }
+        if stopping.load(ordering: .acquiring) { closeEverything() }
+    }
+
+    // MARK: Timers
+
+    /// Starts a timer: `fire` runs on the I/O thread after `delayMs`, then every `repeatMs`
+    /// (0: once). `release` runs on the I/O thread once the timer is gone (fired once, stopped,
+    /// or at shutdown). Returns its id. Throws `.closed` once shutdown has begun.
+    public func startTimer(delayMs: UInt64, repeatMs: UInt64, fire: @escaping () -> Void,
+                           release: @escaping () -> Void = {}) throws(OrchestraError) -> UInt64 {
+        let id: UInt64 = timersLock.withLock {
+            nextTimerId &+= 1
+            let t = Timer(id: nextTimerId, delayMs: delayMs, repeatMs: repeatMs, fire: fire, release: release)
+            timers[t.id] = t
+            return t.id
+        }
+        do {
+            try post { [self] in self.armTimer(id) }
+        } catch {
+            _ = timersLock.withLock { timers.removeValue(forKey: id) }
+            throw error
+        }
+        return id
+    }
+
+    /// Stops a timer. Its callback does not run after this returns, except a call already
+    /// running on the I/O thread (when called from another thread). Throws `.notFound` for an
+    /// unknown id or a one-shot timer that already fired.
+    public func stopTimer(_ id: UInt64) throws(OrchestraError) {
+        let t: Timer? = timersLock.withLock { timers.removeValue(forKey: id) }
+        guard let t else { throw OrchestraError(.notFound, "no timer \(id) on runtime \"\(name)\"") }
+        do {
+            try post { [self] in self.disarm(t) }
+        } catch {
+            // Shutting down: closeEverything disarms whatever is still armed; a timer not yet
+            // armed only needs its release.
+            if t.handle == nil { t.release() }
+        }
+    }
+
+    private func armTimer(_ id: UInt64) {
+        guard let t = timersLock.withLock({ timers[id] }) else { return }   // stopped meanwhile
+        let h = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
+        uv_timer_init(loop, h)
+        h.pointee.data = Unmanaged.passRetained(t).toOpaque()
+        t.handle = h
+        uv_timer_start(h, { h in
+            guard let h, let data = h.pointee.data else { return }
+            let t = Unmanaged<Runtime.Timer>.fromOpaque(data).takeUnretainedValue()
+            let rt = Unmanaged<Runtime>.fromOpaque(h.pointee.loop.pointee.data).takeUnretainedValue()
+            if t.repeatMs == 0 {
+                // A one-shot timer is gone once it fires.
+                let stillThere = rt.timersLock.withLock { rt.timers.removeValue(forKey: t.id) != nil }
+                if stillThere { t.fire() }
+                rt.disarm(t)
+            } else if rt.timersLock.withLock({ rt.timers[t.id] != nil }) {
+                t.fire()   // (a stopped timer's pending disarm has not run yet: skip)
+            }
+        }, t.delayMs, t.repeatMs)
+    }
+
+    /// On the I/O thread: stops and closes a timer's handle; `release` runs when it is closed.
+    private func disarm(_ t: Timer) {
+        guard let h = t.handle else { t.release(); return }
+        t.handle = nil
+        uv_timer_stop(h)
+        uv_close(UnsafeMutableRawPointer(h).assumingMemoryBound(to: uv_handle_t.self)) { hh in
+            guard let hh else { return }
+            let h = UnsafeMutableRawPointer(hh).assumingMemoryBound(to: uv_timer_t.self)
+            if let data = h.pointee.data {
+                let t = Unmanaged<Runtime.Timer>.fromOpaque(data).takeRetainedValue()
+                t.release()
+            }
+            h.deallocate()
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// Runs every accepted job, stops every timer, closes every handle and joins the I/O thread.
+    /// Idempotent. From the I/O thread itself (inside a job or a timer) it only begins the
+    /// shutdown: the loop ends after the current callback.
+    public func shutdown() {
+        if !stopping.exchange(true, ordering: .sequentiallyConsistent) {
+            // Wait for posts that passed their check before we set the flag.
+            while posting.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
+            uv_async_send(wakeup)
+        }
+        if isIOThread { return }
+        if !joined.exchange(true, ordering: .acquiringAndReleasing) {
+            pthread_join(thread, nil)
+        }
+    }
+
+    /// On the I/O thread, once stopping: every timer and the wake-up handle are closed, so
+    /// `uv_run` returns when their close callbacks have run.
+    private func closeEverything() {
+        let all: [Timer] = timersLock.withLock {
+            let v = Array(timers.values)
+            timers.removeAll()
+            return v
+        }
+        for t in all.sorted(by: { $0.id < $1.id }) { disarm(t) }
+        let wh = UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)
+        if uv_is_closing(wh) == 0 { uv_close(wh, nil) }
+    }
+}
+
+/// A pthread mutex for state shared with the I/O thread (ThreadSanitizer sees it).
+final class PthreadLock: @unchecked Sendable {
+    private let m: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        m = .allocate(capacity: 1)
+        m.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(m, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
+
+    @inline(__always)
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
+}

@@ -1,0 +1,168 @@
+/* C ABI tests of the runtime (section RUNTIME of orchestra.h): posts from many threads all run,
+ * in order per thread, on the I/O thread; timers fire, repeat, stop; every user_data_free runs
+ * exactly once; orc_runtime_free runs what was accepted and refuses what comes after; NULL
+ * arguments. ctest also runs this program under valgrind (no leak, no error). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "orc_test.h"
+
+static void nothing(void *ud) { (void)ud; }
+
+static void test_options_and_nulls(void) {
+    orc_runtime_options_t o;
+    orc_runtime_options_init(&o);
+    CHECK(o.struct_size == sizeof o);
+    CHECK(o.name == NULL);
+    CHECK_RC(orc_runtime_options_init_sized(NULL, sizeof o), ORC_EINVAL);
+    CHECK_RC(orc_runtime_options_init_sized(&o, 4), ORC_EINVAL);
+    orc_runtime_t *rt = NULL;
+    CHECK_RC(orc_runtime_new(NULL, NULL), ORC_EINVAL);
+    orc_runtime_options_t bad;
+    memset(&bad, 0, sizeof bad);
+    CHECK_RC(orc_runtime_new(&bad, &rt), ORC_EINVAL);
+    CHECK(strstr(orc_last_error(), "orc_runtime_options_init") != NULL);
+    orc_runtime_options_init(&o);
+    o.name = "\xff";
+    CHECK_RC(orc_runtime_new(&o, &rt), ORC_EINVAL);
+    CHECK(rt == NULL);
+    o.name = "test-rt";
+    CHECK_OK(orc_runtime_new(&o, &rt));
+    CHECK_RC(orc_runtime_post(NULL, nothing, NULL), ORC_EINVAL);
+    CHECK_RC(orc_runtime_post(rt, NULL, NULL), ORC_EINVAL);
+    uint64_t id = 0;
+    CHECK_RC(orc_runtime_timer_start(NULL, 1, 0, nothing, NULL, NULL, &id), ORC_EINVAL);
+    CHECK_RC(orc_runtime_timer_start(rt, 1, 0, NULL, NULL, NULL, &id), ORC_EINVAL);
+    CHECK_RC(orc_runtime_timer_start(rt, 1, 0, nothing, NULL, NULL, NULL), ORC_EINVAL);
+    CHECK_RC(orc_runtime_timer_stop(NULL, 1), ORC_EINVAL);
+    CHECK_RC(orc_runtime_timer_stop(rt, 12345), ORC_ENOTFOUND);
+    CHECK(orc_runtime_is_io_thread(NULL) == 0);
+    CHECK(orc_runtime_is_io_thread(rt) == 0);
+    orc_runtime_free(rt);
+    orc_runtime_free(NULL);
+}
+
+/* ---- posts from several threads: every one runs once, on the I/O thread, in order per poster */
+enum { POSTERS = 4, POSTS = 5000 };
+struct post_state {
+    orc_runtime_t *rt;
+    atomic_int ran;
+    atomic_int off_thread;      /* jobs that ran somewhere else than the I/O thread */
+    int last_seen[POSTERS];     /* only touched on the I/O thread */
+    atomic_int out_of_order;
+};
+struct post_job { struct post_state *st; int poster; int seq; };
+
+static void run_job(void *ud) {
+    struct post_job *j = ud;
+    struct post_state *st = j->st;
+    if (!orc_runtime_is_io_thread(st->rt)) atomic_fetch_add(&st->off_thread, 1);
+    if (j->seq != st->last_seen[j->poster] + 1) atomic_fetch_add(&st->out_of_order, 1);
+    st->last_seen[j->poster] = j->seq;
+    atomic_fetch_add(&st->ran, 1);
+    free(j);
+}
+
+struct poster_arg { struct post_state *st; int poster; int failures; };
+static void *poster(void *arg) {
+    struct poster_arg *a = arg;
+    for (int i = 1; i <= POSTS; i++) {
+        struct post_job *j = malloc(sizeof *j);
+        j->st = a->st; j->poster = a->poster; j->seq = i;
+        if (orc_runtime_post(a->st->rt, run_job, j) != ORC_OK) { free(j); a->failures++; }
+    }
+    return NULL;
+}
+
+static void test_posts(void) {
+    struct post_state st;
+    memset(&st, 0, sizeof st);
+    CHECK_OK(orc_runtime_new(NULL, &st.rt));
+    pthread_t t[POSTERS];
+    struct poster_arg args[POSTERS];
+    for (int i = 0; i < POSTERS; i++) {
+        args[i] = (struct poster_arg){ &st, i, 0 };
+        CHECK(pthread_create(&t[i], NULL, poster, &args[i]) == 0);
+    }
+    int failures = 0;
+    for (int i = 0; i < POSTERS; i++) { pthread_join(t[i], NULL); failures += args[i].failures; }
+    CHECK(failures == 0);
+    /* free runs every accepted job before it returns */
+    orc_runtime_free(st.rt);
+    CHECK(atomic_load(&st.ran) == POSTERS * POSTS);
+    CHECK(atomic_load(&st.off_thread) == 0);
+    CHECK(atomic_load(&st.out_of_order) == 0);
+}
+
+/* ---- timers */
+struct timer_state {
+    orc_runtime_t *rt;
+    atomic_int fired_once, fired_repeat, freed, fired_stopped;
+    atomic_int order_ok;
+    uint64_t repeat_id;
+};
+static void fire_once(void *ud) { struct timer_state *s = ud; atomic_fetch_add(&s->fired_once, 1); }
+static void fire_repeat(void *ud) {
+    struct timer_state *s = ud;
+    /* a repeating timer stops itself from its own callback after 3 runs */
+    if (atomic_fetch_add(&s->fired_repeat, 1) + 1 == 3) {
+        if (orc_runtime_timer_stop(s->rt, s->repeat_id) != ORC_OK) atomic_store(&s->order_ok, 0);
+    }
+}
+static void fire_stopped(void *ud) { struct timer_state *s = ud; atomic_fetch_add(&s->fired_stopped, 1); }
+static void free_ud(void *ud) { struct timer_state *s = ud; atomic_fetch_add(&s->freed, 1); }
+
+static void test_timers(void) {
+    struct timer_state s;
+    memset(&s, 0, sizeof s);
+    atomic_store(&s.order_ok, 1);
+    CHECK_OK(orc_runtime_new(NULL, &s.rt));
+    uint64_t once = 0, stopped = 0, forever = 0;
+    CHECK_OK(orc_runtime_timer_start(s.rt, 5, 0, fire_once, &s, free_ud, &once));
+    CHECK(once != 0);
+    CHECK_OK(orc_runtime_timer_start(s.rt, 1, 2, fire_repeat, &s, free_ud, &s.repeat_id));
+    CHECK_OK(orc_runtime_timer_start(s.rt, 60000, 0, fire_stopped, &s, free_ud, &stopped));
+    CHECK_OK(orc_runtime_timer_start(s.rt, 60000, 60000, fire_stopped, &s, free_ud, &forever));
+    CHECK_OK(orc_runtime_timer_stop(s.rt, stopped));
+    CHECK_RC(orc_runtime_timer_stop(s.rt, stopped), ORC_ENOTFOUND);
+    /* wait (bounded) for the one-shot and the self-stopping timers */
+    for (int i = 0; i < 2000 && (atomic_load(&s.fired_once) < 1 || atomic_load(&s.fired_repeat) < 3); i++) usleep(1000);
+    usleep(20000);   /* a stopped repeating timer must not fire again */
+    CHECK(atomic_load(&s.fired_once) == 1);
+    CHECK(atomic_load(&s.fired_repeat) == 3);
+    CHECK(atomic_load(&s.order_ok) == 1);
+    CHECK_RC(orc_runtime_timer_stop(s.rt, once), ORC_ENOTFOUND);   /* one-shot: gone once fired */
+    orc_runtime_free(s.rt);   /* stops `forever` */
+    CHECK(atomic_load(&s.fired_stopped) == 0);
+    CHECK(atomic_load(&s.freed) == 4);   /* every timer's user_data_free, exactly once */
+}
+
+/* ---- free refuses later posts; free from inside a job */
+struct self_free { orc_runtime_t *rt; atomic_int done; };
+static void free_from_inside(void *ud) {
+    struct self_free *sf = ud;
+    orc_runtime_free(sf->rt);   /* on the I/O thread: starts the shutdown */
+    atomic_store(&sf->done, 1);
+}
+
+static void test_shutdown(void) {
+    orc_runtime_t *rt = NULL;
+    CHECK_OK(orc_runtime_new(NULL, &rt));
+    struct self_free sf = { rt, 0 };
+    CHECK_OK(orc_runtime_post(rt, free_from_inside, &sf));
+    for (int i = 0; i < 5000 && !atomic_load(&sf.done); i++) usleep(1000);
+    CHECK(atomic_load(&sf.done) == 1);
+    usleep(20000);   /* the I/O thread finishes, detaches and frees the runtime */
+}
+
+int main(void) {
+    test_options_and_nulls();
+    test_posts();
+    test_timers();
+    test_shutdown();
+    return orc_test_finish("test_runtime");
+}
