@@ -739,6 +739,21 @@ enum MsgPackEnvelope {
     }
 
     static func decode(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits) throws(OrchestraError) -> Message {
+        // The text fields and headers go into one TextBlock, as in the JSON decoder.
+        let result: Result<Message, OrchestraError> = withUnsafeTemporaryAllocation(
+            byteCount: JSONEnvelope.scratchText + JSONEnvelope.scratchRecords, alignment: 16
+        ) { scratch in
+            var text = TextCollector(scratch)
+            do throws(OrchestraError) {
+                return .success(try decodeBody(bytes, limits: limits, text: &text))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private static func decodeBody(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits, text: inout TextCollector) throws(OrchestraError) -> Message {
         var r = MsgPackReader(bytes, maxDepth: limits.effectiveDepth)
         guard case .map(let count) = try r.next() else {
             throw r.fail("the envelope must be a map", at: 0)
@@ -762,13 +777,13 @@ enum MsgPackEnvelope {
             if seen & bit != 0 { throw envelopeError(keyPos, "duplicate key \"\(k.name)\"") }
             seen |= bit
             switch k {
-            case .id: f.id = try readText(&r, k)
-            case .type: f.type = try readText(&r, k)
-            case .version: f.version = try readText(&r, k)
-            case .source: f.source = try readText(&r, k)
-            case .target: f.target = try readText(&r, k)
-            case .correlationId: f.correlationId = try readText(&r, k)
-            case .replyTo: f.replyTo = try readText(&r, k)
+            case .id: try collectText(&r, k, .id, &text)
+            case .type: try collectText(&r, k, .type, &text)
+            case .version: try collectText(&r, k, .version, &text)
+            case .source: try collectText(&r, k, .source, &text)
+            case .target: try collectText(&r, k, .target, &text)
+            case .correlationId: try collectText(&r, k, .correlationId, &text)
+            case .replyTo: try collectText(&r, k, .replyTo, &text)
             case .contentType:
                 let v = try readText(&r, k)
                 f.contentType = try EnvelopeFields.contentType(v, at: valuePos)
@@ -779,7 +794,7 @@ enum MsgPackEnvelope {
             case .priority:
                 f.priority = try EnvelopeFields.priority(readInt(&r, k), at: valuePos)
             case .headers:
-                f.headers = try readFields(&r, k)
+                try collectHeaders(&r, k, &text)
             case .metadata:
                 guard case .map(let n) = try r.next() else {
                     throw envelopeError(valuePos, "\"metadata\" must be a map")
@@ -809,7 +824,10 @@ enum MsgPackEnvelope {
         if r.pos != bytes.count {
             throw r.fail("\(bytes.count - r.pos) trailing bytes after the envelope map")
         }
-        try f.checkComplete()
+        // The checks of EnvelopeFields.checkComplete, in its order.
+        if !text.has(.id) { throw OrchestraError(.parse, "invalid envelope: missing required field \"id\"") }
+        if !text.has(.type) { throw OrchestraError(.parse, "invalid envelope: missing required field \"type\"") }
+        try checkDuplicateKeys(f.extensions, in: "the envelope")
         let compressed = f.compressed, encrypted = f.encrypted, contentType = f.contentType
         var payload: [UInt8]? = nil
         var form = PayloadForm.bytes
@@ -835,7 +853,51 @@ enum MsgPackEnvelope {
                 payload = try r.transcodeToJSON(depth: 1)
             }
         }
-        return try f.assemble(payload: payload, payloadForm: form)
+        return Message(
+            text: MessageText(block: text.makeBlock()), timestamp: f.timestamp, ttl: f.ttl,
+            priority: f.priority, payload: payload, payloadForm: form, contentType: contentType,
+            compressed: compressed, encrypted: encrypted, metadata: f.metadata, extensions: f.extensions)
+    }
+
+    /// A str value for text field `k` into the collector, with the checks of `readText`.
+    @inline(__always)
+    private static func collectText(_ r: inout MsgPackReader, _ k: EnvelopeKey, _ field: TextField, _ text: inout TextCollector) throws(OrchestraError) {
+        let at = r.pos
+        let s = try r.readStr("\"\(k.name)\"")
+        if s.count > Message.maxTextFieldLength {
+            throw OrchestraError(.tooBig, "invalid envelope at byte \(at): \"\(k.name)\" is \(s.count) bytes; the limit is \(Message.maxTextFieldLength)")
+        }
+        if s.isEmpty && (k == .id || k == .type) {
+            throw envelopeError(at, "\"\(k.name)\" must not be empty")
+        }
+        let from = text.append(s)
+        text.setField(field, from, text.count)
+    }
+
+    /// The `headers` map into the collector, with the checks of `readFields`: str values are
+    /// kept as text, other values as their JSON text.
+    private static func collectHeaders(_ r: inout MsgPackReader, _ k: EnvelopeKey, _ text: inout TextCollector) throws(OrchestraError) {
+        let at = r.pos
+        guard case .map(let n) = try r.next() else {
+            throw envelopeError(at, "\"\(k.name)\" must be a map")
+        }
+        if r.maxDepth < 2 { throw r.tooDeep(at: at) }
+        for _ in 0..<n {
+            let ks = text.append(try r.readStr("a \(k.name) key"))
+            let ke = text.count
+            let vat = r.pos
+            if vat < r.bytes.count, case let b = r.bytes[vat], (0xA0...0xBF).contains(b) || b == 0xD9 || b == 0xDA || b == 0xDB {
+                let vs = text.append(try r.readStr("a string value"))
+                text.addHeader(ks, ke, vs, text.count, isJSON: false)
+            } else {
+                let json = try r.transcodeToJSON(depth: 2)
+                let vs = json.withUnsafeBytes { text.append($0) }
+                text.addHeader(ks, ke, vs, text.count, isJSON: true)
+            }
+        }
+        if let dup = text.firstDuplicateHeaderKey() {
+            throw envelopeError(at, "duplicate key \"\(String(decoding: dup, as: UTF8.self))\" in \"\(k.name)\"")
+        }
     }
 
     /// The JSON text of a `.msgpack`-form payload (checked by `checkJSONValue` when it was
@@ -882,21 +944,5 @@ enum MsgPackEnvelope {
             }
         }
         return .json(try r.transcodeToJSON(depth: 2))
-    }
-
-    private static func readFields(_ r: inout MsgPackReader, _ k: EnvelopeKey) throws(OrchestraError) -> [Field] {
-        let at = r.pos
-        guard case .map(let n) = try r.next() else {
-            throw envelopeError(at, "\"\(k.name)\" must be a map")
-        }
-        if r.maxDepth < 2 { throw r.tooDeep(at: at) }
-        var fields: [Field] = []
-        fields.reserveCapacity(min(n, 64))
-        for _ in 0..<n {
-            let key = makeBytes(try r.readStr("a \(k.name) key"))
-            fields.append(Field(key: key, value: try readFieldValue(&r)))
-        }
-        do { try checkDuplicateKeys(fields, in: "\"\(k.name)\"") } catch { throw envelopeError(at, error.message) }
-        return fields
     }
 }
