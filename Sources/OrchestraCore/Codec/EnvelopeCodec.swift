@@ -140,8 +140,8 @@ func checkDuplicateKeys(_ fields: [Field], in what: @autoclosure () -> String) t
 
 /// Checks what the encoders need of a message before writing anything.
 func checkEncodable(_ m: Message) throws(OrchestraError) {
-    if (m.text.storage(.id)?.count ?? 0) == 0 { throw OrchestraError(.invalidArgument, "cannot encode: id is empty") }
-    if (m.text.storage(.type)?.count ?? 0) == 0 { throw OrchestraError(.invalidArgument, "cannot encode: type is empty") }
+    if (m.textStorage(.id)?.count ?? 0) == 0 { throw OrchestraError(.invalidArgument, "cannot encode: id is empty") }
+    if (m.textStorage(.type)?.count ?? 0) == 0 { throw OrchestraError(.invalidArgument, "cannot encode: type is empty") }
     if let ttl = m.ttl, ttl < 0 { throw OrchestraError(.invalidArgument, "cannot encode: ttl \(ttl) is negative") }
     for e in m.extensions where EnvelopeKey.lookup(e.key) != nil {
         throw OrchestraError(.invalidArgument, "cannot encode: extension \"\(String(decoding: e.key, as: UTF8.self))\" collides with an envelope field")
@@ -156,30 +156,30 @@ enum JSONEnvelope {
         w.reserve(160)
         w.put(0x7B)
         w.append("\"id\":")
-        try JSONWriter.writeString(m.text.storage(.id) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "id")
+        try JSONWriter.writeString(m.textStorage(.id) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "id")
         w.append(",\"type\":")
-        try JSONWriter.writeString(m.text.storage(.type) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "type")
+        try JSONWriter.writeString(m.textStorage(.type) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "type")
         if let ts = m.timestamp {
             w.append(",\"timestamp\":")
             JSONWriter.writeInt(ts, into: &w)
         }
-        if let v = m.text.storage(.version) {
+        if let v = m.textStorage(.version) {
             w.append(",\"version\":")
             try JSONWriter.writeString(v, into: &w, what: "version")
         }
-        if let v = m.text.storage(.source) {
+        if let v = m.textStorage(.source) {
             w.append(",\"source\":")
             try JSONWriter.writeString(v, into: &w, what: "source")
         }
-        if let v = m.text.storage(.target) {
+        if let v = m.textStorage(.target) {
             w.append(",\"target\":")
             try JSONWriter.writeString(v, into: &w, what: "target")
         }
-        if let v = m.text.storage(.correlationId) {
+        if let v = m.textStorage(.correlationId) {
             w.append(",\"correlationId\":")
             try JSONWriter.writeString(v, into: &w, what: "correlationId")
         }
-        if let v = m.text.storage(.replyTo) {
+        if let v = m.textStorage(.replyTo) {
             w.append(",\"replyTo\":")
             try JSONWriter.writeString(v, into: &w, what: "replyTo")
         }
@@ -196,12 +196,12 @@ enum JSONEnvelope {
         case .text: w.append(",\"contentType\":\"text/plain\"")
         case .binary: w.append(",\"contentType\":\"application/octet-stream\"")
         }
-        let headerCount = m.text.headerCount
+        let headerCount = m.headerCount
         if headerCount > 0 {
             w.append(",\"headers\":{")
             for i in 0..<headerCount {
                 if i > 0 { w.append(0x2C) }
-                try writeHeader(m.text.headerStorage(i), into: &w)
+                try writeHeader(m.headerStorage(at: i), into: &w)
             }
             w.append(0x7D)
         }

@@ -630,45 +630,45 @@ enum MsgPackEnvelope {
         let hasMetadata = m.compressed || m.encrypted || hasOthers
         var count = 2
         if m.timestamp != nil { count += 1 }
-        if m.text.storage(.version) != nil { count += 1 }
-        if m.text.storage(.source) != nil { count += 1 }
-        if m.text.storage(.target) != nil { count += 1 }
-        if m.text.storage(.correlationId) != nil { count += 1 }
-        if m.text.storage(.replyTo) != nil { count += 1 }
+        if m.textStorage(.version) != nil { count += 1 }
+        if m.textStorage(.source) != nil { count += 1 }
+        if m.textStorage(.target) != nil { count += 1 }
+        if m.textStorage(.correlationId) != nil { count += 1 }
+        if m.textStorage(.replyTo) != nil { count += 1 }
         if m.ttl != nil { count += 1 }
         if m.priority != nil { count += 1 }
         if m.contentType != .json { count += 1 }
-        if m.text.headerCount > 0 { count += 1 }
+        if m.headerCount > 0 { count += 1 }
         if hasMetadata { count += 1 }
         count += m.extensions.count
         if m.payloadStorage != nil { count += 1 }
 
         try MsgPackWriter.writeContainerHeader(map: true, count: count, into: &w)
         MsgPackWriter.writeKey("id", into: &w)
-        try MsgPackWriter.writeStr(m.text.storage(.id) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "id")
+        try MsgPackWriter.writeStr(m.textStorage(.id) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "id")
         MsgPackWriter.writeKey("type", into: &w)
-        try MsgPackWriter.writeStr(m.text.storage(.type) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "type")
+        try MsgPackWriter.writeStr(m.textStorage(.type) ?? UnsafeRawBufferPointer(start: nil, count: 0), into: &w, what: "type")
         if let ts = m.timestamp {
             MsgPackWriter.writeKey("timestamp", into: &w)
             MsgPackWriter.writeInt(ts, into: &w)
         }
-        if let v = m.text.storage(.version) {
+        if let v = m.textStorage(.version) {
             MsgPackWriter.writeKey("version", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "version")
         }
-        if let v = m.text.storage(.source) {
+        if let v = m.textStorage(.source) {
             MsgPackWriter.writeKey("source", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "source")
         }
-        if let v = m.text.storage(.target) {
+        if let v = m.textStorage(.target) {
             MsgPackWriter.writeKey("target", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "target")
         }
-        if let v = m.text.storage(.correlationId) {
+        if let v = m.textStorage(.correlationId) {
             MsgPackWriter.writeKey("correlationId", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "correlationId")
         }
-        if let v = m.text.storage(.replyTo) {
+        if let v = m.textStorage(.replyTo) {
             MsgPackWriter.writeKey("replyTo", into: &w)
             try MsgPackWriter.writeStr(v, into: &w, what: "replyTo")
         }
@@ -689,11 +689,11 @@ enum MsgPackEnvelope {
             MsgPackWriter.writeKey("contentType", into: &w)
             MsgPackWriter.writeKey("application/octet-stream", into: &w)
         }
-        let headerCount = m.text.headerCount
+        let headerCount = m.headerCount
         if headerCount > 0 {
             MsgPackWriter.writeKey("headers", into: &w)
             try MsgPackWriter.writeContainerHeader(map: true, count: headerCount, into: &w)
-            for i in 0..<headerCount { try MsgPackWriter.writeHeader(m.text.headerStorage(i), into: &w) }
+            for i in 0..<headerCount { try MsgPackWriter.writeHeader(m.headerStorage(at: i), into: &w) }
         }
         if hasMetadata {
             MsgPackWriter.writeKey("metadata", into: &w)

@@ -266,24 +266,71 @@ extension Message {
     }
 
     // MARK: Views into the storage (the encoders read these; the C ABI hands them out)
+    //
+    // These read the stored parts they need (`text.overridden`, `text.own.x`, `text.block`)
+    // one by one: calling a method of `text` would copy the whole MessageText (retaining and
+    // releasing every reference in it) on every call.
+
+    @inline(__always)
+    func ownText(_ field: TextField) -> [UInt8]? {
+        switch field {
+        case .id: return text.own.id
+        case .type: return text.own.type
+        case .version: return text.own.version
+        case .source: return text.own.source
+        case .target: return text.own.target
+        case .correlationId: return text.own.correlationId
+        case .replyTo: return text.own.replyTo
+        }
+    }
 
     /// The bytes of text field `field` where the message keeps them, or nil when the field is
     /// absent. Valid until that field is changed or the message is freed.
+    @inline(__always)
     public func textStorage(_ field: TextField) -> UnsafeRawBufferPointer? {
-        text.storage(field)
+        if text.overridden & (1 << UInt8(field.rawValue)) != 0 {
+            guard let v = ownText(field) else { return nil }
+            return v.withUnsafeBytes { $0 }   // the stored array's buffer
+        }
+        return text.block?.field(Int(field.rawValue))
+    }
+
+    /// The field's bytes (empty when absent) with what keeps them alive, for a reader that
+    /// may run code which changes the message while it reads them (the router's handlers).
+    @inline(__always)
+    func holdingText(_ field: TextField) -> TextHold {
+        if text.overridden & (1 << UInt8(field.rawValue)) != 0 {
+            let v = ownText(field) ?? []
+            return TextHold(bytes: v.withUnsafeBytes { $0 }, array: v, block: nil)
+        }
+        let block = text.block
+        let b = block.flatMap { $0.field(Int(field.rawValue)) }
+        return TextHold(bytes: b ?? UnsafeRawBufferPointer(start: nil, count: 0), array: nil, block: block)
     }
 
     /// The number of headers.
-    public var headerCount: Int { text.headerCount }
+    public var headerCount: Int {
+        if let h = text.headerFields { return h.count }
+        return text.block?.headerCount ?? 0
+    }
 
     /// Header `index` (0..<headerCount) where the message keeps it: key, value and whether
     /// the value is raw JSON text. Valid until the headers are changed or the message is freed.
     public func headerStorage(at index: Int) -> (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, isJSON: Bool) {
-        text.headerStorage(index)
+        if let fields = text.headerFields {
+            let f = fields[index]   // the stored arrays' buffers
+            let key = f.key.withUnsafeBytes { $0 }
+            switch f.value {
+            case .string(let v): return (key, v.withUnsafeBytes { $0 }, false)
+            case .json(let v): return (key, v.withUnsafeBytes { $0 }, true)
+            }
+        }
+        return text.block.unsafelyUnwrapped.headerAt(index)
     }
 
     /// The index of the first header named `key`, or nil.
     public func headerIndex(_ key: UnsafeRawBufferPointer) -> Int? {
-        text.headerIndex(key)
+        for i in 0..<headerCount where equalBytes(headerStorage(at: i).key, key) { return i }
+        return nil
     }
 }

@@ -262,7 +262,7 @@ public final class Router: @unchecked Sendable {
     /// collects nothing and returns a copy of the middleware list instead; otherwise nil.
     private func route(_ m: Message, middlewareFirst: Bool, _ result: inout PublishResult) throws(OrchestraError) -> [Middleware]? {
         // The subject's bytes stay alive even if a handler changes the message's type.
-        let subject = m.text.holding(.type)
+        let subject = m.holdingText(.type)
         defer { withExtendedLifetime(subject) {} }
         return try Subject.withBytes(subject.bytes) { (bytes) throws(OrchestraError) -> [Middleware]? in
             try Subject.withTokens(bytes, isPattern: false) { tokens -> [Middleware]? in
