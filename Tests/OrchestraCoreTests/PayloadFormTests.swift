@@ -34,11 +34,30 @@ private final class Thread: @unchecked Sendable {
     func join() { pthread_join(tid, nil) }
 }
 
-/// What the reader threads saw, behind a lock.
-private final class Seen: Sendable {
-    private let m = Mutex<[(UInt, [UInt8])]>([])
-    func add(_ p: UnsafeRawPointer?, _ b: [UInt8]) { m.withLock { $0.append((UInt(bitPattern: p), b)) } }
-    var all: [(UInt, [UInt8])] { m.withLock { $0 } }
+/// What the reader threads saw, behind a pthread mutex (TSan does not see the futex inside
+/// Synchronization.Mutex and reported the appends as a race; it does see pthread mutexes).
+private final class Seen: @unchecked Sendable {
+    private var seen: [(UInt, [UInt8])] = []
+    private let m: UnsafeMutablePointer<pthread_mutex_t>
+    init() {
+        m = .allocate(capacity: 1)
+        m.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(m, nil)
+    }
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
+    func add(_ p: UnsafeRawPointer?, _ b: [UInt8]) {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        seen.append((UInt(bitPattern: p), b))
+    }
+    var all: [(UInt, [UInt8])] {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return seen
+    }
 }
 
 @Suite struct PayloadFormTests {
