@@ -85,6 +85,20 @@ func required<T>(_ p: T?, _ what: StaticString) throws(OrchestraError) -> T {
     return p
 }
 
+/// A NUL-terminated UTF-8 option string (names in options structs), at most 1024 bytes.
+func optionName(_ p: UnsafePointer<CChar>, _ what: StaticString) throws(OrchestraError) -> String {
+    let maxLength = 1024
+    let len = strnlen(p, maxLength + 1)
+    guard len <= maxLength else {
+        throw OrchestraError(.invalidArgument, "\(what) is longer than \(maxLength) bytes")
+    }
+    let bytes = UnsafeRawBufferPointer(start: p, count: len)
+    if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+        throw OrchestraError(.invalidArgument, "\(what) is not valid UTF-8 (byte \(bad))")
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
 // MARK: Handles. An orc_x_t* is an unretained Unmanaged<X> reference.
 
 @inline(__always)

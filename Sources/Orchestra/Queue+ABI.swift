@@ -25,8 +25,6 @@ private func msgRef(_ p: OpaquePointer) -> Unmanaged<Message> {
     Unmanaged<Message>.fromOpaque(UnsafeRawPointer(p))
 }
 
-private let maxQueueNameLength = 1024
-
 @_cdecl("orc_queue_options_init_sized")
 public func orc_queue_options_init_sized(_ opts: UnsafeMutablePointer<orc_queue_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
@@ -65,17 +63,7 @@ public func orc_queue_new(_ opts: UnsafePointer<orc_queue_options_t>?, _ out: Un
             options.policy = policy
             options.pushTimeoutMs = o.push_timeout_ms
             options.spinMicroseconds = Int(o.spin_us)
-            if let name = o.name {
-                let len = strnlen(name, maxQueueNameLength + 1)
-                guard len <= maxQueueNameLength else {
-                    throw OrchestraError(.invalidArgument, "queue name is longer than \(maxQueueNameLength) bytes")
-                }
-                let bytes = UnsafeRawBufferPointer(start: name, count: len)
-                if let bad = UTF8Validator.firstInvalidOffset(bytes) {
-                    throw OrchestraError(.invalidArgument, "queue name is not valid UTF-8 (byte \(bad))")
-                }
-                options.name = String(decoding: bytes, as: UTF8.self)
-            }
+            if let name = o.name { options.name = try optionName(name, "queue name") }
         }
         out.pointee = retainedHandle(try MessageQueue(options))
     }

@@ -4,8 +4,6 @@ import Glibc
 import OrchestraCore
 import OrchestraNet
 
-private let maxRuntimeNameLength = 1024
-
 @_cdecl("orc_runtime_options_init_sized")
 public func orc_runtime_options_init_sized(_ opts: UnsafeMutablePointer<orc_runtime_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
@@ -30,17 +28,7 @@ public func orc_runtime_new(_ opts: UnsafePointer<orc_runtime_options_t>?, _ out
             guard o.struct_size >= mine else {
                 throw OrchestraError(.invalidArgument, "options not initialised with orc_runtime_options_init (struct_size \(UInt(bitPattern: o.struct_size)), expected at least \(mine))")
             }
-            if let n = o.name {
-                let len = strnlen(n, maxRuntimeNameLength + 1)
-                guard len <= maxRuntimeNameLength else {
-                    throw OrchestraError(.invalidArgument, "runtime name is longer than \(maxRuntimeNameLength) bytes")
-                }
-                let bytes = UnsafeRawBufferPointer(start: n, count: len)
-                if let bad = UTF8Validator.firstInvalidOffset(bytes) {
-                    throw OrchestraError(.invalidArgument, "runtime name is not valid UTF-8 (byte \(bad))")
-                }
-                name = String(decoding: bytes, as: UTF8.self)
-            }
+            if let n = o.name { name = try optionName(n, "runtime name") }
         }
         out.pointee = retainedHandle(try Runtime(name: name))
     }

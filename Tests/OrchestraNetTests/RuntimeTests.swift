@@ -6,7 +6,7 @@ import Testing
 
 /// A counter and a log shared with the I/O thread, behind a pthread mutex (visible to TSan).
 private final class Log: @unchecked Sendable {
-    private let lock = PthreadLock()
+    private let lock = PthreadMutex()
     private var items: [Int] = []
     func add(_ v: Int) { lock.withLock { items.append(v) } }
     var all: [Int] { lock.withLock { items } }

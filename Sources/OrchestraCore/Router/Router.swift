@@ -112,7 +112,7 @@ public final class Router: @unchecked Sendable {
         var lastFailure: RouterFailure?
     }
 
-    private let lock = RouterLock()
+    private let lock = PthreadMutex()
     /// Guarded by `lock` (which is why it skips the dynamic exclusivity checks: they could
     /// only catch an unlocked access, which would already be a data race).
     @exclusivity(unchecked) private var s = State()

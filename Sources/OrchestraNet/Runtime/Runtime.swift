@@ -53,7 +53,7 @@ public final class Runtime: @unchecked Sendable {
     private let joined = Atomic<Bool>(false)
     /// Timers by id. Guarded by `timersLock` (ids are handed out and cancelled from any thread);
     /// the `uv_timer_t` handles themselves are only touched on the I/O thread.
-    private let timersLock = PthreadLock()
+    private let timersLock = PthreadMutex()
     private var timers: [UInt64: Timer] = [:]
     private var nextTimerId: UInt64 = 0
     /// The I/O thread's `pthread_t` bits, set by that thread when it starts.
@@ -279,28 +279,5 @@ public final class Runtime: @unchecked Sendable {
         for t in all.sorted(by: { $0.id < $1.id }) { disarm(t) }
         let wh = UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)
         if uv_is_closing(wh) == 0 { uv_close(wh, nil) }
-    }
-}
-
-/// A pthread mutex for state shared with the I/O thread (ThreadSanitizer sees it).
-final class PthreadLock: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-
-    init() {
-        m = .allocate(capacity: 1)
-        m.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(m, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deallocate()
-    }
-
-    @inline(__always)
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return try body()
     }
 }
