@@ -40,7 +40,8 @@ public final class Runtime: @unchecked Sendable {
     }
 
     public let name: String
-    private let loop: UnsafeMutablePointer<uv_loop_t>
+    /// The loop: only the I/O thread touches it (the transport creates its handles there).
+    let loop: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
     private var thread = pthread_t()
     /// Mailbox top: the bit pattern of an `Unmanaged<Job>` (+1), 0 when empty.
@@ -58,6 +59,14 @@ public final class Runtime: @unchecked Sendable {
     private var nextTimerId: UInt64 = 0
     /// The I/O thread's `pthread_t` bits, set by that thread when it starts.
     private let ioThread = Atomic<UInt>(0)
+
+    // I/O-thread state of the transport (Transport/RuntimeIO.swift): the read buffer shared by
+    // every connection, the connections with frames to write this loop turn, and the endpoints
+    // (servers, clients) to close at shutdown.
+    var readBuffer: UnsafeMutableRawPointer? = nil
+    var check: UnsafeMutablePointer<uv_check_t>? = nil
+    var dirty: [Connection] = []
+    var endpoints: [ObjectIdentifier: () -> Void] = [:]
 
     /// Starts the loop thread. Throws `.io` when libuv or the thread cannot be set up.
     public init(name: String = "orchestra-io") throws(OrchestraError) {
@@ -115,6 +124,7 @@ public final class Runtime: @unchecked Sendable {
         uv_loop_close(loop)
         loop.deallocate()
         wakeup.deallocate()
+        readBuffer?.deallocate()
     }
 
     private static func owner(of handle: UnsafeMutablePointer<uv_async_t>?) -> Runtime? {
@@ -277,6 +287,7 @@ public final class Runtime: @unchecked Sendable {
             return v
         }
         for t in all.sorted(by: { $0.id < $1.id }) { disarm(t) }
+        closeTransport()
         let wh = UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)
         if uv_is_closing(wh) == 0 { uv_close(wh, nil) }
     }
