@@ -829,6 +829,316 @@ int orc_runtime_timer_stop(orc_runtime_t *rt, uint64_t timer_id);
 /** 1 if the caller runs on the runtime's I/O thread, 0 otherwise (also for NULL). Any thread. */
 int orc_runtime_is_io_thread(const orc_runtime_t *rt);
 
+/* ========================================================================== WEBSOCKET */
+/*
+ * WebSocket servers and clients (RFC 6455, permessage-deflate of RFC 7692) on a runtime. All
+ * socket work runs on the runtime's I/O thread and so do the callbacks. Incoming traffic
+ * reaches the user in two ways, usable together:
+ *   1. callbacks (orc_ws_callbacks_t) on the I/O thread: zero hops; a callback must not block;
+ *   2. a queue (options.queue): each message becomes an orc_msg_t of type "ws.message" whose
+ *      payload is the bytes (content type text/plain for text, application/octet-stream for
+ *      binary) and whose orc_msg_connection_id() names the connection. With queue_events the
+ *      life of connections goes there too: "ws.open", "ws.drain" and "ws.close" (JSON payload
+ *      {"code":N,"reason":"...","clean":true|false}). A full queue never loses a message: the
+ *      connection stops reading until the consumer makes room (TCP slows the peer down).
+ *
+ * Sending (any thread) copies the bytes into a frame and queues it on the connection's send
+ * buffer; frames queued during one loop turn leave in one writev. Past high_watermark a send
+ * returns ORC_WS_ABOVE_HIGH_WATERMARK (queued; wait for on_drain); past max_buffered the
+ * slow-consumer policy applies and the send fails with ORC_EFULL.
+ */
+
+/** A server. Thread-safe; free with orc_server_free. */
+typedef struct orc_server orc_server_t;
+/** A client connection that may reconnect. Thread-safe; free with orc_client_free. */
+typedef struct orc_client orc_client_t;
+/** One WebSocket connection (server or client side). Callbacks receive a borrowed pointer,
+ *  valid until their on_close returns; orc_conn_retain keeps it valid longer (calls on a
+ *  closed connection return ORC_ECLOSED). Thread-safe. */
+typedef struct orc_conn orc_conn_t;
+
+/** Message opcodes. */
+#define ORC_WS_TEXT    1
+#define ORC_WS_BINARY  2
+
+/** orc_conn_send and friends: queued, but the send buffer is above its high watermark. */
+#define ORC_WS_ABOVE_HIGH_WATERMARK 1
+
+/** What happens when a send finds max_buffered bytes already waiting (a slow reader). */
+typedef enum orc_slow_consumer {
+    ORC_SLOW_CONSUMER_CLOSE_1008 = 0,   /* close with 1008 (policy violation); default */
+    ORC_SLOW_CONSUMER_CLOSE_1013 = 1,   /* close with 1013 (try again later) */
+    ORC_SLOW_CONSUMER_DROP = 2          /* drop the message, keep the connection (counted) */
+} orc_slow_consumer_t;
+
+/** Client states, reported through on_state. */
+typedef enum orc_client_state {
+    ORC_CLIENT_CONNECTING = 0,
+    ORC_CLIENT_OPEN = 1,
+    ORC_CLIENT_RECONNECTING = 2,
+    ORC_CLIENT_CLOSING = 3,
+    ORC_CLIENT_CLOSED = 4
+} orc_client_state_t;
+
+/** Settings shared by servers and clients; part of their options (defaults in brackets). */
+typedef struct orc_ws_options {
+    size_t max_frame_size;          /* largest incoming frame payload, close 1009 [16 MiB] */
+    size_t max_message_size;        /* largest incoming message, inflated size, 1009 [16 MiB] */
+    uint32_t ping_interval_ms;      /* heartbeat ping period, 0: none [30000] */
+    uint32_t pong_timeout_ms;       /* no pong within this: the peer is dead, close 1006 [10000] */
+    uint32_t close_timeout_ms;      /* wait for the peer's close after ours [5000] */
+    uint32_t handshake_timeout_ms;  /* opening handshake (server side) [10000] */
+    size_t high_watermark;          /* [1 MiB] */
+    size_t low_watermark;           /* on_drain when the buffer falls to this [256 KiB] */
+    size_t max_buffered;            /* hard limit of the send buffer [16 MiB] */
+    orc_slow_consumer_t slow_consumer;
+    int deflate;                    /* 1: offer (client) / accept (server) permessage-deflate [0] */
+    int server_no_context_takeover; /* deflate parameters to ask for [0] */
+    int client_no_context_takeover; /* [0] */
+    int server_max_window_bits;     /* 8..15, 0: not requested [0] */
+    int client_max_window_bits;     /* 8..15, 0: not requested [0] */
+    size_t compression_threshold;   /* smaller messages go out uncompressed [1024] */
+    int compression_level;          /* zlib level 1..9 [6] */
+    int compression_mem_level;      /* zlib memLevel 1..9 [8] */
+} orc_ws_options_t;
+
+/** Connection callbacks, all optional (NULL), all on the I/O thread. `user_data` is the
+ *  struct's user_data field. */
+typedef struct orc_ws_callbacks {
+    /** The handshake completed. */
+    void (*on_open)(void *user_data, orc_conn_t *conn);
+    /** A whole message; `data` is valid only during the call. */
+    void (*on_message)(void *user_data, orc_conn_t *conn, int opcode, const uint8_t *data, size_t len);
+    /** The send buffer fell to low_watermark after passing high_watermark. */
+    void (*on_drain)(void *user_data, orc_conn_t *conn);
+    /** A pong arrived; rtt_us > 0 when it answered our (heartbeat or orc_conn_ping) ping. */
+    void (*on_pong)(void *user_data, orc_conn_t *conn, uint64_t rtt_us);
+    /** The connection is gone (once, for connections that opened). code: the peer's close
+     *  code, 1005 for a close without one, 1006 without a close frame; reason: NUL-terminated
+     *  UTF-8, valid during the call; clean: both close frames were exchanged. */
+    void (*on_close)(void *user_data, orc_conn_t *conn, int code, const char *reason, int clean);
+    void *user_data;
+} orc_ws_callbacks_t;
+
+/** One HTTP header field: NUL-terminated name and value. */
+typedef struct orc_http_header {
+    const char *name;
+    const char *value;
+} orc_http_header_t;
+
+/** A request as the server hooks see it. Every pointer is valid during the hook only. */
+typedef struct orc_http_request {
+    const char *method;
+    const char *path;
+    const char *query;              /* NULL when the target has no '?' */
+    const char *remote_address;     /* "127.0.0.1:50312", "[::1]:50312" */
+    const char *subprotocol;        /* upgrades: the one the server would choose, or NULL */
+    const orc_http_header_t *headers;
+    size_t header_count;
+} orc_http_request_t;
+
+/** A response a hook fills in. The library copies everything before the hook's caller goes on. */
+typedef struct orc_http_response {
+    int status;                     /* 100..599 */
+    const char *content_type;       /* NULL: none */
+    const uint8_t *body;
+    size_t body_len;
+    const orc_http_header_t *headers;   /* extra fields, may be NULL */
+    size_t header_count;
+} orc_http_response_t;
+
+/** Server options. Fill with orc_server_options_init() first, then change fields. */
+typedef struct orc_server_options {
+    size_t struct_size;             /* set by orc_server_options_init */
+    const char *host;               /* IPv4/IPv6 literal or host name ["127.0.0.1"] */
+    uint16_t port;                  /* 0: ephemeral, read it with orc_server_port [0] */
+    int backlog;                    /* [511] */
+    int ipv6_only;                  /* [0] */
+    const char *const *paths;       /* paths that accept upgrades; NULL/0: every path */
+    size_t path_count;
+    const char *const *subprotocols;    /* ours, best first */
+    size_t subprotocol_count;
+    size_t max_connections;         /* 0: no limit; more get 503 */
+    orc_ws_options_t ws;
+    orc_ws_callbacks_t callbacks;
+    /** Deliver messages (and with queue_events, connection events) into this queue too. The
+     *  server holds a reference to it. */
+    orc_queue_t *queue;
+    int queue_events;
+    /** Upgrade hook (auth, Origin checks), after the RFC 6455 checks pass: return 0 to accept,
+     *  or fill *resp and return non-zero to refuse with it. NULL: accept all. */
+    int (*on_upgrade)(void *user_data, const orc_http_request_t *req, orc_http_response_t *resp);
+    /** Plain HTTP requests (not upgrades, or paths that take none): fill *resp and return 0,
+     *  or return non-zero for 404. NULL: 404 for all. */
+    int (*on_http)(void *user_data, const orc_http_request_t *req, orc_http_response_t *resp);
+    void *hook_user_data;
+    /** Called exactly once when the server lets go of callbacks.user_data and
+     *  hook_user_data (at orc_server_free). May be NULL. */
+    void (*user_data_free)(void *callbacks_user_data, void *hook_user_data);
+} orc_server_options_t;
+
+/** Fills `opts` with the defaults and sets opts->struct_size. Use orc_server_options_init().
+ *  ORC_EINVAL if opts is NULL or struct_size is too small. Any thread. */
+int orc_server_options_init_sized(orc_server_options_t *opts, size_t struct_size);
+
+/** Fills `opts` with the defaults. Any thread. */
+static inline void orc_server_options_init(orc_server_options_t *opts) {
+    (void)orc_server_options_init_sized(opts, sizeof *opts);
+}
+
+/** Makes a server on `rt` (not listening yet; see orc_server_start). Options are copied.
+ *  Errors: ORC_EINVAL (NULL rt/opts/out, options not initialised, a bad setting: the message
+ *  names it). Any thread. */
+int orc_server_new(orc_runtime_t *rt, const orc_server_options_t *opts, orc_server_t **out);
+
+/** Binds and listens; returns once listening. Errors: ORC_EIO (address in use, cannot
+ *  resolve the host; the message says which), ORC_ESTATE (already started), ORC_ECLOSED
+ *  (runtime shutting down). Any thread but the I/O thread. */
+int orc_server_start(orc_server_t *server);
+
+/** The port listened on (0 before orc_server_start or for NULL). Any thread. */
+uint16_t orc_server_port(const orc_server_t *server);
+
+/** Open connections (0 for NULL). Any thread. */
+size_t orc_server_connection_count(const orc_server_t *server);
+
+/** Sends one message to every open connection; the frame is built once and shared.
+ *  Errors: ORC_EINVAL (NULL server, data NULL with len > 0, bad opcode), ORC_ECLOSED. Any
+ *  thread. */
+int orc_server_broadcast(orc_server_t *server, int opcode, const uint8_t *data, size_t len);
+
+/** Sends to the connection with this id (the id of a queued message). Returns like
+ *  orc_conn_send; ORC_ENOTFOUND when no open connection has that id. Any thread. */
+int orc_server_send(orc_server_t *server, uint64_t conn_id, int opcode, const uint8_t *data, size_t len);
+
+/** Closes the connection with this id (see orc_conn_close). ORC_ENOTFOUND when none. */
+int orc_server_close_connection(orc_server_t *server, uint64_t conn_id, int code, const char *reason);
+
+/** Stops listening and starts the closing handshake (code, e.g. 1001, and a UTF-8 reason of
+ *  at most 123 bytes, may be NULL) on every connection. Returns at once. Errors: ORC_EINVAL
+ *  (bad code or reason), ORC_ECLOSED. Any thread. */
+int orc_server_close(orc_server_t *server, int code, const char *reason);
+
+/** Closes (as orc_server_close(1001) when still open) and frees the server; callbacks may
+ *  still run for connections finishing their close until the runtime is freed, never after.
+ *  NULL is a no-op. Any thread but the I/O thread. */
+void orc_server_free(orc_server_t *server);
+
+/** Client options. Fill with orc_client_options_init() first, then change fields. */
+typedef struct orc_client_options {
+    size_t struct_size;             /* set by orc_client_options_init */
+    const orc_http_header_t *headers;   /* extra request fields (copied) */
+    size_t header_count;
+    const char *const *subprotocols;
+    size_t subprotocol_count;
+    uint32_t connect_timeout_ms;    /* connect + handshake, per attempt [10000] */
+    int reconnect;                  /* reconnect after losing the connection [0] */
+    uint32_t reconnect_initial_delay_ms;    /* full-jitter exponential backoff [100] */
+    uint32_t reconnect_max_delay_ms;        /* [30000] */
+    uint32_t reconnect_max_attempts;        /* in a row, 0: no limit [0] */
+    size_t offline_buffer_messages; /* sent while not open: kept and flushed in order [1024] */
+    size_t offline_buffer_bytes;    /* [1 MiB] */
+    orc_ws_options_t ws;
+    orc_ws_callbacks_t callbacks;
+    /** State changes: reason is NUL-terminated, valid during the call (why it reconnects or
+     *  closed; empty otherwise). On the I/O thread. */
+    void (*on_state)(void *user_data, orc_client_t *client, orc_client_state_t state, const char *reason);
+    orc_queue_t *queue;             /* as for servers */
+    int queue_events;
+    /** Called exactly once with callbacks.user_data when the client lets go of it. */
+    void (*user_data_free)(void *user_data);
+} orc_client_options_t;
+
+/** Fills `opts` with the defaults and sets opts->struct_size. Any thread. */
+int orc_client_options_init_sized(orc_client_options_t *opts, size_t struct_size);
+
+/** Fills `opts` with the defaults. Any thread. */
+static inline void orc_client_options_init(orc_client_options_t *opts) {
+    (void)orc_client_options_init_sized(opts, sizeof *opts);
+}
+
+/** Makes a client for `url` ("ws://host:port/path?query"; NUL-terminated) on `rt`; it does not
+ *  connect until orc_client_connect. Messages sent before it opens wait in the offline
+ *  buffer. Errors: ORC_EINVAL (bad URL or setting, named in the message), ORC_ENOTSUP
+ *  (wss:// in this build). Any thread. */
+int orc_client_new(orc_runtime_t *rt, const char *url, const orc_client_options_t *opts, orc_client_t **out);
+
+/** Starts connecting; returns at once (states arrive through on_state). Any thread. */
+int orc_client_connect(orc_client_t *client);
+
+/** Sends a message on the open connection, or into the offline buffer while connecting or
+ *  reconnecting. Returns ORC_OK, ORC_WS_ABOVE_HIGH_WATERMARK, or ORC_EINVAL, ORC_ECLOSED
+ *  (closed for good), ORC_EFULL (offline buffer or send buffer full). Any thread. */
+int orc_client_send(orc_client_t *client, int opcode, const uint8_t *data, size_t len);
+
+/** Pings the open connection (the RTT lands in the stats). ORC_ECLOSED when not open. */
+int orc_client_ping(orc_client_t *client);
+
+/** Closes for good: the closing handshake if open, else stops connecting. code 1000..4999 as
+ *  RFC 6455 allows to send, reason UTF-8 up to 123 bytes or NULL. Any thread. */
+int orc_client_close(orc_client_t *client, int code, const char *reason);
+
+/** The current state (ORC_CLIENT_CLOSED for NULL). Any thread. */
+orc_client_state_t orc_client_state(const orc_client_t *client);
+
+/** Connection counters. */
+typedef struct orc_conn_stats {
+    uint64_t bytes_in, bytes_out;           /* on the wire, frames and handshake */
+    uint64_t messages_in, messages_out;     /* messages received; frames written */
+    uint64_t messages_dropped;              /* by the slow-consumer drop policy */
+    uint64_t errors;                        /* protocol, I/O and policy errors */
+    uint64_t rtt_us;                        /* last ping round trip, 0 before any */
+    uint64_t uptime_us;                     /* since the handshake completed */
+    uint64_t buffered_amount;               /* bytes waiting to be written */
+    uint64_t reconnects;                    /* clients: reconnection attempts so far */
+} orc_conn_stats_t;
+
+/** The open connection's counters (zeros when none is open) plus reconnects. Any thread. */
+int orc_client_stats(const orc_client_t *client, orc_conn_stats_t *out);
+
+/** Closes (as orc_client_close(1000) when still open) and frees the client. NULL is a no-op.
+ *  Any thread but the I/O thread. */
+void orc_client_free(orc_client_t *client);
+
+/** Sends one text (valid UTF-8 is the caller's duty) or binary message. Returns ORC_OK,
+ *  ORC_WS_ABOVE_HIGH_WATERMARK (queued; wait for on_drain), or ORC_EINVAL, ORC_ECLOSED (not
+ *  open), ORC_EFULL (past max_buffered: the slow-consumer policy applied). Any thread. */
+int orc_conn_send(orc_conn_t *conn, int opcode, const uint8_t *data, size_t len);
+
+/** Starts the closing handshake (see orc_client_close for code and reason). Closing a
+ *  closing connection does nothing. Any thread. */
+int orc_conn_close(orc_conn_t *conn, int code, const char *reason);
+
+/** Sends a ping; on_pong reports its round trip. ORC_ECLOSED when not open. Any thread. */
+int orc_conn_ping(orc_conn_t *conn);
+
+/** The connection's id (unique in the process; 0 for NULL). Any thread. */
+uint64_t orc_conn_id(const orc_conn_t *conn);
+
+/** Bytes waiting in the send buffer (0 for NULL). Any thread. */
+size_t orc_conn_buffered_amount(const orc_conn_t *conn);
+
+/** The counters. ORC_EINVAL for NULL. Any thread. */
+int orc_conn_stats(const orc_conn_t *conn, orc_conn_stats_t *out);
+
+/** The request path, the agreed subprotocol (NULL when none) and the peer's address, as
+ *  NUL-terminated strings valid while the connection is referenced. Any thread after
+ *  on_open. */
+const char *orc_conn_path(const orc_conn_t *conn);
+const char *orc_conn_subprotocol(const orc_conn_t *conn);
+const char *orc_conn_remote_address(const orc_conn_t *conn);
+
+/** A pointer-sized slot for the user. Any thread. */
+void orc_conn_set_user_data(orc_conn_t *conn, void *user_data);
+void *orc_conn_user_data(const orc_conn_t *conn);
+
+/** Takes / drops a reference (callbacks' pointers are borrowed). NULL is a no-op. Any thread. */
+orc_conn_t *orc_conn_retain(orc_conn_t *conn);
+void orc_conn_release(orc_conn_t *conn);
+
+/** The connection a received message came from (queue delivery), 0 when none. Any thread. */
+uint64_t orc_msg_connection_id(const orc_msg_t *msg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -117,6 +117,9 @@ public final class Message: @unchecked Sendable {
     @exclusivity(unchecked) public var metadata: [Field]
     /// Top-level fields this version does not know, kept so they survive decode + encode.
     @exclusivity(unchecked) public var extensions: [Field]
+    /// The network connection a received message came from (0: none). Transport metadata,
+    /// never encoded.
+    @exclusivity(unchecked) public var connectionId: UInt64 = 0
 
     /// A message with the given fields. Without an id a random UUID (v4) is generated.
     public init(
@@ -178,6 +181,7 @@ public final class Message: @unchecked Sendable {
         m.encrypted = encrypted
         m.metadata = metadata
         m.extensions = extensions
+        m.connectionId = connectionId
         return m
     }
 

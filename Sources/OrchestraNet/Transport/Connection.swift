@@ -37,6 +37,9 @@ public final class Connection: @unchecked Sendable {
     public var handler: WebSocketHandler?
     /// A pointer-sized slot for the user (the C ABI's `orc_conn_set_user_data`).
     public let userData = Atomic<UInt>(0)
+    /// A slot for a binding's per-connection state (the C ABI keeps C strings of the path and
+    /// subprotocol there). Set on the I/O thread before `didOpen`.
+    public var attachment: AnyObject? = nil
 
     // Handshake results, set on the I/O thread before `didOpen`.
     public internal(set) var path = ""
@@ -69,6 +72,10 @@ public final class Connection: @unchecked Sendable {
     var lastPingAt: UInt64 = 0   // monotonic ms
     var openedAt: UInt64 = 0     // monotonic ns
     var closeAfterFlush = false
+    /// Reading is held (the delivery queue is full): bytes of the current read not yet
+    /// decoded wait in `stash` until `resumeReading`.
+    var held = false
+    var stash: [UInt8] = []
     var writeReq: UnsafeMutablePointer<uv_write_t>? = nil
     var inflight: [FrameBytes] = []
     var inflightBytes = 0
@@ -228,6 +235,27 @@ public final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Stops reading (I/O thread, typically inside `didReceive` when the consumer is full):
+    /// nothing more is delivered until `resumeReading`. The kernel's buffer then fills and
+    /// TCP flow control slows the peer down: nothing is lost.
+    public func holdReading() {
+        guard !held else { return }
+        held = true
+        if let h = tcp { uv_read_stop(streamOf(h)) }
+    }
+
+    /// Delivers what waited and reads again (I/O thread).
+    public func resumeReading() {
+        guard held else { return }
+        held = false
+        if !stash.isEmpty {
+            var s = stash
+            stash = []
+            s.withUnsafeMutableBytes { processFrames($0) }
+        }
+        if !held, phase == .open || phase == .closing, !closeReceived, !closeAfterFlush { startReading() }
+    }
+
     /// Server: writes an HTTP response (a refusal, a plain HTTP answer) and closes after it.
     func respondAndClose(_ bytes: [UInt8]) {
         closeReason = "HTTP request answered"
@@ -271,6 +299,10 @@ public final class Connection: @unchecked Sendable {
     private func processFrames(_ input: UnsafeMutableRawBufferPointer) {
         var off = 0
         while phase == .open || phase == .closing {
+            if held {
+                if off < input.count { stash.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[off...])) }
+                return
+            }
             switch decoder.next(input, offset: &off) {
             case .needMore:
                 return

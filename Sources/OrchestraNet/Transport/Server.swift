@@ -81,7 +81,9 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
     // I/O thread state.
     var listener: UnsafeMutablePointer<uv_tcp_t>? = nil
     var sweep: UnsafeMutablePointer<uv_timer_t>? = nil
+    /// Written on the I/O thread under `connLock`; read there freely, elsewhere under the lock.
     var connections: [UInt64: Connection] = [:]
+    let connLock = PthreadMutex()
     var stopping = false
 
     let boundPort = Atomic<UInt16>(0)
@@ -210,7 +212,7 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
         let c = Connection(id: id, role: .server, runtime: runtime, options: options.websocket, owner: self)
         c.handler = handler
         c.attach(h)
-        connections[id] = c
+        connLock.withLock { connections[id] = c }
         c.startReading()
     }
 
@@ -276,7 +278,7 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
     }
 
     func connectionDidClose(_ c: Connection, code: UInt16, reason: String, clean: Bool, opened: Bool) {
-        connections.removeValue(forKey: c.id)
+        _ = connLock.withLock { connections.removeValue(forKey: c.id) }
         if opened { openCount.wrappingSubtract(1, ordering: .relaxed) }
         if stopping && connections.isEmpty { closeSweep() }
     }
@@ -298,6 +300,11 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
         try runtime.onIOThread { [self] in
             for c in connections.values where c.isOpen { _ = try? c.send(shared: frame) }
         }
+    }
+
+    /// The open connection with this id, or nil. Any thread.
+    public func connection(id: UInt64) -> Connection? {
+        connLock.withLock { connections[id] }.flatMap { $0.isOpen ? $0 : nil }
     }
 
     /// Every open connection, on the I/O thread (inside a handler).
