@@ -61,7 +61,7 @@ if(ORC_SWIFT_TESTS)
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   add_test(NAME swift.tests.tsan
     COMMAND ${SWIFT_EXE} test --sanitize=thread --scratch-path ${CMAKE_BINARY_DIR}/swiftpm-tsan
-            --filter "Queue|Router|Metrics|Runtime|PayloadForm"
+            --filter "Queue|Router|Metrics|Runtime|PayloadForm|Transport"
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(swift.tests swift.tests.tsan PROPERTIES TIMEOUT 1800 RUN_SERIAL ON)
 endif()
@@ -74,6 +74,12 @@ if(ORC_PYTHON_TESTS)
   set_tests_properties(python.tests PROPERTIES
     ENVIRONMENT "ORCHESTRA_LIBRARY=$<TARGET_FILE:orchestra>;PYTHONPATH=${CMAKE_SOURCE_DIR}/bindings/python"
     TIMEOUT 900)
+  # Our echo server and client against python websockets and node ws (Debian node-ws).
+  add_test(NAME interop.tests
+    COMMAND ${Python3_EXECUTABLE} -m pytest -q ${CMAKE_SOURCE_DIR}/Tests/interop
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/Tests/interop)
+  set_tests_properties(interop.tests PROPERTIES
+    ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR}" TIMEOUT 600)
 endif()
 
 # libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder, the

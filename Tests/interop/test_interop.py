@@ -1,0 +1,108 @@
+"""Our server with python `websockets` and node `ws` clients; our client with python
+`websockets` and node `ws` servers; each with and without permessage-deflate."""
+import asyncio
+import json
+import os
+import subprocess
+
+import pytest
+import websockets
+
+from conftest import HERE, Proc, exe, free_port, wait_port
+from messages import messages
+
+MODES = [False, True]
+
+
+@pytest.mark.parametrize("deflate", MODES, ids=["plain", "deflate"])
+def test_our_server_with_python_websockets_client(our_server, deflate):
+    port = our_server(deflate)
+
+    async def run():
+        comp = "deflate" if deflate else None
+        async with websockets.connect(f"ws://127.0.0.1:{port}/echo", compression=comp, max_size=None) as ws:
+            ext = ws.response.headers.get("Sec-WebSocket-Extensions")
+            assert (ext is not None and ext.startswith("permessage-deflate")) == deflate
+            for m in messages():
+                await ws.send(m)
+                assert await ws.recv() == m
+            # Fragmented message from the client: reassembled and echoed whole.
+            await ws.send(["frag", "mented ", "✓"])
+            assert await ws.recv() == "fragmented ✓"
+            await ws.send([b"\x00" * 70000, b"\x01" * 10])
+            assert await ws.recv() == b"\x00" * 70000 + b"\x01" * 10
+            latency = await (await ws.ping(b"p1"))
+            assert latency >= 0
+            await ws.close(1000, "bye")
+            assert ws.close_code == 1000
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+
+@pytest.mark.parametrize("deflate", MODES, ids=["plain", "deflate"])
+def test_our_server_with_node_ws_client(our_server, node, deflate):
+    port = our_server(deflate)
+    r = subprocess.run([node, os.path.join(HERE, "node_client.js"), f"ws://127.0.0.1:{port}/x",
+                        "deflate" if deflate else "plain"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["echoed"] == len(messages())
+    assert out["code"] == 1000
+    assert out["pong"] is True
+    assert ("permessage-deflate" in out["extensions"]) == deflate
+
+
+def run_our_client(url, deflate):
+    args = [exe("echo-client"), url] + (["--deflate"] if deflate else [])
+    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("deflate", MODES, ids=["plain", "deflate"])
+def test_our_client_with_python_websockets_server(python, deflate):
+    port = free_port()
+    srv = Proc([python, os.path.join(HERE, "python_server.py"), str(port)] + (["deflate"] if deflate else []),
+               cwd=HERE)
+    try:
+        wait_port(port, srv.p)
+        r = run_our_client(f"ws://127.0.0.1:{port}/", deflate)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "closed with 1000" in r.stderr
+    finally:
+        srv.stop()
+    lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
+    assert lines, "the server reported no connection"
+    out = json.loads(lines[-1])
+    assert out.get("error") is None, out
+    assert out["echoed"] == len(messages())
+    assert ("permessage-deflate" in out["extensions"]) == deflate
+
+
+@pytest.mark.parametrize("deflate", MODES, ids=["plain", "deflate"])
+def test_our_client_with_node_ws_server(node, deflate):
+    port = free_port()
+    srv = Proc([node, os.path.join(HERE, "node_server.js"), str(port), "deflate" if deflate else "plain"], cwd=HERE)
+    try:
+        wait_port(port, srv.p)
+        r = run_our_client(f"ws://127.0.0.1:{port}/", deflate)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        srv.stop()
+    lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
+    assert lines, "the server reported no connection"
+    out = json.loads(lines[-1])
+    assert out.get("error") is None, out
+    assert out["echoed"] == len(messages())
+    assert out["code"] == 1000
+    assert ("permessage-deflate" in out["extensions"]) == deflate
+
+
+def test_echo_client_fails_cleanly_without_a_server():
+    port = free_port()
+    r = run_our_client(f"ws://127.0.0.1:{port}/", False)
+    assert r.returncode == 1
+    assert "connection refused" in r.stderr.lower()
+
+
+def test_echo_server_refuses_bad_arguments():
+    r = subprocess.run([exe("echo-server"), "--port", "70000"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "--port" in r.stderr
