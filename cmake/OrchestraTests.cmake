@@ -32,6 +32,10 @@ if(VALGRIND_EXE)
   add_test(NAME c.test_runtime.valgrind COMMAND ${VALGRIND_EXE} --quiet --error-exitcode=1
     --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
     $<TARGET_FILE:test_runtime>)
+  # Servers, clients and connections too: every handle closed, every buffer freed.
+  add_test(NAME c.test_ws.valgrind COMMAND ${VALGRIND_EXE} --quiet --error-exitcode=1
+    --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
+    $<TARGET_FILE:test_ws>)
 endif()
 
 # The demo (the main job) runs to the end and prints well-formed metrics.

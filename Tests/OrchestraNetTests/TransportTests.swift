@@ -313,6 +313,46 @@ private let upgradeRequest = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\
         }
     }
 
+    @Test func queueDeliveryHoldsReadingWhenFullAndLosesNothing() throws {
+        let rt = try Runtime()
+        defer { rt.shutdown() }
+        // A tiny queue with the block policy: the I/O thread must neither block nor drop.
+        let q = try MessageQueue(QueueOptions(capacity: 4, policy: .block, pushTimeoutMs: -1))
+        let delivery = QueueDelivery(queue: q, events: true)
+        let server = try Server(runtime: rt, options: ServerOptions(), handler: delivery)
+        try server.start()
+        let rec = Recorder()
+        let client = try Client(runtime: rt, url: "ws://127.0.0.1:\(server.port)/", options: ClientOptions(), handler: rec)
+        try client.connect()
+        let n = 500
+        for i in 0..<n {
+            let b = Array("message \(i) ".utf8) + [UInt8](repeating: UInt8(i & 0xFF), count: i * 7 % 3000)
+            _ = try b.withUnsafeBytes { try client.send(.binary, $0) }
+        }
+        var got: [[UInt8]] = []
+        var types: [String] = []
+        var conn: UInt64 = 0
+        while got.count < n {
+            let m = try q.pop(timeoutMs: 10_000)
+            types.append(m.type)
+            if m.type == "ws.message" { got.append(m.payload ?? []); conn = m.connectionId }
+            if got.count % 50 == 0 { usleep(2000) }   // a slow consumer
+        }
+        #expect(types.first == "ws.open")
+        #expect(conn != 0)
+        for (i, b) in got.enumerated() {
+            #expect(b == Array("message \(i) ".utf8) + [UInt8](repeating: UInt8(i & 0xFF), count: i * 7 % 3000))
+        }
+        // Replies by id reach the client.
+        let c = try #require(server.connection(id: conn))
+        _ = try [UInt8(9)].withUnsafeBytes { try c.send(.binary, $0) }
+        #expect(eventually { rec.events.received.count == 1 })
+        try client.close()
+        let closeEvent = try q.pop(timeoutMs: 10_000)
+        #expect(closeEvent.type == "ws.close")
+        #expect(String(decoding: closeEvent.payload ?? [], as: UTF8.self) == "{\"code\":1000,\"reason\":\"\",\"clean\":true}")
+    }
+
     @Test func urlParsing() throws {
         let u = try WebSocketURL("ws://[::1]:9000/a/b?c=d")
         #expect(u.host == "::1" && u.port == 9000 && u.target == "/a/b?c=d" && u.hostHeader == "[::1]:9000")

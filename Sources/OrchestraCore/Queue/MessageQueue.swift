@@ -436,6 +436,23 @@ public final class MessageQueue: @unchecked Sendable {
     /// Pushes a +1 reference: on success (or a policy drop) the queue owns it; on error the
     /// caller still does.
     public func push(unmanaged m: Unmanaged<Message>) throws(OrchestraError) {
+        try push(unmanaged: m, mayWait: true)
+    }
+
+    /// Pushes without ever waiting: a full queue with the block policy throws `.wouldBlock`
+    /// (not counted as a rejection) instead of blocking. For producers that must not block,
+    /// such as an I/O thread that holds the connection's reading and retries.
+    public func tryPush(_ msg: Message) throws(OrchestraError) {
+        let m = Unmanaged.passRetained(msg)
+        do {
+            try push(unmanaged: m, mayWait: false)
+        } catch {
+            m.release()
+            throw error
+        }
+    }
+
+    private func push(unmanaged m: Unmanaged<Message>, mayWait: Bool) throws(OrchestraError) {
         let now = monotonicNanos()
         let (lane, hasTTL) = MessageQueue.placement(m, now: now)
         plock()
@@ -451,7 +468,7 @@ public final class MessageQueue: @unchecked Sendable {
         var pending = Pending()
         serveWaitersLocked(now: now, pending: &pending)
         do {
-            try pushLocked(m, now: now, pending: &pending)
+            try pushLocked(m, now: now, pending: &pending, mayWait: mayWait)
         } catch {
             updateFD()
             unlock()
@@ -608,7 +625,7 @@ public final class MessageQueue: @unchecked Sendable {
     }
 
     /// Under the lock. May wait on notFull (block policy), releasing the lock meanwhile.
-    private func pushLocked(_ m: Unmanaged<Message>, now: UInt64, pending: inout Pending) throws(OrchestraError) {
+    private func pushLocked(_ m: Unmanaged<Message>, now: UInt64, pending: inout Pending, mayWait: Bool = true) throws(OrchestraError) {
         var waited = false
         var deadline: timespec? = nil
         while true {
@@ -657,6 +674,9 @@ public final class MessageQueue: @unchecked Sendable {
                 s.pointee.depth -= 1
                 pending.drop(victim.msg, .overflow, s.pointee.dropHandler)
             case .block:
+                if !mayWait {
+                    throw OrchestraError(.wouldBlock, "\(label) is full (capacity \(capacity)); not waiting")
+                }
                 if pushTimeoutMs == 0 {
                     s.pointee.stats.rejected &+= 1
                     throw OrchestraError(.full, "\(label) is full (capacity \(capacity), policy block, push timeout 0)")

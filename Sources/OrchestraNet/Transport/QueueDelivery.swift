@@ -87,7 +87,7 @@ public final class QueueDelivery: ServerHandler, ClientHandler, @unchecked Senda
     private func deliver(_ m: Message, _ c: Connection?) {
         if waiting.isEmpty {
             do {
-                try queue.push(m)
+                try queue.tryPush(m)
                 return
             } catch where error.code == .full || error.code == .wouldBlock || error.code == .timedOut {
                 // falls through to waiting
@@ -125,7 +125,7 @@ public final class QueueDelivery: ServerHandler, ClientHandler, @unchecked Senda
     private func retry() {
         while let (c, m) = waiting.first {
             do {
-                try queue.push(m)
+                try queue.tryPush(m)
             } catch where error.code == .full || error.code == .wouldBlock || error.code == .timedOut {
                 armRetry(on: nil)
                 return
