@@ -947,6 +947,18 @@ typedef struct orc_http_response {
     size_t header_count;
 } orc_http_response_t;
 
+/** Connection counters. */
+typedef struct orc_conn_stats {
+    uint64_t bytes_in, bytes_out;           /* on the wire, frames and handshake */
+    uint64_t messages_in, messages_out;     /* messages received; frames written */
+    uint64_t messages_dropped;              /* by the slow-consumer drop policy */
+    uint64_t errors;                        /* protocol, I/O and policy errors */
+    uint64_t rtt_us;                        /* last ping round trip, 0 before any */
+    uint64_t uptime_us;                     /* since the handshake completed */
+    uint64_t buffered_amount;               /* bytes waiting to be written */
+    uint64_t reconnects;                    /* clients: reconnection attempts so far */
+} orc_conn_stats_t;
+
 /** Server options. Fill with orc_server_options_init() first, then change fields. */
 typedef struct orc_server_options {
     size_t struct_size;             /* set by orc_server_options_init */
@@ -1010,6 +1022,9 @@ int orc_server_broadcast(orc_server_t *server, int opcode, const uint8_t *data, 
 /** Sends to the connection with this id (the id of a queued message). Returns like
  *  orc_conn_send; ORC_ENOTFOUND when no open connection has that id. Any thread. */
 int orc_server_send(orc_server_t *server, uint64_t conn_id, int opcode, const uint8_t *data, size_t len);
+
+/** The counters of the open connection with this id. ORC_ENOTFOUND when none. Any thread. */
+int orc_server_connection_stats(orc_server_t *server, uint64_t conn_id, orc_conn_stats_t *out);
 
 /** Closes the connection with this id (see orc_conn_close). ORC_ENOTFOUND when none. */
 int orc_server_close_connection(orc_server_t *server, uint64_t conn_id, int code, const char *reason);
@@ -1081,17 +1096,6 @@ int orc_client_close(orc_client_t *client, int code, const char *reason);
 /** The current state (ORC_CLIENT_CLOSED for NULL). Any thread. */
 orc_client_state_t orc_client_state(const orc_client_t *client);
 
-/** Connection counters. */
-typedef struct orc_conn_stats {
-    uint64_t bytes_in, bytes_out;           /* on the wire, frames and handshake */
-    uint64_t messages_in, messages_out;     /* messages received; frames written */
-    uint64_t messages_dropped;              /* by the slow-consumer drop policy */
-    uint64_t errors;                        /* protocol, I/O and policy errors */
-    uint64_t rtt_us;                        /* last ping round trip, 0 before any */
-    uint64_t uptime_us;                     /* since the handshake completed */
-    uint64_t buffered_amount;               /* bytes waiting to be written */
-    uint64_t reconnects;                    /* clients: reconnection attempts so far */
-} orc_conn_stats_t;
 
 /** The open connection's counters (zeros when none is open) plus reconnects. Any thread. */
 int orc_client_stats(const orc_client_t *client, orc_conn_stats_t *out);

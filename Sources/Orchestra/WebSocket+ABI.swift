@@ -286,6 +286,16 @@ public func orc_server_send(_ s: OpaquePointer?, _ id: UInt64, _ op: Int32, _ da
     return rc == ORC_OK ? status(st) : rc
 }
 
+@_cdecl("orc_server_connection_stats")
+public func orc_server_connection_stats(_ s: OpaquePointer?, _ id: UInt64, _ out: UnsafeMutablePointer<orc_conn_stats_t>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let server = try handle(s, Server.self, "server")
+        let out = try required(out, "out")
+        guard let c = server.connection(id: id) else { throw OrchestraError(.notFound, "no open connection \(id)") }
+        out.pointee = cStats(c.stats, reconnects: 0)
+    }
+}
+
 @_cdecl("orc_server_close_connection")
 public func orc_server_close_connection(_ s: OpaquePointer?, _ id: UInt64, _ code: Int32, _ reason: UnsafePointer<CChar>?) -> Int32 {
     abiCall { () throws(OrchestraError) in

@@ -1,5 +1,5 @@
-"""liborchestra for Python: messages, codecs, the h2A queue, the router and metrics, through
-ctypes over the library's C ABI (include/orchestra.h)."""
+"""liborchestra for Python: messages, codecs, the h2A queue, the router, metrics and WebSocket
+servers and clients on asyncio, through ctypes over the library's C ABI (include/orchestra.h)."""
 from . import _lib
 from .errors import (Closed, CryptoError, Failed, Full, InternalError, InvalidArgument,
                      IOFailure, NoMemory, NoSpace, NotFound, OrchestraError, ParseError,
@@ -8,13 +8,14 @@ from .message import Cipher, ContentType, Message, Priority
 from .metrics import Metrics
 from .queue import DropReason, Policy, Queue
 from .router import Action, PublishResult, Router, subject_matches, validate_subject
+from .ws import Client, ClientState, Event, Runtime, Server, SlowConsumer
 
 __version__ = "0.1.0"
 library_path: str = _lib.path
 library_version: str = _lib.orc_version_string().decode()
 
 __all__ = [
-    "Action", "Cipher", "Closed", "ContentType", "CryptoError", "DropReason", "Failed", "Full",
+    "Action", "Cipher", "Client", "ClientState", "Event", "Runtime", "Server", "SlowConsumer", "Closed", "ContentType", "CryptoError", "DropReason", "Failed", "Full",
     "InternalError", "InvalidArgument", "IOFailure", "Message", "Metrics", "NoMemory", "NoSpace",
     "NotFound", "OrchestraError", "ParseError", "Policy", "Priority", "PublishResult", "Queue",
     "Router", "StateError", "Timeout", "TooBig", "Unsupported", "VersionError", "WouldBlock",

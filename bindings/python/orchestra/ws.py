@@ -1,0 +1,562 @@
+"""WebSocket servers and clients on asyncio, over the library's C ABI.
+
+The protocol runs in the library on its I/O thread; this module only converts. Incoming
+messages and connection events reach Python through an h2A queue whose readiness fd the
+asyncio loop watches (no thread per connection, no polling), and sends go straight to the
+library, which coalesces writes. ``await send(...)`` honours backpressure: when the
+connection's send buffer is above its high watermark it waits until it has drained to the low
+watermark.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import ctypes
+import json
+import threading
+from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_int, c_size_t, c_uint16,
+                    c_uint32, c_uint64, c_void_p, sizeof)
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from . import _lib
+from .errors import Closed, InvalidArgument, check, error_for
+from .message import Message
+from .queue import Policy, Queue
+
+Data = Union[str, bytes, bytearray, memoryview]
+
+TEXT, BINARY = 1, 2
+_ABOVE_HIGH_WATERMARK = 1
+
+
+class SlowConsumer(IntEnum):
+    """What a connection does when a send finds ``max_buffered`` bytes already waiting."""
+    CLOSE_1008 = 0
+    CLOSE_1013 = 1
+    DROP = 2
+
+
+class ClientState(IntEnum):
+    CONNECTING = 0
+    OPEN = 1
+    RECONNECTING = 2
+    CLOSING = 3
+    CLOSED = 4
+
+
+# ---------------------------------------------------------------------------------- C types
+class _WSOptions(Structure):
+    _fields_ = [("max_frame_size", c_size_t), ("max_message_size", c_size_t),
+                ("ping_interval_ms", c_uint32), ("pong_timeout_ms", c_uint32),
+                ("close_timeout_ms", c_uint32), ("handshake_timeout_ms", c_uint32),
+                ("high_watermark", c_size_t), ("low_watermark", c_size_t), ("max_buffered", c_size_t),
+                ("slow_consumer", c_int), ("deflate", c_int), ("server_no_context_takeover", c_int),
+                ("client_no_context_takeover", c_int), ("server_max_window_bits", c_int),
+                ("client_max_window_bits", c_int), ("compression_threshold", c_size_t),
+                ("compression_level", c_int), ("compression_mem_level", c_int)]
+
+
+_OPEN_CB = CFUNCTYPE(None, c_void_p, c_void_p)
+_MESSAGE_CB = CFUNCTYPE(None, c_void_p, c_void_p, c_int, c_void_p, c_size_t)
+_PONG_CB = CFUNCTYPE(None, c_void_p, c_void_p, c_uint64)
+_CLOSE_CB = CFUNCTYPE(None, c_void_p, c_void_p, c_int, c_char_p, c_int)
+_STATE_CB = CFUNCTYPE(None, c_void_p, c_void_p, c_int, c_char_p)
+
+
+class _Callbacks(Structure):
+    _fields_ = [("on_open", _OPEN_CB), ("on_message", _MESSAGE_CB), ("on_drain", _OPEN_CB),
+                ("on_pong", _PONG_CB), ("on_close", _CLOSE_CB), ("user_data", c_void_p)]
+
+
+class _Header(Structure):
+    _fields_ = [("name", c_char_p), ("value", c_char_p)]
+
+
+class _ServerOptions(Structure):
+    _fields_ = [("struct_size", c_size_t), ("host", c_char_p), ("port", c_uint16), ("backlog", c_int),
+                ("ipv6_only", c_int), ("paths", POINTER(c_char_p)), ("path_count", c_size_t),
+                ("subprotocols", POINTER(c_char_p)), ("subprotocol_count", c_size_t),
+                ("max_connections", c_size_t), ("ws", _WSOptions), ("callbacks", _Callbacks),
+                ("queue", c_void_p), ("queue_events", c_int), ("on_upgrade", c_void_p),
+                ("on_http", c_void_p), ("hook_user_data", c_void_p), ("user_data_free", c_void_p)]
+
+
+class _ClientOptions(Structure):
+    _fields_ = [("struct_size", c_size_t), ("headers", POINTER(_Header)), ("header_count", c_size_t),
+                ("subprotocols", POINTER(c_char_p)), ("subprotocol_count", c_size_t),
+                ("connect_timeout_ms", c_uint32), ("reconnect", c_int),
+                ("reconnect_initial_delay_ms", c_uint32), ("reconnect_max_delay_ms", c_uint32),
+                ("reconnect_max_attempts", c_uint32), ("offline_buffer_messages", c_size_t),
+                ("offline_buffer_bytes", c_size_t), ("ws", _WSOptions), ("callbacks", _Callbacks),
+                ("on_state", _STATE_CB), ("queue", c_void_p), ("queue_events", c_int),
+                ("user_data_free", c_void_p)]
+
+
+class _Stats(Structure):
+    _fields_ = [(n, c_uint64) for n in (
+        "bytes_in", "bytes_out", "messages_in", "messages_out", "messages_dropped", "errors",
+        "rtt_us", "uptime_us", "buffered_amount", "reconnects")]
+
+
+_f = _lib.fn
+vp, P = c_void_p, POINTER
+_runtime_new = _f("orc_runtime_new", c_int, c_void_p, P(vp))
+_runtime_free = _f("orc_runtime_free", None, vp)
+_server_options_init = _f("orc_server_options_init_sized", c_int, P(_ServerOptions), c_size_t)
+_server_new = _f("orc_server_new", c_int, vp, P(_ServerOptions), P(vp))
+_server_start = _f("orc_server_start", c_int, vp)
+_server_port = _f("orc_server_port", c_uint16, vp)
+_server_connection_count = _f("orc_server_connection_count", c_size_t, vp)
+_server_broadcast = _f("orc_server_broadcast", c_int, vp, c_int, c_char_p, c_size_t)
+_server_send = _f("orc_server_send", c_int, vp, c_uint64, c_int, c_char_p, c_size_t)
+_server_connection_stats = _f("orc_server_connection_stats", c_int, vp, c_uint64, P(_Stats))
+_server_close_connection = _f("orc_server_close_connection", c_int, vp, c_uint64, c_int, c_char_p)
+_server_close = _f("orc_server_close", c_int, vp, c_int, c_char_p)
+_server_free = _f("orc_server_free", None, vp)
+_client_options_init = _f("orc_client_options_init_sized", c_int, P(_ClientOptions), c_size_t)
+_client_new = _f("orc_client_new", c_int, vp, c_char_p, P(_ClientOptions), P(vp))
+_client_connect = _f("orc_client_connect", c_int, vp)
+_client_send = _f("orc_client_send", c_int, vp, c_int, c_char_p, c_size_t)
+_client_ping = _f("orc_client_ping", c_int, vp)
+_client_close = _f("orc_client_close", c_int, vp, c_int, c_char_p)
+_client_state = _f("orc_client_state", c_int, vp)
+_client_stats = _f("orc_client_stats", c_int, vp, P(_Stats))
+_client_free = _f("orc_client_free", None, vp)
+_msg_connection_id = _f("orc_msg_connection_id", c_uint64, vp)
+
+
+# ---------------------------------------------------------------------------------- runtime
+class Runtime:
+    """An I/O thread with its event loop (``orc_runtime_t``). One shared runtime serves every
+    server and client unless you pass your own."""
+
+    _shared: Optional["Runtime"] = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        ptr = c_void_p()
+        check(_runtime_new(None, byref(ptr)))
+        self._ptr = ptr.value
+
+    @classmethod
+    def shared(cls) -> "Runtime":
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = Runtime()
+                atexit.register(cls._shared.close)
+            return cls._shared
+
+    def close(self) -> None:
+        """Closes every handle and joins the I/O thread."""
+        ptr, self._ptr = self._ptr, None
+        if ptr:
+            _runtime_free(ptr)
+
+
+def _ws_options(o: _WSOptions, *, deflate: bool, max_message_size: int, ping_interval: Optional[float],
+                pong_timeout: float, high_watermark: int, low_watermark: int, max_buffered: int,
+                slow_consumer: SlowConsumer, compression_threshold: int) -> None:
+    o.deflate = 1 if deflate else 0
+    o.max_message_size = max_message_size
+    o.max_frame_size = max_message_size
+    o.ping_interval_ms = 0 if not ping_interval else int(ping_interval * 1000)
+    o.pong_timeout_ms = int(pong_timeout * 1000)
+    o.high_watermark = high_watermark
+    o.low_watermark = low_watermark
+    o.max_buffered = max_buffered
+    o.slow_consumer = int(slow_consumer)
+    o.compression_threshold = compression_threshold
+
+
+def _payload(data: Data):
+    if isinstance(data, str):
+        return TEXT, data.encode()
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return BINARY, bytes(data)
+    raise TypeError(f"a WebSocket message is str or bytes, not {type(data).__name__}")
+
+
+def _strings(items: Sequence[str]):
+    arr = (c_char_p * max(len(items), 1))(*[s.encode() for s in items])
+    return arr, len(items)
+
+
+@dataclass
+class Event:
+    """One thing that happened on a server connection: ``type`` is "message", "open", "close"
+    or "drain". ``data`` is str (text) or bytes (binary) for messages; ``code``/``reason``/
+    ``clean`` for closes."""
+    type: str
+    connection: int
+    data: Union[str, bytes, None] = None
+    code: int = 0
+    reason: str = ""
+    clean: bool = False
+
+
+def _event(m: Message) -> Event:
+    ptr = m._ptr
+    conn = _msg_connection_id(ptr)
+    kind = m.type
+    if kind == "ws.message":
+        from .message import ContentType
+        raw = m.payload_bytes
+        return Event("message", conn, raw.decode() if m.content_type == ContentType.TEXT else raw)
+    if kind == "ws.close":
+        info = json.loads(m.payload_bytes or b"{}")
+        return Event("close", conn, None, info.get("code", 1006), info.get("reason", ""), info.get("clean", False))
+    return Event(kind[3:], conn)
+
+
+class _Inbox:
+    """The queue the library delivers into, read on the asyncio loop through its fd."""
+
+    def __init__(self, capacity: int) -> None:
+        self.queue = Queue(capacity=capacity, policy=Policy.BLOCK)
+        self._it = self.queue.__aiter__()
+
+    async def next(self) -> Message:
+        return await self._it.__anext__()
+
+
+# ---------------------------------------------------------------------------------- server
+class Server:
+    """A WebSocket server on asyncio.
+
+        async with Server(port=0) as server:
+            async for ev in server:
+                if ev.type == "message":
+                    await server.send(ev.connection, ev.data)
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, paths: Sequence[str] = (),
+                 subprotocols: Sequence[str] = (), deflate: bool = False,
+                 max_message_size: int = 16 << 20, ping_interval: Optional[float] = 30.0,
+                 pong_timeout: float = 10.0, max_connections: int = 0,
+                 high_watermark: int = 1 << 20, low_watermark: int = 256 << 10,
+                 max_buffered: int = 16 << 20, slow_consumer: SlowConsumer = SlowConsumer.CLOSE_1008,
+                 compression_threshold: int = 1024, queue_capacity: int = 65536,
+                 runtime: Optional[Runtime] = None) -> None:
+        self._runtime = runtime or Runtime.shared()
+        self._inbox = _Inbox(queue_capacity)
+        self._low_watermark = low_watermark
+        o = _ServerOptions()
+        check(_server_options_init(byref(o), sizeof(o)))
+        self._keep = [host.encode()]
+        o.host = self._keep[0]
+        o.port = port
+        self._paths, o.path_count = _strings(list(paths))
+        o.paths = ctypes.cast(self._paths, P(c_char_p))
+        self._subs, o.subprotocol_count = _strings(list(subprotocols))
+        o.subprotocols = ctypes.cast(self._subs, P(c_char_p))
+        o.max_connections = max_connections
+        _ws_options(o.ws, deflate=deflate, max_message_size=max_message_size, ping_interval=ping_interval,
+                    pong_timeout=pong_timeout, high_watermark=high_watermark, low_watermark=low_watermark,
+                    max_buffered=max_buffered, slow_consumer=slow_consumer,
+                    compression_threshold=compression_threshold)
+        o.queue = self._inbox.queue._ptr
+        o.queue_events = 1
+        ptr = c_void_p()
+        check(_server_new(self._runtime._ptr, byref(o), byref(ptr)))
+        self._ptr = ptr.value
+        self._drain_waiters: Dict[int, List[asyncio.Future]] = {}
+        self._open: set = set()
+
+    def start(self) -> "Server":
+        """Binds and listens (raises IOFailure with the reason)."""
+        check(_server_start(self._ptr))
+        return self
+
+    async def __aenter__(self) -> "Server":
+        return self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        return _server_port(self._ptr)
+
+    @property
+    def connection_count(self) -> int:
+        return _server_connection_count(self._ptr)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        while True:
+            try:
+                m = await self._inbox.next()
+            except StopAsyncIteration:
+                return
+            ev = _event(m)
+            if ev.type == "drain":
+                self._wake(ev.connection)
+            elif ev.type == "open":
+                self._open.add(ev.connection)
+            elif ev.type == "close":
+                self._open.discard(ev.connection)
+                self._wake(ev.connection)
+            yield ev
+
+    def _wake(self, conn: int) -> None:
+        for fut in self._drain_waiters.pop(conn, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    def send_nowait(self, connection: int, data: Data) -> bool:
+        """Queues a message; returns False when the send buffer is above its high watermark."""
+        op, b = _payload(data)
+        rc = _server_send(self._ptr, connection, op, b, len(b))
+        if rc < 0:
+            raise error_for(rc)
+        return rc != _ABOVE_HIGH_WATERMARK
+
+    async def send(self, connection: int, data: Data) -> None:
+        """Sends a message; when the buffer is above its high watermark, waits until it has
+        drained to the low watermark (raises Closed if the connection goes away)."""
+        if self.send_nowait(connection, data):
+            return
+        await self._drained(connection)
+
+    async def _drained(self, connection: int) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            s = _Stats()
+            rc = _server_connection_stats(self._ptr, connection, byref(s))
+            if rc < 0:
+                raise Closed(-7, f"connection {connection} closed while waiting for its send buffer to drain")
+            if s.buffered_amount <= self._low_watermark:
+                return
+            fut = loop.create_future()
+            self._drain_waiters.setdefault(connection, []).append(fut)
+            # Woken by the drain event when someone iterates the server; checked again every
+            # 10 ms otherwise.
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), 0.01)
+            except asyncio.TimeoutError:
+                pass
+
+    def broadcast(self, data: Data) -> None:
+        """Sends one message to every open connection (encoded once)."""
+        op, b = _payload(data)
+        check(_server_broadcast(self._ptr, op, b, len(b)))
+
+    def stats(self, connection: int) -> dict:
+        s = _Stats()
+        check(_server_connection_stats(self._ptr, connection, byref(s)))
+        return {n: getattr(s, n) for n, _ in s._fields_ if n != "reconnects"}
+
+    def close_connection(self, connection: int, code: int = 1000, reason: str = "") -> None:
+        check(_server_close_connection(self._ptr, connection, code, reason.encode()))
+
+    async def close(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stops listening and closes every connection (their closing handshakes finish in
+        the background)."""
+        if self._ptr:
+            check(_server_close(self._ptr, code, reason.encode()))
+            for _ in range(100):
+                if _server_connection_count(self._ptr) == 0:
+                    break
+                await asyncio.sleep(0.01)
+
+    def __del__(self) -> None:
+        ptr, self._ptr = getattr(self, "_ptr", None), None
+        if ptr:
+            _server_free(ptr)
+
+
+# ---------------------------------------------------------------------------------- client
+class Client:
+    """A WebSocket client on asyncio, with optional reconnection.
+
+        async with Client("ws://127.0.0.1:7420/ws") as ws:
+            await ws.send("hello")
+            print(await ws.recv())
+    """
+
+    def __init__(self, url: str, *, headers: Optional[Mapping[str, str]] = None,
+                 subprotocols: Sequence[str] = (), deflate: bool = False, connect_timeout: float = 10.0,
+                 reconnect: bool = False, reconnect_initial_delay: float = 0.1,
+                 reconnect_max_delay: float = 30.0, reconnect_max_attempts: int = 0,
+                 offline_buffer_messages: int = 1024, offline_buffer_bytes: int = 1 << 20,
+                 max_message_size: int = 16 << 20, ping_interval: Optional[float] = 30.0,
+                 pong_timeout: float = 10.0, high_watermark: int = 1 << 20,
+                 low_watermark: int = 256 << 10, max_buffered: int = 16 << 20,
+                 compression_threshold: int = 1024, queue_capacity: int = 65536,
+                 runtime: Optional[Runtime] = None) -> None:
+        self._runtime = runtime or Runtime.shared()
+        self._inbox = _Inbox(queue_capacity)
+        self._low_watermark = low_watermark
+        self._state_lock = threading.Lock()
+        self._state = ClientState.CONNECTING
+        self._reason = ""
+        self._watchers: List[tuple] = []   # (loop, future)
+        o = _ClientOptions()
+        check(_client_options_init(byref(o), sizeof(o)))
+        hs = list((headers or {}).items())
+        self._headers = (_Header * max(len(hs), 1))(*[_Header(k.encode(), v.encode()) for k, v in hs])
+        o.headers = ctypes.cast(self._headers, P(_Header))
+        o.header_count = len(hs)
+        self._subs, o.subprotocol_count = _strings(list(subprotocols))
+        o.subprotocols = ctypes.cast(self._subs, P(c_char_p))
+        o.connect_timeout_ms = int(connect_timeout * 1000)
+        o.reconnect = 1 if reconnect else 0
+        o.reconnect_initial_delay_ms = max(1, int(reconnect_initial_delay * 1000))
+        o.reconnect_max_delay_ms = max(1, int(reconnect_max_delay * 1000))
+        o.reconnect_max_attempts = reconnect_max_attempts
+        o.offline_buffer_messages = offline_buffer_messages
+        o.offline_buffer_bytes = offline_buffer_bytes
+        _ws_options(o.ws, deflate=deflate, max_message_size=max_message_size, ping_interval=ping_interval,
+                    pong_timeout=pong_timeout, high_watermark=high_watermark, low_watermark=low_watermark,
+                    max_buffered=max_buffered, slow_consumer=SlowConsumer.CLOSE_1008,
+                    compression_threshold=compression_threshold)
+        self._on_state = _STATE_CB(self._state_changed)   # kept alive with the client
+        o.on_state = self._on_state
+        o.queue = self._inbox.queue._ptr
+        o.queue_events = 0
+        ptr = c_void_p()
+        check(_client_new(self._runtime._ptr, url.encode(), byref(o), byref(ptr)))
+        self._ptr = ptr.value
+
+    # Runs on the library's I/O thread (ctypes takes the GIL).
+    def _state_changed(self, _ud, _client, state, reason) -> None:
+        with self._state_lock:
+            self._state = ClientState(state)
+            self._reason = (reason or b"").decode(errors="replace")
+            watchers, self._watchers = self._watchers, []
+        for loop, fut in watchers:
+            try:
+                loop.call_soon_threadsafe(_settle, fut)
+            except RuntimeError:
+                pass   # that loop is closed
+
+    @property
+    def state(self) -> ClientState:
+        return ClientState(_client_state(self._ptr))
+
+    async def _state_change(self) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self._state_lock:
+            self._watchers.append((loop, fut))
+        await fut
+
+    async def connect(self) -> "Client":
+        """Connects and waits until open; raises IOFailure with the reason when the client
+        closes first (refused, timed out, gave up reconnecting)."""
+        check(_client_connect(self._ptr))
+        await self.wait_open()
+        return self
+
+    async def wait_open(self) -> None:
+        while True:
+            st = self.state
+            if st == ClientState.OPEN:
+                return
+            if st == ClientState.CLOSED:
+                from .errors import IOFailure
+                raise IOFailure(-16, f"connection closed: {self._reason or 'closed'}")
+            waiter = self._state_change()
+            # The state may have changed between the read and the registration.
+            if self.state != st:
+                waiter.close()
+                continue
+            await waiter
+
+    async def __aenter__(self) -> "Client":
+        return await self.connect()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def send_nowait(self, data: Data) -> bool:
+        op, b = _payload(data)
+        rc = _client_send(self._ptr, op, b, len(b))
+        if rc < 0:
+            raise error_for(rc)
+        return rc != _ABOVE_HIGH_WATERMARK
+
+    async def send(self, data: Data) -> None:
+        """Sends (or buffers while reconnecting); waits for the send buffer to drain when it
+        is above its high watermark."""
+        if self.send_nowait(data):
+            return
+        while self.stats()["buffered_amount"] > self._low_watermark:
+            if self.state != ClientState.OPEN:
+                return
+            await asyncio.sleep(0.001)
+
+    async def recv(self) -> Union[str, bytes]:
+        """The next message (str for text, bytes for binary). Raises Closed once the client is
+        closed and every received message was read."""
+        while True:
+            try:
+                m = await asyncio.wait_for(self._inbox.next(), 0.05) if self.state == ClientState.CLOSED \
+                    else await self._next_or_closed()
+            except (StopAsyncIteration, asyncio.TimeoutError):
+                raise Closed(-7, f"client closed: {self._reason or 'closed'}")
+            ev = _event(m)
+            if ev.type == "message":
+                return ev.data
+
+    async def _next_or_closed(self) -> Message:
+        get = asyncio.ensure_future(self._inbox.next())
+        while True:
+            closed = asyncio.ensure_future(self._state_change())
+            done, _ = await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if get in done:
+                closed.cancel()
+                return get.result()
+            if self.state == ClientState.CLOSED:
+                # Give what is already queued a chance, then stop.
+                try:
+                    return await asyncio.wait_for(get, 0.05)
+                except asyncio.TimeoutError:
+                    raise StopAsyncIteration
+
+    def __aiter__(self):
+        return self._messages()
+
+    async def _messages(self):
+        while True:
+            try:
+                yield await self.recv()
+            except Closed:
+                return
+
+    def ping(self) -> None:
+        check(_client_ping(self._ptr))
+
+    def stats(self) -> dict:
+        s = _Stats()
+        check(_client_stats(self._ptr, byref(s)))
+        return {n: getattr(s, n) for n, _ in s._fields_}
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """The closing handshake; returns once closed (at most the close timeout)."""
+        if not self._ptr:
+            return
+        check(_client_close(self._ptr, code, reason.encode()))
+        while self.state != ClientState.CLOSED:
+            waiter = self._state_change()
+            if self.state == ClientState.CLOSED:
+                waiter.close()
+                break
+            try:
+                await asyncio.wait_for(waiter, 10)
+            except asyncio.TimeoutError:
+                break
+
+    def __del__(self) -> None:
+        ptr, self._ptr = getattr(self, "_ptr", None), None
+        if ptr:
+            _client_free(ptr)
+
+
+def _settle(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
