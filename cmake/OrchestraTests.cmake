@@ -76,6 +76,20 @@ if(ORC_PYTHON_TESTS)
     TIMEOUT 900)
 endif()
 
+# The Node binding's tests (node:test): the addon built above, loaded through
+# bindings/node/lib/index.js; node's runner prints its summary.
+if(ORC_NODE_ADDON)
+  find_program(NODE_EXE node)
+  if(NODE_EXE)
+    add_test(NAME node.tests
+      COMMAND ${NODE_EXE} --expose-gc --test ${CMAKE_SOURCE_DIR}/bindings/node/test/
+      WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+    set_tests_properties(node.tests PROPERTIES
+      ENVIRONMENT "ORCHESTRA_NODE_ADDON=$<TARGET_FILE:orchestra_node>"
+      TIMEOUT 600)
+  endif()
+endif()
+
 # libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder, the
 # HTTP/1.1 head parsers with the handshake, and permessage-deflate inflation (a separate
 # instrumented build).
