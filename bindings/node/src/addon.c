@@ -20,15 +20,19 @@ orc_node_env *orc_node_env_get(napi_env env) {
 
 /* ------------------------------------------------------------------------------ errors */
 
-napi_value orc_node_make_error(napi_env env, int code, const char *message) {
+static napi_value make_error(napi_env env, int code, const char *message, bool type_error) {
     const char *name = orc_err_name(code);
     napi_value msg, code_v, errno_v, err;
     if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg) != napi_ok) return NULL;
     if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_v) != napi_ok) return NULL;
-    if (napi_create_error(env, code_v, msg, &err) != napi_ok) return NULL;
+    if ((type_error ? napi_create_type_error : napi_create_error)(env, code_v, msg, &err) != napi_ok) return NULL;
     if (napi_create_int32(env, code, &errno_v) != napi_ok) return NULL;
     napi_set_named_property(env, err, "errno", errno_v);
     return err;
+}
+
+napi_value orc_node_make_error(napi_env env, int code, const char *message) {
+    return make_error(env, code, message, false);
 }
 
 napi_value orc_node_throw(napi_env env, int code) {
@@ -46,10 +50,8 @@ napi_value orc_node_throw_msg(napi_env env, int code, bool type_error, const cha
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (pending) return NULL;
-    if (type_error)
-        napi_throw_type_error(env, orc_err_name(code), message);
-    else
-        napi_throw_error(env, orc_err_name(code), message);
+    napi_value err = make_error(env, code, message, type_error);
+    if (err) napi_throw(env, err);
     return NULL;
 }
 
@@ -62,7 +64,7 @@ void orc_node_throw_napi(napi_env env, const char *what) {
     char buf[512];
     snprintf(buf, sizeof buf, "N-API call failed (%s): %s", what,
              info && info->error_message ? info->error_message : "unknown error");
-    napi_throw_error(env, "ORC_EINTERNAL", buf);
+    orc_node_throw_msg(env, ORC_EINTERNAL, false, buf);
 }
 
 /* ---------------------------------------------------------------------------- values */
@@ -214,13 +216,13 @@ NAPI_MODULE_INIT() {
         snprintf(buf, sizeof buf,
                  "liborchestra %s is loaded but this addon was built for %d.%d.x (same major, minor >= %d)",
                  orc_version_string(), ORC_VERSION_MAJOR, ORC_VERSION_MINOR, ORC_VERSION_MINOR);
-        napi_throw_error(env, "ORC_EVERSION", buf);
+        orc_node_throw_msg(env, ORC_EVERSION, false, buf);
         return NULL;
     }
 
     orc_node_env *d = calloc(1, sizeof *d);
     if (!d) {
-        napi_throw_error(env, "ORC_ENOMEM", "out of memory");
+        orc_node_throw_msg(env, ORC_ENOMEM, false, "out of memory");
         return NULL;
     }
     d->env = env;
