@@ -88,6 +88,12 @@ if(ORC_NODE_ADDON)
       ENVIRONMENT "ORCHESTRA_NODE_ADDON=$<TARGET_FILE:orchestra_node>"
       TIMEOUT 600)
   endif()
+  # index.d.ts against a sample of the API (compiled, not run) when TypeScript is installed
+  # (Debian: node-typescript).
+  find_program(TSC_EXE tsc)
+  if(TSC_EXE)
+    add_test(NAME node.types COMMAND ${TSC_EXE} -p ${CMAKE_SOURCE_DIR}/bindings/node/types-test)
+  endif()
 endif()
 
 # libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder, the
