@@ -189,6 +189,12 @@ export class Queue implements AsyncIterable<Message> {
   messages(options?: { batchSize?: number }): AsyncIterableIterator<Message>;
   [Symbol.asyncIterator](): AsyncIterableIterator<Message>;
 
+  /** Calls handler(message, reason) on this thread for every message the queue drops
+   *  ('overflow' by dropOldest/dropNewest, 'expired' by TTL, 'freed' when the queue is freed
+   *  with messages in it), whichever thread caused the drop; null removes it. One handler per
+   *  queue: a later call from any thread replaces it. The handler does not keep the process
+   *  alive; a throw is an uncaught exception. */
+  onDrop(handler: ((message: Message, reason: 'overflow' | 'expired' | 'freed') => void) | null): void;
   /** Pushes fail with ORC_ECLOSED; readers drain what is left, then end. Idempotent. */
   close(): void;
   /** Pushes and pops fail with ORC_EFAILED and `message`; the first failure wins. */

@@ -44,6 +44,14 @@ typedef struct nq_shared {
 
 static void shared_retain(nq_shared *s) { atomic_fetch_add(&s->refs, 1); }
 
+/* Takes a reference unless the count already reached 0 (the queue is being freed). */
+static bool shared_try_retain(nq_shared *s) {
+    long n = atomic_load(&s->refs);
+    while (n > 0)
+        if (atomic_compare_exchange_weak(&s->refs, &n, n + 1)) return true;
+    return false;
+}
+
 static void shared_release(nq_shared *s) {
     if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
         orc_queue_free(s->q);
@@ -224,6 +232,107 @@ static void poll_unuse(napi_env env, nq_poll *p) {
 void orc_node_queue_env_gone(orc_node_env *d) {
     for (nq_poll *p = d->polls; p; p = p->next) p->envd = NULL;
     d->polls = NULL;
+}
+
+
+/* ------------------------------------------------------------------ drop handler */
+/*
+ * queue.onDrop(fn) delivers every message the queue drops (overflow, expired, freed) to fn
+ * on the JS thread that registered it, through a napi_threadsafe_function: the library calls
+ * the drop callback on whichever thread caused the drop (a worker's push, a pop, the last
+ * free), which retains the message and queues it to the tsfn without blocking.
+ *
+ * Two owners can end the registration, on different threads: the queue (handler replaced, or
+ * queue freed: user_data_free) and the registering environment (torn down: the tsfn's
+ * finalizer). The context's mutex orders them. The context does not keep the queue alive (that
+ * would be a cycle); the finalizer reaches the queue only through shared_try_retain while
+ * holding the mutex, which user_data_free also needs before the queue's memory goes.
+ */
+typedef struct drop_ctx {
+    pthread_mutex_t lock;
+    nq_shared *shared;          /* weak; NULL once the queue let go */
+    napi_threadsafe_function tsfn;
+    bool tsfn_gone;             /* finalized: never call it again */
+    int refs;                   /* queue side + tsfn side */
+} drop_ctx;
+
+typedef struct drop_item { orc_msg_t *msg; orc_drop_reason_t reason; } drop_item;
+
+static void drop_ctx_unref(drop_ctx *c) {
+    pthread_mutex_lock(&c->lock);
+    int left = --c->refs;
+    pthread_mutex_unlock(&c->lock);
+    if (left == 0) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+    }
+}
+
+/* Library thread: any thread that caused the drop. */
+static void drop_cb(void *user_data, orc_msg_t *msg, orc_drop_reason_t reason) {
+    drop_ctx *c = user_data;
+    drop_item *item = malloc(sizeof *item);
+    if (!item) return;
+    item->msg = orc_msg_retain(msg);
+    item->reason = reason;
+    pthread_mutex_lock(&c->lock);
+    napi_status st = c->tsfn_gone ? napi_closing : napi_call_threadsafe_function(c->tsfn, item, napi_tsfn_nonblocking);
+    pthread_mutex_unlock(&c->lock);
+    if (st != napi_ok) {
+        orc_msg_release(item->msg);
+        free(item);
+    }
+}
+
+/* Library thread: the queue no longer calls drop_cb (replaced, or queue freed). */
+static void drop_user_data_free(void *user_data) {
+    drop_ctx *c = user_data;
+    pthread_mutex_lock(&c->lock);
+    c->shared = NULL;
+    if (!c->tsfn_gone) napi_release_threadsafe_function(c->tsfn, napi_tsfn_release);
+    pthread_mutex_unlock(&c->lock);
+    drop_ctx_unref(c);
+}
+
+/* JS thread: one dropped message. env is NULL while the tsfn is torn down with items left. */
+static void drop_call_js(napi_env env, napi_value fn, void *context, void *data) {
+    (void)context;
+    drop_item *item = data;
+    if (env == NULL || fn == NULL) {
+        orc_msg_release(item->msg);
+        free(item);
+        return;
+    }
+    static const char *const reasons[] = {"unknown", "overflow", "expired", "freed"};
+    const char *reason = item->reason >= 1 && item->reason <= 3 ? reasons[item->reason] : reasons[0];
+    napi_value argv[2], undef, result;
+    argv[0] = orc_node_message_adopt(env, item->msg);  /* takes the reference */
+    free(item);
+    if (!argv[0]) return;
+    if (napi_create_string_utf8(env, reason, NAPI_AUTO_LENGTH, &argv[1]) != napi_ok) return;
+    napi_get_undefined(env, &undef);
+    napi_call_function(env, undef, fn, 2, argv, &result);  /* a throw is an uncaught exception */
+}
+
+/* JS thread: the tsfn is finalized, after the queue released it or because the environment is
+ * being torn down. In the second case the queue may live on in other threads: unregister. */
+static void drop_tsfn_finalize(napi_env env, void *data, void *hint) {
+    (void)env;
+    (void)hint;
+    drop_ctx *c = data;
+    pthread_mutex_lock(&c->lock);
+    c->tsfn_gone = true;
+    nq_shared *s = c->shared && shared_try_retain(c->shared) ? c->shared : NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (s) {
+        /* Still registered: remove it. This waits for a drop_cb in progress, then calls
+         * drop_user_data_free. (The C ABI has no "remove if it is still this one": a handler
+         * another thread registers in the instant between the unlock above and this call
+         * would be removed too.) */
+        orc_queue_set_drop_callback(s->q, NULL, NULL, NULL);
+        shared_release(s);
+    }
+    drop_ctx_unref(c);
 }
 
 /* ------------------------------------------------------------------------- wrap */
@@ -610,6 +719,51 @@ static napi_value stats(napi_env env, napi_callback_info info) {
     return obj;
 }
 
+
+/* onDrop(fn | null): fn(message, reason) for every message the queue drops; one handler per
+ * queue (a later call, from any thread, replaces it). */
+static napi_value on_drop(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    nq_wrap *w = this_queue(env, info, &argc, argv);
+    if (!w) return NULL;
+    if (argc < 1 || orc_node_is_nullish(env, argv[0])) {
+        int rc = orc_queue_set_drop_callback(w->shared->q, NULL, NULL, NULL);
+        return rc == ORC_OK ? NULL : orc_node_throw(env, rc);
+    }
+    napi_valuetype t;
+    NAPI_CALL(env, napi_typeof(env, argv[0], &t));
+    if (t != napi_function) return orc_node_throw_msg(env, ORC_EINVAL, true, "onDrop(handler): handler must be a function or null");
+    drop_ctx *c = calloc(1, sizeof *c);
+    if (!c) return orc_node_throw_msg(env, ORC_ENOMEM, false, "out of memory");
+    pthread_mutex_init(&c->lock, NULL);
+    c->shared = w->shared;
+    c->refs = 2;
+    napi_value name;
+    NAPI_CALL(env, napi_create_string_utf8(env, "orchestra.Queue.onDrop", NAPI_AUTO_LENGTH, &name));
+    if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, c, drop_tsfn_finalize, NULL,
+                                        drop_call_js, &c->tsfn) != napi_ok) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        orc_node_throw_napi(env, "napi_create_threadsafe_function");
+        return NULL;
+    }
+    /* A handler alone does not keep the process alive. */
+    napi_unref_threadsafe_function(env, c->tsfn);
+    int rc = orc_queue_set_drop_callback(w->shared->q, drop_cb, c, drop_user_data_free);
+    if (rc != ORC_OK) {
+        /* Not registered: user_data_free will not run; release the tsfn (its finalizer drops
+         * the tsfn side) and the queue side here. */
+        pthread_mutex_lock(&c->lock);
+        c->shared = NULL;
+        napi_release_threadsafe_function(c->tsfn, napi_tsfn_release);
+        pthread_mutex_unlock(&c->lock);
+        drop_ctx_unref(c);
+        return orc_node_throw(env, rc);
+    }
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- sharing */
 
 /* share() -> bigint token holding one reference, for Queue.fromShared in any thread. */
@@ -690,6 +844,7 @@ napi_value orc_node_init_queue(napi_env env, napi_value exports, orc_node_env *d
         METHOD("fail", fail_queue),
         METHOD("stats", stats),
         METHOD("share", share),
+        METHOD("onDrop", on_drop),
         GETTER("depth", get_depth),
         GETTER("fd", get_fd),
         {"fromShared", NULL, from_shared, NULL, NULL, NULL, napi_static | napi_writable | napi_configurable, NULL},

@@ -251,3 +251,39 @@ test('the readiness fd is exposed', () => {
   const q = new Queue();
   assert.ok(Number.isInteger(q.fd) && q.fd > 2);
 });
+
+test('onDrop delivers dropped messages with their reason on the JS thread', async () => {
+  const q = new Queue({ capacity: 2, policy: 'dropOldest' });
+  const dropped = [];
+  q.onDrop((m, reason) => {
+    assert.ok(m instanceof Message);
+    dropped.push([m.payload.i, reason]);
+  });
+  for (let i = 0; i < 4; i++) q.push(item(i)); // drops 0 and 1
+  const short = item(9);
+  short.ttl = 1;
+  const q2 = q; // same queue, an expiring message
+  await sleep(5);
+  q2.popBatch(); // takes 2, 3
+  q2.push(short);
+  await sleep(20);
+  assert.equal(q2.tryPop(), null); // 9 expired
+  // The handler does not keep the loop alive on its own: wait with a timer.
+  while (dropped.length < 3) await sleep(1);
+  assert.deepEqual(dropped, [[0, 'overflow'], [1, 'overflow'], [9, 'expired']]);
+
+  // A new handler replaces the old one; null removes it (drops are still counted).
+  const second = [];
+  q.onDrop((m, reason) => second.push([m.payload.i, reason]));
+  for (let i = 10; i < 13; i++) q.push(item(i));
+  while (second.length < 1) await sleep(1);
+  await sleep(10);
+  assert.deepEqual(second, [[10, 'overflow']]);
+  q.onDrop(null);
+  q.push(item(20));
+  await sleep(10);
+  assert.deepEqual(second, [[10, 'overflow']]);
+  assert.equal(dropped.length, 3);
+  assert.equal(q.stats().droppedOverflow, 4);
+  assert.throws(() => q.onDrop(42), { code: 'ORC_EINVAL' });
+});

@@ -43,6 +43,13 @@ async function workerMain() {
       sum += m.payload.v;
     }
     parentPort.postMessage({ received: n, sum });
+  } else if (workerData.role === 'overflow') {
+    for (let i = 0; i < workerData.count; i++) q.push(new Message('load.item', { payload: { seq: i } }));
+    parentPort.postMessage({ pushed: workerData.count });
+  } else if (workerData.role === 'dropwatcher') {
+    // Registers a handler on the shared queue, then the thread ends with it registered.
+    q.onDrop(() => {});
+    parentPort.postMessage('registered');
   } else if (workerData.role === 'waiter') {
     parentPort.postMessage('waiting');
     for await (const m of q) parentPort.postMessage(`unexpected ${m.type}`);
@@ -133,6 +140,32 @@ if (!isMainThread) {
     assert.equal((await q.pop()).type, 'after.terminate');
     q.close();
     await assert.rejects(q.pop(), { code: 'ORC_ECLOSED' });
+  });
+
+  test('drops caused by pushes in a worker reach the main thread\'s onDrop handler', async () => {
+    const q = new Queue({ capacity: 10, policy: 'dropNewest' });
+    const dropped = [];
+    q.onDrop((m, reason) => dropped.push([m.payload.seq, reason]));
+    const w = start('overflow', { token: q.share(), count: 100 });
+    assert.deepEqual(await w.result, { pushed: 100 });
+    await w.exited;
+    while (dropped.length < 90) await new Promise((r) => setTimeout(r, 1));
+    assert.deepEqual(dropped, Array.from({ length: 90 }, (_, i) => [i + 10, 'overflow']));
+    assert.equal(q.depth, 10);
+  });
+
+  test('a handler registered by a worker that has exited is removed; the queue drops on safely', async () => {
+    const q = new Queue({ capacity: 1, policy: 'dropOldest' });
+    const w = start('dropwatcher', { token: q.share() });
+    assert.equal(await w.result, 'registered');
+    await w.exited;
+    for (let i = 0; i < 1000; i++) q.push(new Message('after.exit'));
+    assert.equal(q.stats().droppedOverflow, 999);
+    const mine = [];
+    q.onDrop((m, reason) => mine.push(reason));
+    q.push(new Message('mine'));
+    while (mine.length < 1) await new Promise((r) => setTimeout(r, 1));
+    assert.deepEqual(mine, ['overflow']);
   });
 
   test('a worker started after the pushes and the close still receives them (the token keeps the queue)', async () => {

@@ -26,6 +26,8 @@ const stats: QueueStats = q.stats();
 const token: bigint = q.share();
 const q2: Queue = Queue.fromShared(token);
 q2.close();
+q.onDrop((msg, reason) => { if (reason === 'overflow') msg.release(); });
+q.onDrop(null);
 q.fail('stop', 7);
 
 async function consume(): Promise<number> {
