@@ -193,6 +193,12 @@ test('errors carry the ORC_* code, errno and the library detailed message', () =
   assert.throws(() => Message.prototype.encode.call({}), TypeError);
   assert.throws(() => Message.prototype.encode.call(new orc.Queue()), TypeError);
   assert.throws(() => orc.Queue.prototype.stats.call(new Message('a')), TypeError);
+  // Accessors get no V8 receiver check: the addon's type tags refuse a foreign `this`.
+  const idGetter = Object.getOwnPropertyDescriptor(Message.prototype, 'id').get;
+  assertOrcError(() => idGetter.call(new orc.Queue()), 'ORC_EINVAL', /expected a Message/);
+  assertOrcError(() => idGetter.call({}), 'ORC_EINVAL', /expected a Message/);
+  const depthGetter = Object.getOwnPropertyDescriptor(orc.Queue.prototype, 'depth').get;
+  assertOrcError(() => depthGetter.call(new Message('a')), 'ORC_EINVAL', /expected a Queue/);
   assertOrcError(() => new orc.Queue().push({ type: 'fake' }), 'ORC_EINVAL', /expected a Message/);
   assertOrcError(() => new orc.Queue().pushBatch([new Message('a'), 'x']), 'ORC_EINVAL', /expected a Message/);
   assert.equal(orc.errorName(-9), 'ORC_EFULL');
