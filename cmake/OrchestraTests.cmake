@@ -86,6 +86,26 @@ if(ORC_PYTHON_TESTS)
     ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR}" TIMEOUT 600)
 endif()
 
+# The Node binding's tests (node:test): the addon built above, loaded through
+# bindings/node/lib/index.js; node's runner prints its summary.
+if(ORC_NODE_ADDON)
+  find_program(NODE_EXE node)
+  if(NODE_EXE)
+    add_test(NAME node.tests
+      COMMAND ${NODE_EXE} --expose-gc --test ${CMAKE_SOURCE_DIR}/bindings/node/test/
+      WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+    set_tests_properties(node.tests PROPERTIES
+      ENVIRONMENT "ORCHESTRA_NODE_ADDON=$<TARGET_FILE:orchestra_node>"
+      TIMEOUT 600)
+  endif()
+  # index.d.ts against a sample of the API (compiled, not run) when TypeScript is installed
+  # (Debian: node-typescript).
+  find_program(TSC_EXE tsc)
+  if(TSC_EXE)
+    add_test(NAME node.types COMMAND ${TSC_EXE} -p ${CMAKE_SOURCE_DIR}/bindings/node/types-test)
+  endif()
+endif()
+
 # libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder, the
 # HTTP/1.1 head parsers with the handshake, and permessage-deflate inflation (a separate
 # instrumented build).

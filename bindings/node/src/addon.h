@@ -1,0 +1,100 @@
+/*
+ * Shared plumbing of the Node addon (N-API, NAPI_VERSION 8): per-environment data, errors as
+ * JS Errors with a `code`, argument conversion and wrapping of library handles.
+ *
+ * The addon is a thin wrapper over include/orchestra.h: it converts values and handles and
+ * calls the C ABI; protocol logic stays in the library (DESIGN.md). Each part lives in its own
+ * file with one init function called from addon.c:
+ *   message.c  Message (orc_msg_t)         queue.c  Queue (orc_queue_t)
+ * Client/Server (the WebSocket C ABI) will follow the same pattern: a file with an init
+ * function, objects wrapped with a type tag, events delivered through the helpers below.
+ */
+#ifndef ORC_NODE_ADDON_H
+#define ORC_NODE_ADDON_H
+
+#include <node_api.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orchestra.h"
+
+struct nq_poll;
+
+/* Per-environment state (main thread and every worker_thread get their own), stored with
+ * napi_set_instance_data and freed when the environment is torn down. */
+typedef struct orc_node_env {
+    napi_env env;
+    napi_ref message_ctor;       /* the Message class */
+    napi_ref queue_ctor;         /* the Queue class */
+    napi_ref adopt_sentinel;     /* private object: "construct around the pending handle" */
+    orc_msg_t *adopt_msg;        /* the message the next sentinel construction adopts */
+    void *adopt_queue;           /* the shared queue the next sentinel construction adopts */
+    struct nq_poll *polls;       /* readiness watchers of queues on this env's loop */
+} orc_node_env;
+
+orc_node_env *orc_node_env_get(napi_env env);
+
+/* Type tags: napi_unwrap is only called on objects carrying the expected tag, so calling a
+ * Message method on a Queue (or any other object) throws instead of misreading memory. */
+extern const napi_type_tag orc_node_tag_message;
+extern const napi_type_tag orc_node_tag_queue;
+
+/* Throws a JS Error for a failed library call: message = orc_last_error() of this thread
+ * (orc_strerror(code) when empty), `code` = "ORC_EFULL", `errno` = -9. Returns NULL so a
+ * callback can `return orc_node_throw(env, rc);`. */
+napi_value orc_node_throw(napi_env env, int code);
+
+/* Throws an Error (or TypeError when `type_error`) with `code` = orc_err_name(code) and the
+ * given message, for argument problems the addon finds before calling the library. */
+napi_value orc_node_throw_msg(napi_env env, int code, bool type_error, const char *message);
+
+/* Makes the Error object orc_node_throw would throw, without throwing it. */
+napi_value orc_node_make_error(napi_env env, int code, const char *message);
+
+/* Evaluates a napi call; on failure throws (unless an exception is already pending) and
+ * returns NULL from the calling function. */
+#define NAPI_CALL(env, call)                                                      \
+    do {                                                                          \
+        if ((call) != napi_ok) {                                                  \
+            orc_node_throw_napi(env, #call);                                      \
+            return NULL;                                                          \
+        }                                                                         \
+    } while (0)
+void orc_node_throw_napi(napi_env env, const char *what);
+
+/* Bytes of a JS value: a string (as UTF-8; lone surrogates become U+FFFD) or a Buffer /
+ * TypedArray / DataView / ArrayBuffer. The result points into `stack` when it fits, else into
+ * a malloc'd block stored in *heap (free it with free()). Returns false with an exception
+ * thrown when the value is none of these. */
+typedef struct orc_node_bytes {
+    const char *ptr;
+    size_t len;
+    char *heap;
+} orc_node_bytes;
+bool orc_node_get_bytes(napi_env env, napi_value v, const char *what, bool strings_only,
+                        char *stack, size_t stack_cap, orc_node_bytes *out);
+
+/* Optional arguments: true when `v` is undefined or null. */
+bool orc_node_is_nullish(napi_env env, napi_value v);
+
+/* Reads a number argument as int64 (integral, finite); throws a TypeError otherwise. */
+bool orc_node_get_int64(napi_env env, napi_value v, const char *what, int64_t *out);
+
+/* A JS string for ptr+len of UTF-8 (NULL when the value could not be made). */
+napi_value orc_node_string(napi_env env, const char *ptr, size_t len);
+
+/* Wraps a message reference the caller owns in a new Message object (the object takes the
+ * reference; it is released by the object's finalizer or msg.release()). On failure the
+ * reference is released and NULL returned with an exception pending. Used by the queue and,
+ * later, by Client/Server to hand received messages to JS. */
+napi_value orc_node_message_adopt(napi_env env, orc_msg_t *msg);
+
+/* The message of a Message object (borrowed), or NULL with a TypeError thrown. */
+orc_msg_t *orc_node_message_unwrap(napi_env env, napi_value v);
+
+/* Part initialisers (one per file). */
+napi_value orc_node_init_message(napi_env env, napi_value exports, orc_node_env *data);
+napi_value orc_node_init_queue(napi_env env, napi_value exports, orc_node_env *data);
+
+#endif

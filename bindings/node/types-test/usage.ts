@@ -1,0 +1,52 @@
+// Compiled (not run) by the ctest entry node.types: index.d.ts describes what lib/index.js
+// exports. `tsc -p bindings/node/types-test` must pass; the @ts-expect-error lines must fail.
+import { Message, Queue, Priority, codes, OrchestraError, QueueStats, libraryVersion } from '..';
+
+const m = new Message('task.stream', {
+  source: 'agent-1', priority: Priority.HIGH, ttl: 1000,
+  headers: { attempt: 1, auth: 'x' }, payload: { ok: true },
+});
+const id: string = m.id;
+const src: string | null = m.source;
+m.source = null;
+const wire: Buffer = m.encode('msgpack');
+const back: Message = Message.decode(wire, 'msgpack', { maxDepth: 32 });
+const obj = back.toJSON();
+Message.fromObject(obj);
+const ct: 'json' | 'text' | 'binary' | null = m.contentType;
+m.setPayload(new Uint8Array([1, 2]), 'binary').setHeader('k', [1, 2]);
+const removed: boolean = m.removeHeader('k');
+
+const q = new Queue({ capacity: 16, policy: 'dropOldest', name: 'jobs' });
+q.push(m);
+const n: number = q.pushBatch([m, back]);
+const maybe: Message | null = q.tryPop();
+const batch: Message[] = q.popBatch(8);
+const stats: QueueStats = q.stats();
+const token: bigint = q.share();
+const q2: Queue = Queue.fromShared(token);
+q2.close();
+q.onDrop((msg, reason) => { if (reason === 'overflow') msg.release(); });
+q.onDrop(null);
+q.fail('stop', 7);
+
+async function consume(): Promise<number> {
+  let count = 0;
+  for await (const msg of q) count += msg.priority;
+  for await (const msg of q.messages({ batchSize: 4 })) count += msg.headerCount;
+  const one: Message = await q.pop();
+  return count + one.priority;
+}
+
+function isFull(e: unknown): boolean {
+  return (e as OrchestraError).code === 'ORC_EFULL' && (e as OrchestraError).errno === codes.ORC_EFULL;
+}
+
+// @ts-expect-error: policies are named
+new Queue({ policy: 'sometimes' });
+// @ts-expect-error: priority is 0..3
+m.priority = 7;
+// @ts-expect-error: encode takes a format name
+m.encode('xml');
+
+export { id, src, ct, removed, n, maybe, batch, stats, consume, isFull, libraryVersion };
