@@ -487,8 +487,8 @@ public final class Connection: @unchecked Sendable {
             }
             let f = try make()
             outbox.append(f)
-            let total = now + f.count
-            buffered.store(total, ordering: .relaxed)
+            // An atomic add: the I/O thread subtracts what it wrote without the send lock.
+            let total = buffered.wrappingAdd(f.count, ordering: .relaxed).newValue
             if !scheduled { scheduled = true; schedule = true }
             if total > options.highWatermark { aboveHigh = true; return .aboveHighWatermark }
             return .queued

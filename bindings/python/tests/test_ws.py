@@ -1,0 +1,176 @@
+"""orchestra.Server and orchestra.Client on asyncio, with each other and with python
+`websockets` as the peer, on 127.0.0.1."""
+import asyncio
+import socket
+
+import pytest
+import websockets
+
+import orchestra
+from orchestra import Client, ClientState, Server
+
+
+def run(coro, timeout=30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def echo(server: Server):
+    async for ev in server:
+        if ev.type == "message":
+            await server.send(ev.connection, ev.data)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_client_and_server_echo(deflate):
+    async def main():
+        async with Server(deflate=deflate) as srv:
+            task = asyncio.create_task(echo(srv))
+            async with Client(f"ws://127.0.0.1:{srv.port}/chat", deflate=deflate) as c:
+                assert c.state == ClientState.OPEN
+                msgs = ["", "hi", "é✓🎵" * 1000, b"", b"\x00\xff" * 70000, bytes(range(256)) * 4096]
+                for m in msgs:
+                    await c.send(m)
+                for m in msgs:
+                    got = await c.recv()
+                    assert type(got) is type(m) and got == m
+                st = c.stats()
+                assert st["messages_in"] == len(msgs)
+                # On the wire: over 1 MiB plain; compressed, these repetitive messages shrink.
+                assert (st["bytes_in"] > 1 << 20) if not deflate else (0 < st["bytes_in"] < 1 << 20)
+            task.cancel()
+    run(main())
+
+
+def test_server_sees_open_message_close_events():
+    async def main():
+        async with Server() as srv:
+            async with Client(f"ws://127.0.0.1:{srv.port}/") as c:
+                await c.send("one")
+                it = srv.__aiter__()
+                opened = await it.__anext__()
+                assert opened.type == "open" and opened.connection > 0
+                msg = await it.__anext__()
+                assert (msg.type, msg.data, msg.connection) == ("message", "one", opened.connection)
+                assert srv.stats(opened.connection)["messages_in"] == 1
+            closed = await it.__anext__()
+            assert (closed.type, closed.code, closed.clean) == ("close", 1000, True)
+    run(main())
+
+
+def test_python_websockets_client_against_our_server():
+    async def main():
+        async with Server(deflate=True) as srv:
+            task = asyncio.create_task(echo(srv))
+            async with websockets.connect(f"ws://127.0.0.1:{srv.port}/", compression="deflate", max_size=None) as ws:
+                for m in ["x", "ü" * 50000, b"\x01" * 300000]:
+                    await ws.send(m)
+                    assert await ws.recv() == m
+            task.cancel()
+    run(main())
+
+
+def test_our_client_against_python_websockets_server():
+    async def handler(ws):
+        async for m in ws:
+            await ws.send(m)
+
+    async def main():
+        async with websockets.serve(handler, "127.0.0.1", 0, max_size=None) as s:
+            port = s.sockets[0].getsockname()[1]
+            async with Client(f"ws://127.0.0.1:{port}/") as c:
+                for i in range(200):
+                    await c.send(f"m{i}")
+                got = [await c.recv() for _ in range(200)]
+                assert got == [f"m{i}" for i in range(200)]
+    run(main())
+
+
+def test_send_awaits_drain_when_above_high_watermark():
+    async def main():
+        # The peer reads nothing at first: the server's buffer passes the high watermark and
+        # send() waits until the peer catches up.
+        async with Server(high_watermark=64 << 10, low_watermark=16 << 10, max_buffered=64 << 20) as srv:
+            reader_go = asyncio.Event()
+            peer_may_leave = asyncio.Event()
+            received = 0
+
+            async def slow_peer():
+                nonlocal received
+                async with websockets.connect(f"ws://127.0.0.1:{srv.port}/", max_size=None, max_queue=1) as ws:
+                    await reader_go.wait()
+                    while received < 200:
+                        received += len(await ws.recv()) // (32 << 10)
+                    await peer_may_leave.wait()
+
+            peer = asyncio.create_task(slow_peer())
+            it = srv.__aiter__()
+            opened = await it.__anext__()
+            assert opened.type == "open"
+            chunk = b"z" * (32 << 10)
+            waited = 0
+            for i in range(200):
+                if not srv.send_nowait(opened.connection, chunk):
+                    waited += 1
+                    reader_go.set()
+                    await srv._drained(opened.connection)
+            assert waited > 0
+            assert srv.stats(opened.connection)["buffered_amount"] <= 64 << 10
+            peer_may_leave.set()
+            await peer
+            assert received == 200
+    run(main())
+
+
+def test_reconnect_flushes_offline_buffer_in_order():
+    async def main():
+        port = free_port()
+        c = Client(f"ws://127.0.0.1:{port}/", reconnect=True, reconnect_initial_delay=0.02,
+                   reconnect_max_delay=0.1)
+        for i in range(5):
+            await c.send(f"early {i}")   # buffered: nothing listens yet
+        orchestra_client_connect = asyncio.create_task(c.connect())
+        await asyncio.sleep(0.2)
+        assert c.state == ClientState.RECONNECTING
+        async with Server(port=port) as srv:
+            task = asyncio.create_task(echo(srv))
+            await orchestra_client_connect
+            assert [await c.recv() for _ in range(5)] == [f"early {i}" for i in range(5)]
+            assert c.stats()["reconnects"] >= 1
+            await c.close()
+            task.cancel()
+    run(main())
+
+
+def test_errors_are_clear():
+    with pytest.raises(orchestra.InvalidArgument, match="ws://"):
+        Client("http://127.0.0.1/")
+    with pytest.raises(orchestra.Unsupported):
+        Client("wss://127.0.0.1:1/")
+    with pytest.raises(orchestra.InvalidArgument, match="low_watermark"):
+        Server(low_watermark=2 << 20, high_watermark=1 << 20)
+
+    async def refused():
+        c = Client(f"ws://127.0.0.1:{free_port()}/")
+        with pytest.raises(orchestra.IOFailure, match="(?i)refused"):
+            await c.connect()
+        with pytest.raises(orchestra.Closed):
+            await c.send("late")
+    run(refused())
+
+    async def in_use():
+        async with Server() as a:
+            with pytest.raises(orchestra.IOFailure, match="(?i)in use"):
+                Server(port=a.port).start()
+    run(in_use())
+
+    with pytest.raises(TypeError):
+        async def bad_type():
+            async with Server() as srv:
+                srv.broadcast(42)
+        run(bad_type())
