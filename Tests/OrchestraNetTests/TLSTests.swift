@@ -347,6 +347,17 @@ func pattern(_ n: Int, seed: UInt64) -> [UInt8] {
             try c.session.write(bytes("ok"))
             try pump(c, s)
             #expect(c.session.state == .established && s.received == bytes("ok"))
+            // A later failure is not blamed on the certificate the client chose to accept.
+            try s.session.write(bytes("tampered"))
+            var out = s.session.takeCiphertext()
+            out[out.count - 1] ^= 0x40
+            do {
+                try c.session.feed(out)
+                try c.drain()
+                Issue.record("tampered record accepted")
+            } catch let e as OrchestraError {
+                #expect(e.message.contains("bad record mac") && !e.message.contains("certificate"), "\(e.message)")
+            }
         }
     }
 
@@ -521,7 +532,8 @@ func pattern(_ n: Int, seed: UInt64) -> [UInt8] {
         // Without data: closed at once.
         let c2 = try TLSSession(context: try clientContext(), serverName: "localhost")
         try c2.shutdown()
-        #expect(c2.state == .closed)
+        #expect(c2.state == .closed && !c2.sentCloseNotify)
+        do { try c2.feed(bytes("x")); Issue.record("feed after an early shutdown") } catch { #expect(error.code == .closed) }
     }
 
     @Test func contextErrorsAreClear() throws {

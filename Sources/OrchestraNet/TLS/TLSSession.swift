@@ -55,6 +55,9 @@ public final class TLSSession {
     private var handshakeDone = false
     private var eofFed = false
     private var shutdownRequested = false
+    /// shutdown() came before the handshake completed, with nothing to send: the session is
+    /// closed without a close_notify (none can be sent before the handshake).
+    private var abandoned = false
     /// Plaintext written before the handshake completed, sent once it has.
     private var pendingPlaintext: [UInt8] = []
     private let requestedName: String?
@@ -120,6 +123,7 @@ public final class TLSSession {
                     throw OrchestraError(.invalidArgument, "invalid TLS server name '\(n)': \(reason)")
                 }
                 SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
+                ERR_clear_error()  // SSL_set1_host tries the name as an IP address first
             }
         } else {
             SSL_set_accept_state(ssl)
@@ -138,7 +142,8 @@ public final class TLSSession {
 
     public var state: State {
         if error != nil { return .failed }
-        if !handshakeDone { return shutdownRequested && sentCloseNotify ? .closed : .handshaking }
+        if abandoned { return .closed }
+        if !handshakeDone { return .handshaking }
         return receivedCloseNotify && sentCloseNotify ? .closed : .established
     }
 
@@ -181,6 +186,7 @@ public final class TLSSession {
     /// ("certificate verify failed: hostname mismatch", "wrong version number", ...).
     public func feed(_ ciphertext: UnsafeRawBufferPointer) throws(OrchestraError) {
         if let error { throw error }
+        if abandoned { throw OrchestraError(.closed, "TLS session shut down before its handshake completed") }
         if eofFed { throw OrchestraError(.state, "TLS feed after feedEOF()") }
         guard let base = ciphertext.baseAddress, ciphertext.count > 0 else { return }
         var offset = 0
@@ -225,6 +231,7 @@ public final class TLSSession {
             throw OrchestraError(.invalidArgument, "TLS read into an empty buffer")
         }
         if receivedCloseNotify { return .closed }
+        if abandoned { throw OrchestraError(.closed, "TLS session shut down before its handshake completed") }
         if !handshakeDone {
             advanceHandshake()
             if let error { throw error }
@@ -287,15 +294,16 @@ public final class TLSSession {
     /// Queues close_notify (after any plaintext still waiting for the handshake). Send the
     /// ciphertext, then close the socket; waiting for the peer's close_notify is optional
     /// (RFC 8446 section 6.1). Before the handshake completes nothing can be sent: the session
-    /// is closed at once, unless plaintext is waiting, in which case close_notify follows it
-    /// when the handshake completes. Calling it again does nothing.
+    /// is closed at once (state `.closed`; feed and read throw `.closed`), unless plaintext is
+    /// waiting, in which case close_notify follows it when the handshake completes. Calling it
+    /// again does nothing.
     ///
     /// Errors: `.tls` from OpenSSL. A failed session has nothing to close: no error, no bytes.
     public func shutdown() throws(OrchestraError) {
         if error != nil || shutdownRequested { return }
         shutdownRequested = true
         if !handshakeDone {
-            if pendingPlaintext.isEmpty { sentCloseNotify = true }
+            if pendingPlaintext.isEmpty { abandoned = true }
             return
         }
         try sendCloseNotify()
@@ -401,8 +409,10 @@ public final class TLSSession {
         default:
             reason = "SSL_get_error \(code): \(TLSErrors.drain())"
         }
+        // The verification result only matters when the peer is verified: a client with
+        // verifyPeer false records one too, and ignores it.
         let verify = SSL_get_verify_result(ssl)
-        if verify != Int(X509_V_OK), let s = X509_verify_cert_error_string(verify) {
+        if context.verifiesPeer, verify != Int(X509_V_OK), let s = X509_verify_cert_error_string(verify) {
             var detail = String(cString: s)
             if verify == Int(X509_V_ERR_HOSTNAME_MISMATCH) || verify == Int(X509_V_ERR_IP_ADDRESS_MISMATCH),
                let n = requestedName {
