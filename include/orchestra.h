@@ -74,6 +74,7 @@ const char *orc_version_string(void);
 #define ORC_EVERSION  (-15)  /* unsupported version */
 #define ORC_EIO       (-16)  /* I/O or system call error */
 #define ORC_EINTERNAL (-17)  /* a bug in liborchestra: please report it */
+#define ORC_ETLS      (-18)  /* TLS: handshake failed, certificate rejected, corrupt or truncated record */
 
 /** A static description of `code` ("invalid argument"); "unknown error code" for a value not
  *  in the table. Never NULL. Any thread. */

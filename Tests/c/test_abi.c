@@ -25,13 +25,14 @@ int main(void) {
     NAME_IS(ORC_EVERSION);
     NAME_IS(ORC_EIO);
     NAME_IS(ORC_EINTERNAL);
+    NAME_IS(ORC_ETLS);
 #undef NAME_IS
     CHECK(strcmp(orc_err_name(-9999), "ORC_EUNKNOWN") == 0);
     CHECK(strcmp(orc_err_name(42), "ORC_EUNKNOWN") == 0);
     CHECK(strcmp(orc_strerror(ORC_EINVAL), "invalid argument") == 0);
     CHECK(strcmp(orc_strerror(ORC_OK), "success") == 0);
     CHECK(strcmp(orc_strerror(-9999), "unknown error code") == 0);
-    for (int c = ORC_EINTERNAL; c < 0; c++) {
+    for (int c = ORC_ETLS; c < 0; c++) {
         CHECK(strcmp(orc_strerror(c), "unknown error code") != 0);
     }
     CHECK(orc_last_error() != NULL);

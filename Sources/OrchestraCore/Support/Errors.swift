@@ -20,6 +20,7 @@ public enum ErrorCode: Int32, CaseIterable, Sendable {
     case version = -15
     case io = -16
     case `internal` = -17
+    case tls = -18
 
     /// The C name, e.g. `ORC_EINVAL`.
     public var name: String {
@@ -41,6 +42,7 @@ public enum ErrorCode: Int32, CaseIterable, Sendable {
         case .version: return "ORC_EVERSION"
         case .io: return "ORC_EIO"
         case .internal: return "ORC_EINTERNAL"
+        case .tls: return "ORC_ETLS"
         }
     }
 
@@ -64,6 +66,7 @@ public enum ErrorCode: Int32, CaseIterable, Sendable {
         case .version: return "unsupported version"
         case .io: return "I/O error"
         case .internal: return "internal error"
+        case .tls: return "TLS failure (handshake, certificate verification or a corrupt record)"
         }
     }
 }

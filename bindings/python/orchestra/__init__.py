@@ -3,7 +3,8 @@ servers and clients on asyncio, through ctypes over the library's C ABI (include
 from . import _lib
 from .errors import (Closed, CryptoError, Failed, Full, InternalError, InvalidArgument,
                      IOFailure, NoMemory, NoSpace, NotFound, OrchestraError, ParseError,
-                     StateError, Timeout, TooBig, Unsupported, VersionError, WouldBlock)
+                     StateError, Timeout, TLSError, TooBig, Unsupported, VersionError,
+                     WouldBlock)
 from .message import Cipher, ContentType, Message, Priority
 from .metrics import Metrics
 from .queue import DropReason, Policy, Queue
@@ -18,6 +19,6 @@ __all__ = [
     "Action", "Cipher", "Client", "ClientState", "Event", "Runtime", "Server", "SlowConsumer", "Closed", "ContentType", "CryptoError", "DropReason", "Failed", "Full",
     "InternalError", "InvalidArgument", "IOFailure", "Message", "Metrics", "NoMemory", "NoSpace",
     "NotFound", "OrchestraError", "ParseError", "Policy", "Priority", "PublishResult", "Queue",
-    "Router", "StateError", "Timeout", "TooBig", "Unsupported", "VersionError", "WouldBlock",
+    "Router", "StateError", "Timeout", "TLSError", "TooBig", "Unsupported", "VersionError", "WouldBlock",
     "library_path", "library_version", "subject_matches", "validate_subject",
 ]

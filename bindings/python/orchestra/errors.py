@@ -34,12 +34,13 @@ class Unsupported(OrchestraError): pass
 class VersionError(OrchestraError): pass
 class IOFailure(OrchestraError, OSError): pass
 class InternalError(OrchestraError): pass
+class TLSError(OrchestraError): pass
 
 _BY_CODE = {
     -1: InvalidArgument, -2: NoMemory, -3: ParseError, -4: TooBig, -5: WouldBlock,
     -6: Timeout, -7: Closed, -8: Failed, -9: Full, -10: NoSpace, -11: CryptoError,
     -12: NotFound, -13: StateError, -14: Unsupported, -15: VersionError, -16: IOFailure,
-    -17: InternalError,
+    -17: InternalError, -18: TLSError,
 }
 
 
