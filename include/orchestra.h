@@ -988,6 +988,12 @@ typedef struct orc_server_options {
     /** Called exactly once when the server lets go of callbacks.user_data and
      *  hook_user_data (at orc_server_free). May be NULL. */
     void (*user_data_free)(void *callbacks_user_data, void *hook_user_data);
+    /** wss: PEM certificate chain and private key files (both or neither; read by
+     *  orc_server_new, ORC_EIO/ORC_ETLS naming the file and OpenSSL's reason). With
+     *  tls_client_ca_file, clients are asked for a certificate from that CA. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_client_ca_file;
 } orc_server_options_t;
 
 /** Fills `opts` with the defaults and sets opts->struct_size. Use orc_server_options_init().
@@ -1063,6 +1069,15 @@ typedef struct orc_client_options {
     int queue_events;
     /** Called exactly once with callbacks.user_data when the client lets go of it. */
     void (*user_data_free)(void *user_data);
+    /** wss:// only. The server's certificate must chain to a CA of tls_ca_file (PEM) and/or
+     *  the system's store (tls_use_system_store [1]) and match the URL's host (SNI is sent for
+     *  names); tls_verify_peer 0 turns all checking off (tests only) [1]. tls_cert_file and
+     *  tls_key_file: a client certificate for servers that ask for one. */
+    const char *tls_ca_file;
+    int tls_use_system_store;
+    int tls_verify_peer;
+    const char *tls_cert_file;
+    const char *tls_key_file;
 } orc_client_options_t;
 
 /** Fills `opts` with the defaults and sets opts->struct_size. Any thread. */
@@ -1075,8 +1090,8 @@ static inline void orc_client_options_init(orc_client_options_t *opts) {
 
 /** Makes a client for `url` ("ws://host:port/path?query"; NUL-terminated) on `rt`; it does not
  *  connect until orc_client_connect. Messages sent before it opens wait in the offline
- *  buffer. Errors: ORC_EINVAL (bad URL or setting, named in the message), ORC_ENOTSUP
- *  (wss:// in this build). Any thread. */
+ *  buffer. Errors: ORC_EINVAL (bad URL or setting, named in the message), ORC_EIO/ORC_ETLS
+ *  (a TLS file cannot be read or used). Any thread. */
 int orc_client_new(orc_runtime_t *rt, const char *url, const orc_client_options_t *opts, orc_client_t **out);
 
 /** Starts connecting; returns at once (states arrive through on_state). Any thread. */

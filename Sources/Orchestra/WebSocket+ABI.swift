@@ -231,6 +231,15 @@ public func orc_server_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_serve
         so.subprotocols = try strings(o.subprotocols, try size(o.subprotocol_count, "subprotocol_count"), "subprotocols")
         so.maxConnections = try size(o.max_connections, "max_connections")
         so.websocket = try wsOptions(o.ws)
+        switch (o.tls_cert_file, o.tls_key_file) {
+        case (nil, nil):
+            if o.tls_client_ca_file != nil { throw OrchestraError(.invalidArgument, "tls_client_ca_file needs tls_cert_file and tls_key_file") }
+        case (let cert?, let key?):
+            so.tls = try TLSContext.server(certFile: try optionName(cert, "tls_cert_file"), keyFile: try optionName(key, "tls_key_file"),
+                                           clientCAFile: try o.tls_client_ca_file.map { (p) throws(OrchestraError) in try optionName(p, "tls_client_ca_file") })
+        default:
+            throw OrchestraError(.invalidArgument, "tls_cert_file and tls_key_file go together")
+        }
         let h = CHandler(o.callbacks)
         h.onUpgrade = o.on_upgrade
         h.onHTTP = o.on_http
@@ -341,6 +350,8 @@ public func orc_client_options_init_sized(_ opts: UnsafeMutablePointer<orc_clien
         o.pointee.offline_buffer_messages = d.offlineBufferMessages
         o.pointee.offline_buffer_bytes = d.offlineBufferBytes
         o.pointee.ws = wsDefaults()
+        o.pointee.tls_use_system_store = 1
+        o.pointee.tls_verify_peer = 1
     }
 }
 
@@ -376,6 +387,17 @@ public func orc_client_new(_ rt: OpaquePointer?, _ url: UnsafePointer<CChar>?, _
             if let q = o.queue { queue = try handle(q, MessageQueue.self, "queue") }
             events = o.queue_events != 0
             free = o.user_data_free
+            if u.lowercased().hasPrefix("wss://") {
+                func path(_ p: UnsafePointer<CChar>?, _ what: StaticString) throws(OrchestraError) -> String? {
+                    guard let p else { return nil }
+                    return try optionName(p, what)
+                }
+                co.tls = try TLSContext.client(caFile: try path(o.tls_ca_file, "tls_ca_file"),
+                                               useSystemStore: o.tls_use_system_store != 0,
+                                               verifyPeer: o.tls_verify_peer != 0,
+                                               certFile: try path(o.tls_cert_file, "tls_cert_file"),
+                                               keyFile: try path(o.tls_key_file, "tls_key_file"))
+            }
         }
         if co.connectTimeoutMs == 0 { throw OrchestraError(.invalidArgument, "connect_timeout_ms must be positive") }
         let h = CHandler(cb)

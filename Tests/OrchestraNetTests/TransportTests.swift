@@ -353,6 +353,49 @@ private let upgradeRequest = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\
         #expect(String(decoding: closeEvent.payload ?? [], as: UTF8.self) == "{\"code\":1000,\"reason\":\"\",\"clean\":true}")
     }
 
+    @Test(arguments: [false, true]) func wssEchoWithDeflate(deflate: Bool) throws {
+        let rt = try Runtime()
+        defer { rt.shutdown() }
+        let sh = EchoServer()
+        let server = try startServer(rt, sh) {
+            $0.tls = try? serverContext()
+            if deflate { $0.websocket.perMessageDeflate = .init() }
+        }
+        var co = ClientOptions()
+        co.tls = try clientContext()
+        if deflate { co.websocket.perMessageDeflate = .init() }
+        let rec = Recorder()
+        let client = try Client(runtime: rt, url: "wss://localhost:\(server.port)/secure", options: co, handler: rec)
+        try client.connect()
+        #expect(eventually { client.state == .open })
+        let big = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        for m in [Array("hello over TLS".utf8), big, []] {
+            _ = try m.withUnsafeBytes { try client.send(.binary, $0) }
+        }
+        #expect(eventually { rec.events.received.count == 3 })
+        #expect(rec.events.received.map { $0.1 } == [Array("hello over TLS".utf8), big, []])
+        try client.close()
+        #expect(eventually { client.state == .closed })
+        #expect(eventually { sh.events.has("close 1000 clean=true") })
+    }
+
+    @Test func wssRejectsAnUntrustedServerWithTheReason() throws {
+        let rt = try Runtime()
+        defer { rt.shutdown() }
+        let server = try startServer(rt, EchoServer()) { $0.tls = try? serverContext() }
+        var co = ClientOptions()
+        co.tls = try TLSContext.client(useSystemStore: true)   // our test CA is not in it
+        let rec = Recorder()
+        let client = try Client(runtime: rt, url: "wss://localhost:\(server.port)/", options: co, handler: rec)
+        try client.connect()
+        #expect(eventually { client.state == .closed })
+        #expect(rec.events.all.contains { $0.contains("certificate verify failed") })
+        // A plain ws:// client at a TLS port fails its handshake too, and the server lives on.
+        let plain = try Client(runtime: rt, url: "ws://127.0.0.1:\(server.port)/", options: ClientOptions(), handler: Recorder())
+        try plain.connect()
+        #expect(eventually { plain.state == .closed })
+    }
+
     @Test func urlParsing() throws {
         let u = try WebSocketURL("ws://[::1]:9000/a/b?c=d")
         #expect(u.host == "::1" && u.port == 9000 && u.target == "/a/b?c=d" && u.hostHeader == "[::1]:9000")

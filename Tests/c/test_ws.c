@@ -180,7 +180,15 @@ static void test_bad_arguments(orc_runtime_t *rt) {
     CHECK_RC(orc_client_new(rt, "http://x/", NULL, &client), ORC_EINVAL);
     CHECK(strstr(orc_last_error(), "ws://") != NULL);
     CHECK_RC(orc_client_new(rt, NULL, NULL, &client), ORC_EINVAL);
-    CHECK_RC(orc_client_new(rt, "wss://127.0.0.1:1/", NULL, &client), ORC_ENOTSUP);
+    CHECK_RC(orc_client_new(rt, "wss://127.0.0.1:1/", NULL, &client), ORC_OK);   /* system CAs */
+    orc_client_free(client);
+    client = NULL;
+    orc_client_options_t bad_ca;
+    orc_client_options_init(&bad_ca);
+    bad_ca.tls_ca_file = "/nonexistent/ca.pem";
+    CHECK_RC(orc_client_new(rt, "wss://127.0.0.1:1/", &bad_ca, &client), ORC_EIO);
+    CHECK(strstr(orc_last_error(), "/nonexistent/ca.pem") != NULL);
+    CHECK(client == NULL);
     CHECK_RC(orc_client_new(rt, "ws://127.0.0.1:1/", NULL, &client), ORC_OK);
     CHECK_RC(orc_client_send(client, 9, (const uint8_t *)"x", 1), ORC_EINVAL);
     CHECK_RC(orc_client_send(client, ORC_WS_TEXT, NULL, 5), ORC_EINVAL);

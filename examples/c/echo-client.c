@@ -1,8 +1,10 @@
 /*
  * echo-client: a WebSocket client on liborchestra that echoes what it receives.
  *
- *   echo-client URL [--deflate]
+ *   echo-client URL [--deflate] [--ca FILE] [--insecure]
  *
+ * For wss:// URLs the server's certificate is checked against the system's CAs and --ca FILE
+ * (PEM); --insecure turns checking off (tests only).
  * Connects to URL (ws://host:port/path), sends every text and binary message it receives
  * back with the same opcode, and exits 0 after the closing handshake (whoever started it),
  * 1 if the connection failed or ended without one.
@@ -43,17 +45,19 @@ static void on_state(void *user_data, orc_client_t *client, orc_client_state_t s
 }
 
 int main(int argc, char **argv) {
-    const char *url = NULL;
-    int deflate = 0;
+    const char *url = NULL, *ca = NULL;
+    int deflate = 0, insecure = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--deflate") == 0) deflate = 1;
+        else if (strcmp(argv[i], "--insecure") == 0) insecure = 1;
+        else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc) ca = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: echo-client URL [--deflate]\n");
+            printf("usage: echo-client URL [--deflate] [--ca FILE] [--insecure]\n");
             return 0;
         } else if (!url) url = argv[i];
-        else { fprintf(stderr, "usage: echo-client URL [--deflate]\n"); return 2; }
+        else { fprintf(stderr, "usage: echo-client URL [--deflate] [--ca FILE] [--insecure]\n"); return 2; }
     }
-    if (!url) { fprintf(stderr, "usage: echo-client URL [--deflate]\n"); return 2; }
+    if (!url) { fprintf(stderr, "usage: echo-client URL [--deflate] [--ca FILE] [--insecure]\n"); return 2; }
 
     orc_runtime_t *rt = NULL;
     if (orc_runtime_new(NULL, &rt) != ORC_OK) {
@@ -69,6 +73,8 @@ int main(int argc, char **argv) {
     opts.callbacks.on_message = on_message;
     opts.callbacks.on_close = on_close;
     opts.on_state = on_state;
+    opts.tls_ca_file = ca;
+    opts.tls_verify_peer = !insecure;
     orc_client_t *client = NULL;
     if (orc_client_new(rt, url, &opts, &client) != ORC_OK || orc_client_connect(client) != ORC_OK) {
         fprintf(stderr, "echo-client: %s\n", orc_last_error());

@@ -57,8 +57,8 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "echo-server: unknown or incomplete argument %s\n", a); usage(stderr); return 2; }
     }
     if (port < 0) { fprintf(stderr, "echo-server: --port 0..65535 is required\n"); usage(stderr); return 2; }
-    if (cert || key) {
-        fprintf(stderr, "echo-server: TLS is not available in this build yet\n");
+    if ((cert == NULL) != (key == NULL)) {
+        fprintf(stderr, "echo-server: --tls-cert and --tls-key go together\n");
         return 2;
     }
 
@@ -94,6 +94,8 @@ int main(int argc, char **argv) {
     opts.ws.max_buffered = 64u << 20;       /* echoing 16 MiB messages to a slow reader */
     opts.ws.high_watermark = 16u << 20;
     opts.callbacks.on_message = on_message;
+    opts.tls_cert_file = cert;               /* wss when both are given */
+    opts.tls_key_file = key;
 
     orc_server_t *server = NULL;
     if (orc_server_new(rt, &opts, &server) != ORC_OK || orc_server_start(server) != ORC_OK) {
@@ -102,7 +104,7 @@ int main(int argc, char **argv) {
         orc_runtime_free(rt);
         return 1;
     }
-    printf("listening on %s:%u\n", host, (unsigned)orc_server_port(server));
+    printf("listening on %s:%u%s\n", host, (unsigned)orc_server_port(server), cert ? " (wss)" : "");
     fflush(stdout);
 
     while (!stop_requested) sigsuspend(&old);

@@ -83,6 +83,9 @@ public struct ClientOptions: Sendable {
     public var offlineBufferMessages = 1024
     public var offlineBufferBytes = 1 << 20
     public var websocket = WebSocketOptions()
+    /// For wss:// URLs: nil uses `TLSContext.client()` (the system's trusted CAs, certificate
+    /// and host name verified).
+    public var tls: TLSContext? = nil
     public init() {}
 }
 
@@ -106,11 +109,13 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
     public let options: ClientOptions
     let handler: ClientHandler
     let handshakeConfig: ClientHandshake.Configuration
+    let tlsContext: TLSContext?
 
     // I/O thread state.
     var connection: Connection? = nil
     var handshake: ClientHandshake? = nil
     var tcp: UnsafeMutablePointer<uv_tcp_t>? = nil   // while connecting
+    var addresses: [sockaddr_storage] = []            // resolved, not tried yet
     var timer: UnsafeMutablePointer<uv_timer_t>? = nil
     var attemptDeadline: UInt64 = 0
     var retryAt: UInt64 = 0
@@ -132,7 +137,13 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
     public init(runtime: Runtime, url: String, options: ClientOptions, handler: ClientHandler) throws(OrchestraError) {
         try options.websocket.validate()
         let u = try WebSocketURL(url)
-        if u.secure { throw OrchestraError(.unsupported, "wss:// is not supported yet by this build (TLS comes with the TLS transport)") }
+        if !u.secure {
+            tlsContext = nil
+        } else if let t = options.tls {
+            tlsContext = t
+        } else {
+            tlsContext = try TLSContext.client()
+        }
         if options.reconnectInitialDelayMs == 0 || options.reconnectMaxDelayMs < options.reconnectInitialDelayMs {
             throw OrchestraError(.invalidArgument, "reconnect delays: initial must be positive and at most max")
         }
@@ -237,27 +248,51 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
 
     private func resolved(serial: UInt64, status: Int32, _ res: UnsafeMutablePointer<addrinfo>?) {
         guard serial == attemptSerial, !userClosed, attemptDeadline != 0 else { return }
-        guard status == 0, let ai = res else {
+        guard status == 0, res != nil else {
             attemptFailed("cannot resolve \(url.host): \(Runtime.uvError(status))")
             return
         }
+        // Every address, tried in order until one connects ("localhost" may be ::1 first
+        // while the server listens on 127.0.0.1).
+        addresses = []
+        var ai = res
+        while let a = ai {
+            var ss = sockaddr_storage()
+            withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(start: a.pointee.ai_addr, count: Int(a.pointee.ai_addrlen))) }
+            addresses.append(ss)
+            ai = a.pointee.ai_next
+        }
+        connectNext(serial: serial, lastError: "no address for \(url.host)")
+    }
+
+    /// Connects to the next resolved address, or fails the attempt with the last error.
+    private func connectNext(serial: UInt64, lastError: String) {
+        guard !addresses.isEmpty else {
+            attemptFailed(lastError)
+            return
+        }
+        var addr = addresses.removeFirst()
         let h = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
         uv_tcp_init(runtime.loop, h)
         tcp = h
         let req = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
         req.pointee.data = Unmanaged.passRetained(AttemptBox(client: self, serial: serial)).toOpaque()
-        let rc = uv_tcp_connect(req, h, ai.pointee.ai_addr) { req, status in
-            let box = Unmanaged<AttemptBox>.fromOpaque(req!.pointee.data).takeRetainedValue()
-            let h = req!.pointee.handle
-            req!.deallocate()
-            box.client.connected(serial: box.serial, status: status, h)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                uv_tcp_connect(req, h, sa) { req, status in
+                    let box = Unmanaged<AttemptBox>.fromOpaque(req!.pointee.data).takeRetainedValue()
+                    let h = req!.pointee.handle
+                    req!.deallocate()
+                    box.client.connected(serial: box.serial, status: status, h)
+                }
+            }
         }
         if rc != 0 {
             Unmanaged<AttemptBox>.fromOpaque(req.pointee.data).release()
             req.deallocate()
             tcp = nil
             Server.closeHandle(h)
-            attemptFailed("cannot connect to \(url.host):\(url.port): \(Runtime.uvError(rc))")
+            connectNext(serial: serial, lastError: "cannot connect to \(url.host):\(url.port): \(Runtime.uvError(rc))")
         }
     }
 
@@ -268,7 +303,7 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
         tcp = nil
         guard status == 0 else {
             Server.closeHandle(h)
-            attemptFailed("cannot connect to \(url.host):\(url.port): \(Runtime.uvError(status))")
+            connectNext(serial: serial, lastError: "cannot connect to \(url.host):\(url.port): \(Runtime.uvError(status))")
             return
         }
         let id = nextConnectionId.wrappingAdd(1, ordering: .relaxed).newValue
@@ -277,6 +312,15 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
         c.path = String(url.target.prefix { $0 != "?" })
         c.attach(h)
         c.handshakeDeadline = 0   // the attempt deadline covers it
+        if let ctx = tlsContext {
+            do {
+                c.tls = try TLSSession(context: ctx, serverName: url.host)
+            } catch {
+                connection = c
+                c.abort(reason: "cannot start TLS: \(error.message)")
+                return
+            }
+        }
         do {
             let hs = try ClientHandshake(host: url.hostHeader, target: url.target, handshakeConfig)
             handshake = hs

@@ -77,8 +77,13 @@ public final class Connection: @unchecked Sendable {
     var held = false
     var stash: [UInt8] = []
     var writeReq: UnsafeMutablePointer<uv_write_t>? = nil
+    /// Buffers being written (frames, or for TLS the ciphertext of frames).
     var inflight: [FrameBytes] = []
+    /// The frame bytes and frames the write in flight carries (what `buffered` counts).
     var inflightBytes = 0
+    var inflightFrames = 0
+    /// TLS (wss): frames go through it on the way out, received bytes on the way in.
+    var tls: TLSSession? = nil
     var bufs: UnsafeMutablePointer<uv_buf_t>? = nil
     var bufsCapacity = 0
 
@@ -173,12 +178,35 @@ public final class Connection: @unchecked Sendable {
             if n != Int(UV_EOF.rawValue) && closeReason.isEmpty && !closeReceived {
                 closeReason = "read failed: \(Runtime.uvError(Int32(n)))"
             }
+            tls?.feedEOF()
             closeTCP()
             return
         }
         guard n > 0, let base = buf.base else { return }
         bytesIn.add(UInt64(n))
-        process(UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(base), count: n))
+        let input = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(base), count: n)
+        if let t = tls { decrypt(t, input) } else { process(input) }
+    }
+
+    /// TLS: feeds ciphertext and processes the plaintext it yields, decrypted into the same
+    /// shared buffer (its ciphertext was copied into the session first). Handshake messages
+    /// and alerts the session wants to send go out with the next flush.
+    private func decrypt(_ t: TLSSession, _ input: UnsafeMutableRawBufferPointer) {
+        do throws(OrchestraError) {
+            try t.feed(UnsafeRawBufferPointer(input))
+            let r = try t.readAvailable(scratch: input) { (plain) throws(OrchestraError) in
+                if phase != .closed { process(plain) }
+            }
+            if r == .closed && phase != .closed && !closeReceived {
+                closeReason = "the peer closed TLS (close_notify) without a WebSocket close"
+            }
+        } catch {
+            errors.add(1)
+            if closeReason.isEmpty || !closeReceived { closeReason = error.message }
+            closeAfterFlush = true
+            if let h = tcp { uv_read_stop(streamOf(h)) }
+        }
+        if t.pendingCiphertextCount > 0 || closeAfterFlush { runtime.markDirty(self) }
     }
 
     /// Feeds received bytes (plain TCP now; TLS will feed its plaintext here).
@@ -641,8 +669,29 @@ public final class Connection: @unchecked Sendable {
             swap(&outbox, &inflight)
             scheduled = false
         }
+        inflightFrames = inflight.count
+        inflightBytes = inflight.reduce(0) { $0 + $1.count }
+        if let t = tls {
+            // Encrypt every frame into one ciphertext buffer (plus what the handshake wants).
+            do throws(OrchestraError) {
+                for f in inflight { try t.write(UnsafeRawBufferPointer(start: f.base, count: f.count)) }
+            } catch {
+                errors.add(1)
+                inflight.removeAll()
+                abort(reason: error.message)
+                return
+            }
+            inflight.removeAll(keepingCapacity: true)
+            let pending = t.pendingCiphertextCount
+            if pending > 0 {
+                let c = FrameBytes(capacity: pending)
+                c.count = t.takeCiphertext(into: UnsafeMutableRawBufferPointer(start: c.base, count: pending))
+                inflight.append(c)
+            }
+        }
         if inflight.isEmpty {
-            if closeAfterFlush { closeTCP() }
+            if inflightBytes > 0 { wrote(0) }   // TLS: frames held until the handshake completes
+            else if closeAfterFlush { closeTCP() }
             return
         }
         if bufsCapacity < inflight.count {
@@ -650,12 +699,9 @@ public final class Connection: @unchecked Sendable {
             bufsCapacity = Swift.max(inflight.count, 8)
             bufs = .allocate(capacity: bufsCapacity)
         }
-        var total = 0
         for (i, f) in inflight.enumerated() {
             bufs![i] = uv_buf_init(f.base.assumingMemoryBound(to: CChar.self), UInt32(f.count))
-            total += f.count
         }
-        inflightBytes = total
         if writeReq == nil { writeReq = .allocate(capacity: 1) }
         writeReq!.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         let rc = uv_write(writeReq, streamOf(h), bufs, UInt32(inflight.count)) { req, status in
@@ -671,9 +717,11 @@ public final class Connection: @unchecked Sendable {
 
     private func wrote(_ status: Int32) {
         let n = inflightBytes
-        let frames = inflight.count
-        inflight.removeAll(keepingCapacity: frames <= 64)
+        let frames = inflightFrames
+        let wireBytes = inflight.reduce(0) { $0 + $1.count }
+        inflight.removeAll(keepingCapacity: inflight.count <= 64)
         inflightBytes = 0
+        inflightFrames = 0
         let left = buffered.wrappingSubtract(n, ordering: .relaxed).newValue
         if status < 0 {
             if status != Int32(UV_ECANCELED.rawValue) {
@@ -682,7 +730,7 @@ public final class Connection: @unchecked Sendable {
             }
             return
         }
-        bytesOut.add(UInt64(n))
+        bytesOut.add(UInt64(wireBytes))
         messagesOut.add(UInt64(frames))
         if left <= options.lowWatermark {
             let drained: Bool = sendLock.withLock {

@@ -19,6 +19,8 @@ public struct ServerOptions: Sendable {
     /// Open connections at most (0: no limit); more are refused with 503.
     public var maxConnections = 0
     public var websocket = WebSocketOptions()
+    /// Serve wss: every connection starts with a TLS handshake (`TLSContext.server`).
+    public var tls: TLSContext? = nil
     public init() {}
 }
 
@@ -212,6 +214,14 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
         let c = Connection(id: id, role: .server, runtime: runtime, options: options.websocket, owner: self)
         c.handler = handler
         c.attach(h)
+        if let ctx = options.tls {
+            do {
+                c.tls = try TLSSession(context: ctx)
+            } catch {
+                c.abort(reason: "cannot start TLS: \(error.message)")
+                return
+            }
+        }
         connLock.withLock { connections[id] = c }
         c.startReading()
     }

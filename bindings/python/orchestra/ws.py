@@ -80,7 +80,8 @@ class _ServerOptions(Structure):
                 ("subprotocols", POINTER(c_char_p)), ("subprotocol_count", c_size_t),
                 ("max_connections", c_size_t), ("ws", _WSOptions), ("callbacks", _Callbacks),
                 ("queue", c_void_p), ("queue_events", c_int), ("on_upgrade", c_void_p),
-                ("on_http", c_void_p), ("hook_user_data", c_void_p), ("user_data_free", c_void_p)]
+                ("on_http", c_void_p), ("hook_user_data", c_void_p), ("user_data_free", c_void_p),
+                ("tls_cert_file", c_char_p), ("tls_key_file", c_char_p), ("tls_client_ca_file", c_char_p)]
 
 
 class _ClientOptions(Structure):
@@ -91,7 +92,8 @@ class _ClientOptions(Structure):
                 ("reconnect_max_attempts", c_uint32), ("offline_buffer_messages", c_size_t),
                 ("offline_buffer_bytes", c_size_t), ("ws", _WSOptions), ("callbacks", _Callbacks),
                 ("on_state", _STATE_CB), ("queue", c_void_p), ("queue_events", c_int),
-                ("user_data_free", c_void_p)]
+                ("user_data_free", c_void_p), ("tls_ca_file", c_char_p), ("tls_use_system_store", c_int),
+                ("tls_verify_peer", c_int), ("tls_cert_file", c_char_p), ("tls_key_file", c_char_p)]
 
 
 class _Stats(Structure):
@@ -238,6 +240,7 @@ class Server:
                  high_watermark: int = 1 << 20, low_watermark: int = 256 << 10,
                  max_buffered: int = 16 << 20, slow_consumer: SlowConsumer = SlowConsumer.CLOSE_1008,
                  compression_threshold: int = 1024, queue_capacity: int = 65536,
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None,
                  runtime: Optional[Runtime] = None) -> None:
         self._runtime = runtime or Runtime.shared()
         self._inbox = _Inbox(queue_capacity)
@@ -258,6 +261,9 @@ class Server:
                     compression_threshold=compression_threshold)
         o.queue = self._inbox.queue._ptr
         o.queue_events = 1
+        if tls_cert or tls_key:
+            o.tls_cert_file = (tls_cert or "").encode()
+            o.tls_key_file = (tls_key or "").encode()
         ptr = c_void_p()
         check(_server_new(self._runtime._ptr, byref(o), byref(ptr)))
         self._ptr = ptr.value
@@ -387,7 +393,8 @@ class Client:
                  pong_timeout: float = 10.0, high_watermark: int = 1 << 20,
                  low_watermark: int = 256 << 10, max_buffered: int = 16 << 20,
                  compression_threshold: int = 1024, queue_capacity: int = 65536,
-                 runtime: Optional[Runtime] = None) -> None:
+                 tls_ca_file: Optional[str] = None, tls_use_system_store: bool = True,
+                 tls_verify: bool = True, runtime: Optional[Runtime] = None) -> None:
         self._runtime = runtime or Runtime.shared()
         self._inbox = _Inbox(queue_capacity)
         self._low_watermark = low_watermark
@@ -418,6 +425,10 @@ class Client:
         o.on_state = self._on_state
         o.queue = self._inbox.queue._ptr
         o.queue_events = 0
+        if tls_ca_file:
+            o.tls_ca_file = tls_ca_file.encode()
+        o.tls_use_system_store = 1 if tls_use_system_store else 0
+        o.tls_verify_peer = 1 if tls_verify else 0
         ptr = c_void_p()
         check(_client_new(self._runtime._ptr, url.encode(), byref(o), byref(ptr)))
         self._ptr = ptr.value

@@ -150,8 +150,10 @@ def test_reconnect_flushes_offline_buffer_in_order():
 def test_errors_are_clear():
     with pytest.raises(orchestra.InvalidArgument, match="ws://"):
         Client("http://127.0.0.1/")
-    with pytest.raises(orchestra.Unsupported):
-        Client("wss://127.0.0.1:1/")
+    with pytest.raises(orchestra.IOFailure, match="/nonexistent/ca.pem"):
+        Client("wss://127.0.0.1:1/", tls_ca_file="/nonexistent/ca.pem")
+    with pytest.raises(orchestra.OrchestraError, match="/nonexistent/cert.pem"):
+        Server(tls_cert="/nonexistent/cert.pem", tls_key="/nonexistent/key.pem")
     with pytest.raises(orchestra.InvalidArgument, match="low_watermark"):
         Server(low_watermark=2 << 20, high_watermark=1 << 20)
 
