@@ -41,7 +41,7 @@ static void on_signal(int s) { (void)s; interrupted = 1; }
 
 static struct msg *msg_grow(struct msg *m, size_t need) {
     size_t cap = m ? m->cap : 0;
-    if (cap >= need) return m;
+    if (m && cap >= need) return m;
     size_t ncap = cap ? cap : 256;
     while (ncap < need) ncap *= 2;
     struct msg *n = realloc(m, sizeof *n + LWS_PRE + ncap);
