@@ -11,7 +11,10 @@
  * and the connection closed. No UTF-8 check, no size limit, no extensions. When a write would
  * block, the rest is kept and the connection is not read until it has drained.
  *
- * usage: raw_echo --port N [--host 127.0.0.1]
+ * usage: raw_echo --port N [--host 127.0.0.1] [--corrupt-every N]
+ *
+ * --corrupt-every N flips one payload bit in every Nth data frame: for the smoke test that
+ * checks that ws_loadgen notices a wrong echo (bench/ws_bench.py --smoke).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -38,6 +41,7 @@ struct conn {
     uint8_t closing;      /* close echoed: close once the output has drained */
     uint8_t drop;         /* current frame is not echoed (a client pong) */
     uint8_t in_payload;   /* header done, payload bytes pending */
+    uint8_t corrupt;      /* --corrupt-every: flip a bit of this frame's payload */
     uint8_t opcode;
     uint8_t hdr_have, hdr_need;
     uint8_t hdr[14];
@@ -54,6 +58,7 @@ static int ep;
 static uint8_t rbuf[RBUF_SIZE];
 static uint8_t obuf[RBUF_SIZE + 64];
 static volatile sig_atomic_t stop;
+static unsigned long corrupt_every, data_frames;
 
 static void on_signal(int s) { (void)s; stop = 1; }
 
@@ -153,6 +158,7 @@ static int echo_frames(struct conn *c, const uint8_t *p, size_t n) {
             c->pay_left = len;
             c->opcode = c->hdr[0] & 0x0f;
             c->drop = c->opcode == 0xA;
+            c->corrupt = c->opcode < 8 && len && corrupt_every && ++data_frames % corrupt_every == 0;
             if (!c->drop) { /* the same header without the mask bit and key */
                 obuf[o] = c->opcode == 0x9 ? (uint8_t)((c->hdr[0] & 0xf0) | 0xA) : c->hdr[0];
                 obuf[o + 1] = l;
@@ -163,7 +169,11 @@ static int echo_frames(struct conn *c, const uint8_t *p, size_t n) {
             c->in_payload = 1;
         }
         size_t k = c->pay_left < n ? (size_t)c->pay_left : n;
-        if (!c->drop) { unmask(obuf + o, p, k, c->mask, c->mask_pos); o += k; }
+        if (!c->drop) {
+            unmask(obuf + o, p, k, c->mask, c->mask_pos);
+            if (c->corrupt && k) { obuf[o + k - 1] ^= 0x10; c->corrupt = 0; }
+            o += k;
+        }
         c->mask_pos += (uint32_t)k;
         c->pay_left -= k; p += k; n -= k;
         if (!c->pay_left) {
@@ -250,8 +260,9 @@ int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--host")) host = argv[i + 1];
+        else if (!strcmp(argv[i], "--corrupt-every")) corrupt_every = strtoul(argv[i + 1], NULL, 10);
     }
-    if (port <= 0) { fprintf(stderr, "usage: raw_echo --port N [--host H]\n"); return 2; }
+    if (port <= 0) { fprintf(stderr, "usage: raw_echo --port N [--host H] [--corrupt-every N]\n"); return 2; }
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);

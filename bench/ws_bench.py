@@ -287,6 +287,56 @@ def scenario_client(rt, dur, warm, out):
         s.stop()
 
 
+def smoke(cmds):
+    """A functional check of the measuring equipment for ctest (bench.ws_tools), no timing:
+    every server echoes what ws_loadgen sends (small binary, 70 kB text, 1 MiB, zero-length),
+    holds 300 idle connections, and ws_loadgen notices an echo that raw_echo corrupts."""
+    passed = failed = 0
+
+    def check(what, fn):
+        nonlocal passed, failed
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {what}", flush=True)
+        except Exception as e:  # reported, counted, and the run goes on
+            failed += 1
+            print(f"FAIL {what}: {e}", flush=True)
+
+    def echo_checks(name, cmd):
+        s = Server(name, cmd, 1, [])
+        try:
+            for args in (["rtt", "--conns", "20", "--count", "2000"],
+                         ["rtt", "--conns", "3", "--size", "70000", "--text", "--count", "60"],
+                         ["rtt", "--conns", "2", "--size", "0", "--count", "100"],
+                         ["throughput", "--count", "5"]):
+                r = loadgen(args + ["--duration", "30", "--warmup", "0"], s, 0, [], 120)
+                want = int(args[args.index("--count") + 1])
+                if r["round_trips"] < want or r["errors"]:
+                    raise RuntimeError(f"{' '.join(args)}: {r}")
+        finally:
+            s.stop()
+
+    for name, cmd in cmds.items():
+        check(f"{name}: echoes", lambda: echo_checks(name, cmd))
+        check(f"{name}: 300 idle connections", lambda: scenario_idle(name, cmd, 300, {}))
+
+    def corrupt():
+        s = Server("raw_echo_corrupt", [str(BUILD / "raw_echo"), "--corrupt-every", "50"], 1, [])
+        try:
+            loadgen(["rtt", "--conns", "5", "--count", "1000", "--duration", "30", "--warmup", "0"], s, 0, [], 120)
+        except RuntimeError as e:
+            if "corrupted echo" in str(e):
+                return
+            raise
+        finally:
+            s.stop()
+        raise RuntimeError("ws_loadgen accepted corrupted echoes")
+    check("ws_loadgen rejects a corrupted echo", corrupt)
+    print(f"{passed} passed, {failed} failed")
+    return failed == 0
+
+
 def median(v):
     return statistics.median(v) if v else None
 
@@ -301,6 +351,7 @@ def main():
     ap.add_argument("--scenarios", default="pinned,idle,client", help="subset of pinned,idle,client")
     ap.add_argument("--idle-conns", type=int, default=10000)
     ap.add_argument("--entries-out", help="write bench/run entries (JSON list) here")
+    ap.add_argument("--smoke", action="store_true", help="functional check of the tools and servers (ctest)")
     a = ap.parse_args()
     runs = a.runs or (3 if a.quick else 5)
     idle_runs = 1 if a.quick else 3
@@ -323,6 +374,8 @@ def main():
         cmds = {k: v for k, v in cmds.items() if k in keep}
     for n in notes:
         log(n)
+    if a.smoke:
+        sys.exit(0 if smoke(cmds) else 1)
     rt, sched = priority_prefix()
     if sched == "SCHED_FIFO 10" and "node_ws" in cmds:
         cmds["node_ws"] = ["node", "--single-threaded"] + cmds["node_ws"][1:]
