@@ -451,7 +451,7 @@ def entries(med, samples, client):
         if server == "ours":
             continue
         for key, v in med[server].items():
-            if key not in METRICS:
+            if key not in METRICS or METRICS[key][1] == "none":  # busy shares: ws.json only
                 continue
             rows.append({"name": f"ws.{server}.{key}", "value": v, "unit": METRICS[key][0], "anchor": None,
                          "anchor_value": None, "ratio": None, "target": None, "runs": samples[server][key],
