@@ -5,6 +5,9 @@
 // Every message is sent back with its type (text or binary). ws's defaults otherwise, except:
 // no permessage-deflate (the load generator does not offer it), maxPayload 64 MiB (ws's
 // default is 100 MiB; the benchmarks send at most 1 MiB), a listen backlog of 4096.
+// bench/ws_bench.py starts it as `node --single-threaded ws_echo.js` when it runs the servers
+// under SCHED_FIFO (see priority_prefix there: V8's background compiler threads never get the
+// core otherwise).
 'use strict';
 const WebSocket = require('/usr/share/nodejs/ws');
 
