@@ -68,6 +68,8 @@ METRICS = {
     "lat1.p50": ("us", "lower", "one connection, same core: p50 round trip"),
     "lat1.p99": ("us", "lower", "one connection, same core: p99 round trip"),
     "tput.mbps": ("MB/s", "higher", "1 MiB messages echoed, one connection"),
+    "tput.server_busy": ("share", "none", "server CPU time / wall time, 1 MiB scenario"),
+    "tput.loadgen_busy": ("share", "none", "load generator CPU time / wall time, 1 MiB scenario"),
     "idle10k.rss_per_conn": ("bytes/conn", "lower", "VmRSS growth per idle connection at 10,000"),
 }
 
@@ -223,6 +225,8 @@ def scenario_pinned(name, cmd, rt, dur, warm, out):
         out.setdefault("rtt100.loadgen_busy", []).append(round((r["loadgen_user_s"] + r["loadgen_sys_s"]) / r["seconds"], 3))
         r = loadgen(["throughput", "--duration", str(dur), "--warmup", str(warm)], s, 0, rt, dur * 4 + 60)
         out.setdefault("tput.mbps", []).append(r["mb_per_s"])
+        out.setdefault("tput.server_busy", []).append(round((r["server_user_s"] + r["server_sys_s"]) / r["seconds"], 3))
+        out.setdefault("tput.loadgen_busy", []).append(round((r["loadgen_user_s"] + r["loadgen_sys_s"]) / r["seconds"], 3))
     finally:
         s.stop()
     s = Server(name, cmd, 0, rt)
