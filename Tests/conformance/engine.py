@@ -32,7 +32,8 @@ class F:
         if masked == "wrong":
             masked = not conn.we_mask
         payload = conn.deflate.compress(self.payload) if self.compress else self.payload
-        return conn.frame(self.opcode, payload, fin=self.fin, rsv=self.rsv, masked=masked, length=self.length)
+        rsv = self.rsv | (4 if self.compress else 0)  # RSV1 marks a compressed message
+        return conn.frame(self.opcode, payload, fin=self.fin, rsv=rsv, masked=masked, length=self.length)
 
 
 @dataclass
@@ -136,6 +137,7 @@ class Observer:
     def __init__(self, conn: Conn):
         self.conn = conn
         self.events: list = []   # Message, or Frame (ping/pong/close)
+        self.all_events: list = []  # the same, never cleared (run_case returns the observer)
         self.close: Frame | None = None
         self.eof = False
 
@@ -152,6 +154,7 @@ class Observer:
             self.conn.send(OP_PONG, ev.payload)
             return self.next(deadline)
         self.events.append(ev)
+        self.all_events.append(ev)
         return ev
 
     @property
@@ -257,7 +260,7 @@ def _expect_nothing_then_eof(conn: Conn):
                           "(RFC 6455 7.1.1)") from None
 
 
-def run_case(conn: Conn, case: Case) -> None:
+def run_case(conn: Conn, case: Case) -> Observer:
     obs = Observer(conn)
     role = conn.role
     peer_gone = False
@@ -347,3 +350,4 @@ def run_case(conn: Conn, case: Case) -> None:
     else:
         raise TypeError(exp)
     conn.close_socket()
+    return obs
