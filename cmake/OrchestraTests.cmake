@@ -74,6 +74,31 @@ if(ORC_PYTHON_TESTS)
   set_tests_properties(python.tests PROPERTIES
     ENVIRONMENT "ORCHESTRA_LIBRARY=$<TARGET_FILE:orchestra>;PYTHONPATH=${CMAKE_SOURCE_DIR}/bindings/python"
     TIMEOUT 900)
+
+  # The WebSocket conformance suite (Tests/conformance, Autobahn case groups) judges a server or
+  # a client started from a command: {port}, {host} and {max_size} are filled in for a server,
+  # {url} for a client. PEER names a reference peer whose documented deviations
+  # (Tests/conformance/deviations.py) run as strict xfails; empty for our own examples.
+  function(orc_conformance_test name role peer cmd)
+    set(args -m pytest -q ${CMAKE_SOURCE_DIR}/Tests/conformance --${role}-cmd=${cmd})
+    if(peer)
+      list(APPEND args --peer=${peer})
+    endif()
+    add_test(NAME conformance.${role}.${name} COMMAND ${Python3_EXECUTABLE} ${args}
+      WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+    set_tests_properties(conformance.${role}.${name} PROPERTIES TIMEOUT 600)
+  endfunction()
+  set(ORC_PEERS ${CMAKE_SOURCE_DIR}/Tests/conformance/peers)
+  find_program(ORC_NODE node)
+  if(ORC_NODE)
+    orc_conformance_test(node_ws server node_ws
+      "${ORC_NODE} ${ORC_PEERS}/ws_echo_server.js --port {port} --max-size {max_size} --deflate")
+    orc_conformance_test(node_ws client node_ws "${ORC_NODE} ${ORC_PEERS}/ws_echo_client.js {url}")
+  endif()
+  orc_conformance_test(websockets server websockets
+    "${Python3_EXECUTABLE} ${ORC_PEERS}/websockets_echo_server.py --port {port} --max-size {max_size} --deflate")
+  orc_conformance_test(websockets client websockets
+    "${Python3_EXECUTABLE} ${ORC_PEERS}/websockets_echo_client.py {url}")
 endif()
 
 # libFuzzer targets for the JSON and MessagePack decoders, the WebSocket frame decoder, the

@@ -148,6 +148,7 @@ class Conn:
 
     def send_raw(self, data: bytes, chop: int | None = None, pause: float = 0.0) -> bool:
         """Sends bytes, in pieces of `chop` bytes when given. False when the peer is gone."""
+        self.sock.settimeout(TIMEOUT)  # reads shorten it to their deadline
         try:
             if not chop:
                 self.sock.sendall(data)
