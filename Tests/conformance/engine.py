@@ -121,6 +121,14 @@ class Case:
     roles: tuple = ("server", "client")  # which suites run it
     deviations: dict = field(default_factory=dict)  # peer name -> reason (reference peers only)
 
+    def largest_message(self) -> int:
+        """The largest message the case sends, counting what DEFLATE may add to incompressible
+        data, to skip cases a server with a small --max-size must refuse."""
+        sizes = [len(p) for _, p in getattr(self.expect, "messages", [])]
+        compressed = any(isinstance(a, Send) and any(f.compress for f in a.frames) for a in self.actions)
+        n = max(sizes, default=0)
+        return n + n // 100 + 1024 if compressed else n
+
     @property
     def test_id(self) -> str:
         return self.id.replace(".", "_")
