@@ -84,6 +84,36 @@ if(ORC_PYTHON_TESTS)
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/Tests/interop)
   set_tests_properties(interop.tests PROPERTIES
     ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR}" TIMEOUT 600)
+
+  # The WebSocket conformance suite (Tests/conformance, Autobahn case groups) judges a server or
+  # a client started from a command: {port}, {host} and {max_size} are filled in for a server,
+  # {url} for a client. PEER names a reference peer whose documented deviations
+  # (Tests/conformance/deviations.py) run as strict xfails; empty for our own examples.
+  function(orc_conformance_test name role peer cmd)
+    set(args -m pytest -q ${CMAKE_SOURCE_DIR}/Tests/conformance --${role}-cmd=${cmd})
+    if(peer)
+      list(APPEND args --peer=${peer})
+    endif()
+    add_test(NAME conformance.${role}.${name} COMMAND ${Python3_EXECUTABLE} ${args}
+      WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+    set_tests_properties(conformance.${role}.${name} PROPERTIES TIMEOUT 600)
+  endfunction()
+  set(ORC_PEERS ${CMAKE_SOURCE_DIR}/Tests/conformance/peers)
+  find_program(ORC_NODE node)
+  if(ORC_NODE)
+    orc_conformance_test(node_ws server node_ws
+      "${ORC_NODE} ${ORC_PEERS}/ws_echo_server.js --port {port} --max-size {max_size} --deflate")
+    orc_conformance_test(node_ws client node_ws "${ORC_NODE} ${ORC_PEERS}/ws_echo_client.js {url}")
+  endif()
+  orc_conformance_test(websockets server websockets
+    "${Python3_EXECUTABLE} ${ORC_PEERS}/websockets_echo_server.py --port {port} --max-size {max_size} --deflate")
+  orc_conformance_test(websockets client websockets
+    "${Python3_EXECUTABLE} ${ORC_PEERS}/websockets_echo_client.py {url}")
+  # Ours, with nothing excused: the C examples, compressing every message when deflate is on.
+  orc_conformance_test(orchestra server ""
+    "$<TARGET_FILE:echo-server> --port {port} --host {host} --max-size {max_size} --deflate --compress-threshold 0")
+  orc_conformance_test(orchestra client ""
+    "$<TARGET_FILE:echo-client> {url} --deflate --compress-threshold 0")
 endif()
 
 # The Node binding's tests (node:test): the addon built above, loaded through

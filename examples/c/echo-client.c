@@ -1,7 +1,7 @@
 /*
  * echo-client: a WebSocket client on liborchestra that echoes what it receives.
  *
- *   echo-client URL [--deflate] [--ca FILE] [--insecure]
+ *   echo-client URL [--deflate] [--compress-threshold BYTES] [--ca FILE] [--insecure]
  *
  * For wss:// URLs the server's certificate is checked against the system's CAs and --ca FILE
  * (PEM); --insecure turns checking off (tests only).
@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -47,17 +48,19 @@ static void on_state(void *user_data, orc_client_t *client, orc_client_state_t s
 int main(int argc, char **argv) {
     const char *url = NULL, *ca = NULL;
     int deflate = 0, insecure = 0;
+    long long threshold = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--deflate") == 0) deflate = 1;
         else if (strcmp(argv[i], "--insecure") == 0) insecure = 1;
         else if (strcmp(argv[i], "--ca") == 0 && i + 1 < argc) ca = argv[++i];
+        else if (strcmp(argv[i], "--compress-threshold") == 0 && i + 1 < argc) threshold = atoll(argv[++i]);
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: echo-client URL [--deflate] [--ca FILE] [--insecure]\n");
+            printf("usage: echo-client URL [--deflate] [--compress-threshold BYTES] [--ca FILE] [--insecure]\n");
             return 0;
         } else if (!url) url = argv[i];
-        else { fprintf(stderr, "usage: echo-client URL [--deflate] [--ca FILE] [--insecure]\n"); return 2; }
+        else { fprintf(stderr, "usage: echo-client URL [--deflate] [--compress-threshold BYTES] [--ca FILE] [--insecure]\n"); return 2; }
     }
-    if (!url) { fprintf(stderr, "usage: echo-client URL [--deflate] [--ca FILE] [--insecure]\n"); return 2; }
+    if (!url) { fprintf(stderr, "usage: echo-client URL [--deflate] [--compress-threshold BYTES] [--ca FILE] [--insecure]\n"); return 2; }
 
     orc_runtime_t *rt = NULL;
     if (orc_runtime_new(NULL, &rt) != ORC_OK) {
@@ -67,6 +70,7 @@ int main(int argc, char **argv) {
     orc_client_options_t opts;
     orc_client_options_init(&opts);
     opts.ws.deflate = deflate;
+    if (threshold >= 0) opts.ws.compression_threshold = (size_t)threshold;  /* 0: compress all */
     opts.ws.ping_interval_ms = 0;
     opts.ws.max_buffered = 64u << 20;
     opts.ws.high_watermark = 16u << 20;

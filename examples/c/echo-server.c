@@ -1,7 +1,7 @@
 /*
  * echo-server: a WebSocket echo server on liborchestra.
  *
- *   echo-server --port N [--host H] [--deflate] [--max-message BYTES]
+ *   echo-server --port N [--host H] [--deflate] [--compress-threshold BYTES] [--max-size BYTES]
  *               [--tls-cert F --tls-key F]
  *
  * Echoes every text and binary message unchanged (pings are answered by the library) until
@@ -34,7 +34,8 @@ static void on_message(void *user_data, orc_conn_t *conn, int opcode, const uint
 }
 
 static void usage(FILE *to) {
-    fprintf(to, "usage: echo-server --port N [--host H] [--deflate] [--max-message BYTES]\n"
+    fprintf(to, "usage: echo-server --port N [--host H] [--deflate] [--compress-threshold BYTES]\n"
+                "                   [--max-size BYTES]\n"
                 "                   [--tls-cert FILE --tls-key FILE]\n");
 }
 
@@ -42,7 +43,7 @@ int main(int argc, char **argv) {
     const char *host = "127.0.0.1";
     long port = -1;
     int deflate = 0;
-    long long max_message = 0;
+    long long max_message = 0, threshold = -1;
     const char *cert = NULL, *key = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -50,7 +51,8 @@ int main(int argc, char **argv) {
         if (strcmp(a, "--port") == 0 && v) { char *end; port = strtol(v, &end, 10); if (*end || port < 0 || port > 65535) port = -2; i++; }
         else if (strcmp(a, "--host") == 0 && v) { host = v; i++; }
         else if (strcmp(a, "--deflate") == 0) deflate = 1;
-        else if (strcmp(a, "--max-message") == 0 && v) { max_message = atoll(v); i++; }
+        else if ((strcmp(a, "--max-size") == 0 || strcmp(a, "--max-message") == 0) && v) { max_message = atoll(v); i++; }
+        else if (strcmp(a, "--compress-threshold") == 0 && v) { threshold = atoll(v); i++; }
         else if (strcmp(a, "--tls-cert") == 0 && v) { cert = v; i++; }
         else if (strcmp(a, "--tls-key") == 0 && v) { key = v; i++; }
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
@@ -86,6 +88,7 @@ int main(int argc, char **argv) {
     opts.host = host;
     opts.port = (uint16_t)port;
     opts.ws.deflate = deflate;
+    if (threshold >= 0) opts.ws.compression_threshold = (size_t)threshold;  /* 0: compress all */
     opts.ws.ping_interval_ms = 0;           /* an echo server answers pings; it sends none */
     if (max_message > 0) {
         opts.ws.max_message_size = (size_t)max_message;
