@@ -63,6 +63,34 @@ private func inflated(_ i: MessageInflater, _ wire: [UInt8], chunk: Int = .max) 
         }
     }
 
+    /// An empty message right after another one: zlib flushes nothing, so the wire form is a
+    /// single 0x00 (RFC 7692 7.2.3.6), never an empty payload, and the messages after it still
+    /// inflate (an empty compressed payload would leave the receiver inside a stored block).
+    @Test func emptyMessageAfterAnotherIsOneZeroByte() throws {
+        let d = try MessageDeflater(windowBits: 15, noContextTakeover: false)
+        let i = try MessageInflater(windowBits: 15, noContextTakeover: false, maxMessageSize: 1 << 20)
+        let hello = Array("hello hello hello".utf8)
+        #expect(try inflated(i, try deflated(d, hello)) == hello)
+        let empty = try deflated(d, [])
+        #expect(empty == [0x00])
+        #expect(try inflated(i, empty) == [])
+        #expect(try inflated(i, try deflated(d, hello)) == hello)
+    }
+
+    /// RFC 7692 7.2.3.4: a sender may end a message with a BFINAL block; the tail the receiver
+    /// appends is then past the end of the stream, and the next message is a new stream.
+    @Test func messagesEndingWithAFinalBlockInflate() throws {
+        // zlib.compressobj(wbits=-15); c.compress(m) + c.flush(Z_FINISH), for "first final block"
+        // and "second final block".
+        let first: [UInt8] = [75, 203, 44, 42, 46, 81, 72, 203, 204, 75, 204, 81, 72, 202, 201, 79, 206, 6, 0]
+        let second: [UInt8] = [43, 78, 77, 206, 207, 75, 81, 72, 203, 204, 75, 204, 81, 72, 202, 201, 79, 206, 6, 0]
+        for chunk in [1, 3, Int.max] {
+            let i = try MessageInflater(windowBits: 15, noContextTakeover: false, maxMessageSize: 1 << 20)
+            #expect(try inflated(i, first, chunk: chunk) == Array("first final block".utf8))
+            #expect(try inflated(i, second, chunk: chunk) == Array("second final block".utf8))
+        }
+    }
+
     @Test func contextTakeoverShrinksRepeatedMessages() throws {
         let msg = Array((0..<40).map { "agent.\($0) task.stream line \($0 &* 7919 % 1000) of \($0 &* 31)\n" }.joined().utf8)
         let keep = try MessageDeflater(windowBits: 15, noContextTakeover: false)

@@ -229,7 +229,7 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
     // MARK: ConnectionOwner
 
     func connection(_ c: Connection, receivedRequest head: HTTPRequestHead, rest: UnsafeMutableRawBufferPointer) {
-        let upgrade = ServerHandshake.isUpgradeRequest(head)
+        let upgrade = ServerHandshake.isWebSocketAttempt(head)
         let path = head.pathString
         var fields: [HTTPField] = []
         let h = head.headers
@@ -294,9 +294,7 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
     }
 
     static func render(_ r: HTTPResponse) -> [UInt8] {
-        var headers = r.headers
-        if !headers.contains(where: { $0.name.lowercased() == "connection" }) { headers.append(HTTPField("Connection", "close")) }
-        return HTTPResponseWriter.simple(status: r.status, headers: headers, body: r.body)
+        HTTPResponseWriter.simple(status: r.status, headers: r.headers, body: r.body)
     }
 
     // MARK: Sending to many
@@ -335,9 +333,14 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
             for c in connections.values {
                 if c.phase == .handshake { c.abort(reason: "server closed") } else { try? c.close(code: code, reason: reason) }
             }
-            if connections.isEmpty { closeSweep() }
-            runtime.removeEndpoint(ObjectIdentifier(self))
-            runtime.addEndpoint(ObjectIdentifier(self)) { [self] in hardClose() }
+            if connections.isEmpty {
+                closeSweep()
+            } else {
+                // Until the last connection has closed (then closeSweep), a runtime shutdown
+                // must abort the rest.
+                runtime.removeEndpoint(ObjectIdentifier(self))
+                runtime.addEndpoint(ObjectIdentifier(self)) { [self] in hardClose() }
+            }
         }
     }
 

@@ -60,11 +60,21 @@ public enum HTTPResponseWriter {
     }
 
     /// A response with a body and `Connection: close` (refusals, errors). Invalid extra fields
-    /// are left out.
+    /// are left out, and so are Content-Length and Connection (written here); Content-Type is
+    /// `text/plain; charset=utf-8` unless `headers` name one.
     public static func simple(status: Int, headers: [HTTPField] = [], body: [UInt8]) -> [UInt8] {
         var s = "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n"
-        for h in headers where h.isValid { s += "\(h.name): \(h.value)\r\n" }
-        s += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        var hasType = false
+        for h in headers where h.isValid {
+            switch h.name.lowercased() {
+            case "content-length", "connection": continue
+            case "content-type": hasType = true
+            default: break
+            }
+            s += "\(h.name): \(h.value)\r\n"
+        }
+        if !hasType { s += "Content-Type: text/plain; charset=utf-8\r\n" }
+        s += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         return Array(s.utf8) + body
     }
 }
@@ -105,6 +115,14 @@ public enum ServerHandshake {
     /// other requests go to the plain HTTP handler.
     public static func isUpgradeRequest(_ head: HTTPRequestHead) -> Bool {
         head.headers.listContains("upgrade", token: "websocket")
+    }
+
+    /// Whether the request means to open a WebSocket: an upgrade, or one that carries a
+    /// Sec-WebSocket-Key or Sec-WebSocket-Version without Upgrade (refused with 400 by
+    /// `accept` rather than served as plain HTTP).
+    public static func isWebSocketAttempt(_ head: HTTPRequestHead) -> Bool {
+        isUpgradeRequest(head) || head.headers.count(of: "sec-websocket-key") > 0
+            || head.headers.count(of: "sec-websocket-version") > 0
     }
 
     /// Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)).

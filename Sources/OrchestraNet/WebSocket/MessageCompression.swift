@@ -85,6 +85,10 @@ public final class MessageDeflater {
         if out.count - start >= 4 && Array(out[(out.count - 4)...]) == syncTail {
             out.removeLast(4)
         }
+        // zlib flushes nothing for an empty message right after a flush (Z_BUF_ERROR), and an
+        // empty payload with RSV1 is not DEFLATE data once the receiver appends the tail. A
+        // single 0x00 is (RFC 7692 7.2.3.6): with the tail it reads as an empty stored block.
+        if out.count == start { out.append(0) }
         if noContextTakeover { release() }
     }
 }
@@ -99,6 +103,9 @@ public final class MessageInflater {
     public let maxMessageSize: Int
     private var stream: UnsafeMutablePointer<z_stream>? = nil
     private var messageSize = 0
+    /// The sender ended its DEFLATE stream (a BFINAL block) in this message: the sync tail
+    /// appended after the message's last frame is then not DEFLATE data and is not fed.
+    private var streamEnded = false
 
     /// `windowBits` 8...15 as agreed; inflation uses at least 9 (zlib compresses an agreed 8 with
     /// a 9-bit window). `maxMessageSize` > 0. Throws `.invalidArgument`.
@@ -147,15 +154,18 @@ public final class MessageInflater {
             messageSize = 0
         }
         do throws(WebSocketError) {
+            if chunk.count > 0 { streamEnded = false }
             try feed(chunk, into: &out)
             if final {
-                try feed(MessageInflater.tail, into: &out)
+                if !streamEnded { try feed(MessageInflater.tail, into: &out) }
                 messageSize = 0
+                streamEnded = false
                 if noContextTakeover { release() }
             }
         } catch {
             release()
             messageSize = 0
+            streamEnded = false
             throw error
         }
     }
@@ -195,7 +205,9 @@ public final class MessageInflater {
             case Z_STREAM_END:
                 // The sender ended the stream (a final block): what follows starts afresh.
                 inflateReset(s)
+                streamEnded = true
                 if s.pointee.avail_in == 0 { return }
+                streamEnded = false   // more data follows in this message: a new stream
             case Z_MEM_ERROR:
                 throw WebSocketError(.internalError, "zlib ran out of memory inflating a message")
             default:
