@@ -408,10 +408,32 @@ class EventChannel {
   }
 }
 
+// Events that arrive before the first iterator wait in a backlog the first iterator takes
+// over (so `await client.connect(); for await (const m of client)` misses nothing). The
+// backlog is bounded by options.backlog (default 4096): beyond it the oldest events are
+// dropped and counted in droppedBeforeIteration, so an object only used through its
+// EventEmitter side does not accumulate them forever.
+const DEFAULT_BACKLOG = 4096;
+
+function initChannels(owner, options) {
+  const limit = options.backlog ?? DEFAULT_BACKLOG;
+  if (!Number.isInteger(limit) || limit < 0) throw invalid('backlog must be an integer >= 0');
+  delete options.backlog;
+  owner._channels = new Set();
+  owner._iterEnded = false;
+  owner._backlogLimit = limit;
+  owner._backlog = limit > 0 ? new EventChannel() : null;
+  owner.droppedBeforeIteration = 0;
+}
+
 function channelIterator(owner) {
-  const ch = new EventChannel();
+  let ch = owner._backlog;
+  owner._backlog = null;
+  if (!ch) {
+    ch = new EventChannel();
+    if (owner._iterEnded) ch.end();
+  }
   owner._channels.add(ch);
-  if (owner._iterEnded) ch.end();
   return {
     next: () => ch.next(),
     return: async () => {
@@ -425,11 +447,25 @@ function channelIterator(owner) {
 }
 
 function feed(owner, ev) {
+  const b = owner._backlog;
+  if (b !== null) {
+    b.push(ev);
+    if (b.items.length - b.head > owner._backlogLimit) {
+      b.items[b.head++] = undefined;
+      owner.droppedBeforeIteration++;
+    }
+    return;
+  }
   for (const ch of owner._channels) ch.push(ev);
+}
+
+function wantsEvents(owner) {
+  return owner._backlog !== null || owner._channels.size > 0;
 }
 
 function endChannels(owner, error) {
   owner._iterEnded = true;
+  if (owner._backlog) owner._backlog.end(error);
   for (const ch of owner._channels) ch.end(error);
   owner._channels.clear();
 }
@@ -500,8 +536,7 @@ class Server extends EventEmitter {
     }
     if (o.queue !== undefined && o.queue !== null && !(o.queue instanceof Queue)) throw invalid('queue must be a Queue');
     this.connections = new Map();
-    this._channels = new Set();
-    this._iterEnded = false;
+    initChannels(this, o);
     this._state = 'new';
     this._closeWaiters = [];
     this._dispatch = (kind, id, a, b, c) => this._event(kind, id, a, b, c);
@@ -523,7 +558,7 @@ class Server extends EventEmitter {
         if (!conn) return;
         conn.emit('message', a, b);
         this.emit('message', conn, a, b);
-        if (this._channels.size) feed(this, { type: 'message', connection: conn, data: a, isBinary: b });
+        if (wantsEvents(this)) feed(this, { type: 'message', connection: conn, data: a, isBinary: b });
         break;
       }
       case EV_DRAIN: {
@@ -635,8 +670,7 @@ class Client extends EventEmitter {
     }
     if (o.queue !== undefined && o.queue !== null && !(o.queue instanceof Queue)) throw invalid('queue must be a Queue');
     this.url = url;
-    this._channels = new Set();
-    this._iterEnded = false;
+    initChannels(this, o);
     this._reason = '';
     this._openWaiters = [];
     this._closeWaiters = [];
@@ -660,7 +694,7 @@ class Client extends EventEmitter {
     switch (kind) {
       case EV_MESSAGE:
         this.emit('message', a, b);
-        if (this._channels.size) feed(this, { data: a, isBinary: b });
+        if (wantsEvents(this)) feed(this, { data: a, isBinary: b });
         break;
       case EV_DRAIN:
         this.emit('drain');
