@@ -410,15 +410,15 @@ class EventChannel {
 
 // Events that arrive before the first iterator wait in a backlog the first iterator takes
 // over (so `await client.connect(); for await (const m of client)` misses nothing). The
-// backlog is bounded by options.backlog (default 4096): beyond it the oldest events are
+// backlog is bounded by options.iteratorBacklog (default 4096): beyond it the oldest events are
 // dropped and counted in droppedBeforeIteration, so an object only used through its
 // EventEmitter side does not accumulate them forever.
 const DEFAULT_BACKLOG = 4096;
 
 function initChannels(owner, options) {
-  const limit = options.backlog ?? DEFAULT_BACKLOG;
-  if (!Number.isInteger(limit) || limit < 0) throw invalid('backlog must be an integer >= 0');
-  delete options.backlog;
+  const limit = options.iteratorBacklog ?? DEFAULT_BACKLOG;
+  if (!Number.isInteger(limit) || limit < 0) throw invalid('iteratorBacklog must be an integer >= 0');
+  delete options.iteratorBacklog;
   owner._channels = new Set();
   owner._iterEnded = false;
   owner._backlogLimit = limit;

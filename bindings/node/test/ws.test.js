@@ -231,7 +231,7 @@ test('the backlog before the first iteration is bounded: the oldest are dropped 
     for (let i = 0; i < 5; i++) peer.send(`m${i}`);
     peer.close(1000);
   });
-  const c = new Client(`ws://127.0.0.1:${wss.address().port}/`, { backlog: 2 });
+  const c = new Client(`ws://127.0.0.1:${wss.address().port}/`, { iteratorBacklog: 2 });
   await c.connect();
   await once(c, 'closed');
   const got = [];
