@@ -791,11 +791,25 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
         return NULL;
     }
     c->runtime = r;
-    so.callbacks.on_open = cb_open;
-    so.callbacks.on_message = cb_message;
-    so.callbacks.on_drain = cb_drain;
-    so.callbacks.on_pong = cb_pong;
-    so.callbacks.on_close = cb_close;
+    /* queueOnly: everything goes through options.queue; no callbacks, no events. */
+    int queue_only = 0;
+    if (o && !opt_bool(env, o, "queueOnly", &queue_only)) {
+        ctx_abandon(env, c);
+        pool_free(&pool);
+        return NULL;
+    }
+    if (queue_only && !so.queue) {
+        ctx_abandon(env, c);
+        pool_free(&pool);
+        return orc_node_throw_msg(env, ORC_EINVAL, false, "queueOnly needs a queue");
+    }
+    if (!queue_only) {
+        so.callbacks.on_open = cb_open;
+        so.callbacks.on_message = cb_message;
+        so.callbacks.on_drain = cb_drain;
+        so.callbacks.on_pong = cb_pong;
+        so.callbacks.on_close = cb_close;
+    }
     so.callbacks.user_data = c;
     so.user_data_free = server_user_data_free;
     pthread_mutex_lock(&c->lock);
@@ -951,8 +965,18 @@ static napi_value ws_set_ref(napi_env env, napi_callback_info info) {
     bool live = c->tsfn_live;
     pthread_mutex_unlock(&c->lock);
     if (live && want != c->refd) {
-        if (want) napi_ref_threadsafe_function(env, c->tsfn);
-        else napi_unref_threadsafe_function(env, c->tsfn);
+        /* While it keeps the process alive, the object is also kept from the garbage
+         * collector: its dispatch function (which holds the object) becomes a strong
+         * reference. Otherwise an active server or client that only its own listeners refer
+         * to would be collected, and freed, mid-conversation. */
+        uint32_t count;
+        if (want) {
+            napi_ref_threadsafe_function(env, c->tsfn);
+            if (c->dispatch) napi_reference_ref(env, c->dispatch, &count);
+        } else {
+            napi_unref_threadsafe_function(env, c->tsfn);
+            if (c->dispatch) napi_reference_unref(env, c->dispatch, &count);
+        }
         c->refd = want;
     }
     return NULL;

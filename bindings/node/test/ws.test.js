@@ -512,3 +512,30 @@ test('a listening server keeps the process alive until closed', T, () => {
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'still here');
 });
+
+test('an active Server or Client that only its listeners refer to is not collected', T, async () => {
+  // The server and the client are reachable from nothing but their own event listeners.
+  const finished = new Promise((resolve) => {
+    (async () => {
+      const server = new Server({ port: 0 });
+      server.on('message', (conn, d) => {
+        if (d === 'stop') server.close().then(resolve);
+        else conn.send(d);
+      });
+      const port = await server.listen();
+      const c = new Client(`ws://127.0.0.1:${port}/`);
+      let n = 0;
+      c.on('message', () => {
+        if (++n === 3) c.send('stop');
+        else { global.gc?.(); c.send('again'); }
+      });
+      c.on('open', () => c.send('first'));
+      c.connect();
+    })();
+  });
+  for (let i = 0; i < 5; i++) {
+    global.gc?.();
+    await sleep(10);
+  }
+  await finished;
+});
