@@ -539,3 +539,31 @@ test('an active Server or Client that only its listeners refer to is not collect
   }
   await finished;
 });
+
+test('drain arrives while another thread sends and the I/O thread writes (no lost update of the buffered count)', T, async () => {
+  // A worker sends as fast as the send buffer allows, waiting for 'drain' whenever send
+  // returns false; a lost update of the buffered byte count left the buffer "full" forever.
+  const { Worker } = require('node:worker_threads');
+  const server = new Server({ port: 0, pingInterval: 0 });
+  const n = 30000;
+  let got = 0;
+  const all = new Promise((resolve) => server.on('message', () => ++got === n && resolve()));
+  const port = await server.listen();
+  const w = new Worker(`
+    const { workerData } = require('node:worker_threads');
+    const orc = require(workerData.lib);
+    (async () => {
+      const c = new orc.Client(workerData.url, { highWatermark: 64 << 10, lowWatermark: 16 << 10 });
+      await c.connect();
+      const msg = 'y'.repeat(64);
+      for (let i = 0; i < workerData.n; i++) if (!c.send(msg)) await new Promise((r) => c.once('drain', r));
+      await c.close();
+    })();
+  `, { eval: true, workerData: { lib: path.join(__dirname, '..', 'lib', 'index.js'), url: `ws://127.0.0.1:${port}/`, n } });
+  const exited = once(w, 'exit');
+  await all;
+  assert.equal(got, n);
+  const [code] = await exited;
+  assert.equal(code, 0);
+  await server.close();
+});
