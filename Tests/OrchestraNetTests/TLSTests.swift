@@ -42,60 +42,11 @@ struct TestPKI: Sendable {
                 _ = system("rm -rf '\(String(cString: d))'")
             }
         }
-        let script = """
-        set -e
-        cd '\(dir)'
-        key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key"; }
-        ca() {
-          key "$1"
-          openssl req -x509 -new -key "$1.key" -out "$1.pem" -days 2 -subj "/CN=$2" \\
-            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-        }
-        ca ca "Orchestra Test CA"
-        ca other-ca "Some Other CA"
-        mkdir db && touch db/index.txt && echo 01 > db/serial
-        cat > ca.cnf <<'EOF'
-        [ ca ]
-        default_ca = test_ca
-        [ test_ca ]
-        database = db/index.txt
-        new_certs_dir = db
-        serial = db/serial
-        default_md = sha256
-        policy = any
-        unique_subject = no
-        [ any ]
-        commonName = supplied
-        [ server ]
-        subjectAltName = DNS:localhost,IP:127.0.0.1
-        extendedKeyUsage = serverAuth
-        [ wrong ]
-        subjectAltName = DNS:wrong.example,DNS:*.wild.test
-        extendedKeyUsage = serverAuth
-        [ client ]
-        extendedKeyUsage = clientAuth
-        EOF
-        # leaf NAME CN EXTENSIONS DATES...
-        leaf() {
-          name=$1; cn=$2; ext=$3; shift 3
-          key "$name"
-          openssl req -new -key "$name.key" -out "$name.csr" -subj "/CN=$cn"
-          openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in "$name.csr" \\
-            -out "$name.pem" -extensions "$ext" -notext "$@"
-        }
-        leaf server localhost server -days 2
-        leaf wrong wrong.example wrong -days 2
-        leaf expired localhost server -startdate 20200101000000Z -enddate 20200201000000Z
-        leaf client test-client client -days 2
-        key self
-        openssl req -x509 -new -key self.key -out self.pem -days 2 -subj /CN=localhost \\
-          -addext subjectAltName=DNS:localhost,IP:127.0.0.1
-        """
-        let scriptPath = "\(dir)/make.sh"
-        guard let f = fopen(scriptPath, "w") else { fatalError("cannot write \(scriptPath)") }
-        fputs(script, f)
-        fclose(f)
-        let rc = system("sh '\(scriptPath)' > '\(dir)/make.log' 2>&1")
+        // Tests/support/make-test-pki.sh, found from this file's path.
+        var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(2)
+        let script = parts.joined(separator: "/") + "/support/make-test-pki.sh"
+        let rc = system("sh '\(script)' '\(dir)' > '\(dir)/make.log' 2>&1")
         if rc != 0 {
             let log = (try? readFile("\(dir)/make.log")) ?? "(no log)"
             fatalError("making the test certificates with openssl failed (\(rc)):\n\(log)")

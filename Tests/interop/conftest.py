@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -58,16 +59,31 @@ class Proc:
         return self.p.returncode
 
 
+@pytest.fixture(scope="session")
+def pki():
+    """A test CA and certificates made now with `openssl` (Tests/support/make-test-pki.sh):
+    yields a function(name) -> path, e.g. pki("ca.pem"), pki("server.key")."""
+    with tempfile.TemporaryDirectory(prefix="orc-interop-pki-") as d:
+        script = os.path.join(HERE, "..", "support", "make-test-pki.sh")
+        r = subprocess.run(["sh", script, d], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"making the test certificates failed: {r.stdout}{r.stderr}")
+        yield lambda name: os.path.join(d, name)
+
+
 @pytest.fixture
 def our_server():
-    """Starts examples/c/echo-server; yields a function(deflate) -> port."""
+    """Starts examples/c/echo-server; yields a function(deflate, tls=None) -> port, where tls
+    is (cert, key) for wss."""
     procs = []
 
-    def start(deflate=False):
+    def start(deflate=False, tls=None):
         port = free_port()
         args = [exe("echo-server"), "--port", str(port)]
         if deflate:
             args.append("--deflate")
+        if tls:
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         p = Proc(args)
         procs.append(p)
         wait_port(port, p.p)

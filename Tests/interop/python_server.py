@@ -1,8 +1,9 @@
 """A python `websockets` server for our client: sends the interop messages one by one,
 expects each echoed unchanged, closes with 1000, prints one JSON line per connection.
-usage: python_server.py PORT [deflate]"""
+usage: python_server.py PORT [deflate|plain] [CERT KEY]  (CERT KEY: wss)"""
 import asyncio
 import json
+import ssl
 import sys
 
 import websockets
@@ -29,7 +30,11 @@ async def handler(ws):
 async def main():
     port = int(sys.argv[1])
     comp = "deflate" if len(sys.argv) > 2 and sys.argv[2] == "deflate" else None
-    async with websockets.serve(handler, "127.0.0.1", port, compression=comp, max_size=None):
+    tls = None
+    if len(sys.argv) > 4:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(sys.argv[3], sys.argv[4])
+    async with websockets.serve(handler, "127.0.0.1", port, compression=comp, max_size=None, ssl=tls):
         print("listening", flush=True)
         await asyncio.Future()
 

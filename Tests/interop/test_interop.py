@@ -1,8 +1,10 @@
 """Our server with python `websockets` and node `ws` clients; our client with python
-`websockets` and node `ws` servers; each with and without permessage-deflate."""
+`websockets` and node `ws` servers; each with and without permessage-deflate; and both over
+TLS (wss) against python `websockets`, with certificates made at test time."""
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 
 import pytest
@@ -52,8 +54,8 @@ def test_our_server_with_node_ws_client(our_server, node, deflate):
     assert ("permessage-deflate" in out["extensions"]) == deflate
 
 
-def run_our_client(url, deflate):
-    args = [exe("echo-client"), url] + (["--deflate"] if deflate else [])
+def run_our_client(url, deflate, *extra):
+    args = [exe("echo-client"), url] + (["--deflate"] if deflate else []) + list(extra)
     return subprocess.run(args, capture_output=True, text=True, timeout=30)
 
 
@@ -106,3 +108,86 @@ def test_echo_client_fails_cleanly_without_a_server():
 def test_echo_server_refuses_bad_arguments():
     r = subprocess.run([exe("echo-server"), "--port", "70000"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "--port" in r.stderr
+
+
+# ---------------------------------------------------------------------------- TLS (wss)
+
+@pytest.mark.parametrize("deflate", MODES, ids=["plain", "deflate"])
+def test_our_wss_server_with_python_websockets_client(our_server, pki, deflate):
+    port = our_server(deflate, tls=(pki("server.pem"), pki("server.key")))
+    ctx = ssl.create_default_context(cafile=pki("ca.pem"))   # verifies the chain and the host name
+
+    async def run():
+        comp = "deflate" if deflate else None
+        async with websockets.connect(f"wss://localhost:{port}/echo", ssl=ctx, compression=comp,
+                                      max_size=None) as ws:
+            tls = ws.transport.get_extra_info("ssl_object")
+            assert tls is not None and tls.version() in ("TLSv1.2", "TLSv1.3")
+            ext = ws.response.headers.get("Sec-WebSocket-Extensions")
+            assert (ext is not None and ext.startswith("permessage-deflate")) == deflate
+            for m in messages():
+                await ws.send(m)
+                assert await ws.recv() == m
+            await ws.close(1000, "bye")
+            assert ws.close_code == 1000
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def test_our_wss_server_is_refused_by_a_client_that_does_not_trust_it(our_server, pki):
+    """The certificate is checked by the peer: a client trusting another CA refuses it."""
+    port = our_server(False, tls=(pki("server.pem"), pki("server.key")))
+    ctx = ssl.create_default_context(cafile=pki("other-ca.pem"))
+
+    async def run():
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await websockets.connect(f"wss://localhost:{port}/", ssl=ctx)
+        # ...and the server keeps serving the ones that do.
+        ok = ssl.create_default_context(cafile=pki("ca.pem"))
+        async with websockets.connect(f"wss://127.0.0.1:{port}/", ssl=ok) as ws:
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def python_wss_server(python, port, deflate, cert, key):
+    return Proc([python, os.path.join(HERE, "python_server.py"), str(port), "deflate" if deflate else "plain",
+                 cert, key], cwd=HERE)
+
+
+@pytest.mark.parametrize("deflate", MODES, ids=["plain", "deflate"])
+def test_our_wss_client_with_python_websockets_server(python, pki, deflate):
+    port = free_port()
+    srv = python_wss_server(python, port, deflate, pki("server.pem"), pki("server.key"))
+    try:
+        wait_port(port, srv.p)
+        # Host name checked against the certificate (localhost), chain against --ca.
+        r = run_our_client(f"wss://localhost:{port}/", deflate, "--ca", pki("ca.pem"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "closed with 1000" in r.stderr
+    finally:
+        srv.stop()
+    lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
+    assert lines, "the server reported no connection"
+    out = json.loads(lines[-1])
+    assert out.get("error") is None, out
+    assert out["echoed"] == len(messages())
+    assert ("permessage-deflate" in out["extensions"]) == deflate
+
+
+@pytest.mark.parametrize("cert,ca,why", [
+    ("server", "other-ca.pem", "unable to get local issuer certificate"),
+    ("wrong", "ca.pem", "hostname mismatch"),
+    ("expired", "ca.pem", "certificate has expired"),
+], ids=["untrusted-ca", "wrong-host", "expired"])
+def test_our_wss_client_refuses_a_bad_certificate(python, pki, cert, ca, why):
+    port = free_port()
+    srv = python_wss_server(python, port, False, pki(cert + ".pem"), pki(cert + ".key"))
+    try:
+        wait_port(port, srv.p)
+        r = run_our_client(f"wss://localhost:{port}/", False, "--ca", pki(ca))
+    finally:
+        srv.stop()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert why in r.stderr.lower(), r.stderr

@@ -1,6 +1,7 @@
 // Types of the Node binding of liborchestra (lib/index.js over orchestra.node).
 
-// Buffer is the global of @types/node (present in any TypeScript project for Node).
+// Buffer and node:events are from @types/node (present in any TypeScript project for Node).
+import { EventEmitter } from 'node:events';
 
 /** Every error the binding throws is an Error (TypeError for arguments of the wrong type)
  *  with the library's code: `code` is the constant's name ('ORC_EFULL'), `errno` its value
@@ -204,4 +205,238 @@ export class Queue implements AsyncIterable<Message> {
   readonly length: number;
   /** The readiness eventfd (owned by the queue: never read, write or close it). */
   readonly fd: number;
+}
+
+// ------------------------------------------------------------------------------ WebSocket
+
+/** An I/O thread with its event loop (orc_runtime_t). One shared runtime serves every Server
+ *  and Client of the process unless `runtime` is given in their options. */
+export class Runtime {
+  constructor(options?: { name?: string });
+  /** Lets go of the runtime; its thread stops once its servers and clients are freed too. */
+  close(): void;
+}
+
+export type SlowConsumer = 'close1008' | 'close1013' | 'drop';
+
+/** Settings shared by servers and clients. Times in milliseconds, sizes in bytes. */
+export interface WebSocketOptions {
+  /** Largest incoming message (inflated); also the largest frame. Default 16 MiB. */
+  maxMessageSize?: number;
+  maxFrameSize?: number;
+  /** Heartbeat ping period, 0: none. Default 30000. */
+  pingInterval?: number;
+  /** No pong within this: the peer is dead (1006). Default 10000. */
+  pongTimeout?: number;
+  /** Wait for the peer's close frame after ours. Default 5000. */
+  closeTimeout?: number;
+  /** Server: the opening handshake. Default 10000. */
+  handshakeTimeout?: number;
+  /** send() returns false above this. Default 1 MiB. */
+  highWatermark?: number;
+  /** 'drain' when the send buffer falls to this. Default 256 KiB. */
+  lowWatermark?: number;
+  /** Hard limit of the send buffer; past it the slowConsumer policy applies. Default 16 MiB. */
+  maxBuffered?: number;
+  slowConsumer?: SlowConsumer;
+  /** permessage-deflate (offer / accept). Default false. */
+  deflate?: boolean;
+  /** Smaller messages go out uncompressed. Default 1024. */
+  compressionThreshold?: number;
+  /** zlib level 1..9. Default 6. */
+  compressionLevel?: number;
+  /** Run on this runtime instead of the shared one. */
+  runtime?: Runtime;
+  /** Also deliver messages into this Queue (Messages of type 'ws.message'); with queueEvents,
+   *  'ws.open', 'ws.drain', 'ws.close' too. */
+  queue?: Queue;
+  queueEvents?: boolean;
+  /** Events kept for the first async iterator before it starts (default 4096; the oldest
+   *  beyond are dropped and counted in droppedBeforeIteration; 0: none kept). */
+  iteratorBacklog?: number;
+}
+
+export interface ServerOptions extends WebSocketOptions {
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** 0 (default): an ephemeral port, returned by listen(). */
+  port?: number;
+  /** listen() backlog. Default 511. */
+  backlog?: number;
+  ipv6Only?: boolean;
+  /** Paths that accept upgrades (default: every path). */
+  paths?: string[];
+  /** Ours, best first. */
+  subprotocols?: string[];
+  /** More connections get 503. 0 (default): no limit. */
+  maxConnections?: number;
+  /** wss: certificate chain and private key files (PEM), both or neither. */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Ask clients for a certificate signed by a CA in this file (PEM). */
+  tlsClientCa?: string;
+  /** Not available in Node (ORC_ENOTSUP): the library runs them synchronously on its I/O
+   *  thread, which cannot wait for the JS thread safely. */
+  onUpgrade?: never;
+  onHttp?: never;
+}
+
+export interface ClientOptions extends WebSocketOptions {
+  /** Extra request header fields (Authorization, Origin, ...). */
+  headers?: Record<string, string>;
+  subprotocols?: string[];
+  /** Connect plus handshake, per attempt. Default 10000. */
+  connectTimeout?: number;
+  /** Reconnect after losing the connection (full-jitter exponential backoff). Default false. */
+  reconnect?: boolean;
+  reconnectInitialDelay?: number;
+  reconnectMaxDelay?: number;
+  /** In a row; 0 (default): no limit. */
+  reconnectMaxAttempts?: number;
+  /** Messages sent while not open wait here and go out in order after the next open. */
+  offlineBufferMessages?: number;
+  offlineBufferBytes?: number;
+  /** wss:// only: CAs (PEM file) the server's certificate must chain to, besides the system
+   *  store (tlsUseSystemStore, default true). The host name is checked and sent as SNI. */
+  tlsCa?: string;
+  tlsUseSystemStore?: boolean;
+  /** false turns every certificate check off (tests only). Default true. */
+  tlsVerify?: boolean;
+  /** A client certificate and key (PEM) for servers that ask for one. */
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+export interface ConnectionStats {
+  bytesIn: number;
+  bytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
+  messagesDropped: number;
+  errors: number;
+  /** Last ping round trip in µs, 0 before any. */
+  rttUs: number;
+  uptimeUs: number;
+  bufferedAmount: number;
+}
+
+export interface ClientStats extends ConnectionStats {
+  reconnects: number;
+}
+
+/** A message: a string for text, a Buffer for binary. */
+export type WsData = string | Buffer;
+/** What send() takes: a string is sent as text, bytes as binary. */
+export type WsSendable = string | Bytes;
+
+/** One connection accepted by a Server. */
+export class Connection extends EventEmitter {
+  readonly server: Server;
+  /** Unique in the process. */
+  readonly id: number;
+  readonly path: string;
+  readonly subprotocol: string | null;
+  /** "127.0.0.1:50312", "[::1]:50312" */
+  readonly remoteAddress: string;
+  /** true once 'close' was emitted. */
+  readonly closed: boolean;
+  /** Bytes waiting in the send buffer. */
+  readonly bufferedAmount: number;
+  /** false when the send buffer is above its high watermark (queued; wait for 'drain').
+   *  Throws ORC_ECLOSED when not open, ORC_EFULL past maxBuffered. */
+  send(data: WsSendable): boolean;
+  /** Code 1000..4999 (default 1000), reason up to 123 bytes of UTF-8. */
+  close(code?: number, reason?: string): void;
+  ping(): void;
+  stats(): ConnectionStats;
+
+  on(event: 'message', listener: (data: WsData, isBinary: boolean) => void): this;
+  on(event: 'drain', listener: () => void): this;
+  on(event: 'pong', listener: (rttUs: number) => void): this;
+  on(event: 'close', listener: (code: number, reason: string, clean: boolean) => void): this;
+  once(event: 'message', listener: (data: WsData, isBinary: boolean) => void): this;
+  once(event: 'drain', listener: () => void): this;
+  once(event: 'pong', listener: (rttUs: number) => void): this;
+  once(event: 'close', listener: (code: number, reason: string, clean: boolean) => void): this;
+}
+
+export type ServerEvent =
+  | { type: 'connection'; connection: Connection }
+  | { type: 'message'; connection: Connection; data: WsData; isBinary: boolean }
+  | { type: 'drain'; connection: Connection }
+  | { type: 'disconnect'; connection: Connection; code: number; reason: string; clean: boolean };
+
+/** A WebSocket server (RFC 6455, permessage-deflate) running on the library's I/O thread. */
+export class Server extends EventEmitter implements AsyncIterable<ServerEvent> {
+  constructor(options?: ServerOptions);
+  /** The port listened on (0 before listen()). */
+  readonly port: number;
+  /** Open connections by id. */
+  readonly connections: Map<number, Connection>;
+  readonly connectionCount: number;
+  /** Events dropped from the backlog before the first iteration. */
+  readonly droppedBeforeIteration: number;
+  /** Binds and listens; resolves with the port. Rejects with ORC_EIO (address in use, unknown
+   *  host), ORC_ESTATE (already listening or closed). A listening server keeps the process
+   *  alive until close(). */
+  listen(): Promise<number>;
+  /** One message to every open connection. */
+  broadcast(data: WsSendable): void;
+  /** Stops listening, closes every connection (default 1001) and resolves when all are closed. */
+  close(code?: number, reason?: string): Promise<void>;
+  /** Events from the first call on (the first iterator also gets the backlog); ends at close. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<ServerEvent>;
+
+  on(event: 'listening', listener: (port: number) => void): this;
+  on(event: 'connection', listener: (conn: Connection) => void): this;
+  on(event: 'message', listener: (conn: Connection, data: WsData, isBinary: boolean) => void): this;
+  on(event: 'drain', listener: (conn: Connection) => void): this;
+  on(event: 'disconnect', listener: (conn: Connection, code: number, reason: string, clean: boolean) => void): this;
+  on(event: 'close', listener: () => void): this;
+  once(event: 'listening', listener: (port: number) => void): this;
+  once(event: 'connection', listener: (conn: Connection) => void): this;
+  once(event: 'message', listener: (conn: Connection, data: WsData, isBinary: boolean) => void): this;
+  once(event: 'drain', listener: (conn: Connection) => void): this;
+  once(event: 'disconnect', listener: (conn: Connection, code: number, reason: string, clean: boolean) => void): this;
+  once(event: 'close', listener: () => void): this;
+}
+
+export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed';
+
+/** A WebSocket client with optional reconnection and an offline buffer. */
+export class Client extends EventEmitter implements AsyncIterable<{ data: WsData; isBinary: boolean }> {
+  /** ws:// or wss:// URL; throws ORC_EINVAL for a bad URL or option, ORC_EIO for a CA or
+   *  certificate file that cannot be read. */
+  constructor(url: string, options?: ClientOptions);
+  readonly url: string;
+  readonly state: ClientState;
+  /** Why it is reconnecting or closed ('' otherwise). */
+  readonly reason: string;
+  readonly bufferedAmount: number;
+  readonly droppedBeforeIteration: number;
+  /** Starts connecting; resolves once open. Rejects with ORC_EIO (err.reason: refused, timed
+   *  out, gave up reconnecting) when the client closes first. */
+  connect(): Promise<this>;
+  /** false when above the high watermark (wait for 'drain'). While connecting/reconnecting the
+   *  message waits in the offline buffer. Throws ORC_ECLOSED (closed), ORC_EFULL (buffer full). */
+  send(data: WsSendable): boolean;
+  ping(): void;
+  stats(): ClientStats;
+  /** Closes for good (default 1000) and resolves once closed. */
+  close(code?: number, reason?: string): Promise<void>;
+  /** Messages until the client is closed for good. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<{ data: WsData; isBinary: boolean }>;
+
+  on(event: 'state', listener: (state: ClientState, reason: string) => void): this;
+  on(event: 'open' | 'drain', listener: () => void): this;
+  on(event: 'message', listener: (data: WsData, isBinary: boolean) => void): this;
+  on(event: 'pong', listener: (rttUs: number) => void): this;
+  on(event: 'close', listener: (code: number, reason: string, clean: boolean) => void): this;
+  on(event: 'closed', listener: (reason: string) => void): this;
+  once(event: 'state', listener: (state: ClientState, reason: string) => void): this;
+  once(event: 'open' | 'drain', listener: () => void): this;
+  once(event: 'message', listener: (data: WsData, isBinary: boolean) => void): this;
+  once(event: 'pong', listener: (rttUs: number) => void): this;
+  once(event: 'close', listener: (code: number, reason: string, clean: boolean) => void): this;
+  once(event: 'closed', listener: (reason: string) => void): this;
 }

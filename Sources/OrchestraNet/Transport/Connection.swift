@@ -515,7 +515,9 @@ public final class Connection: @unchecked Sendable {
             }
             let f = try make()
             outbox.append(f)
-            // An atomic add: the I/O thread subtracts what it wrote without the send lock.
+            // An atomic add, not a store of now + count: the I/O thread subtracts written
+            // bytes without the lock (wrote), and a store here would undo a subtraction made
+            // since the load above, leaving the count high forever (no drain ever again).
             let total = buffered.wrappingAdd(f.count, ordering: .relaxed).newValue
             if !scheduled { scheduled = true; schedule = true }
             if total > options.highWatermark { aboveHigh = true; return .aboveHighWatermark }

@@ -252,6 +252,6 @@ NAPI_MODULE_INIT() {
 
     if (!orc_node_init_message(env, exports, d)) return NULL;
     if (!orc_node_init_queue(env, exports, d)) return NULL;
-    /* Client / Server (WebSocket) go here: orc_node_init_client, orc_node_init_server. */
+    if (!orc_node_init_ws(env, exports, d)) return NULL;
     return exports;
 }

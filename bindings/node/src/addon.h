@@ -6,8 +6,8 @@
  * calls the C ABI; protocol logic stays in the library (DESIGN.md). Each part lives in its own
  * file with one init function called from addon.c:
  *   message.c  Message (orc_msg_t)         queue.c  Queue (orc_queue_t)
- * Client/Server (the WebSocket C ABI) will follow the same pattern: a file with an init
- * function, objects wrapped with a type tag, events delivered through the helpers below.
+ *   ws.c       Runtime, Server, Client, Connection (orc_runtime_*, orc_server_*, orc_client_*,
+ *              orc_conn_*), events from the I/O thread through napi_threadsafe_function
  */
 #ifndef ORC_NODE_ADDON_H
 #define ORC_NODE_ADDON_H
@@ -20,6 +20,7 @@
 #include "orchestra.h"
 
 struct nq_poll;
+struct ws_env;
 
 /* Per-environment state (main thread and every worker_thread get their own), stored with
  * napi_set_instance_data and freed when the environment is torn down. */
@@ -31,6 +32,7 @@ typedef struct orc_node_env {
     orc_msg_t *adopt_msg;        /* the message the next sentinel construction adopts */
     void *adopt_queue;           /* the shared queue the next sentinel construction adopts */
     struct nq_poll *polls;       /* readiness watchers of queues on this env's loop */
+    struct ws_env *ws;           /* live servers and clients, use of the shared runtime (ws.c) */
 } orc_node_env;
 
 orc_node_env *orc_node_env_get(napi_env env);
@@ -39,6 +41,11 @@ orc_node_env *orc_node_env_get(napi_env env);
  * Message method on a Queue (or any other object) throws instead of misreading memory. */
 extern const napi_type_tag orc_node_tag_message;
 extern const napi_type_tag orc_node_tag_queue;
+extern const napi_type_tag orc_node_tag_runtime, orc_node_tag_server, orc_node_tag_client, orc_node_tag_conn;
+
+/* The orc_queue_t of a Queue object (borrowed: valid while the object lives), or NULL with a
+ * TypeError thrown. */
+orc_queue_t *orc_node_queue_unwrap(napi_env env, napi_value v);
 
 /* Throws a JS Error for a failed library call: message = orc_last_error() of this thread
  * (orc_strerror(code) when empty), `code` = "ORC_EFULL", `errno` = -9. Returns NULL so a
@@ -96,5 +103,6 @@ orc_msg_t *orc_node_message_unwrap(napi_env env, napi_value v);
 /* Part initialisers (one per file). */
 napi_value orc_node_init_message(napi_env env, napi_value exports, orc_node_env *data);
 napi_value orc_node_init_queue(napi_env env, napi_value exports, orc_node_env *data);
+napi_value orc_node_init_ws(napi_env env, napi_value exports, orc_node_env *data);
 
 #endif

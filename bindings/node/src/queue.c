@@ -357,6 +357,11 @@ static nq_wrap *unwrap_queue(napi_env env, napi_value v) {
     return NULL;
 }
 
+orc_queue_t *orc_node_queue_unwrap(napi_env env, napi_value v) {
+    nq_wrap *w = unwrap_queue(env, v);
+    return w ? w->shared->q : NULL;
+}
+
 static nq_wrap *this_queue(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
     napi_value self;
     size_t zero = 0;

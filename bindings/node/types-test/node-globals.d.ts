@@ -3,3 +3,12 @@
 declare class Buffer extends Uint8Array {
   toString(encoding?: string): string;
 }
+
+declare module 'node:events' {
+  class EventEmitter {
+    on(event: string | symbol, listener: (...args: any[]) => void): this;
+    once(event: string | symbol, listener: (...args: any[]) => void): this;
+    off(event: string | symbol, listener: (...args: any[]) => void): this;
+    emit(event: string | symbol, ...args: any[]): boolean;
+  }
+}

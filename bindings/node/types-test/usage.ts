@@ -1,6 +1,7 @@
 // Compiled (not run) by the ctest entry node.types: index.d.ts describes what lib/index.js
 // exports. `tsc -p bindings/node/types-test` must pass; the @ts-expect-error lines must fail.
-import { Message, Queue, Priority, codes, OrchestraError, QueueStats, libraryVersion } from '..';
+import { Message, Queue, Priority, codes, OrchestraError, QueueStats, libraryVersion, Server, Client, Runtime,
+  Connection, ServerEvent, ClientState } from '..';
 
 const m = new Message('task.stream', {
   source: 'agent-1', priority: Priority.HIGH, ttl: 1000,
@@ -50,3 +51,36 @@ m.priority = 7;
 m.encode('xml');
 
 export { id, src, ct, removed, n, maybe, batch, stats, consume, isFull, libraryVersion };
+
+async function websocket(): Promise<void> {
+  const rt = new Runtime({ name: 'io' });
+  const server = new Server({ port: 0, paths: ['/ws'], deflate: true, slowConsumer: 'drop', runtime: rt });
+  const port: number = await server.listen();
+  server.on('connection', (conn: Connection) => {
+    const p: string = conn.path;
+    const sub: string | null = conn.subprotocol;
+    conn.on('message', (data, isBinary) => { if (!conn.send(data)) conn.once('drain', () => undefined); });
+    conn.on('close', (code: number, reason: string) => undefined);
+  });
+  server.on('message', (conn, data, isBinary: boolean) => server.broadcast(typeof data === 'string' ? data : data.toString()));
+  for await (const ev of server) {
+    const e: ServerEvent = ev;
+    if (ev.type === 'message') ev.connection.send(ev.data);
+    if (ev.type === 'disconnect') { const c: number = ev.code; }
+  }
+  await server.close(1001, 'bye');
+
+  const client = new Client(`ws://127.0.0.1:${port}/ws`, { reconnect: true, headers: { Authorization: 'x' } });
+  client.on('state', (s: ClientState, reason: string) => undefined);
+  await client.connect();
+  const ok: boolean = client.send(new Uint8Array([1]));
+  for await (const m of client) { const d: string | Buffer = m.data; }
+  const r: number = client.stats().reconnects;
+  await client.close(4000, 'done');
+  rt.close();
+  // @ts-expect-error hooks are not available in Node
+  new Server({ onUpgrade: () => undefined });
+  // @ts-expect-error send takes strings or bytes
+  client.send(42);
+}
+void websocket;

@@ -1,5 +1,7 @@
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # Tests run against the source tree's package unless an installed one is asked for.
@@ -15,3 +17,15 @@ def shared_bench() -> Path:
     if not p.exists():
         pytest.skip("../shared/bench is not beside the repository")
     return p.resolve()
+
+
+@pytest.fixture(scope="session")
+def pki():
+    """A test CA and certificates made now with `openssl` (Tests/support/make-test-pki.sh of
+    the repository): a function(name) -> path, e.g. pki("ca.pem")."""
+    script = Path(__file__).resolve().parents[3] / "Tests" / "support" / "make-test-pki.sh"
+    with tempfile.TemporaryDirectory(prefix="orc-py-pki-") as d:
+        r = subprocess.run(["sh", str(script), d], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"making the test certificates failed: {r.stdout}{r.stderr}")
+        yield lambda name: os.path.join(d, name)

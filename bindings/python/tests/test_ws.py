@@ -47,6 +47,25 @@ def test_client_and_server_echo(deflate):
     run(main())
 
 
+@pytest.mark.parametrize("deflate", [False, True])
+def test_wss_client_and_server_echo(pki, deflate):
+    async def main():
+        async with Server(deflate=deflate, tls_cert=pki("server.pem"), tls_key=pki("server.key")) as srv:
+            task = asyncio.create_task(echo(srv))
+            # The host name (localhost) and the chain (the test CA) are both checked.
+            async with Client(f"wss://localhost:{srv.port}/", deflate=deflate, tls_ca_file=pki("ca.pem"),
+                              tls_use_system_store=False) as c:
+                for m in ["secret", b"\x00" * 100000, "é" * 20000]:
+                    await c.send(m)
+                    assert await c.recv() == m
+            # A client that trusts another CA is refused with the reason.
+            c = Client(f"wss://localhost:{srv.port}/", tls_ca_file=pki("other-ca.pem"), tls_use_system_store=False)
+            with pytest.raises(orchestra.OrchestraError, match="unable to get local issuer certificate"):
+                await c.connect()
+            task.cancel()
+    run(main())
+
+
 def test_server_sees_open_message_close_events():
     async def main():
         async with Server() as srv:
