@@ -64,6 +64,8 @@ public final class Runtime: @unchecked Sendable {
     // every connection, the connections with frames to write this loop turn, and the endpoints
     // (servers, clients) to close at shutdown.
     var readBuffer: UnsafeMutableRawPointer? = nil
+    var writeBufs: UnsafeMutablePointer<uv_buf_t>? = nil
+    var writeBufsCapacity = 0
     var check: UnsafeMutablePointer<uv_check_t>? = nil
     var dirty: [Connection] = []
     var endpoints: [ObjectIdentifier: () -> Void] = [:]
@@ -125,6 +127,7 @@ public final class Runtime: @unchecked Sendable {
         loop.deallocate()
         wakeup.deallocate()
         readBuffer?.deallocate()
+        writeBufs?.deallocate()
     }
 
     private static func owner(of handle: UnsafeMutablePointer<uv_async_t>?) -> Runtime? {

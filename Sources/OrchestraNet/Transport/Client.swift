@@ -107,6 +107,8 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
     public let runtime: Runtime
     public let url: WebSocketURL
     public let options: ClientOptions
+    /// `options.websocket`, shared by every connection.
+    let settings: SharedWebSocketOptions
     let handler: ClientHandler
     let handshakeConfig: ClientHandshake.Configuration
     let tlsContext: TLSContext?
@@ -157,6 +159,7 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
         self.runtime = runtime
         self.url = u
         self.options = options
+        settings = SharedWebSocketOptions(options.websocket)
         self.handler = handler
         handshakeConfig = hc
     }
@@ -307,7 +310,7 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
             return
         }
         let id = nextConnectionId.wrappingAdd(1, ordering: .relaxed).newValue
-        let c = Connection(id: id, role: .client, runtime: runtime, options: options.websocket, owner: self)
+        let c = Connection(id: id, role: .client, runtime: runtime, settings: settings, owner: self)
         c.handler = handler
         c.path = String(url.target.prefix { $0 != "?" })
         c.attach(h)

@@ -32,7 +32,9 @@ public final class Connection: @unchecked Sendable {
     public let id: UInt64
     public let role: WebSocketRole
     unowned let runtime: Runtime
-    let options: WebSocketOptions
+    /// The owner's settings, one instance shared by all its connections.
+    let settings: SharedWebSocketOptions
+    var options: WebSocketOptions { _read { yield settings.value } }
     var owner: ConnectionOwner?
     public var handler: WebSocketHandler?
     /// A pointer-sized slot for the user (the C ABI's `orc_conn_set_user_data`).
@@ -52,8 +54,10 @@ public final class Connection: @unchecked Sendable {
     var tcp: UnsafeMutablePointer<uv_tcp_t>? = nil
     var phase = Phase.handshake
     let phaseShared = Atomic<UInt8>(Phase.handshake.rawValue)
-    var requestParser: HTTPRequestParser? = nil
-    var responseParser: HTTPResponseParser? = nil
+    /// The opening handshake's parser, boxed so that an open connection does not carry its
+    /// inline size; released once the head is read.
+    var requestParser: Box<HTTPRequestParser>? = nil
+    var responseParser: Box<HTTPResponseParser>? = nil
     var decoder: FrameDecoder
     var inflater: MessageInflater? = nil
     var assembly: [UInt8] = []
@@ -76,6 +80,7 @@ public final class Connection: @unchecked Sendable {
     /// decoded wait in `stash` until `resumeReading`.
     var held = false
     var stash: [UInt8] = []
+    /// The uv_write of what the socket did not take at once; nil when none is in flight.
     var writeReq: UnsafeMutablePointer<uv_write_t>? = nil
     /// Buffers being written (frames, or for TLS the ciphertext of frames).
     var inflight: [FrameBytes] = []
@@ -84,8 +89,6 @@ public final class Connection: @unchecked Sendable {
     var inflightFrames = 0
     /// TLS (wss): frames go through it on the way out, received bytes on the way in.
     var tls: TLSSession? = nil
-    var bufs: UnsafeMutablePointer<uv_buf_t>? = nil
-    var bufsCapacity = 0
 
     // MARK: Send side (any thread, under sendLock)
     let sendLock = PthreadMutex()
@@ -101,23 +104,23 @@ public final class Connection: @unchecked Sendable {
     let bytesIn = Counter(), bytesOut = Counter(), messagesIn = Counter(), messagesOut = Counter()
     let messagesDropped = Counter(), errors = Counter(), rtt = Counter()
 
-    init(id: UInt64, role: WebSocketRole, runtime: Runtime, options: WebSocketOptions, owner: ConnectionOwner) {
+    init(id: UInt64, role: WebSocketRole, runtime: Runtime, settings: SharedWebSocketOptions, owner: ConnectionOwner) {
         self.id = id
         self.role = role
         self.runtime = runtime
-        self.options = options
+        self.settings = settings
         self.owner = owner
+        let options = settings.value
         var cfg = FrameDecoder.Configuration(role: role)
         cfg.maxFrameSize = options.maxFrameSize
         cfg.maxMessageSize = options.maxMessageSize
         decoder = FrameDecoder(cfg)
         encoder = FrameEncoder(role: role)
-        if role == .server { requestParser = HTTPRequestParser() } else { responseParser = HTTPResponseParser() }
+        if role == .server { requestParser = Box(HTTPRequestParser()) } else { responseParser = Box(HTTPResponseParser()) }
     }
 
     deinit {
         writeReq?.deallocate()
-        bufs?.deallocate()
     }
 
     /// Open, closing or closed, as any thread sees it.
@@ -220,9 +223,8 @@ public final class Connection: @unchecked Sendable {
 
     private func processHandshake(_ input: UnsafeMutableRawBufferPointer) {
         if role == .server {
-            guard var p = requestParser else { return }
-            let r = p.feed(UnsafeRawBufferPointer(input))
-            requestParser = p
+            guard let p = requestParser else { return }
+            let r = p.value.feed(UnsafeRawBufferPointer(input))
             switch r {
             case .needMore: return
             case .error(let e):
@@ -230,22 +232,21 @@ public final class Connection: @unchecked Sendable {
                 respondAndClose(HTTPResponseWriter.simple(status: e.status, headers: [HTTPField("Connection", "close")],
                                                           body: Array((e.message + "\n").utf8)))
             case .done(let consumed):
-                let head = p.head
+                let head = p.value.head
                 requestParser = nil
                 let rest = UnsafeMutableRawBufferPointer(rebasing: input[consumed...])
                 owner?.connection(self, receivedRequest: head, rest: rest)
             }
         } else {
-            guard var p = responseParser else { return }
-            let r = p.feed(UnsafeRawBufferPointer(input))
-            responseParser = p
+            guard let p = responseParser else { return }
+            let r = p.value.feed(UnsafeRawBufferPointer(input))
             switch r {
             case .needMore: return
             case .error(let e):
                 responseParser = nil
                 abort(reason: "bad handshake response: \(e.message)")
             case .done(let consumed):
-                let head = p.head
+                let head = p.value.head
                 responseParser = nil
                 switch owner?.connection(self, receivedResponse: head) {
                 case .success(let acc)?:
@@ -663,76 +664,100 @@ public final class Connection: @unchecked Sendable {
 
     // MARK: Writing (I/O thread)
 
-    /// Writes what the outbox holds, in one writev, unless a write is in flight (its
-    /// completion flushes again).
+    /// Writes what the outbox holds, one writev per batch, unless a write is in flight (its
+    /// completion flushes again). The writev is `uv_try_write`, straight from here; only what
+    /// the socket does not take at once goes to a `uv_write` (which waits for POLLOUT). A
+    /// `uv_write` for every batch would cost a second syscall per batch: libuv re-arms the
+    /// socket's epoll registration (epoll_ctl) each time its write queue drains.
     func flush() {
-        guard let h = tcp, inflight.isEmpty else { return }
-        sendLock.withLock {
-            swap(&outbox, &inflight)
-            scheduled = false
-        }
-        inflightFrames = inflight.count
-        inflightBytes = inflight.reduce(0) { $0 + $1.count }
-        if let t = tls {
-            // Encrypt every frame into one ciphertext buffer (plus what the handshake wants).
-            do throws(OrchestraError) {
-                for f in inflight { try t.write(UnsafeRawBufferPointer(start: f.base, count: f.count)) }
-            } catch {
-                errors.add(1)
-                inflight.removeAll()
-                abort(reason: error.message)
+        while let h = tcp, writeReq == nil {
+            sendLock.withLock {
+                swap(&outbox, &inflight)
+                scheduled = false
+            }
+            let frames = inflight.count
+            let bytes = inflight.reduce(0) { $0 + $1.count }
+            if let t = tls {
+                // Encrypt every frame into one ciphertext buffer (plus what the handshake wants).
+                do throws(OrchestraError) {
+                    for f in inflight { try t.write(UnsafeRawBufferPointer(start: f.base, count: f.count)) }
+                } catch {
+                    errors.add(1)
+                    inflight.removeAll()
+                    abort(reason: error.message)
+                    return
+                }
+                inflight.removeAll(keepingCapacity: true)
+                let pending = t.pendingCiphertextCount
+                if pending > 0 {
+                    let c = FrameBytes(capacity: pending)
+                    c.count = t.takeCiphertext(into: UnsafeMutableRawBufferPointer(start: c.base, count: pending))
+                    inflight.append(c)
+                }
+            }
+            if inflight.isEmpty {
+                if bytes > 0 {   // TLS: frames taken in, held until the handshake completes
+                    completed(bytes: bytes, frames: frames, wire: 0)
+                    continue
+                }
+                if closeAfterFlush { closeTCP() }
                 return
             }
-            inflight.removeAll(keepingCapacity: true)
-            let pending = t.pendingCiphertextCount
-            if pending > 0 {
-                let c = FrameBytes(capacity: pending)
-                c.count = t.takeCiphertext(into: UnsafeMutableRawBufferPointer(start: c.base, count: pending))
-                inflight.append(c)
+            let count = inflight.count
+            let bufs = runtime.writeBuffers(count)
+            var wire = 0
+            for (i, f) in inflight.enumerated() {
+                bufs[i] = uv_buf_init(f.base.assumingMemoryBound(to: CChar.self), UInt32(f.count))
+                wire += f.count
             }
-        }
-        if inflight.isEmpty {
-            if inflightBytes > 0 { wrote(0) }   // TLS: frames held until the handshake completes
-            else if closeAfterFlush { closeTCP() }
+            let n = Int(uv_try_write(streamOf(h), bufs, UInt32(count)))
+            if n == wire {
+                completed(bytes: bytes, frames: frames, wire: wire)
+                continue   // whatever the handlers sent meanwhile
+            }
+            if n < 0 && n != Int(UV_EAGAIN.rawValue) {
+                inflight.removeAll()
+                buffered.wrappingSubtract(bytes, ordering: .relaxed)
+                errors.add(1)
+                abort(reason: "write failed: \(Runtime.uvError(Int32(n)))")
+                return
+            }
+            // The socket took `n` bytes (or none): the rest goes out when it is writable.
+            var first = 0
+            var skip = Swift.max(n, 0)
+            while skip >= Int(bufs[first].len) { skip -= Int(bufs[first].len); first += 1 }
+            bufs[first].base = bufs[first].base + skip
+            bufs[first].len -= skip
+            inflightBytes = bytes
+            inflightFrames = frames
+            let req = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
+            req.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+            writeReq = req
+            let rc = uv_write(req, streamOf(h), bufs + first, UInt32(count - first)) { req, status in
+                let c = Unmanaged<Connection>.fromOpaque(req!.pointee.data).takeUnretainedValue()
+                c.wrote(status)
+            }
+            if rc != 0 {
+                writeReq = nil
+                req.deallocate()
+                inflight.removeAll()
+                buffered.wrappingSubtract(bytes, ordering: .relaxed)
+                inflightBytes = 0
+                inflightFrames = 0
+                errors.add(1)
+                abort(reason: "write failed: \(Runtime.uvError(rc))")
+            }
             return
-        }
-        if bufsCapacity < inflight.count {
-            bufs?.deallocate()
-            bufsCapacity = Swift.max(inflight.count, 8)
-            bufs = .allocate(capacity: bufsCapacity)
-        }
-        for (i, f) in inflight.enumerated() {
-            bufs![i] = uv_buf_init(f.base.assumingMemoryBound(to: CChar.self), UInt32(f.count))
-        }
-        if writeReq == nil { writeReq = .allocate(capacity: 1) }
-        writeReq!.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        let rc = uv_write(writeReq, streamOf(h), bufs, UInt32(inflight.count)) { req, status in
-            let c = Unmanaged<Connection>.fromOpaque(req!.pointee.data).takeUnretainedValue()
-            c.wrote(status)
-        }
-        if rc != 0 {
-            inflight.removeAll()
-            errors.add(1)
-            abort(reason: "write failed: \(Runtime.uvError(rc))")
         }
     }
 
-    private func wrote(_ status: Int32) {
-        let n = inflightBytes
-        let frames = inflightFrames
-        let wireBytes = inflight.reduce(0) { $0 + $1.count }
+    /// A batch of `frames` frames (`bytes` bytes of them, `wire` bytes on the socket) is
+    /// written: counters, the send buffer, and the drain event when it falls to the low
+    /// watermark.
+    private func completed(bytes: Int, frames: Int, wire: Int) {
         inflight.removeAll(keepingCapacity: inflight.count <= 64)
-        inflightBytes = 0
-        inflightFrames = 0
-        let left = buffered.wrappingSubtract(n, ordering: .relaxed).newValue
-        if status < 0 {
-            if status != Int32(UV_ECANCELED.rawValue) {
-                errors.add(1)
-                abort(reason: "write failed: \(Runtime.uvError(status))")
-            }
-            return
-        }
-        bytesOut.add(UInt64(wireBytes))
+        let left = buffered.wrappingSubtract(bytes, ordering: .relaxed).newValue
+        bytesOut.add(UInt64(wire))
         messagesOut.add(UInt64(frames))
         if left <= options.lowWatermark {
             let drained: Bool = sendLock.withLock {
@@ -741,6 +766,25 @@ public final class Connection: @unchecked Sendable {
             }
             if drained && phase == .open { handler?.didDrain(self) }
         }
+    }
+
+    /// The `uv_write` of a partly written batch is done (or cancelled by closing).
+    private func wrote(_ status: Int32) {
+        writeReq?.deallocate()
+        writeReq = nil
+        let bytes = inflightBytes, frames = inflightFrames
+        inflightBytes = 0
+        inflightFrames = 0
+        if status < 0 {
+            inflight.removeAll()
+            buffered.wrappingSubtract(bytes, ordering: .relaxed)
+            if status != Int32(UV_ECANCELED.rawValue) {
+                errors.add(1)
+                abort(reason: "write failed: \(Runtime.uvError(status))")
+            }
+            return
+        }
+        completed(bytes: bytes, frames: frames, wire: inflight.reduce(0) { $0 + $1.count })
         flush()
     }
 

@@ -18,6 +18,17 @@ extension Runtime {
         return b
     }
 
+    /// On the I/O thread: room for `count` uv_buf_t, shared by every connection (a writev
+    /// descriptor list lives only for the call; uv_write copies it).
+    func writeBuffers(_ count: Int) -> UnsafeMutablePointer<uv_buf_t> {
+        if writeBufsCapacity < count {
+            writeBufs?.deallocate()
+            writeBufsCapacity = Swift.max(count, 64)
+            writeBufs = .allocate(capacity: writeBufsCapacity)
+        }
+        return writeBufs!
+    }
+
     /// On the I/O thread: `c` has frames to write; they go out in one writev per connection
     /// after this loop turn's I/O callbacks (a `uv_check_t` runs right after the poll phase).
     func markDirty(_ c: Connection) {

@@ -77,6 +77,8 @@ let nextConnectionId = Atomic<UInt64>(0)
 public final class Server: ConnectionOwner, @unchecked Sendable {
     public let runtime: Runtime
     public let options: ServerOptions
+    /// `options.websocket`, shared by every connection.
+    let settings: SharedWebSocketOptions
     let handler: ServerHandler
     let handshakeConfig: ServerHandshake.Configuration
 
@@ -103,6 +105,7 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
         }
         self.runtime = runtime
         self.options = options
+        settings = SharedWebSocketOptions(options.websocket)
         self.handler = handler
         var hc = ServerHandshake.Configuration()
         hc.subprotocols = options.subprotocols
@@ -211,7 +214,7 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
             return
         }
         let id = nextConnectionId.wrappingAdd(1, ordering: .relaxed).newValue
-        let c = Connection(id: id, role: .server, runtime: runtime, options: options.websocket, owner: self)
+        let c = Connection(id: id, role: .server, runtime: runtime, settings: settings, owner: self)
         c.handler = handler
         c.attach(h)
         if let ctx = options.tls {

@@ -66,6 +66,19 @@ public struct WebSocketOptions: Sendable {
     }
 }
 
+/// A server's or client's `WebSocketOptions`, one instance shared by all its connections (an
+/// idle connection should not carry a copy).
+final class SharedWebSocketOptions: Sendable {
+    let value: WebSocketOptions
+    init(_ value: WebSocketOptions) { self.value = value }
+}
+
+/// A value kept out of line, so that the holder pays a pointer while it is nil.
+final class Box<T> {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
 /// What `send` did with a message.
 public enum SendStatus: Int32, Sendable {
     /// Queued; the send buffer is below the high watermark.
