@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import ctypes
 import json
 import threading
@@ -23,7 +24,7 @@ from typing import AsyncIterator, Dict, Iterable, List, Mapping, Optional, Seque
 from . import _lib
 from .errors import Closed, InvalidArgument, check, error_for
 from .message import Message
-from .queue import Policy, Queue
+from .queue import _EAGAIN, _ECLOSED, Policy, Queue, _adopt
 
 Data = Union[str, bytes, bytearray, memoryview]
 
@@ -127,6 +128,10 @@ _client_state = _f("orc_client_state", c_int, vp)
 _client_stats = _f("orc_client_stats", c_int, vp, P(_Stats))
 _client_free = _f("orc_client_free", None, vp)
 _msg_connection_id = _f("orc_msg_connection_id", c_uint64, vp)
+_msg_payload = _lib.orc_msg_payload
+_msg_release = _lib.orc_msg_release
+_queue_pop_batch = _lib.orc_queue_pop_batch
+_CT_TEXT = 1   # ORC_CONTENT_TEXT
 
 
 # ---------------------------------------------------------------------------------- runtime
@@ -173,6 +178,11 @@ def _ws_options(o: _WSOptions, *, deflate: bool, max_message_size: int, ping_int
 
 
 def _payload(data: Data):
+    t = type(data)
+    if t is bytes:
+        return BINARY, data
+    if t is str:
+        return TEXT, data.encode()
     if isinstance(data, str):
         return TEXT, data.encode()
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -212,15 +222,103 @@ def _event(m: Message) -> Event:
     return Event(kind[3:], conn)
 
 
+_EMPTY = object()
+
+
+def _message_data(ptr: int, p=c_void_p(), n=c_size_t(), ct=c_int()) -> Union[str, bytes]:
+    """The data of a "ws.message" the caller owns (and releases): str for text, else bytes.
+    The out-parameters are reused (only the loop's thread decodes)."""
+    check(_msg_payload(ptr, byref(p), byref(n), byref(ct)))
+    raw = ctypes.string_at(p.value, n.value) if n.value else b""
+    return raw.decode() if ct.value == _CT_TEXT else raw
+
+
+def _client_message(ptr: int) -> Union[str, bytes]:
+    """A client's queue holds only "ws.message" (no queue_events): its data, released."""
+    try:
+        return _message_data(ptr)
+    finally:
+        _msg_release(ptr)
+
+
 class _Inbox:
-    """The queue the library delivers into, read on the asyncio loop through its fd."""
+    """The queue the library delivers into, read on an asyncio loop: pops without blocking, in
+    batches, and waits on the queue's readiness fd through one reader that stays registered
+    while someone keeps waiting (no epoll_ctl per message, no task per message). `decode`
+    turns a popped orc_msg_t pointer (owned by it) into what `next` returns."""
 
-    def __init__(self, capacity: int) -> None:
+    BATCH = 64
+
+    def __init__(self, capacity: int, decode) -> None:
         self.queue = Queue(capacity=capacity, policy=Policy.BLOCK)
-        self._it = self.queue.__aiter__()
+        self._qptr = self.queue._ptr
+        self._fd = self.queue.fileno()
+        self._decode = decode
+        self._arr = (c_void_p * self.BATCH)()
+        self._n = c_size_t()
+        self._buf: collections.deque = collections.deque()
+        self._waiter: Optional[asyncio.Future] = None
+        self.loop: Optional[asyncio.AbstractEventLoop] = None   # the loop whose reader is registered
 
-    async def next(self) -> Message:
-        return await self._it.__anext__()
+    def pop_nowait(self):
+        """The next item, _EMPTY when none is queued; StopAsyncIteration once the queue is
+        closed and drained."""
+        if self._buf:
+            return self._buf.popleft()
+        rc = _queue_pop_batch(self._qptr, self._arr, self.BATCH, 0, byref(self._n))
+        if rc == 0:
+            arr, dec, buf = self._arr, self._decode, self._buf
+            count = self._n.value
+            for i in range(count):
+                try:
+                    buf.append(dec(arr[i]))
+                except BaseException:
+                    for j in range(i + 1, count):   # the rest are ours to release
+                        _msg_release(arr[j])
+                    raise
+            return buf.popleft()
+        if rc == _EAGAIN:
+            return _EMPTY
+        if rc == _ECLOSED:
+            raise StopAsyncIteration
+        raise error_for(rc)
+
+    def wait(self) -> asyncio.Future:
+        """A future done when the queue may have something (or `wake` is called)."""
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            self.unwatch()
+            loop.add_reader(self._fd, self._ready)
+            self.loop = loop
+        fut = loop.create_future()
+        self._waiter = fut
+        return fut
+
+    def _ready(self) -> None:
+        w, self._waiter = self._waiter, None
+        if w is None or w.done():
+            # Nobody waits: stop watching the (level-triggered) fd until someone does.
+            self.unwatch()
+        else:
+            w.set_result(None)
+
+    def wake(self) -> None:
+        """On the loop: ends the current wait (a state change the reader must look at)."""
+        w, self._waiter = self._waiter, None
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def unwatch(self) -> None:
+        loop, self.loop = self.loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._fd)
+
+    async def next(self):
+        while True:
+            item = self.pop_nowait()
+            if item is not _EMPTY:
+                return item
+            await self.wait()
 
 
 # ---------------------------------------------------------------------------------- server
@@ -243,7 +341,7 @@ class Server:
                  tls_cert: Optional[str] = None, tls_key: Optional[str] = None,
                  runtime: Optional[Runtime] = None) -> None:
         self._runtime = runtime or Runtime.shared()
-        self._inbox = _Inbox(queue_capacity)
+        self._inbox = _Inbox(queue_capacity, lambda ptr: _event(_adopt(ptr)))
         self._low_watermark = low_watermark
         o = _ServerOptions()
         check(_server_options_init(byref(o), sizeof(o)))
@@ -295,10 +393,9 @@ class Server:
     async def _events(self) -> AsyncIterator[Event]:
         while True:
             try:
-                m = await self._inbox.next()
+                ev = await self._inbox.next()
             except StopAsyncIteration:
                 return
-            ev = _event(m)
             if ev.type == "drain":
                 self._wake(ev.connection)
             elif ev.type == "open":
@@ -370,6 +467,12 @@ class Server:
                 await asyncio.sleep(0.01)
 
     def __del__(self) -> None:
+        inbox = getattr(self, "_inbox", None)
+        if inbox is not None:
+            try:
+                inbox.unwatch()
+            except Exception:
+                pass   # a loop on another thread, or being torn down
         ptr, self._ptr = getattr(self, "_ptr", None), None
         if ptr:
             _server_free(ptr)
@@ -396,7 +499,7 @@ class Client:
                  tls_ca_file: Optional[str] = None, tls_use_system_store: bool = True,
                  tls_verify: bool = True, runtime: Optional[Runtime] = None) -> None:
         self._runtime = runtime or Runtime.shared()
-        self._inbox = _Inbox(queue_capacity)
+        self._inbox = _Inbox(queue_capacity, _client_message)
         self._low_watermark = low_watermark
         self._state_lock = threading.Lock()
         self._state = ClientState.CONNECTING
@@ -444,6 +547,12 @@ class Client:
                 loop.call_soon_threadsafe(_settle, fut)
             except RuntimeError:
                 pass   # that loop is closed
+        loop = self._inbox.loop
+        if loop is not None:   # a recv may be waiting for messages that will not come
+            try:
+                loop.call_soon_threadsafe(self._inbox.wake)
+            except RuntimeError:
+                pass
 
     @property
     def state(self) -> ClientState:
@@ -504,30 +613,21 @@ class Client:
     async def recv(self) -> Union[str, bytes]:
         """The next message (str for text, bytes for binary). Raises Closed once the client is
         closed and every received message was read."""
+        inbox = self._inbox
         while True:
+            # The state first: everything received before the client closed is queued by the
+            # time the state says closed, so an empty queue after it means the end.
+            closed = self._state == ClientState.CLOSED
             try:
-                m = await asyncio.wait_for(self._inbox.next(), 0.05) if self.state == ClientState.CLOSED \
-                    else await self._next_or_closed()
-            except (StopAsyncIteration, asyncio.TimeoutError):
+                data = inbox.pop_nowait()
+            except StopAsyncIteration:
+                data, closed = _EMPTY, True
+            if data is not _EMPTY:
+                return data
+            if closed:
+                inbox.unwatch()
                 raise Closed(-7, f"client closed: {self._reason or 'closed'}")
-            ev = _event(m)
-            if ev.type == "message":
-                return ev.data
-
-    async def _next_or_closed(self) -> Message:
-        get = asyncio.ensure_future(self._inbox.next())
-        while True:
-            closed = asyncio.ensure_future(self._state_change())
-            done, _ = await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if get in done:
-                closed.cancel()
-                return get.result()
-            if self.state == ClientState.CLOSED:
-                # Give what is already queued a chance, then stop.
-                try:
-                    return await asyncio.wait_for(get, 0.05)
-                except asyncio.TimeoutError:
-                    raise StopAsyncIteration
+            await inbox.wait()
 
     def __aiter__(self):
         return self._messages()
@@ -561,8 +661,15 @@ class Client:
                 await asyncio.wait_for(waiter, 10)
             except asyncio.TimeoutError:
                 break
+        self._inbox.unwatch()
 
     def __del__(self) -> None:
+        inbox = getattr(self, "_inbox", None)
+        if inbox is not None:
+            try:
+                inbox.unwatch()
+            except Exception:
+                pass   # a loop on another thread, or being torn down
         ptr, self._ptr = getattr(self, "_ptr", None), None
         if ptr:
             _client_free(ptr)
