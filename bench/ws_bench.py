@@ -22,9 +22,10 @@ priority_prefix, and why node runs with --single-threaded under FIFO):
            (10^6 bytes of payload echoed per second).
   idle10k  server on CPU 1 (default scheduling): VmRSS after a short warm-up, then after
            10,000 connections are open and idle; (after - before) / 10,000 bytes.
-  client   python `websockets` client (bench/anchors/websockets_client_rtt.py), one
-           connection, 64-byte messages, round trips/s against the lws server (client on CPU 0,
-           server on CPU 1): the anchor for the Python binding's client.
+  client   the Python binding's client (bench/python_ws_client_rtt.py, orchestra.Client on
+           asyncio) against python `websockets` clients (bench/anchors/websockets_client_rtt.py,
+           asyncio and sync), one connection, 64-byte messages, round trips/s against the lws
+           server; client on CPU 0 with the server on CPU 1 ("cross") and on CPU 0 ("same").
 
 Each scenario runs --runs times (5; 3 with --quick; idle10k 3 and 1), servers interleaved
 within a run, and medians are reported. Results: a table on stdout, bench/results/ws.json
@@ -73,17 +74,25 @@ METRICS = {
     "idle10k.rss_per_conn": ("bytes/conn", "lower", "VmRSS growth per idle connection at 10,000"),
 }
 
-# Our rows: (entry name, metric key, anchor server, target). Targets are the lead's to set
-# (None: reported without a verdict).
+# Our rows: (entry name, metric key, anchor, target). The anchor is a server of the same run,
+# or ("limit", value) for an absolute bound. Ratios are oriented so that higher is better:
+# ours/anchor for "higher" metrics, anchor/ours for "lower" ones (so "at most 1.2x the
+# anchor's CPU" is a target of 1/1.2 = 0.83, and "at most 2 KiB per connection" is 2048/ours
+# against 1.0). Targets are issue 3's acceptance list; None: shown without a verdict.
 OURS = [
-    ("ws.rtt.100conn.64B", "rtt100.rps", "node_ws", None),
-    ("ws.rtt.100conn.64B.vs_lws_libuv", "rtt100.rps", "lws_libuv", None),
-    ("ws.cpu_per_rt.100conn", "rtt100.cpu_us", "lws", None),
+    ("ws.rtt.100conn.64B", "rtt100.rps", "node_ws", 1.3),
+    ("ws.rtt.100conn.64B.vs_lws_libuv", "rtt100.rps", "lws_libuv", 1.3),
+    ("ws.rtt.100conn.64B.vs_lws_poll", "rtt100.rps", "lws", None),
+    ("ws.cpu_per_rt.100conn", "rtt100.cpu_us", "lws", round(1 / 1.2, 3)),
     ("ws.user_us_per_rt.100conn", "rtt100.user_us", "lws", None),
-    ("ws.latency.1conn.p99", "lat1.p99", "lws", None),
-    ("ws.latency.1conn.p50", "lat1.p50", "lws", None),
-    ("ws.throughput.1MiB", "tput.mbps", "lws", None),
-    ("ws.idle10k.rss_per_conn", "idle10k.rss_per_conn", "lws", None),
+    ("ws.latency.1conn.p99", "lat1.p99", "node_ws", 1.0),
+    ("ws.latency.1conn.p99.vs_python", "lat1.p99", "py_websockets", 1.0),
+    ("ws.latency.1conn.p99.vs_lws", "lat1.p99", "lws", None),
+    ("ws.latency.1conn.p50", "lat1.p50", "node_ws", None),
+    ("ws.throughput.1MiB", "tput.mbps", "node_ws", 1.5),
+    ("ws.throughput.1MiB.vs_lws", "tput.mbps", "lws", 1.0),
+    ("ws.idle10k.rss_per_conn", "idle10k.rss_per_conn", ("limit", 2048), 1.0),
+    ("ws.idle10k.rss_per_conn.vs_lws", "idle10k.rss_per_conn", "lws", None),
 ]
 
 procs = []  # everything started, killed on the way out
@@ -273,22 +282,38 @@ def scenario_idle(name, cmd, conns, out):
         s.stop()
 
 
+# Clients of the client scenario: (key, command after python3, environment).
+def client_commands():
+    cmds = {"websockets.asyncio": [str(ANCHORS / "websockets_client_rtt.py"), "--api", "asyncio"],
+            "websockets.sync": [str(ANCHORS / "websockets_client_rtt.py"), "--api", "sync"]}
+    lib = BUILD / "liborchestra.so"
+    if lib.exists():
+        cmds["orchestra"] = [str(ROOT / "bench" / "python_ws_client_rtt.py")]
+    return cmds, {"ORCHESTRA_LIBRARY": str(lib), "PYTHONPATH": str(ROOT / "bindings" / "python")}
+
+
 def scenario_client(rt, dur, warm, out):
-    """python websockets client, one connection, against the lws server."""
+    """Python clients, one connection, 64 B, against the lws server: python websockets
+    (asyncio and sync) and the Python binding's orchestra.Client, in two placements: client on
+    CPU 0 and server on CPU 1 ("cross"), and both on CPU 0 ("same", where the VM's cross-core
+    wake-up latency does not set the pace)."""
     if not (BUILD / "lws_echo").exists():
         return
-    s = Server("lws", [str(BUILD / "lws_echo")], 1, rt)
-    try:
-        for api in ("asyncio", "sync"):
-            p = subprocess.run(list(rt) + ["taskset", "-c", "0", sys.executable, str(ANCHORS / "websockets_client_rtt.py"),
-                                           "--url", f"ws://127.0.0.1:{s.port}/", "--api", api, "--duration", str(dur),
-                                           "--warmup", str(warm)], capture_output=True, text=True, timeout=dur * 4 + 60)
-            if p.returncode != 0:
-                raise RuntimeError(f"websockets_client_rtt.py --api {api}: {p.stderr[-400:]}")
-            r = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
-            out.setdefault(f"client.{api}.rps", []).append(r["rtt_per_s"])
-    finally:
-        s.stop()
+    cmds, extra_env = client_commands()
+    env = dict(os.environ, **extra_env)
+    for placement, server_cpu in (("cross", 1), ("same", 0)):
+        s = Server("lws", [str(BUILD / "lws_echo")], server_cpu, rt)
+        try:
+            for key, cmd in cmds.items():
+                p = subprocess.run(list(rt) + ["taskset", "-c", "0", sys.executable] + cmd +
+                                   ["--url", f"ws://127.0.0.1:{s.port}/", "--duration", str(dur), "--warmup", str(warm)],
+                                   capture_output=True, text=True, timeout=dur * 4 + 60, env=env)
+                if p.returncode != 0:
+                    raise RuntimeError(f"{key} client: {p.stderr[-400:]}")
+                r = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
+                out.setdefault(f"client.{placement}.{key}.rps", []).append(r["rtt_per_s"])
+        finally:
+            s.stop()
 
 
 def smoke(cmds):
@@ -407,8 +432,8 @@ def main():
         if "client" in scen:
             for i in range(runs):
                 scenario_client(rt, dur, warm, client)
-                log(f"client {i + 1}/{runs}: python websockets client: asyncio {client['client.asyncio.rps'][-1]:,.0f} rt/s, "
-                    f"sync {client['client.sync.rps'][-1]:,.0f} rt/s")
+                log(f"client {i + 1}/{runs}: " + ", ".join(f"{k[len('client.'):-len('.rps')]} {v[-1]:,.0f} rt/s"
+                                                          for k, v in client.items()))
     finally:
         for p in procs:
             if p.poll() is None:
@@ -423,7 +448,7 @@ def main():
         row = "".join(f"{med[name][k]:>22,.2f}" if med[name].get(k) is not None else f"{'-':>22}" for k in keys)
         print(f"{LABELS[name]:26}{row}")
     for k, v in client.items():
-        print(f"python websockets client ({k}): {median(v):,.1f} rt/s")
+        print(f"python client, one connection ({k}): {median(v):,.1f} rt/s")
 
     out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
@@ -443,14 +468,27 @@ def entries(med, samples, client):
     rows = []
     if "ours" in med:
         for name, key, anchor, target in OURS:
-            if key not in med["ours"] or anchor not in med or key not in med[anchor]:
+            if key not in med["ours"]:
                 continue
             unit, orient, _ = METRICS[key]
-            v, av = med["ours"][key], med[anchor][key]
+            v = med["ours"][key]
+            if isinstance(anchor, tuple):   # an absolute limit
+                label, av, aruns = f"limit {anchor[1]:,} {unit}", anchor[1], None
+            else:
+                if anchor not in med or key not in med[anchor]:
+                    continue
+                label, av, aruns = LABELS[anchor], med[anchor][key], samples[anchor][key]
             ratio = v / av if orient == "higher" else av / v
-            rows.append({"name": name, "value": v, "unit": unit, "anchor": LABELS[anchor], "anchor_value": av,
+            rows.append({"name": name, "value": v, "unit": unit, "anchor": label, "anchor_value": av,
                          "ratio": round(ratio, 3), "target": target, "runs": samples["ours"][key],
-                         "anchor_runs": samples[anchor][key]})
+                         "anchor_runs": aruns})
+    for placement, where in (("cross", "client CPU 0, server CPU 1"), ("same", "client and server on CPU 0")):
+        ours, anchor = client.get(f"client.{placement}.orchestra.rps"), client.get(f"client.{placement}.websockets.asyncio.rps")
+        if ours and anchor:
+            rows.append({"name": f"ws.python_client.1conn.rps.{placement}", "value": median(ours), "unit": "rt/s",
+                         "anchor": f"python websockets client (asyncio), {where}", "anchor_value": median(anchor),
+                         "ratio": round(median(ours) / median(anchor), 3), "target": 2.0, "runs": ours,
+                         "anchor_runs": anchor})
     for server in med:
         if server == "ours":
             continue
@@ -461,9 +499,10 @@ def entries(med, samples, client):
                          "anchor_value": None, "ratio": None, "target": None, "runs": samples[server][key],
                          "info": METRICS[key][2]})
     for key, v in client.items():
-        rows.append({"name": f"ws.py_websockets_client.{key.split('.')[1]}.1conn.rps", "value": median(v), "unit": "rt/s",
-                     "anchor": None, "anchor_value": None, "ratio": None, "target": None, "runs": v,
-                     "info": "python websockets client, one connection, 64 B, against libwebsockets (poll)"})
+        if ".websockets." in key:
+            rows.append({"name": f"ws.py_{key[len('client.'):]}", "value": median(v), "unit": "rt/s",
+                         "anchor": None, "anchor_value": None, "ratio": None, "target": None, "runs": v,
+                         "info": "python websockets client, one connection, 64 B, against libwebsockets (poll)"})
     return rows
 
 
