@@ -54,6 +54,13 @@ def test_our_server_with_node_ws_client(our_server, node, deflate):
     assert ("permessage-deflate" in out["extensions"]) == deflate
 
 
+def server_report(srv):
+    """The last JSON line a peer server printed (one per connection it served)."""
+    lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
+    assert lines, "the server reported no connection"
+    return json.loads(lines[-1])
+
+
 def run_our_client(url, deflate, *extra):
     args = [exe("echo-client"), url] + (["--deflate"] if deflate else []) + list(extra)
     return subprocess.run(args, capture_output=True, text=True, timeout=30)
@@ -71,9 +78,7 @@ def test_our_client_with_python_websockets_server(python, deflate):
         assert "closed with 1000" in r.stderr
     finally:
         srv.stop()
-    lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
-    assert lines, "the server reported no connection"
-    out = json.loads(lines[-1])
+    out = server_report(srv)
     assert out.get("error") is None, out
     assert out["echoed"] == len(messages())
     assert ("permessage-deflate" in out["extensions"]) == deflate
@@ -89,9 +94,7 @@ def test_our_client_with_node_ws_server(node, deflate):
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         srv.stop()
-    lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
-    assert lines, "the server reported no connection"
-    out = json.loads(lines[-1])
+    out = server_report(srv)
     assert out.get("error") is None, out
     assert out["echoed"] == len(messages())
     assert out["code"] == 1000
@@ -168,9 +171,7 @@ def test_our_wss_client_with_python_websockets_server(python, pki, deflate):
         assert "closed with 1000" in r.stderr
     finally:
         srv.stop()
-    lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
-    assert lines, "the server reported no connection"
-    out = json.loads(lines[-1])
+    out = server_report(srv)
     assert out.get("error") is None, out
     assert out["echoed"] == len(messages())
     assert ("permessage-deflate" in out["extensions"]) == deflate

@@ -225,9 +225,11 @@ def _event(m: Message) -> Event:
 _EMPTY = object()
 
 
-def _message_data(ptr: int, p=c_void_p(), n=c_size_t(), ct=c_int()) -> Union[str, bytes]:
+def _message_data(ptr: int) -> Union[str, bytes]:
     """The data of a "ws.message" the caller owns (and releases): str for text, else bytes.
-    The out-parameters are reused (only the loop's thread decodes)."""
+    (Fresh out-parameters each call: the call releases the GIL, so loops on other threads
+    may decode at the same time.)"""
+    p, n, ct = c_void_p(), c_size_t(), c_int()
     check(_msg_payload(ptr, byref(p), byref(n), byref(ct)))
     raw = ctypes.string_at(p.value, n.value) if n.value else b""
     return raw.decode() if ct.value == _CT_TEXT else raw
@@ -312,6 +314,13 @@ class _Inbox:
         loop, self.loop = self.loop, None
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self._fd)
+
+    def unwatch_quietly(self) -> None:
+        """unwatch from a finaliser: the loop may be on another thread or being torn down."""
+        try:
+            self.unwatch()
+        except Exception:
+            pass
 
     async def next(self):
         while True:
@@ -469,10 +478,7 @@ class Server:
     def __del__(self) -> None:
         inbox = getattr(self, "_inbox", None)
         if inbox is not None:
-            try:
-                inbox.unwatch()
-            except Exception:
-                pass   # a loop on another thread, or being torn down
+            inbox.unwatch_quietly()
         ptr, self._ptr = getattr(self, "_ptr", None), None
         if ptr:
             _server_free(ptr)
@@ -666,10 +672,7 @@ class Client:
     def __del__(self) -> None:
         inbox = getattr(self, "_inbox", None)
         if inbox is not None:
-            try:
-                inbox.unwatch()
-            except Exception:
-                pass   # a loop on another thread, or being torn down
+            inbox.unwatch_quietly()
         ptr, self._ptr = getattr(self, "_ptr", None), None
         if ptr:
             _client_free(ptr)
