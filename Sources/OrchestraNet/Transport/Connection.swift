@@ -212,7 +212,7 @@ public final class Connection: @unchecked Sendable {
         if t.pendingCiphertextCount > 0 || closeAfterFlush { runtime.markDirty(self) }
     }
 
-    /// Feeds received bytes (plain TCP now; TLS will feed its plaintext here).
+    /// Feeds received bytes (from TCP, or the plaintext TLS decrypted).
     func process(_ input: UnsafeMutableRawBufferPointer) {
         switch phase {
         case .handshake: processHandshake(input)
@@ -229,7 +229,7 @@ public final class Connection: @unchecked Sendable {
             case .needMore: return
             case .error(let e):
                 requestParser = nil
-                respondAndClose(HTTPResponseWriter.simple(status: e.status, headers: [HTTPField("Connection", "close")],
+                respondAndClose(HTTPResponseWriter.simple(status: e.status,
                                                           body: Array((e.message + "\n").utf8)))
             case .done(let consumed):
                 let head = p.value.head
