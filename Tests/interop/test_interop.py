@@ -54,6 +54,12 @@ def test_our_server_with_node_ws_client(our_server, node, deflate):
     assert ("permessage-deflate" in out["extensions"]) == deflate
 
 
+def python_server(python, port, deflate, *cert_and_key):
+    """Tests/interop/python_server.py on `port`; wss when given a certificate and its key."""
+    return Proc([python, os.path.join(HERE, "python_server.py"), str(port), "deflate" if deflate else "plain",
+                 *cert_and_key], cwd=HERE)
+
+
 def server_report(srv):
     """The last JSON line a peer server printed (one per connection it served)."""
     lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
@@ -66,14 +72,17 @@ def run_our_client(url, deflate, *extra):
     return subprocess.run(args, capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
 @pytest.mark.parametrize("deflate", MODES, ids=["plain", "deflate"])
-def test_our_client_with_python_websockets_server(python, deflate):
+def test_our_client_with_python_websockets_server(python, pki, deflate, tls):
     port = free_port()
-    srv = Proc([python, os.path.join(HERE, "python_server.py"), str(port)] + (["deflate"] if deflate else []),
-               cwd=HERE)
+    srv = python_server(python, port, deflate, *((pki("server.pem"), pki("server.key")) if tls else ()))
     try:
         wait_port(port, srv.p)
-        r = run_our_client(f"ws://127.0.0.1:{port}/", deflate)
+        if tls:   # host name checked against the certificate (localhost), chain against --ca
+            r = run_our_client(f"wss://localhost:{port}/", deflate, "--ca", pki("ca.pem"))
+        else:
+            r = run_our_client(f"ws://127.0.0.1:{port}/", deflate)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "closed with 1000" in r.stderr
     finally:
@@ -154,29 +163,6 @@ def test_our_wss_server_is_refused_by_a_client_that_does_not_trust_it(our_server
     asyncio.run(asyncio.wait_for(run(), 30))
 
 
-def python_wss_server(python, port, deflate, cert, key):
-    return Proc([python, os.path.join(HERE, "python_server.py"), str(port), "deflate" if deflate else "plain",
-                 cert, key], cwd=HERE)
-
-
-@pytest.mark.parametrize("deflate", MODES, ids=["plain", "deflate"])
-def test_our_wss_client_with_python_websockets_server(python, pki, deflate):
-    port = free_port()
-    srv = python_wss_server(python, port, deflate, pki("server.pem"), pki("server.key"))
-    try:
-        wait_port(port, srv.p)
-        # Host name checked against the certificate (localhost), chain against --ca.
-        r = run_our_client(f"wss://localhost:{port}/", deflate, "--ca", pki("ca.pem"))
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert "closed with 1000" in r.stderr
-    finally:
-        srv.stop()
-    out = server_report(srv)
-    assert out.get("error") is None, out
-    assert out["echoed"] == len(messages())
-    assert ("permessage-deflate" in out["extensions"]) == deflate
-
-
 @pytest.mark.parametrize("cert,ca,why", [
     ("server", "other-ca.pem", "unable to get local issuer certificate"),
     ("wrong", "ca.pem", "hostname mismatch"),
@@ -184,7 +170,7 @@ def test_our_wss_client_with_python_websockets_server(python, pki, deflate):
 ], ids=["untrusted-ca", "wrong-host", "expired"])
 def test_our_wss_client_refuses_a_bad_certificate(python, pki, cert, ca, why):
     port = free_port()
-    srv = python_wss_server(python, port, False, pki(cert + ".pem"), pki(cert + ".key"))
+    srv = python_server(python, port, False, pki(cert + ".pem"), pki(cert + ".key"))
     try:
         wait_port(port, srv.p)
         r = run_our_client(f"wss://localhost:{port}/", False, "--ca", pki(ca))
