@@ -9,12 +9,14 @@ let package = Package(
         .library(name: "orchestra", type: .dynamic, targets: ["Orchestra"]),
         .library(name: "OrchestraCore", targets: ["OrchestraCore"]),
         .library(name: "OrchestraNet", targets: ["OrchestraNet"]),
+        .library(name: "OrchestraHub", targets: ["OrchestraHub"]),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CSSL", path: "Sources/CSSL"),
         .systemLibrary(name: "COrchestra", path: "Sources/COrchestra"),
         .systemLibrary(name: "CUV", path: "Sources/CUV", pkgConfig: "libuv"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .target(
             name: "OrchestraCore",
             dependencies: ["CZlib", "CSSL"],
@@ -26,14 +28,24 @@ let package = Package(
             path: "Sources/OrchestraNet"
         ),
         .target(
+            name: "OrchestraHub",
+            dependencies: ["OrchestraCore", "OrchestraNet", "CSSL", "CSQLite"],
+            path: "Sources/OrchestraHub"
+        ),
+        .target(
             name: "Orchestra",
-            dependencies: ["OrchestraCore", "OrchestraNet", "COrchestra"],
+            dependencies: ["OrchestraCore", "OrchestraNet", "OrchestraHub", "COrchestra"],
             path: "Sources/Orchestra"
         ),
         .testTarget(
             name: "OrchestraCoreTests",
             dependencies: ["OrchestraCore"],
             path: "Tests/OrchestraCoreTests"
+        ),
+        .testTarget(
+            name: "OrchestraHubTests",
+            dependencies: ["OrchestraHub", "OrchestraNet", "OrchestraCore"],
+            path: "Tests/OrchestraHubTests"
         ),
         .testTarget(
             name: "OrchestraNetTests",
