@@ -388,6 +388,49 @@ def entries(out):
     return rows
 
 
+def smoke():
+    """A functional check of the anchor and the harness (no timing): several agents and
+    clients, every task's stream chunk and result back to its submitter, tasks spread
+    round-robin, the latency setup; and a server that drops stream chunks is caught."""
+    passed = failed = 0
+
+    def check(what, fn):
+        nonlocal passed, failed
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {what}", flush=True)
+        except Exception as e:  # reported, counted, and the run goes on
+            failed += 1
+            print(f"FAIL {what}: {e}", flush=True)
+
+    def dispatch():
+        r = run_socketio(agents=3, tasks=301, concurrency=9, clients=2, warmup=20, rt=[], timeout=60)
+        if r["tasks"] != 301 or sum(r["agent_tasks"]) != 321 or not r["p50_ms"] > 0:
+            raise RuntimeError(r)
+
+    def latency():
+        r = run_socketio(**dict(LATENCY, tasks=50, warmup=5), rt=[], timeout=60)
+        if r["tasks"] != 50 or r["agent_tasks"] != [55]:
+            raise RuntimeError(r)
+
+    def dropped():
+        try:
+            run_socketio(agents=2, tasks=100, concurrency=4, warmup=0, rt=[], timeout=20,
+                         options=["--drop-stream-every", "7"])
+        except RuntimeError as e:
+            if "stream chunks before its result" in str(e):
+                return
+            raise
+        raise RuntimeError("the harness accepted results without their stream chunk")
+
+    check("socketio: 3 agents, 2 clients, 301 tasks", dispatch)
+    check("socketio: latency setup, 50 tasks", latency)
+    check("harness: a missing stream chunk fails the run", dropped)
+    print(f"{passed} passed, {failed} failed")
+    return failed == 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--impl", default="socketio", help="socketio, ours, or both (comma-separated)")
@@ -404,7 +447,11 @@ def main():
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds for one run's tasks")
     ap.add_argument("--socketio-options", default="", help="extra options of hub_socketio_anchor.py (--loop, --json, --sync-handlers)")
     ap.add_argument("--entries-out")
+    ap.add_argument("--smoke", action="store_true", help="functional check of the anchor and the harness (no timing)")
     a = ap.parse_args()
+    install_signal_handlers()
+    if a.smoke:
+        sys.exit(0 if smoke() else 1)
     impls = ["socketio", "ours"] if a.impl == "both" else a.impl.split(",")
     for i in impls:
         if i not in IMPLS:
@@ -413,8 +460,9 @@ def main():
                                  tasks=a.tasks or (5000 if a.quick else THROUGHPUT["tasks"])),
               "latency": dict(LATENCY, tasks=a.latency_tasks or (1000 if a.quick else LATENCY["tasks"]))}
     scenarios = a.scenarios.split(",")
-
-    install_signal_handlers()
+    for sc in scenarios:
+        if sc not in params:
+            sys.exit(f"hub_bench: unknown scenario {sc!r}")
     out, notes = measure(impls, scenarios, a.runs, params, a.server_cpu, a.load_cpu, a.timeout,
                          shlex.split(a.socketio_options))
     for e in out.values():

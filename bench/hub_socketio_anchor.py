@@ -157,10 +157,15 @@ def server_main(a):
         if t is not None:
             t.state = "running"
 
+    streams = [0]
+
     @sio.on("task:stream")
     async def task_stream(sid, data):
         t = own_task(sid, data)
         if t is not None:
+            streams[0] += 1
+            if a.drop_stream_every and streams[0] % a.drop_stream_every == 0:
+                return      # a fault for the harness's smoke check: it must notice
             await sio.emit("task:stream", data, to=t.submitter)
 
     @sio.on("task:result")
@@ -318,6 +323,7 @@ def main():
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default=DEFAULT_LOOP)
     ap.add_argument("--json", choices=["std", "orjson"], default=DEFAULT_JSON)
     ap.add_argument("--sync-handlers", action="store_true", help="python-socketio async_handlers=False on the server")
+    ap.add_argument("--drop-stream-every", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--server-cpu", default="1")
     ap.add_argument("--load-cpu", default="0")
     a = ap.parse_args()
