@@ -135,8 +135,9 @@ private final class LogPipe {
     @Test func threadsNeverInterleaveLines() {
         let pipe = LogPipe()
         let log = Logger(level: .info, fd: pipe.writeFd)
-        // Lines of a few hundred bytes, so the pipe (64 KiB) fills and writers block mid-run.
-        let filler = String(repeating: "x", count: 300)
+        // Lines longer than PIPE_BUF (4096), which the kernel may split and interleave unless the
+        // logger serialises its writes; the pipe (64 KiB) fills and writers block mid-run.
+        let filler = String(repeating: "x", count: 5000)
         let writers = (0..<4).map { t in
             TestThread {
                 for i in 0..<500 {

@@ -125,7 +125,7 @@ public final class Logger: @unchecked Sendable {
     private let levelValue: Atomic<Int>
     private let writeLock = PthreadMutex()
 
-    public init(level: LogLevel, fd: Int32 = 2, clock: @escaping @Sendable () -> Int64 = wallClockMillis) {
+    public init(level: LogLevel, fd: Int32 = 2, clock: @escaping @Sendable () -> Int64 = { wallClockMillis() }) {
         self.fd = fd
         self.clock = clock
         self.levelValue = Atomic(level.rawValue)
