@@ -60,6 +60,26 @@ private func eventually(_ cond: () -> Bool) -> Bool {
         #expect(ran.load(ordering: .relaxed) == threads * per)
     }
 
+    /// A job that stops a repeating timer while the runtime is shutting down (so no more posts
+    /// are taken): the timer is still closed and the loop ends. It used to stay armed, and
+    /// shutdown() waited forever (the hub's SIGTERM path hit this).
+    @Test func timerStoppedDuringShutdownDoesNotKeepTheLoopAlive() throws {
+        let rt = try Runtime(name: "t")
+        let released = Atomic<Int>(0)
+        let id = try rt.startTimer(delayMs: 5, repeatMs: 5, fire: {}, release: { released.add(1, ordering: .relaxed) })
+        let idBox = Atomic<UInt64>(id)
+        let inJob = Atomic<Int>(0)
+        try rt.post {
+            inJob.store(1, ordering: .releasing)
+            // Wait until shutdown() has closed posting, then stop the timer from the job.
+            usleep(100_000)
+            try? rt.stopTimer(idBox.load(ordering: .relaxed))
+        }
+        #expect(eventually { inJob.load(ordering: .acquiring) == 1 })
+        rt.shutdown()
+        #expect(released.load(ordering: .relaxed) == 1)
+    }
+
     @Test func timersFireRepeatStopAndRelease() throws {
         let rt = try Runtime()
         let once = Atomic<Int>(0), rep = Atomic<Int>(0), never = Atomic<Int>(0), released = Atomic<Int>(0)

@@ -57,6 +57,8 @@ public final class Runtime: @unchecked Sendable {
     private let timersLock = PthreadMutex()
     private var timers: [UInt64: Timer] = [:]
     private var nextTimerId: UInt64 = 0
+    /// Timers stopped from another thread once posting was closed: closeEverything disarms them.
+    private var stoppedWhileStopping: [Timer] = []
     /// The I/O thread's `pthread_t` bits, set by that thread when it starts.
     private let ioThread = Atomic<UInt>(0)
 
@@ -218,12 +220,16 @@ public final class Runtime: @unchecked Sendable {
     public func stopTimer(_ id: UInt64) throws(OrchestraError) {
         let t: Timer? = timersLock.withLock { timers.removeValue(forKey: id) }
         guard let t else { throw OrchestraError(.notFound, "no timer \(id) on runtime \"\(name)\"") }
+        if isIOThread {
+            disarm(t)
+            return
+        }
         do {
             try post { [self] in self.disarm(t) }
         } catch {
-            // Shutting down: closeEverything disarms whatever is still armed; a timer not yet
-            // armed only needs its release.
-            if t.handle == nil { t.release() }
+            // Shutting down: closeEverything disarms it (an armed handle left open would keep
+            // the loop, and so shutdown, from ever ending).
+            timersLock.withLock { stoppedWhileStopping.append(t) }
         }
     }
 
@@ -285,8 +291,9 @@ public final class Runtime: @unchecked Sendable {
     /// `uv_run` returns when their close callbacks have run.
     private func closeEverything() {
         let all: [Timer] = timersLock.withLock {
-            let v = Array(timers.values)
+            let v = Array(timers.values) + stoppedWhileStopping
             timers.removeAll()
+            stoppedWhileStopping.removeAll()
             return v
         }
         for t in all.sorted(by: { $0.id < $1.id }) { disarm(t) }
