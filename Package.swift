@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "OrchestraCore", targets: ["OrchestraCore"]),
         .library(name: "OrchestraNet", targets: ["OrchestraNet"]),
         .library(name: "OrchestraHub", targets: ["OrchestraHub"]),
+        .executable(name: "orchestra-hub", targets: ["orchestra-hub"]),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -31,6 +32,11 @@ let package = Package(
             name: "OrchestraHub",
             dependencies: ["OrchestraCore", "OrchestraNet", "CSSL", "CSQLite"],
             path: "Sources/OrchestraHub"
+        ),
+        .executableTarget(
+            name: "orchestra-hub",
+            dependencies: ["OrchestraHub", "OrchestraNet", "OrchestraCore"],
+            path: "Sources/orchestra-hub"
         ),
         .target(
             name: "Orchestra",

@@ -1,0 +1,449 @@
+import Glibc
+import OrchestraCore
+import OrchestraNet
+
+/// What a connection is to the hub. Kept in `Connection.attachment`; touched on the I/O thread.
+final class Peer {
+    enum Role { case agent, web }
+    let role: Role
+    let conn: Connection
+    /// The wire format the peer spoke last (the hub answers in it).
+    var format = WireFormat.json
+    /// Set once `agent.register` succeeded.
+    var agentId: String?
+    /// A web client's user, role and token expiry (seconds).
+    var user = ""
+    var userRole = ""
+    var tokenExpiry: Int64 = 0
+    var sessions: Set<String> = []
+    /// Token bucket of the rate limit.
+    var tokens: Double
+    var tokensAtMs: Int64
+    var closing = false
+
+    init(role: Role, conn: Connection, burst: Double, nowMs: Int64) {
+        self.role = role
+        self.conn = conn
+        self.tokens = burst
+        self.tokensAtMs = nowMs
+    }
+}
+
+/// A task that is not finished: its journal record and what only lives in memory.
+final class LiveTask {
+    var rec: TaskRecord
+    /// When the agent's lease runs out (assigned and running tasks).
+    var leaseDeadlineMs: Int64 = 0
+    /// Accepted by the agent (the journal keeps `assigned` for both).
+    var running = false
+    /// Stream ordering for the current attempt.
+    var nextSeq: Int64 = 0
+    var early: [Int64: Message] = [:]
+    /// The connection that submitted it (notified of the result when not watching its session).
+    var submitter: UInt64 = 0
+    /// After a restart: the agent that held it may claim it until then.
+    var orphanUntilMs: Int64 = 0
+
+    init(_ rec: TaskRecord) { self.rec = rec }
+
+    var state: String {
+        switch rec.state {
+        case .assigned: return running ? "running" : "assigned"
+        default: return rec.state.rawValue
+        }
+    }
+}
+
+/// The hub: agents, tasks, sessions. Every method runs on the runtime's I/O thread except
+/// `init`, `start`, `beginShutdown` and the read-only counters, which say so.
+public final class Hub: ServerHandler, @unchecked Sendable {
+    public let config: HubConfig
+    public let runtime: Runtime
+    let journal: Journal
+    public let log: Logger
+    public let metrics = MetricsRegistry()
+    var server: Server!
+    let jwtSecret: [UInt8]
+    let startedMs = wallClockMillis()
+    var timerId: UInt64 = 0
+
+    var agents: [String: AgentEntry] = [:]
+    var live: [String: LiveTask] = [:]
+    /// Queued task ids by priority (index 3 = CRITICAL), oldest first.
+    var pending: [[String]] = [[], [], [], []]
+    var sessions: [String: SessionLog] = [:]
+    var webPeers: [UInt64: Peer] = [:]
+    var balancer = LoadBalancer()
+    /// Verified (or refused) web handshakes, from shouldAccept to didOpen, by remote address.
+    var handshakeAuth: [String: Result<(String, String, Int64), AuthFailure>] = [:]
+    var shuttingDown = false
+    var lastDataVersion: Int64 = 0
+
+    // metrics
+    let submitted: Counter
+    let succeeded: Counter
+    let failedCount: Counter
+    let reassigned: Counter
+    let rejectedAuth: Counter
+    let badMessages: Counter
+    let taskLatency: HistogramMetric
+
+    /// Opens nothing itself: give it a runtime and an open journal. Loads the unfinished
+    /// tasks of the journal (after a restart: assigned tasks wait one lease for their agent).
+    public init(config: HubConfig, runtime: Runtime, journal: Journal, logger: Logger) throws(OrchestraError) {
+        self.config = config
+        self.runtime = runtime
+        self.journal = journal
+        self.log = logger
+        jwtSecret = try Hub.jwtSecret(journal)
+        submitted = try metrics.counter("orchestra_hub_tasks_submitted_total", help: "Tasks acknowledged to submitters")
+        succeeded = try metrics.counter("orchestra_hub_tasks_finished_total", help: "Tasks finished, by outcome", labels: ["outcome": "succeeded"])
+        failedCount = try metrics.counter("orchestra_hub_tasks_finished_total", labels: ["outcome": "failed"])
+        reassigned = try metrics.counter("orchestra_hub_tasks_reassigned_total", help: "Attempts lost to a disconnect, an expired lease or a rejection")
+        rejectedAuth = try metrics.counter("orchestra_hub_auth_failures_total", help: "Registrations and web handshakes refused (AUTH_001)")
+        badMessages = try metrics.counter("orchestra_hub_bad_messages_total", help: "Messages answered with PARAM_001")
+        taskLatency = try metrics.histogram("orchestra_hub_task_duration_us", help: "Submit to result, microseconds")
+        try recover()
+        metrics.register(owner: self) { hub in hub.gaugeSamples() }
+    }
+
+    /// The key web tokens are signed with: kept in the journal, made on first use.
+    public static func jwtSecret(_ journal: Journal) throws(OrchestraError) -> [UInt8] {
+        if let hex = try journal.setting("jwt_secret"), let s = Secrets.fromHex(hex), s.count >= 32 { return s }
+        let s = Secrets.random(32)
+        try journal.setSetting("jwt_secret", HMACSHA256.hex(s))
+        return s
+    }
+
+    /// Loads unfinished tasks from the journal.
+    func recover() throws(OrchestraError) {
+        let now = wallClockMillis()
+        var requeued = 0, orphaned = 0
+        for rec in try journal.unfinishedTasks() {
+            let t = LiveTask(rec)
+            live[rec.id] = t
+            switch rec.state {
+            case .queued:
+                pending[rec.priority].append(rec.id)
+                requeued += 1
+            default:
+                t.orphanUntilMs = now + config.leaseMs
+                t.leaseDeadlineMs = now + config.leaseMs
+                orphaned += 1
+            }
+        }
+        lastDataVersion = try journal.dataVersion()
+        log.info("hub.recovered", ["queued": .int(Int64(requeued)), "awaitingAgents": .int(Int64(orphaned)), "journal": .string(journal.path)])
+    }
+
+    /// Listens. Any thread.
+    public func start() throws(OrchestraError) {
+        var o = ServerOptions()
+        o.host = config.host
+        o.port = config.port
+        o.paths = ["/agent", "/web"]
+        o.maxConnections = config.maxConnections
+        o.websocket.maxMessageSize = config.maxMessageSize
+        o.websocket.maxFrameSize = config.maxMessageSize
+        o.websocket.pingIntervalMs = UInt64(config.heartbeatIntervalMs)
+        o.websocket.pongTimeoutMs = UInt64(config.heartbeatIntervalMs * config.missedHeartbeats)
+        if let cert = config.tlsCertFile, let key = config.tlsKeyFile {
+            o.tls = try TLSContext.server(certFile: cert, keyFile: key)
+        }
+        server = try Server(runtime: runtime, options: o, handler: self)
+        try server.start()
+        timerId = try runtime.startTimer(delayMs: 250, repeatMs: 250, fire: { [self] in tick() })
+        log.info("hub.listening", ["host": .string(config.host), "port": .int(Int64(server.port)),
+                                   "tls": .bool(o.tls != nil), "strategy": .string(config.strategy.rawValue)])
+    }
+
+    /// The port listened on. Any thread.
+    public var port: UInt16 { server?.port ?? 0 }
+
+    /// Open connections. Any thread.
+    public var connectionCount: Int { server?.connectionCount ?? 0 }
+
+    /// Stops accepting, tells every peer (close 1001 "hub shutting down") and stops the
+    /// timers. Tasks in flight stay assigned in the journal: after a restart their agents
+    /// claim them. Any thread; the caller then waits for `connectionCount` to reach 0 (or a
+    /// deadline), shuts the runtime down and closes the journal.
+    public func beginShutdown() {
+        try? runtime.post { [self] in
+            guard !shuttingDown else { return }
+            shuttingDown = true
+            log.info("hub.stopping", ["connections": .int(Int64(server.connectionCount)), "tasksInFlight": .int(Int64(live.count))])
+            try? runtime.stopTimer(timerId)
+            try? server.close(code: 1001, reason: "hub shutting down")
+        }
+    }
+
+    // MARK: connections
+
+    public func shouldAccept(_ request: HTTPRequestInfo) -> HTTPResponse? {
+        if shuttingDown { return HTTPResponse.json(503, HubError(.resourceExhausted, "hub shutting down").info()) }
+        if !config.allowedOrigins.isEmpty {
+            guard let origin = request.header("Origin"), config.allowedOrigins.contains(origin) else {
+                log.warn("connection.refused", ["reason": "origin not allowed", "origin": .string(request.header("Origin") ?? ""),
+                                                "remote": .string(request.remoteAddress)])
+                return HTTPResponse.json(403, HubError(.authenticationFailed, "origin not allowed").info())
+            }
+        }
+        if request.path == "/web" {
+            handshakeAuth[request.remoteAddress] = verifyWebToken(request)
+        }
+        return nil
+    }
+
+    /// The JWT of a web handshake: `Authorization: Bearer`, or `?token=`.
+    func verifyWebToken(_ request: HTTPRequestInfo) -> Result<(String, String, Int64), AuthFailure> {
+        var token: String? = nil
+        if let h = request.header("Authorization"), h.hasPrefix("Bearer ") {
+            token = String(h.dropFirst(7))
+        } else if let q = request.query {
+            for part in q.split(separator: "&") where part.hasPrefix("token=") {
+                token = String(part.dropFirst(6))
+            }
+        }
+        guard let token, !token.isEmpty else { return .failure(AuthFailure(reason: "no token: send Authorization: Bearer <jwt> or ?token=<jwt>")) }
+        switch JWT.verify(token, secret: jwtSecret, nowSeconds: wallClockMillis() / 1000) {
+        case .failure(let e):
+            return .failure(AuthFailure(reason: e.reason))
+        case .success(let claims):
+            guard claims["typ"]?.string ?? "access" == "access" else { return .failure(AuthFailure(reason: "a refresh token cannot open a connection")) }
+            guard let sub = claims["sub"]?.string, !sub.isEmpty else { return .failure(AuthFailure(reason: "token has no subject")) }
+            return .success((sub, claims["role"]?.string ?? "user", claims["exp"]?.int ?? 0))
+        }
+    }
+
+    public func didOpen(_ c: Connection) {
+        let now = wallClockMillis()
+        let burst = Double(max(config.rateLimitPerMinute, 1))
+        if c.path == "/agent" {
+            let p = Peer(role: .agent, conn: c, burst: burst, nowMs: now)
+            c.attachment = p
+            // Registration must come first, and soon.
+            let id = c.id
+            _ = try? runtime.startTimer(delayMs: config.registerTimeoutMs, repeatMs: 0, fire: { [self] in
+                guard let conn = server?.connection(id: id), let p = conn.attachment as? Peer, p.agentId == nil, !p.closing else { return }
+                refuse(p, HubError(.authenticationFailed, "agent.register did not arrive within \(config.registerTimeoutMs) ms"), correlationId: nil)
+            })
+            return
+        }
+        let p = Peer(role: .web, conn: c, burst: burst, nowMs: now)
+        c.attachment = p
+        switch handshakeAuth.removeValue(forKey: c.remoteAddress) ?? .failure(AuthFailure(reason: "no token")) {
+        case .failure(let f):
+            refuse(p, HubError(.authenticationFailed, f.reason), correlationId: nil)
+        case .success(let (user, role, exp)):
+            p.user = user
+            p.userRole = role
+            p.tokenExpiry = exp
+            webPeers[c.id] = p
+            log.info("web.connected", ["conn": .int(Int64(c.id)), "user": .string(user), "remote": .string(c.remoteAddress)])
+        }
+    }
+
+    public func didReceivePong(_ c: Connection, rttMicros: UInt64) {
+        guard rttMicros > 0, let p = c.attachment as? Peer, let id = p.agentId, let a = agents[id], a.connection === c else { return }
+        a.latencyMicros = rttMicros
+    }
+
+    public func didClose(_ c: Connection, code: UInt16, reason: String, clean: Bool) {
+        guard let p = c.attachment as? Peer else { return }
+        c.attachment = nil
+        p.closing = true
+        switch p.role {
+        case .web:
+            webPeers.removeValue(forKey: c.id)
+            for s in p.sessions { sessions[s]?.watchers.removeValue(forKey: c.id) }
+            if !p.user.isEmpty { log.info("web.disconnected", ["conn": .int(Int64(c.id)), "user": .string(p.user), "code": .int(Int64(code))]) }
+        case .agent:
+            guard let id = p.agentId, let a = agents[id], a.connection === c else { return }
+            agentGone(a, why: "disconnected (\(code)\(reason.isEmpty ? "" : " \(reason)"))")
+        }
+    }
+
+    /// An agent's connection ended or it missed its heartbeats: its tasks go back to the queue.
+    func agentGone(_ a: AgentEntry, why: String) {
+        a.online = false
+        a.connection = nil
+        log.info("agent.disconnected", ["agentId": .string(a.id), "reason": .string(why), "tasksInFlight": .int(Int64(a.inFlight.count))])
+        if shuttingDown { return }  // leases stay in the journal; the agent claims them after the restart
+        let ids = a.inFlight
+        a.inFlight.removeAll()
+        for id in ids.sorted() {
+            if let t = live[id] { requeue(t, why: "agent \(a.id) \(why)") }
+        }
+        broadcastWeb(HubEnvelope.make("agent.disconnected", ["agentId": .string(a.id), "reason": .string(why)]))
+        dispatch()
+    }
+
+    // MARK: messages
+
+    public func didReceive(_ c: Connection, opcode: Opcode, bytes: UnsafeRawBufferPointer) {
+        guard let p = c.attachment as? Peer, !p.closing else { return }
+        let format: WireFormat = opcode == .binary ? .msgpack : .json
+        p.format = format
+        let m: Message
+        do {
+            m = try EnvelopeCodec.decode(bytes, format: format, limits: DecodeLimits(maxSize: config.maxMessageSize))
+        } catch {
+            badMessages.add()
+            log.warn("message.malformed", ["conn": .int(Int64(c.id)), "reason": .string(error.message)])
+            send(p, HubEnvelope.error(HubError(.invalidParameters, "malformed envelope: \(error.message)"), correlationId: nil))
+            return
+        }
+        let reqId = m.id
+        do {
+            switch p.role {
+            case .agent: try handleAgent(p, m)
+            case .web: try handleWeb(p, m)
+            }
+        } catch {
+            switch error.code {
+            case .authenticationFailed:
+                refuse(p, error, correlationId: reqId)
+            default:
+                if error.code == .invalidParameters { badMessages.add() }
+                log.warn("request.failed", ["conn": .int(Int64(c.id)), "type": .string(m.type), "code": .string(error.code.rawValue),
+                                            "reason": .string(error.message)])
+                send(p, HubEnvelope.error(error, correlationId: reqId))
+            }
+        }
+    }
+
+    /// AUTH_001: the error, then close 1008.
+    func refuse(_ p: Peer, _ e: HubError, correlationId: String?) {
+        rejectedAuth.add()
+        log.warn("auth.refused", ["conn": .int(Int64(p.conn.id)), "role": .string(p.role == .agent ? "agent" : "web"),
+                                  "reason": .string(e.message), "remote": .string(p.conn.remoteAddress)])
+        send(p, HubEnvelope.error(e, correlationId: correlationId))
+        p.closing = true
+        try? p.conn.close(code: 1008, reason: "AUTH_001")
+    }
+
+    func send(_ p: Peer, _ m: Message) {
+        send(p.conn, m, format: p.format)
+    }
+
+    func send(_ c: Connection, _ m: Message, format: WireFormat) {
+        guard let bytes = try? EnvelopeCodec.encode(m, format: format) else {
+            log.error("message.encode_failed", ["type": .string(m.type)])
+            return
+        }
+        bytes.withUnsafeBytes { b in _ = try? c.send(format == .json ? .text : .binary, b) }
+    }
+
+    /// Sends to every web client.
+    func broadcastWeb(_ m: Message) {
+        var encoded: [WireFormat: [UInt8]] = [:]
+        for p in webPeers.values {
+            if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
+            encoded[p.format]!.withUnsafeBytes { b in _ = try? p.conn.send(p.format == .json ? .text : .binary, b) }
+        }
+    }
+
+    // MARK: timers
+
+    func tick() {
+        let now = wallClockMillis()
+        // Missed heartbeats.
+        let silentLimit = config.heartbeatIntervalMs * config.missedHeartbeats
+        for a in agents.values where a.online && now - a.lastSeenMs > silentLimit {
+            let c = a.connection
+            agentGone(a, why: "missed \(config.missedHeartbeats) heartbeats")
+            if let c, let p = c.attachment as? Peer { p.closing = true; try? c.close(code: 4001, reason: "missed heartbeats") }
+        }
+        // Expired leases, and orphans of a restart nobody claimed.
+        var expired: [LiveTask] = []
+        for t in live.values where t.rec.state == .assigned && t.leaseDeadlineMs < now { expired.append(t) }
+        for t in expired.sorted(by: { $0.rec.id < $1.rec.id }) {
+            if let agentId = t.rec.agentId, let a = agents[agentId], a.inFlight.remove(t.rec.id) != nil, let c = a.connection {
+                send(c, HubEnvelope.make("task.cancel", ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)),
+                                                         "reason": "lease expired"]), format: (c.attachment as? Peer)?.format ?? .json)
+            }
+            requeue(t, why: t.orphanUntilMs > 0 ? "not claimed after the restart" : "lease expired")
+        }
+        // Sessions nobody watches, past the window.
+        for (id, s) in sessions where s.watchers.isEmpty && now - s.lastActivityMs > config.recoveryWindowMs {
+            sessions.removeValue(forKey: id)
+        }
+        // Tasks another process (orchestra-hub dead requeue) put back in the queue.
+        if let v = try? journal.dataVersion(), v != lastDataVersion {
+            lastDataVersion = v
+            if let recs = try? journal.unfinishedTasks() {
+                for rec in recs where live[rec.id] == nil && rec.state == .queued {
+                    live[rec.id] = LiveTask(rec)
+                    pending[rec.priority].append(rec.id)
+                    log.info("task.requeued", ["taskId": .string(rec.id), "by": "journal"])
+                }
+            }
+        }
+        if expired.count > 0 || pendingCount > 0 { dispatch() }
+    }
+
+    var pendingCount: Int { pending.reduce(0) { $0 + $1.count } }
+
+    // MARK: health and metrics
+
+    public func handleHTTP(_ request: HTTPRequestInfo) -> HTTPResponse? {
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return HTTPResponse.json(405, HubError(.invalidParameters, "only GET").info())
+        }
+        switch request.path {
+        case "/health": return HTTPResponse.json(200, healthJSON())
+        case "/health/agents":
+            return HTTPResponse.json(200, ["agents": .array(agents.values.sorted { $0.id < $1.id }.map { $0.json(maxLoad: config.maxLoadPerAgent) })])
+        case "/metrics":
+            return HTTPResponse(status: 200, headers: [HTTPField("Content-Type", "text/plain; version=0.0.4")], body: metrics.renderPrometheus())
+        default: return nil
+        }
+    }
+
+    func healthJSON() -> JSONValue {
+        var byState: [String: Int64] = ["queued": 0, "assigned": 0, "running": 0, "succeeded": 0, "failed": 0]
+        if let counts = try? journal.taskCounts() {
+            byState["succeeded"] = Int64(counts[.succeeded] ?? 0)
+            byState["failed"] = Int64(counts[.failed] ?? 0)
+        }
+        for t in live.values { byState[t.state, default: 0] += 1 }
+        let healthy = agents.values.filter { $0.online }.count
+        var tasks: JSONValue = .object([])
+        for k in ["queued", "assigned", "running", "succeeded", "failed"] { tasks.set(k, .int(byState[k] ?? 0)) }
+        if let dead = try? journal.deadLetters(limit: 100_000) { tasks.set("dead", .int(Int64(dead.count))) }
+        return [
+            "status": .string(shuttingDown ? "stopping" : "ok"),
+            "uptimeSeconds": .double(Double(wallClockMillis() - startedMs) / 1000),
+            "agents": ["total": .int(Int64(agents.count)), "healthy": .int(Int64(healthy))],
+            "tasks": tasks,
+            "queues": ["pending": .int(Int64(pendingCount)),
+                       "byPriority": ["low": .int(Int64(pending[0].count)), "normal": .int(Int64(pending[1].count)),
+                                      "high": .int(Int64(pending[2].count)), "critical": .int(Int64(pending[3].count))]],
+            "connections": ["agents": .int(Int64(agents.values.filter { $0.connection != nil }.count)),
+                            "web": .int(Int64(webPeers.count))],
+            "protocol": .int(hubProtocolVersion),
+        ]
+    }
+
+    /// Gauges read when /metrics is rendered (on the I/O thread, from handleHTTP).
+    func gaugeSamples() -> [MetricSample] {
+        [
+            MetricSample(name: "orchestra_hub_agents", help: "Agents by status", kind: .gauge, labels: ["status": "online"],
+                         value: Double(agents.values.filter { $0.online }.count)),
+            MetricSample(name: "orchestra_hub_agents", help: "Agents by status", kind: .gauge, labels: ["status": "offline"],
+                         value: Double(agents.values.filter { !$0.online }.count)),
+            MetricSample(name: "orchestra_hub_tasks_pending", help: "Tasks waiting for an agent", kind: .gauge, value: Double(pendingCount)),
+            MetricSample(name: "orchestra_hub_tasks_in_flight", help: "Tasks assigned to agents", kind: .gauge,
+                         value: Double(live.values.filter { $0.rec.state == .assigned }.count)),
+            MetricSample(name: "orchestra_hub_web_connections", help: "Web clients connected", kind: .gauge, value: Double(webPeers.count)),
+            MetricSample(name: "orchestra_hub_uptime_seconds", help: "Seconds since start", kind: .gauge,
+                         value: Double(wallClockMillis() - startedMs) / 1000),
+        ]
+    }
+}
+
+extension HTTPResponse {
+    static func json(_ status: Int, _ v: JSONValue) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [HTTPField("Content-Type", "application/json")], body: v.jsonBytes)
+    }
+}

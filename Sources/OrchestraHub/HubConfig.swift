@@ -1,0 +1,34 @@
+import OrchestraCore
+
+/// Everything the hub can be told (flags and environment variables of `orchestra-hub`).
+public struct HubConfig: Sendable {
+    public var host = "127.0.0.1"
+    public var port: UInt16 = 7420
+    public var journalPath = "./var/orchestra.db"
+    public var durability = Durability.normal
+    public var logLevel = LogLevel.info
+    public var strategy = BalanceStrategy.roundRobin
+    /// Tasks in flight per agent at most (an agent's own maxConcurrency may be lower).
+    public var maxLoadPerAgent = 16
+    public var leaseMs: Int64 = 15_000
+    public var heartbeatIntervalMs: Int64 = 5_000
+    /// Intervals without a heartbeat before an agent is offline.
+    public var missedHeartbeats: Int64 = 3
+    public var maxAttempts = 3
+    /// Requests per minute per web connection (0: no limit).
+    public var rateLimitPerMinute = 100
+    public var maxConnections = 10_000
+    public var maxMessageSize = 1 << 20
+    /// Origins allowed to upgrade (empty: any).
+    public var allowedOrigins: [String] = []
+    public var recoveryWindowMs: Int64 = 300_000
+    public var recoveryMaxEvents = 10_000
+    public var registerTimeoutMs: UInt64 = 10_000
+    /// Lifetime of the tokens `auth.refresh` issues.
+    public var tokenTTLSeconds: Int64 = 3600
+    public var maxClockSkewMs: Int64 = 300_000
+    public var tlsCertFile: String? = nil
+    public var tlsKeyFile: String? = nil
+
+    public init() {}
+}

@@ -1,0 +1,168 @@
+import OrchestraCore
+
+/// The error codes of the design document (orchestra-communication.md section 4.1.2), sent in
+/// `error` envelopes as ErrorInfo.code.
+public enum HubErrorCode: String, Sendable, CaseIterable {
+    case connectionFailed = "CONN_001"
+    case connectionTimeout = "CONN_002"
+    case authenticationFailed = "AUTH_001"
+    case agentNotAvailable = "AGENT_001"
+    case taskExecutionFailed = "TASK_001"
+    case invalidParameters = "PARAM_001"
+    case internalError = "SYS_001"
+    case databaseError = "DB_001"
+    case resourceExhausted = "RES_001"
+}
+
+/// A failure to answer with an `error` envelope.
+public struct HubError: Error, Sendable {
+    public let code: HubErrorCode
+    public let message: String
+    public let details: JSONValue?
+
+    public init(_ code: HubErrorCode, _ message: String, details: JSONValue? = nil) {
+        self.code = code
+        self.message = message
+        self.details = details
+    }
+
+    /// ErrorInfo {code, message, details, timestamp} of docs/protocol.md.
+    public func info(nowMs: Int64 = wallClockMillis()) -> JSONValue {
+        var o: JSONValue = ["code": .string(code.rawValue), "message": .string(message)]
+        if let details { o.set("details", details) }
+        o.set("timestamp", .int(nowMs))
+        return o
+    }
+
+    /// A journal failure, as DB_001.
+    public static func database(_ e: OrchestraError) -> HubError {
+        HubError(.databaseError, "journal: \(e.message)")
+    }
+}
+
+/// The protocol version this hub speaks (docs/protocol.md).
+public let hubProtocolVersion: Int64 = 1
+
+/// Building and reading the hub's envelopes.
+public enum HubEnvelope {
+    /// A new envelope of `type` with a JSON payload, stamped now, version "1.0", source "hub".
+    public static func make(_ type: String, _ payload: JSONValue, correlationId: String? = nil,
+                            source: String = "hub", headers: [(String, JSONValue)] = []) -> Message {
+        let m = Message(type: type, source: source)
+        if let correlationId { try? m.set(.correlationId, Array(correlationId.utf8)) }
+        m.payload = payload.jsonBytes
+        for (k, v) in headers { try? m.setHeader(Array(k.utf8), .json(v.jsonBytes)) }
+        return m
+    }
+
+    /// An `error` envelope answering `correlationId`.
+    public static func error(_ e: HubError, correlationId: String?) -> Message {
+        make("error", e.info(), correlationId: correlationId)
+    }
+
+    /// The payload as a JSON object (PARAM_001 when absent, not JSON, or not an object).
+    public static func payload(of m: Message) throws(HubError) -> JSONValue {
+        guard let bytes = m.payload, !bytes.isEmpty else { return .object([]) }
+        guard m.contentType == .json, !m.compressed, !m.encrypted else {
+            throw HubError(.invalidParameters, "\(m.type): the payload must be a plain JSON object")
+        }
+        let v: JSONValue
+        do { v = try JSONValue.parse(bytes) } catch {
+            throw HubError(.invalidParameters, "\(m.type): payload: \(error.message)")
+        }
+        guard case .object = v else {
+            throw HubError(.invalidParameters, "\(m.type): the payload must be a JSON object")
+        }
+        return v
+    }
+
+    /// A header holding a JSON value.
+    public static func setHeader(_ m: Message, _ key: String, _ v: JSONValue) {
+        try? m.setHeader(Array(key.utf8), .json(v.jsonBytes))
+    }
+}
+
+/// Typed access to payload fields, failing with PARAM_001 naming the event and the field.
+public struct Fields {
+    public let event: String
+    public let v: JSONValue
+
+    public init(_ event: String, _ v: JSONValue) {
+        self.event = event
+        self.v = v
+    }
+
+    func bad(_ key: String, _ what: String) -> HubError {
+        HubError(.invalidParameters, "\(event): field '\(key)' \(what)", details: ["field": .string(key)])
+    }
+
+    public func string(_ key: String, maxLength: Int = 256) throws(HubError) -> String {
+        guard let x = v[key] else { throw bad(key, "is required") }
+        guard let s = x.string, !s.isEmpty else { throw bad(key, "must be a non-empty string") }
+        guard s.utf8.count <= maxLength else { throw bad(key, "is longer than \(maxLength) bytes") }
+        return s
+    }
+
+    public func optionalString(_ key: String, maxLength: Int = 4096) throws(HubError) -> String? {
+        guard let x = v[key], !x.isNull else { return nil }
+        guard let s = x.string else { throw bad(key, "must be a string") }
+        guard s.utf8.count <= maxLength else { throw bad(key, "is longer than \(maxLength) bytes") }
+        return s
+    }
+
+    public func int(_ key: String) throws(HubError) -> Int64 {
+        guard let x = v[key] else { throw bad(key, "is required") }
+        guard let i = x.int else { throw bad(key, "must be an integer") }
+        return i
+    }
+
+    public func optionalInt(_ key: String, in range: ClosedRange<Int64>) throws(HubError) -> Int64? {
+        guard let x = v[key], !x.isNull else { return nil }
+        guard let i = x.int else { throw bad(key, "must be an integer") }
+        guard range.contains(i) else { throw bad(key, "must be in \(range.lowerBound)...\(range.upperBound)") }
+        return i
+    }
+
+    public func optionalDouble(_ key: String) throws(HubError) -> Double? {
+        guard let x = v[key], !x.isNull else { return nil }
+        guard let d = x.double, d.isFinite else { throw bad(key, "must be a number") }
+        return d
+    }
+
+    public func bool(_ key: String) throws(HubError) -> Bool {
+        guard let x = v[key] else { throw bad(key, "is required") }
+        guard let b = x.bool else { throw bad(key, "must be true or false") }
+        return b
+    }
+
+    public func strings(_ key: String, maxCount: Int = 64) throws(HubError) -> [String] {
+        guard let x = v[key], !x.isNull else { return [] }
+        guard let a = x.array else { throw bad(key, "must be an array of strings") }
+        guard a.count <= maxCount else { throw bad(key, "has more than \(maxCount) items") }
+        var out: [String] = []
+        for item in a {
+            guard let s = item.string, !s.isEmpty, s.utf8.count <= 256 else { throw bad(key, "must be an array of non-empty strings") }
+            out.append(s)
+        }
+        return out
+    }
+
+    public func object(_ key: String) throws(HubError) -> JSONValue? {
+        guard let x = v[key], !x.isNull else { return nil }
+        guard case .object = x else { throw bad(key, "must be an object") }
+        return x
+    }
+}
+
+/// Task priorities as the design names them ("low" | "normal" | "high" | "critical"), or 0...3.
+public func parsePriority(_ v: JSONValue?) -> Int? {
+    guard let v else { return 1 }
+    if let i = v.int, (0...3).contains(i) { return Int(i) }
+    switch v.string {
+    case "low": return 0
+    case "normal": return 1
+    case "high": return 2
+    case "critical": return 3
+    default: return nil
+    }
+}

@@ -1,0 +1,228 @@
+import OrchestraCore
+import OrchestraNet
+
+/// Tasks: submit, dispatch, leases, re-assignment, results.
+extension Hub {
+    /// Journals a new task and queues it. Returns the task (existing one for a known id).
+    func submit(_ f: Fields, submitter: Peer, pinnedAgent: String? = nil, traceId: String?) throws(HubError) -> (TaskRecord, Bool) {
+        let taskId = try f.optionalString("taskId", maxLength: 128) ?? String(decoding: Message.newId(), as: UTF8.self)
+        let now = wallClockMillis()
+        if let t = live[taskId] { return (t.rec, false) }
+        do {
+            if let existing = try journal.task(id: taskId) { return (existing, false) }
+        } catch { throw HubError.database(error) }
+        guard let priority = parsePriority(f.v["priority"]) else {
+            throw HubError(.invalidParameters, "\(f.event): field 'priority' must be low, normal, high, critical or 0...3")
+        }
+        let strategy = try f.optionalString("strategy", maxLength: 64)
+        if let strategy, BalanceStrategy(rawValue: strategy) == nil {
+            throw HubError(.invalidParameters, "\(f.event): unknown strategy '\(strategy)' (one of \(BalanceStrategy.allCases.map(\.rawValue).joined(separator: ", ")))",
+                           details: ["field": "strategy"])
+        }
+        let maxAttempts = Int(try f.optionalInt("maxAttempts", in: 1...100) ?? Int64(config.maxAttempts))
+        let sessionId = try f.optionalString("sessionId", maxLength: 128)
+        var pinned = pinnedAgent
+        if pinned == nil { pinned = try f.optionalString("agentId", maxLength: 128) }
+        var spec: JSONValue = [
+            "type": .string(try f.optionalString("type", maxLength: 128) ?? "custom"),
+            "tool": .string(try f.optionalString("tool", maxLength: 128) ?? "custom"),
+            "capabilities": .array(try f.strings("capabilities").map { .string($0) }),
+            "parameters": try f.object("parameters") ?? .object([]),
+            "priority": .int(Int64(priority)),
+        ]
+        if let sessionId { spec.set("sessionId", .string(sessionId)) }
+        for extra in ["workingDirectory", "initialPrompt", "claudeSessionId"] {
+            if let v = try f.optionalString(extra) { spec.set(extra, .string(v)) }
+        }
+        let rec = TaskRecord(id: taskId, spec: spec, sessionId: sessionId, submitter: submitter.user.isEmpty ? nil : submitter.user,
+                             traceId: traceId ?? taskId, priority: priority, strategy: strategy, pinnedAgent: pinned,
+                             maxAttempts: maxAttempts, nowMs: now)
+        let inserted: Bool
+        do { inserted = try journal.insertTask(rec) } catch { throw HubError.database(error) }
+        guard inserted else { return (rec, false) }
+        let t = LiveTask(rec)
+        t.submitter = submitter.conn.id
+        live[taskId] = t
+        pending[priority].append(taskId)
+        submitted.add()
+        log.debug("task.submitted", ["taskId": .string(taskId), "traceId": .string(rec.traceId), "user": .string(submitter.user),
+                                     "priority": .int(Int64(priority))])
+        return (rec, true)
+    }
+
+    /// Gives queued tasks to agents, highest priority first, oldest first within a priority.
+    func dispatch() {
+        if shuttingDown { return }
+        var capacity = agents.values.reduce(0) { $0 + ($1.online ? max(0, limit($1) - $1.inFlight.count) : 0) }
+        guard capacity > 0 else { return }
+        for lane in stride(from: 3, through: 0, by: -1) where !pending[lane].isEmpty {
+            var kept: [String] = []
+            var i = 0
+            let ids = pending[lane]
+            while i < ids.count {
+                let id = ids[i]
+                i += 1
+                guard let t = live[id], t.rec.state == .queued else { continue }
+                if capacity > 0, let a = pick(t) {
+                    if assign(t, a) { capacity -= 1 } else { kept.append(id) }
+                } else {
+                    kept.append(id)
+                }
+                if capacity == 0 { kept.append(contentsOf: ids[i...]); break }
+            }
+            pending[lane] = kept
+        }
+    }
+
+    func limit(_ a: AgentEntry) -> Int { min(a.maxConcurrency, config.maxLoadPerAgent) }
+
+    /// An online agent with room and every capability the task asks for, chosen by its strategy.
+    func pick(_ t: LiveTask) -> AgentEntry? {
+        let needs = t.rec.spec["capabilities"]?.array?.compactMap(\.string) ?? []
+        var candidates: [AgentEntry] = []
+        if let pinned = t.rec.pinnedAgent {
+            if let a = agents[pinned], eligible(a, needs, t) { candidates.append(a) }
+        } else {
+            for a in agents.values where eligible(a, needs, t) { candidates.append(a) }
+        }
+        let strategy = t.rec.strategy.flatMap(BalanceStrategy.init(rawValue:)) ?? config.strategy
+        return balancer.choose(candidates, strategy)
+    }
+
+    func eligible(_ a: AgentEntry, _ needs: [String], _ t: LiveTask) -> Bool {
+        a.online && a.inFlight.count < limit(a) && !t.rec.rejectedBy.contains(a.id) && needs.allSatisfy { a.capabilities.contains($0) }
+    }
+
+    /// Leases `t` to `a` (journaled first), then sends task.assign. False when the journal failed.
+    func assign(_ t: LiveTask, _ a: AgentEntry) -> Bool {
+        let now = wallClockMillis()
+        var rec = t.rec
+        rec.attempt += 1
+        rec.state = .assigned
+        rec.agentId = a.id
+        rec.updatedMs = now
+        do { try journal.updateTask(rec) } catch {
+            log.error("journal.write_failed", ["taskId": .string(rec.id), "reason": .string(error.message)])
+            return false
+        }
+        t.rec = rec
+        t.running = false
+        t.nextSeq = 0
+        t.early.removeAll()
+        t.orphanUntilMs = 0
+        t.leaseDeadlineMs = now + config.leaseMs
+        a.inFlight.insert(rec.id)
+        let m = HubEnvelope.make("task.assign", [
+            "taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(a.id), "task": rec.spec,
+        ], headers: [("traceId", .string(rec.traceId))])
+        if let c = a.connection { send(c, m, format: (c.attachment as? Peer)?.format ?? .json) }
+        log.debug("task.assigned", ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(a.id), "traceId": .string(rec.traceId)])
+        publish(t, m)
+        return true
+    }
+
+    /// The attempt is lost (agent gone, lease expired, rejected): back to the queue, or failed
+    /// into the dead letters after the retry limit.
+    func requeue(_ t: LiveTask, why: String, rejection: Bool = false) {
+        let now = wallClockMillis()
+        reassigned.add()
+        if let agentId = t.rec.agentId { agents[agentId]?.inFlight.remove(t.rec.id) }
+        let lost = t.rec.attempt - t.rec.rejectedBy.count
+        if !rejection && lost >= t.rec.maxAttempts {
+            finish(t, success: false, result: nil, error: "gave up after \(lost) attempts: \(why)", errorCode: .taskExecutionFailed, dead: true, event: nil)
+            return
+        }
+        if rejection && !agents.values.contains(where: { $0.online && !t.rec.rejectedBy.contains($0.id) && capable($0, t) }) {
+            finish(t, success: false, result: nil, error: "every capable agent rejected it (\(t.rec.rejectedBy.joined(separator: ", ")))",
+                   errorCode: .agentNotAvailable, dead: true, event: nil)
+            return
+        }
+        var rec = t.rec
+        rec.state = .queued
+        rec.agentId = nil
+        rec.updatedMs = now
+        do { try journal.updateTask(rec) } catch {
+            log.error("journal.write_failed", ["taskId": .string(rec.id), "reason": .string(error.message)])
+        }
+        t.rec = rec
+        t.running = false
+        t.orphanUntilMs = 0
+        pending[rec.priority].append(rec.id)
+        log.info("task.requeued", ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "reason": .string(why), "traceId": .string(rec.traceId)])
+    }
+
+    func capable(_ a: AgentEntry, _ t: LiveTask) -> Bool {
+        (t.rec.spec["capabilities"]?.array?.compactMap(\.string) ?? []).allSatisfy { a.capabilities.contains($0) }
+            && (t.rec.pinnedAgent == nil || t.rec.pinnedAgent == a.id)
+    }
+
+    /// Records the outcome once (the journal refuses a second one), then tells the session and
+    /// the submitter. `event` is the agent's task.result, forwarded as it is; otherwise the hub
+    /// writes one.
+    func finish(_ t: LiveTask, success: Bool, result: JSONValue?, error: String?, errorCode: HubErrorCode?, dead: Bool, event: Message?) {
+        let now = wallClockMillis()
+        let state: TaskState = success ? .succeeded : .failed
+        let recorded: Bool
+        do {
+            recorded = try journal.finishTask(id: t.rec.id, attempt: t.rec.attempt, state: state, result: result, error: error,
+                                              errorCode: errorCode?.rawValue, dead: dead, nowMs: now)
+        } catch {
+            log.error("journal.write_failed", ["taskId": .string(t.rec.id), "reason": .string(error.message)])
+            return  // the task stays live; the agent's lease runs out and it is tried again
+        }
+        live.removeValue(forKey: t.rec.id)
+        if let agentId = t.rec.agentId, let a = agents[agentId], a.inFlight.remove(t.rec.id) != nil { a.completed += 1 }
+        guard recorded else {
+            log.warn("task.result_ignored", ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "reason": "already finished"])
+            return
+        }
+        (success ? succeeded : failedCount).add()
+        taskLatency.record(UInt64(max(0, now - t.rec.createdMs)) * 1000)
+        log.info("task.finished", ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "agentId": .string(t.rec.agentId ?? ""),
+                                   "outcome": .string(state.rawValue), "dead": .bool(dead), "traceId": .string(t.rec.traceId),
+                                   "error": error.map { .string($0) } ?? .null])
+        let m: Message
+        if let event {
+            m = event
+        } else {
+            var payload: JSONValue = ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "agentId": .string(t.rec.agentId ?? ""),
+                                      "success": .bool(success), "duration": .int(now - t.rec.createdMs)]
+            if let error { payload.set("error", .string(error)) }
+            if let errorCode { payload.set("errorCode", .string(errorCode.rawValue)) }
+            m = HubEnvelope.make("task.result", payload)
+        }
+        publish(t, m)
+        dispatch()
+    }
+
+    /// Sends a task event to its session's watchers (numbered in the session log) and, for
+    /// task.result, to the submitter when it does not watch that session.
+    @discardableResult
+    func publish(_ t: LiveTask, _ m: Message) -> Message {
+        HubEnvelope.setHeader(m, "traceId", .string(t.rec.traceId))
+        var delivered: Set<UInt64> = []
+        if let sid = t.rec.sessionId {
+            let s = session(sid)
+            _ = s.append(m, nowMs: wallClockMillis(), windowMs: config.recoveryWindowMs, maxEvents: config.recoveryMaxEvents)
+            var encoded: [WireFormat: [UInt8]] = [:]
+            for connId in s.watchers.keys {
+                guard let p = webPeers[connId] else { continue }
+                if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
+                encoded[p.format]!.withUnsafeBytes { b in _ = try? p.conn.send(p.format == .json ? .text : .binary, b) }
+                delivered.insert(connId)
+            }
+        }
+        if m.type == "task.result" || m.type == "task.stream" || m.type == "task.progress",
+           t.submitter != 0, !delivered.contains(t.submitter), let p = webPeers[t.submitter] {
+            send(p, m)
+        }
+        return m
+    }
+
+    func session(_ id: String) -> SessionLog {
+        if let s = sessions[id] { return s }
+        let s = SessionLog(id: id, nowMs: wallClockMillis())
+        sessions[id] = s
+        return s
+    }
+}

@@ -1,0 +1,90 @@
+import Glibc
+import OrchestraCore
+import OrchestraHub
+import OrchestraNet
+
+let serveFlags: Set<String> = [
+    "host", "port", "journal", "durability", "log-level", "strategy", "max-load-per-agent", "lease-ms", "heartbeat-ms",
+    "max-attempts", "rate-limit", "max-connections", "max-message-size", "allow-origin", "recovery-window-ms",
+    "tls-cert", "tls-key", "port-file",
+]
+
+func config(from args: Arguments) throws(UsageError) -> HubConfig {
+    try args.check(known: serveFlags)
+    var c = HubConfig()
+    if let v = args.get("host") { c.host = v }
+    if let v = try args.int("port", 0...65535) { c.port = UInt16(v) }
+    c.journalPath = journalPath
+    if let v = args.get("durability") {
+        guard let d = Durability(rawValue: v) else { throw UsageError("--durability normal|full") }
+        c.durability = d
+    }
+    if let v = args.get("log-level") {
+        guard let l = LogLevel(name: v) else { throw UsageError("--log-level debug|info|warn|error") }
+        c.logLevel = l
+    }
+    if let v = args.get("strategy") {
+        guard let s = BalanceStrategy(rawValue: v) else {
+            throw UsageError("--strategy: one of \(BalanceStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        c.strategy = s
+    }
+    if let v = try args.int("max-load-per-agent", 1...100_000) { c.maxLoadPerAgent = Int(v) }
+    if let v = try args.int("lease-ms", 100...86_400_000) { c.leaseMs = v }
+    if let v = try args.int("heartbeat-ms", 50...3_600_000) { c.heartbeatIntervalMs = v }
+    if let v = try args.int("max-attempts", 1...100) { c.maxAttempts = Int(v) }
+    if let v = try args.int("rate-limit", 0...100_000_000) { c.rateLimitPerMinute = Int(v) }
+    if let v = try args.int("max-connections", 1...1_000_000) { c.maxConnections = Int(v) }
+    if let v = try args.int("max-message-size", 1024...(256 << 20)) { c.maxMessageSize = Int(v) }
+    if let v = try args.int("recovery-window-ms", 0...86_400_000) { c.recoveryWindowMs = v }
+    c.allowedOrigins = args.all("allow-origin")
+    c.tlsCertFile = args.get("tls-cert")
+    c.tlsKeyFile = args.get("tls-key")
+    if (c.tlsCertFile == nil) != (c.tlsKeyFile == nil) { throw UsageError("--tls-cert and --tls-key go together") }
+    return c
+}
+
+func serve(_ args: Arguments) throws(UsageError) {
+    let c = try config(from: args)
+    let log = Logger(level: c.logLevel)
+    // SIGINT and SIGTERM are taken by sigwait below: block them before any thread starts, so
+    // every thread inherits the mask and none is interrupted.
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    sigaddset(&set, SIGTERM)
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+    signal(SIGPIPE, SIG_IGN)
+
+    let journal: Journal
+    let runtime: Runtime
+    let hub: Hub
+    do {
+        journal = try Journal(path: c.journalPath, durability: c.durability)
+        runtime = try Runtime(name: "orchestra-hub")
+        hub = try Hub(config: c, runtime: runtime, journal: journal, logger: log)
+        try hub.start()
+    } catch {
+        log.error("hub.start_failed", ["reason": .string(error.message)])
+        exit(1)
+    }
+    if let path = args.get("port-file") {
+        let text = "\(hub.port)\n"
+        let fd = open(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd >= 0 {
+            _ = text.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+            rename(path + ".tmp", path)
+        }
+    }
+    var sig: Int32 = 0
+    sigwait(&set, &sig)
+    log.info("hub.signal", ["signal": .string(sig == SIGINT ? "SIGINT" : "SIGTERM")])
+    hub.beginShutdown()
+    // Peers get close 1001; wait for their close frames (at most 3 s), then stop.
+    let deadline = monotonicNanos() + 3_000_000_000
+    while hub.connectionCount > 0 && monotonicNanos() < deadline { usleep(10_000) }
+    runtime.shutdown()
+    journal.close()
+    log.info("hub.stopped", ["journal": .string(c.journalPath)])
+}
