@@ -85,6 +85,14 @@ if(ORC_PYTHON_TESTS)
   set_tests_properties(interop.tests PROPERTIES
     ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR}" TIMEOUT 600)
 
+  # The hub: the orchestra-hub executable with agents in C, Python and Node (the examples) and
+  # web clients on python websockets (Tests/hub).
+  add_test(NAME hub.acceptance
+    COMMAND ${Python3_EXECUTABLE} -m pytest -q ${CMAKE_SOURCE_DIR}/Tests/hub
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/Tests/hub)
+  set_tests_properties(hub.acceptance PROPERTIES
+    ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR}" TIMEOUT 1200)
+
   # The WebSocket conformance suite (Tests/conformance, Autobahn case groups) judges a server or
   # a client started from a command: {port}, {host} and {max_size} are filled in for a server,
   # {url} for a client. PEER names a reference peer whose documented deviations

@@ -255,13 +255,13 @@ class Agents:
         env = dict(os.environ, ORC_HUB_URL=f"{self.hub.url}/agent", ORC_AGENT_ID=agent_id, ORC_KEY_ID=key_id,
                    ORC_AGENT_SECRET=secret, ORC_AGENT_CAPABILITIES=",".join(capabilities),
                    ORC_AGENT_MAX_CONCURRENCY=str(max_concurrency),
-                   PYTHONPATH=os.path.join(ROOT, "bindings", "python"), ORC_LIBRARY=os.path.join(BUILD, "liborchestra.so"))
+                   PYTHONPATH=os.path.join(ROOT, "bindings", "python"), ORCHESTRA_LIBRARY=os.path.join(BUILD, "liborchestra.so"),
+                   ORCHESTRA_NODE_ADDON=os.path.join(BUILD, "orchestra.node"))
         if lang == "c":
             args = [exe("orchestra-agent-c")]
         elif lang == "python":
             args = [sys.executable, os.path.join(ROOT, "examples", "python", "agent.py")]
         elif lang == "node":
-            env["NODE_PATH"] = os.path.join(ROOT, "bindings", "node")
             args = ["node", os.path.join(ROOT, "examples", "node", "agent.js")]
         else:
             raise ValueError(lang)
