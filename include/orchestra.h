@@ -1159,6 +1159,239 @@ void orc_conn_release(orc_conn_t *conn);
 /** The connection a received message came from (queue delivery), 0 when none. Any thread. */
 uint64_t orc_msg_connection_id(const orc_msg_t *msg);
 
+/* ============================================================================= AGENTS */
+/*
+ * The agent SDK: the agent side of the hub protocol (docs/protocol.md, "The hub protocol",
+ * sections Agents and Tasks). An orc_agent_t connects to a hub's /agent endpoint with an
+ * orc_client_t of its own on a runtime, reconnects with backoff, and on every (re)connect
+ * sends agent.register signed with HMAC-SHA256(secret, agentId "\n" timestamp "\n" nonce)
+ * (a fresh 32-hex-digit nonce and the wall clock), listing the tasks it still holds
+ * (inFlight). Nothing else leaves before the hub answers agent.registered: what the user
+ * sends meanwhile waits in the agent's outbox (in order) and goes out after it, except what
+ * concerns tasks the hub did not list in assignedTasks (it re-assigned them: the agent drops
+ * them from its in-flight set, discards their queued messages and reports a CANCEL event).
+ * Once registered the agent sends agent.heartbeat every heartbeatIntervalMs (cpu, memory
+ * and disk use of this machine, and its number of tasks in flight).
+ *
+ * A task is "in flight" from its task.assign until the agent sends its result, rejects it,
+ * or it is cancelled. The agent numbers the chunks of orc_agent_stream (seq 0, 1, 2, ... per
+ * task attempt) and measures a result's duration from the assign. A task.assign for a task
+ * attempt already in flight is a duplicate and is ignored; a task.cancel for one not in
+ * flight is ignored.
+ *
+ * EVENTS reach the user one of two ways, chosen at orc_agent_new (DESIGN.md section 3):
+ *   1. a queue (options.on_event == NULL): orc_agent_next_event pops them, waiting with a
+ *      timeout; orc_agent_fd gives a file descriptor that is readable while an event waits
+ *      (for poll/epoll/asyncio add_reader);
+ *   2. a callback (options.on_event): called on the runtime's I/O thread with an event
+ *      borrowed for the call. It must not block; it may call the actions below.
+ *
+ * An event (orc_agent_event_t) is immutable. Its string getters return a pointer into the
+ * event (UTF-8, also NUL-terminated for convenience; the length goes to *len when len is not
+ * NULL), valid until orc_agent_event_free (queue events) or until the callback returns
+ * (callback events); NULL when the event has no such field (and for a NULL event).
+ *
+ *   kind   fields
+ *   TASK   task_id, attempt, task_json (the assign's "task" object), params_json (its
+ *          "parameters", "{}" when absent), payload_json
+ *   CANCEL task_id, attempt, reason ("cancelled by the hub", "re-assigned by the hub"),
+ *          payload_json (NULL when the agent made the event itself)
+ *   INPUT  task_id, attempt (0 when the task is not in flight), input (the "input" string,
+ *          or the JSON text of a non-string value), payload_json
+ *   STATE  state, reason (why: the transport's reason when disconnected, "AUTH_001: bad
+ *          signature" when failed), code (the hub's error code, e.g. "AUTH_001", or NULL)
+ *   ERROR  an error the hub answered to one of the agent's messages other than the
+ *          registration: code ("PARAM_001", ...), reason (the hub's message), task_id and
+ *          attempt when the agent could tell which task it was about, payload_json
+ *
+ * STATES: CONNECTING (connecting, or connected and waiting for agent.registered) ->
+ * REGISTERED -> DISCONNECTED (lost; reconnecting with backoff) -> CONNECTING ... ;
+ * FAILED: the hub refused the registration (AUTH_001: bad signature, unknown key, stale
+ * clock; PARAM_001): the agent stops for good (reconnecting with the same credentials
+ * would be refused again); CLOSED: orc_agent_close. A STATE event reports each change.
+ * When the agent is failed or closed, the queue reports ORC_ECLOSED once drained.
+ *
+ * ERRORS of the actions: ORC_EINVAL (NULL or non-UTF-8 argument, bad value; the message says
+ * which), ORC_ENOTFOUND (that task attempt is not in flight), ORC_ECLOSED (the agent is
+ * closed or failed), ORC_EFULL (the outbox, which holds what waits for the registration,
+ * is full: 65536 messages or 64 MiB). An action that returns ORC_OK has sent its message, or
+ * queued it in the outbox to go out after the next agent.registered.
+ *
+ * THREADS: every function may be called from any thread, including from on_event on the
+ * I/O thread. Actions on one agent are ordered: messages leave in the order the calls
+ * returned.
+ */
+
+/** An agent connection to a hub. Thread-safe; free with orc_agent_free. */
+typedef struct orc_agent orc_agent_t;
+/** One event; see orc_agent_event_* below. */
+typedef struct orc_agent_event orc_agent_event_t;
+
+/** What an event reports. */
+typedef enum orc_agent_event_kind {
+    ORC_AGENT_EVENT_TASK = 1,       /* task.assign: a new task attempt for this agent */
+    ORC_AGENT_EVENT_CANCEL = 2,     /* the task attempt is cancelled (no longer in flight) */
+    ORC_AGENT_EVENT_INPUT = 3,      /* worker.input: input for a running task */
+    ORC_AGENT_EVENT_STATE = 4,      /* the agent's state changed */
+    ORC_AGENT_EVENT_ERROR = 5       /* the hub answered one of our messages with an error */
+} orc_agent_event_kind_t;
+
+/** The agent's states (see STATES above). */
+typedef enum orc_agent_state {
+    ORC_AGENT_CONNECTING = 0,
+    ORC_AGENT_REGISTERED = 1,
+    ORC_AGENT_DISCONNECTED = 2,
+    ORC_AGENT_FAILED = 3,
+    ORC_AGENT_CLOSED = 4
+} orc_agent_state_t;
+
+/** Agent options. Fill with orc_agent_options_init() first, then change fields (defaults in
+ *  brackets). Strings are NUL-terminated UTF-8, copied by orc_agent_new. */
+typedef struct orc_agent_options {
+    size_t struct_size;             /* set by orc_agent_options_init */
+    const char *url;                /* "ws://host:port/agent" or "wss://..." (required) */
+    const char *agent_id;           /* required, not empty */
+    const char *name;               /* [agent_id] */
+    const char *version;            /* the agent's own version ["0.0.0"] */
+    const char *const *capabilities;    /* capabilities_count strings, e.g. "shell" */
+    size_t capabilities_count;
+    const char *metadata_json;      /* a JSON object, sent as "metadata" [NULL: {}] */
+    uint32_t max_concurrency;       /* tasks this agent runs at once, >= 1 [1] */
+    const char *key_id;             /* the hub's name for the secret (required) */
+    const uint8_t *secret;          /* the shared secret: secret_len bytes, copied, not empty */
+    size_t secret_len;
+    uint32_t request_timeout_ms;    /* no agent.registered within this after connecting:
+                                       drop the connection (CONN_002) and reconnect [30000] */
+    uint32_t connect_timeout_ms;    /* TCP + TLS + WebSocket handshake, per attempt [10000] */
+    uint32_t reconnect_initial_delay_ms;    /* full-jitter exponential backoff [100] */
+    uint32_t reconnect_max_delay_ms;        /* [30000] */
+    /** NULL: events go to the queue (orc_agent_next_event, orc_agent_fd). Otherwise every
+     *  event is passed to on_event on the I/O thread; `ev` is borrowed for the call. */
+    void (*on_event)(void *user_data, orc_agent_t *agent, const orc_agent_event_t *ev);
+    void *user_data;
+    /** Called exactly once with user_data by orc_agent_free, after the last on_event call
+     *  (a failed orc_agent_new does not call it). May be NULL. */
+    void (*user_data_free)(void *user_data);
+    /** wss:// only: a PEM file of CAs to trust besides the system's store [NULL], and whether
+     *  to verify the hub's certificate and host name at all (0: tests only) [1]. */
+    const char *tls_ca_file;
+    int tls_verify;
+} orc_agent_options_t;
+
+/** Fills `opts` with the defaults and sets opts->struct_size. Use orc_agent_options_init().
+ *  ORC_EINVAL if opts is NULL or struct_size is too small. Any thread. */
+int orc_agent_options_init_sized(orc_agent_options_t *opts, size_t struct_size);
+
+/** Fills `opts` with the defaults. Any thread. */
+static inline void orc_agent_options_init(orc_agent_options_t *opts) {
+    (void)orc_agent_options_init_sized(opts, sizeof *opts);
+}
+
+/** Makes an agent on `rt` (not connected yet: see orc_agent_start). Options are copied.
+ *  Errors: ORC_EINVAL (NULL rt/opts/out, options not initialised, a required option missing
+ *  or a bad one: the message names it; metadata_json not a JSON object), ORC_EIO/ORC_ETLS
+ *  (tls_ca_file cannot be read or used). Any thread. */
+int orc_agent_new(orc_runtime_t *rt, const orc_agent_options_t *opts, orc_agent_t **out);
+
+/** Starts connecting and registering; returns at once (STATE events follow). Starting a
+ *  started agent does nothing. Errors: ORC_EINVAL (NULL), ORC_ECLOSED (closed, or the
+ *  runtime is shutting down). Any thread. */
+int orc_agent_start(orc_agent_t *agent);
+
+/** The current state (ORC_AGENT_CLOSED for NULL). Any thread. */
+orc_agent_state_t orc_agent_state(const orc_agent_t *agent);
+
+/** Pops the next event (queue mode). timeout_ms: 0 = don't wait (ORC_EAGAIN when none),
+ *  < 0 = wait forever, > 0 = wait that long (ORC_ETIMEDOUT). On ORC_OK the caller owns *out
+ *  (orc_agent_event_free it). Errors: ORC_EINVAL (NULL), ORC_EAGAIN, ORC_ETIMEDOUT,
+ *  ORC_ECLOSED (the agent is closed or failed and every event was popped), ORC_ESTATE (the
+ *  agent delivers to on_event). Any thread. */
+int orc_agent_next_event(orc_agent_t *agent, int64_t timeout_ms, orc_agent_event_t **out);
+
+/** Stores in *fd a non-blocking file descriptor that is readable while an event waits or the
+ *  queue is closed (queue mode): wait for it in your event loop, then call
+ *  orc_agent_next_event with timeout 0 until ORC_EAGAIN. The agent owns the fd (closed by
+ *  orc_agent_free); never read, write or close it. Errors: ORC_EINVAL, ORC_ESTATE (callback
+ *  mode), ORC_EIO. Any thread. */
+int orc_agent_fd(orc_agent_t *agent, int *fd);
+
+/** Frees an event from orc_agent_next_event. NULL is a no-op. Never free a callback's
+ *  event. Any thread. */
+void orc_agent_event_free(orc_agent_event_t *ev);
+
+/** The event's kind (an orc_agent_event_kind_t value), or ORC_EINVAL for NULL. Any thread. */
+int orc_agent_event_kind(const orc_agent_event_t *ev);
+/** The task attempt (1, 2, ...), 0 when the event has none or ev is NULL. Any thread. */
+uint32_t orc_agent_event_attempt(const orc_agent_event_t *ev);
+/** STATE events: the new state; other events and NULL: ORC_AGENT_CLOSED. Any thread. */
+orc_agent_state_t orc_agent_event_state(const orc_agent_event_t *ev);
+/** String fields (see the table above): pointer into the event, NUL-terminated, length in
+ *  *len when len is not NULL (0 when absent); NULL when absent. Any thread. */
+const char *orc_agent_event_task_id(const orc_agent_event_t *ev, size_t *len);
+const char *orc_agent_event_task_json(const orc_agent_event_t *ev, size_t *len);
+const char *orc_agent_event_params_json(const orc_agent_event_t *ev, size_t *len);
+const char *orc_agent_event_input(const orc_agent_event_t *ev, size_t *len);
+const char *orc_agent_event_reason(const orc_agent_event_t *ev, size_t *len);
+const char *orc_agent_event_code(const orc_agent_event_t *ev, size_t *len);
+/** The whole payload of the hub's envelope as JSON text (fields this version does not
+ *  extract are there); NULL for events the agent made itself (STATE, re-assigned CANCEL). */
+const char *orc_agent_event_payload_json(const orc_agent_event_t *ev, size_t *len);
+
+/* Actions. task_id is the NUL-terminated id of a task attempt in flight; see ERRORS above. */
+
+/** Sends task.accepted {taskId, attempt}. Any thread. */
+int orc_agent_accept(orc_agent_t *agent, const char *task_id, uint32_t attempt);
+
+/** Sends task.rejected {taskId, attempt, reason} (reason: UTF-8, NULL for "rejected"); the
+ *  task leaves the in-flight set. Any thread. */
+int orc_agent_reject(orc_agent_t *agent, const char *task_id, uint32_t attempt, const char *reason);
+
+/** Sends task.progress {taskId, attempt, progress, currentStep?}: percent in 0..100 (ORC_EINVAL
+ *  outside, or NaN); step may be NULL. Any thread. */
+int orc_agent_progress(orc_agent_t *agent, const char *task_id, uint32_t attempt, double percent,
+                       const char *step);
+
+/** Sends task.stream {taskId, attempt, seq, type, data, timestamp}: type "stdout", "stderr" or
+ *  "log"; data is `len` bytes of UTF-8 (copied; invalid UTF-8 is ORC_EINVAL naming the byte;
+ *  NULL only with len 0). seq is 0, 1, 2, ... per task attempt, given by the agent in call
+ *  order. Any thread. */
+int orc_agent_stream(orc_agent_t *agent, const char *task_id, uint32_t attempt, const char *type,
+                     const uint8_t *data, size_t len);
+
+/** Sends task.result {taskId, attempt, success, result?, error?, duration}: success != 0 for a
+ *  success; result_json (may be NULL) is one JSON value (ORC_EPARSE naming the byte when it is
+ *  not); error (may be NULL) a UTF-8 message; duration is the time since the task.assign, in
+ *  ms, measured by the agent. The task leaves the in-flight set. Any thread. */
+int orc_agent_result(orc_agent_t *agent, const char *task_id, uint32_t attempt, int success,
+                     const char *result_json, const char *error);
+
+/** Sends worker.output {agentId, taskId, attempt, type, content, timestamp, details?}: type is
+ *  "user", "assistant", "tool", "tool-result" or "system"; content UTF-8; details_json (may
+ *  be NULL) a JSON object. Any thread. */
+int orc_agent_worker_output(orc_agent_t *agent, const char *task_id, uint32_t attempt, const char *type,
+                            const char *content, const char *details_json);
+
+/** Sends worker.status {agentId, taskId, attempt, status, message?}: status is "starting",
+ *  "running", "paused", "completed" or "error"; message may be NULL. Any thread. */
+int orc_agent_worker_status(orc_agent_t *agent, const char *task_id, uint32_t attempt, const char *status,
+                            const char *message);
+
+/** Closes for good and returns at once: nothing more is sent (the outbox is dropped; actions
+ *  fail with ORC_ECLOSED) and orc_agent_state is ORC_AGENT_CLOSED (a failed agent stays
+ *  ORC_AGENT_FAILED). The connection runs its closing handshake (1000); once it is closed
+ *  (at the latest after the close timeout, 5 s) a STATE event CLOSED is the last event, and
+ *  the queue then reports ORC_ECLOSED: wait for it before orc_agent_free and
+ *  orc_runtime_free for a clean close. Closing a closed agent does nothing. Errors:
+ *  ORC_EINVAL (NULL). Any thread. */
+int orc_agent_close(orc_agent_t *agent);
+
+/** Closes (as orc_agent_close) and frees the agent, its fd and the events still queued (a
+ *  closing handshake in progress goes on without it until the runtime is freed). on_event is not called after it returns (from another thread it waits for a call in
+ *  progress), and user_data_free runs before it returns (called inside on_event: do not touch
+ *  user_data after it). Events already popped stay valid until orc_agent_event_free. NULL is
+ *  a no-op. Any thread. */
+void orc_agent_free(orc_agent_t *agent);
+
 #ifdef __cplusplus
 }
 #endif
