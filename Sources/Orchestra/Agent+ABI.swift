@@ -1,0 +1,365 @@
+// C ABI of the agent SDK (header section AGENTS): option, handle, string and event
+// conversion only; the protocol lives in OrchestraHub/AgentSDK.
+import COrchestra
+import Glibc
+import OrchestraCore
+import OrchestraHub
+import OrchestraNet
+
+typealias AgentEventFn = @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, OpaquePointer?) -> Void
+
+/// What an orc_agent_t points at: the agent and the user's data.
+private final class CAgent {
+    let agent: HubAgent
+    let userData: UnsafeMutableRawPointer?
+    let userDataFree: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+    init(_ agent: HubAgent, _ userData: UnsafeMutableRawPointer?, _ free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
+        self.agent = agent
+        self.userData = userData
+        self.userDataFree = free
+    }
+}
+
+/// The C callback; its `handle` (the orc_agent_t) is set once the handle exists.
+private final class CAgentCallback: @unchecked Sendable {
+    let fn: AgentEventFn
+    let userData: UnsafeMutableRawPointer?
+    var handle: OpaquePointer? = nil
+    init(_ fn: @escaping AgentEventFn, _ userData: UnsafeMutableRawPointer?) { self.fn = fn; self.userData = userData }
+}
+
+/// One field as a malloc'd NUL-terminated copy with its length.
+private struct CText {
+    let ptr: UnsafeMutablePointer<CChar>
+    let len: Int
+    init?(_ s: String?) {
+        guard var s else { return nil }
+        let made: (UnsafeMutablePointer<CChar>, Int)? = s.withUTF8 { u in
+            guard let p = malloc(u.count + 1)?.assumingMemoryBound(to: CChar.self) else { return nil }
+            if u.count > 0 { memcpy(p, u.baseAddress!, u.count) }
+            p[u.count] = 0
+            return (p, u.count)
+        }
+        guard let made else { return nil }
+        (ptr, len) = made
+    }
+}
+
+/// What an orc_agent_event_t points at.
+private final class CAgentEvent {
+    let event: AgentEvent
+    let taskId, taskJSON, paramsJSON, input, reason, code, payloadJSON: CText?
+    init(_ e: AgentEvent) {
+        event = e
+        taskId = CText(e.taskId)
+        taskJSON = CText(e.taskJSON)
+        paramsJSON = CText(e.parametersJSON)
+        input = CText(e.input)
+        reason = CText(e.reason)
+        code = CText(e.code)
+        payloadJSON = CText(e.payloadJSON)
+    }
+    deinit {
+        for t in [taskId, taskJSON, paramsJSON, input, reason, code, payloadJSON] { if let t { free(t.ptr) } }
+    }
+}
+
+/// A NUL-terminated UTF-8 argument of at most `max` bytes; nil for NULL when optional.
+private func text(_ p: UnsafePointer<CChar>?, _ what: StaticString, optional: Bool = false, max: Int = 64 << 20) throws(OrchestraError) -> String? {
+    guard let p else {
+        if optional { return nil }
+        throw OrchestraError(.invalidArgument, "\(what) is NULL")
+    }
+    let len = strnlen(p, max + 1)
+    guard len <= max else { throw OrchestraError(.invalidArgument, "\(what) is longer than \(max) bytes") }
+    let bytes = UnsafeRawBufferPointer(start: p, count: len)
+    if let bad = UTF8Validator.firstInvalidOffset(bytes) {
+        throw OrchestraError(.invalidArgument, "\(what) is not valid UTF-8 (byte \(bad))")
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+private func taskKey(_ id: UnsafePointer<CChar>?, _ attempt: UInt32) throws(OrchestraError) -> TaskKey {
+    let s = try text(id, "task_id", max: 65_536)!
+    guard !s.isEmpty else { throw OrchestraError(.invalidArgument, "task_id is empty") }
+    return TaskKey(s, attempt)
+}
+
+@inline(__always)
+private func withAgent<R>(_ a: OpaquePointer?, _ empty: R, _ body: (HubAgent) -> R) -> R {
+    guard let a else { return empty }
+    return (unmanaged(a) as Unmanaged<CAgent>)._withUnsafeGuaranteedRef { body($0.agent) }
+}
+
+@inline(__always)
+private func withEvent<R>(_ e: OpaquePointer?, _ empty: R, _ body: (CAgentEvent) -> R) -> R {
+    guard let e else { return empty }
+    return (unmanaged(e) as Unmanaged<CAgentEvent>)._withUnsafeGuaranteedRef(body)
+}
+
+// MARK: Options and life
+
+@_cdecl("orc_agent_options_init_sized")
+public func orc_agent_options_init_sized(_ opts: UnsafeMutablePointer<orc_agent_options_t>?, _ structSize: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let o = try required(opts, "opts")
+        let mine = MemoryLayout<orc_agent_options_t>.size
+        guard structSize >= mine else {
+            throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than orc_agent_options_t (\(mine))")
+        }
+        memset(o, 0, mine)
+        let d = HubAgentOptions(url: "", agentId: "", keyId: "", secret: [])
+        o.pointee.struct_size = mine
+        o.pointee.max_concurrency = UInt32(d.maxConcurrency)
+        o.pointee.request_timeout_ms = UInt32(d.requestTimeoutMs)
+        o.pointee.connect_timeout_ms = UInt32(d.connectTimeoutMs)
+        o.pointee.reconnect_initial_delay_ms = UInt32(d.reconnectInitialDelayMs)
+        o.pointee.reconnect_max_delay_ms = UInt32(d.reconnectMaxDelayMs)
+        o.pointee.tls_verify = 1
+    }
+}
+
+@_cdecl("orc_agent_new")
+public func orc_agent_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_agent_options_t>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        out.pointee = nil
+        let runtime = try handle(rt, Runtime.self, "rt")
+        let o = try required(opts, "opts").pointee
+        guard o.struct_size >= MemoryLayout<orc_agent_options_t>.size else {
+            throw OrchestraError(.invalidArgument, "opts not initialised with orc_agent_options_init (struct_size \(UInt(bitPattern: o.struct_size)))")
+        }
+        guard o.url != nil else { throw OrchestraError(.invalidArgument, "url is required") }
+        guard o.agent_id != nil else { throw OrchestraError(.invalidArgument, "agent_id is required") }
+        guard o.key_id != nil else { throw OrchestraError(.invalidArgument, "key_id is required") }
+        let url = try text(o.url, "url", max: 8192)!
+        let secret = try cBytes(o.secret, o.secret_len, "secret")
+        var ao = HubAgentOptions(url: url, agentId: try text(o.agent_id, "agent_id", max: 65_536)!,
+                                 keyId: try text(o.key_id, "key_id", max: 65_536)!, secret: Array(secret))
+        ao.name = try text(o.name, "name", optional: true, max: 65_536)
+        if let v = try text(o.version, "version", optional: true, max: 65_536) { ao.version = v }
+        guard o.capabilities_count >= 0 else { throw OrchestraError(.invalidArgument, "capabilities_count is too large") }
+        if o.capabilities_count > 0 {
+            let list = try required(o.capabilities, "capabilities")
+            for i in 0..<o.capabilities_count {
+                guard let c = list[i] else { throw OrchestraError(.invalidArgument, "capabilities[\(i)] is NULL") }
+                ao.capabilities.append(try text(c, "capability", max: 65_536)!)
+            }
+        }
+        if let m = try text(o.metadata_json, "metadata_json", optional: true) {
+            let v: JSONValue
+            do throws(OrchestraError) { v = try JSONValue.parse(m) } catch {
+                throw OrchestraError(.invalidArgument, "metadata_json: \(error.message)")
+            }
+            guard v.object != nil else { throw OrchestraError(.invalidArgument, "metadata_json must be a JSON object") }
+            ao.metadata = v
+        }
+        ao.maxConcurrency = Int(o.max_concurrency)
+        ao.requestTimeoutMs = UInt64(o.request_timeout_ms)
+        ao.connectTimeoutMs = UInt64(o.connect_timeout_ms)
+        ao.reconnectInitialDelayMs = UInt64(o.reconnect_initial_delay_ms)
+        ao.reconnectMaxDelayMs = UInt64(o.reconnect_max_delay_ms)
+        if url.lowercased().hasPrefix("wss://") {
+            ao.tls = try TLSContext.client(caFile: try text(o.tls_ca_file, "tls_ca_file", optional: true, max: 4096),
+                                           useSystemStore: true, verifyPeer: o.tls_verify != 0)
+        }
+        var callback: CAgentCallback? = nil
+        var onEvent: ((AgentEvent) -> Void)? = nil
+        if let fn = o.on_event {
+            let cb = CAgentCallback(fn, o.user_data)
+            callback = cb
+            onEvent = { e in
+                let box = CAgentEvent(e)
+                withExtendedLifetime(box) {
+                    cb.fn(cb.userData, cb.handle, OpaquePointer(Unmanaged.passUnretained(box).toOpaque()))
+                }
+            }
+        }
+        let agent = try HubAgent(runtime: runtime, options: ao, onEvent: onEvent)
+        let h = retainedHandle(CAgent(agent, o.user_data, o.user_data_free))
+        callback?.handle = h
+        out.pointee = h
+    }
+}
+
+@_cdecl("orc_agent_start")
+public func orc_agent_start(_ a: OpaquePointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in try handle(a, CAgent.self, "agent").agent.start() }
+}
+
+@_cdecl("orc_agent_state")
+public func orc_agent_state(_ a: OpaquePointer?) -> orc_agent_state_t {
+    orc_agent_state_t(UInt32(withAgent(a, AgentState.closed) { $0.state }.rawValue))
+}
+
+@_cdecl("orc_agent_close")
+public func orc_agent_close(_ a: OpaquePointer?) -> Int32 {
+    abiCall { () throws(OrchestraError) in try handle(a, CAgent.self, "agent").agent.close() }
+}
+
+@_cdecl("orc_agent_free")
+public func orc_agent_free(_ a: OpaquePointer?) {
+    guard let a else { return }
+    let u = unmanaged(a) as Unmanaged<CAgent>
+    u._withUnsafeGuaranteedRef { c in
+        c.agent.detachCallbacks()
+        c.agent.close()
+        c.userDataFree?(c.userData)
+    }
+    u.release()
+}
+
+// MARK: Events
+
+@_cdecl("orc_agent_next_event")
+public func orc_agent_next_event(_ a: OpaquePointer?, _ timeoutMs: Int64, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        out.pointee = nil
+        let e = try handle(a, CAgent.self, "agent").agent.nextEvent(timeoutMs: timeoutMs)
+        out.pointee = retainedHandle(CAgentEvent(e))
+    }
+}
+
+@_cdecl("orc_agent_fd")
+public func orc_agent_fd(_ a: OpaquePointer?, _ fd: UnsafeMutablePointer<Int32>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(fd, "fd")
+        out.pointee = try handle(a, CAgent.self, "agent").agent.eventFD()
+    }
+}
+
+@_cdecl("orc_agent_event_free")
+public func orc_agent_event_free(_ e: OpaquePointer?) {
+    guard let e else { return }
+    (unmanaged(e) as Unmanaged<CAgentEvent>).release()
+}
+
+@_cdecl("orc_agent_event_kind")
+public func orc_agent_event_kind(_ e: OpaquePointer?) -> Int32 {
+    withEvent(e, ORC_EINVAL) { $0.event.kind.rawValue }
+}
+
+@_cdecl("orc_agent_event_attempt")
+public func orc_agent_event_attempt(_ e: OpaquePointer?) -> UInt32 {
+    withEvent(e, 0) { $0.event.attempt }
+}
+
+@_cdecl("orc_agent_event_state")
+public func orc_agent_event_state(_ e: OpaquePointer?) -> orc_agent_state_t {
+    let s = withEvent(e, AgentState.closed) { $0.event.kind == .state ? $0.event.state : .closed }
+    return orc_agent_state_t(UInt32(s.rawValue))
+}
+
+@inline(__always)
+private func field(_ t: CText?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    len?.pointee = t?.len ?? 0
+    return t.map { UnsafePointer($0.ptr) }
+}
+
+@_cdecl("orc_agent_event_task_id")
+public func orc_agent_event_task_id(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    field(withEvent(e, nil) { $0.taskId }, len)
+}
+
+@_cdecl("orc_agent_event_task_json")
+public func orc_agent_event_task_json(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    field(withEvent(e, nil) { $0.taskJSON }, len)
+}
+
+@_cdecl("orc_agent_event_params_json")
+public func orc_agent_event_params_json(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    field(withEvent(e, nil) { $0.paramsJSON }, len)
+}
+
+@_cdecl("orc_agent_event_input")
+public func orc_agent_event_input(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    field(withEvent(e, nil) { $0.input }, len)
+}
+
+@_cdecl("orc_agent_event_reason")
+public func orc_agent_event_reason(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    field(withEvent(e, nil) { $0.reason }, len)
+}
+
+@_cdecl("orc_agent_event_code")
+public func orc_agent_event_code(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    field(withEvent(e, nil) { $0.code }, len)
+}
+
+@_cdecl("orc_agent_event_payload_json")
+public func orc_agent_event_payload_json(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    field(withEvent(e, nil) { $0.payloadJSON }, len)
+}
+
+// MARK: Actions
+
+@_cdecl("orc_agent_accept")
+public func orc_agent_accept(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>?, _ attempt: UInt32) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let agent = try handle(a, CAgent.self, "agent").agent
+        try agent.accept(try taskKey(taskId, attempt))
+    }
+}
+
+@_cdecl("orc_agent_reject")
+public func orc_agent_reject(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>?, _ attempt: UInt32, _ reason: UnsafePointer<CChar>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let agent = try handle(a, CAgent.self, "agent").agent
+        let key = try taskKey(taskId, attempt)
+        try agent.reject(key, reason: try text(reason, "reason", optional: true) ?? "rejected")
+    }
+}
+
+@_cdecl("orc_agent_progress")
+public func orc_agent_progress(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>?, _ attempt: UInt32, _ percent: Double,
+                               _ step: UnsafePointer<CChar>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let agent = try handle(a, CAgent.self, "agent").agent
+        let key = try taskKey(taskId, attempt)
+        try agent.progress(key, percent: percent, step: try text(step, "step", optional: true))
+    }
+}
+
+@_cdecl("orc_agent_stream")
+public func orc_agent_stream(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>?, _ attempt: UInt32, _ type: UnsafePointer<CChar>?,
+                             _ data: UnsafePointer<UInt8>?, _ len: Int) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let agent = try handle(a, CAgent.self, "agent").agent
+        let key = try taskKey(taskId, attempt)
+        let t = try text(type, "type", max: 64)!
+        try agent.stream(key, type: t, data: try cBytes(data, len, "data"))
+    }
+}
+
+@_cdecl("orc_agent_result")
+public func orc_agent_result(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>?, _ attempt: UInt32, _ success: Int32,
+                             _ resultJSON: UnsafePointer<CChar>?, _ error: UnsafePointer<CChar>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let agent = try handle(a, CAgent.self, "agent").agent
+        let key = try taskKey(taskId, attempt)
+        try agent.result(key, success: success != 0, resultJSON: try text(resultJSON, "result_json", optional: true),
+                         error: try text(error, "error", optional: true))
+    }
+}
+
+@_cdecl("orc_agent_worker_output")
+public func orc_agent_worker_output(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>?, _ attempt: UInt32, _ type: UnsafePointer<CChar>?,
+                                    _ content: UnsafePointer<CChar>?, _ details: UnsafePointer<CChar>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let agent = try handle(a, CAgent.self, "agent").agent
+        let key = try taskKey(taskId, attempt)
+        try agent.workerOutput(key, type: try text(type, "type", max: 64)!, content: try text(content, "content")!,
+                               detailsJSON: try text(details, "details_json", optional: true))
+    }
+}
+
+@_cdecl("orc_agent_worker_status")
+public func orc_agent_worker_status(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>?, _ attempt: UInt32, _ status: UnsafePointer<CChar>?,
+                                    _ message: UnsafePointer<CChar>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let agent = try handle(a, CAgent.self, "agent").agent
+        let key = try taskKey(taskId, attempt)
+        try agent.workerStatus(key, status: try text(status, "status", max: 64)!, message: try text(message, "message", optional: true))
+    }
+}

@@ -1,0 +1,670 @@
+import CSSL
+import Glibc
+import OrchestraCore
+import OrchestraNet
+import Synchronization
+
+/// Settings of a `HubAgent`.
+public struct HubAgentOptions: Sendable {
+    /// ws://host:port/agent or wss://...
+    public var url: String
+    public var agentId: String
+    /// Defaults to the agent id.
+    public var name: String? = nil
+    public var version = "0.0.0"
+    public var capabilities: [String] = []
+    /// A JSON object, sent as `metadata`.
+    public var metadata: JSONValue = .object([])
+    public var maxConcurrency = 1
+    public var keyId: String
+    public var secret: [UInt8]
+    /// No agent.registered within this after connecting: drop the connection (CONN_002) and
+    /// reconnect.
+    public var requestTimeoutMs: UInt64 = 30_000
+    public var connectTimeoutMs: UInt64 = 10_000
+    public var reconnectInitialDelayMs: UInt64 = 100
+    public var reconnectMaxDelayMs: UInt64 = 30_000
+    /// For wss:// URLs; nil: the system's CAs, certificate and host name verified.
+    public var tls: TLSContext? = nil
+    public var websocket = WebSocketOptions()
+    /// Limits of what waits for agent.registered.
+    public var outboxMaxMessages = 65_536
+    public var outboxMaxBytes = 64 << 20
+
+    public init(url: String, agentId: String, keyId: String, secret: [UInt8]) {
+        self.url = url
+        self.agentId = agentId
+        self.keyId = keyId
+        self.secret = secret
+    }
+
+    /// Throws `.invalidArgument` naming the first bad setting.
+    public func validate() throws(OrchestraError) {
+        func bad(_ m: String) -> OrchestraError { OrchestraError(.invalidArgument, m) }
+        if agentId.isEmpty { throw bad("agent_id is required") }
+        if keyId.isEmpty { throw bad("key_id is required") }
+        if secret.isEmpty { throw bad("secret is required (secret_len 0)") }
+        if name?.isEmpty == true { throw bad("name is empty") }
+        if capabilities.contains(where: { $0.isEmpty }) { throw bad("a capability is empty") }
+        guard case .object = metadata else { throw bad("metadata must be a JSON object") }
+        if maxConcurrency < 1 { throw bad("max_concurrency must be at least 1") }
+        if requestTimeoutMs == 0 { throw bad("request_timeout_ms must be positive") }
+        if connectTimeoutMs == 0 { throw bad("connect_timeout_ms must be positive") }
+        if reconnectInitialDelayMs == 0 || reconnectMaxDelayMs < reconnectInitialDelayMs {
+            throw bad("reconnect delays: initial must be positive and at most max")
+        }
+        if outboxMaxMessages < 1 || outboxMaxBytes < 1 { throw bad("outbox limits must be positive") }
+    }
+}
+
+/// The agent side of the hub protocol (docs/protocol.md, Agents and Tasks) over a
+/// reconnecting WebSocket `Client`: registration signed with the agent's secret on every
+/// (re)connect, an outbox for what is sent while not registered, heartbeats, the in-flight
+/// task set, stream numbering and result durations.
+///
+/// Events reach the user through a queue (`nextEvent`, `eventFD`) or, when `onEvent` is given,
+/// on the runtime's I/O thread. Every method may be called from any thread.
+public final class HubAgent: @unchecked Sendable {
+    public let options: HubAgentOptions
+    public let runtime: Runtime
+    let client: Client
+    private let link: AgentLink
+    private let events: AgentEventQueue?
+    private let onEvent: ((AgentEvent) -> Void)?
+
+    private struct TaskRecord {
+        let order: UInt64
+        let assignedAtNs: UInt64
+        let traceId: String?
+        var nextSeq: UInt64 = 0
+    }
+
+    // Shared state, under `lock`.
+    private let lock = PthreadMutex()
+    private var stateValue = AgentState.connecting
+    /// Closed or failed: nothing is sent any more, actions fail with `.closed`.
+    private var stopped = false
+    private var started = false
+    private var registered = false
+    private var tasks: [TaskKey: TaskRecord] = [:]
+    private var taskSerial: UInt64 = 0
+    private var outbox: AgentOutbox
+    private var registerTimer: UInt64? = nil
+    private var heartbeatTimer: UInt64? = nil
+    private let stateShared = Atomic<Int32>(AgentState.connecting.rawValue)
+
+    // I/O thread state.
+    private var connection: Connection? = nil
+    private var generation: UInt64 = 0
+    private var registerId = ""
+    private var lossReason: (reason: String, code: String)? = nil
+    private var sampler = SystemInfoSampler()
+    private var delivering = false
+    private var pending: [AgentEvent] = []
+
+    // Callback delivery: held while on_event runs, so `detachCallbacks` can wait for it.
+    private let deliverLock = PthreadMutex()
+    private let detached = Atomic<Bool>(false)
+
+    /// Makes an agent (not connected: see `start`). `onEvent` nil: events go to the queue.
+    public init(runtime: Runtime, options: HubAgentOptions, onEvent: ((AgentEvent) -> Void)? = nil) throws(OrchestraError) {
+        try options.validate()
+        var co = ClientOptions()
+        co.reconnect = true
+        co.connectTimeoutMs = options.connectTimeoutMs
+        co.reconnectInitialDelayMs = options.reconnectInitialDelayMs
+        co.reconnectMaxDelayMs = options.reconnectMaxDelayMs
+        // The agent keeps its own outbox: nothing may overtake agent.register.
+        co.offlineBufferMessages = 0
+        co.websocket = options.websocket
+        co.tls = options.tls
+        let link = AgentLink()
+        self.client = try Client(runtime: runtime, url: options.url, options: co, handler: link)
+        self.link = link
+        self.options = options
+        self.runtime = runtime
+        self.onEvent = onEvent
+        self.events = onEvent == nil ? AgentEventQueue() : nil
+        self.outbox = AgentOutbox(maxMessages: options.outboxMaxMessages, maxBytes: options.outboxMaxBytes)
+        link.agent = self
+    }
+
+    deinit {
+        events?.close()
+    }
+
+    public var state: AgentState { AgentState(rawValue: stateShared.load(ordering: .acquiring)) ?? .closed }
+
+    /// Task attempts in flight now.
+    public var inFlight: [TaskKey] {
+        lock.withLock { tasks.sorted { $0.value.order < $1.value.order }.map(\.key) }
+    }
+
+    /// Starts connecting and registering (returns at once). Idempotent.
+    public func start() throws(OrchestraError) {
+        let first = try lock.withLock { () throws(OrchestraError) -> Bool in
+            guard !stopped else { throw OrchestraError(.closed, "the agent is \(stateValue)") }
+            defer { started = true }
+            return !started
+        }
+        if first { try client.connect() }
+    }
+
+    /// Closes for good: the connection closes, the outbox is dropped, a STATE closed event is
+    /// the last event. Idempotent.
+    public func close() {
+        let emitClosed: Bool = lock.withLock {
+            guard !stopped else { return false }
+            stopped = true
+            registered = false
+            outbox.removeAll()
+            stateValue = .closed
+            stateShared.store(AgentState.closed.rawValue, ordering: .releasing)
+            return true
+        }
+        guard emitClosed else { return }
+        stopTimers()
+        try? client.close(code: 1000, reason: "agent closed")
+        finish(AgentEvent(kind: .state, state: .closed, reason: "closed by the user"))
+    }
+
+    /// Callback mode: after this returns `onEvent` is not called again (from another thread
+    /// it waits for a call in progress).
+    public func detachCallbacks() {
+        if runtime.isIOThread {
+            detached.store(true, ordering: .releasing)
+        } else {
+            deliverLock.withLock { detached.store(true, ordering: .releasing) }
+        }
+    }
+
+    // MARK: Events
+
+    /// Pops the next event (queue mode): timeoutMs 0 no wait, < 0 forever, > 0 that long.
+    /// Throws `.wouldBlock`, `.timedOut`, `.closed` (closed or failed, and drained), `.state`
+    /// (callback mode).
+    public func nextEvent(timeoutMs: Int64) throws(OrchestraError) -> AgentEvent {
+        guard let q = events else { throw OrchestraError(.state, "the agent delivers its events to on_event") }
+        return try q.pop(timeoutMs: timeoutMs)
+    }
+
+    /// The queue's readiness eventfd (owned by the agent).
+    public func eventFD() throws(OrchestraError) -> Int32 {
+        guard let q = events else { throw OrchestraError(.state, "the agent delivers its events to on_event") }
+        return try q.fd()
+    }
+
+    /// Events waiting in the queue (0 in callback mode).
+    public var pendingEvents: Int { events?.count ?? 0 }
+
+    private func emit(_ e: AgentEvent) {
+        if let q = events { q.push(e); return }
+        if runtime.isIOThread { deliver(e) } else { try? runtime.post { [self] in deliver(e) } }
+    }
+
+    /// The last event: queue mode closes the queue after it.
+    private func finish(_ e: AgentEvent) {
+        if let q = events { q.close(after: e); return }
+        if runtime.isIOThread { deliver(e) } else { try? runtime.post { [self] in deliver(e) } }
+    }
+
+    /// I/O thread: calls on_event for `e` after any event being delivered (a callback that
+    /// causes an event, e.g. by closing the agent, gets it after it returns).
+    private func deliver(_ e: AgentEvent) {
+        pending.append(e)
+        guard !delivering else { return }
+        delivering = true
+        while !pending.isEmpty {
+            let ev = pending.removeFirst()
+            deliverLock.withLock {
+                if !detached.load(ordering: .acquiring) { onEvent?(ev) }
+            }
+        }
+        delivering = false
+    }
+
+    /// Sets a non-terminal state; terminal states (failed, closed) stay. Emits on change.
+    private func setState(_ s: AgentState, reason: String, code: String? = nil) {
+        let changed: Bool = lock.withLock {
+            guard !stopped, stateValue != s else { return false }
+            stateValue = s
+            stateShared.store(s.rawValue, ordering: .releasing)
+            return true
+        }
+        if changed { emit(AgentEvent(kind: .state, state: s, reason: reason, code: code)) }
+    }
+
+    /// The hub refused the registration: stop for good (no reconnect loop with the same
+    /// credentials).
+    private func fail(reason: String, code: String) {
+        let first: Bool = lock.withLock {
+            guard !stopped else { return false }
+            stopped = true
+            registered = false
+            outbox.removeAll()
+            stateValue = .failed
+            stateShared.store(AgentState.failed.rawValue, ordering: .releasing)
+            return true
+        }
+        guard first else { return }
+        stopTimers()
+        try? client.close(code: 1000, reason: "registration refused")
+        finish(AgentEvent(kind: .state, state: .failed, reason: reason, code: code))
+    }
+
+    private func stopTimers() {
+        let ids: [UInt64] = lock.withLock {
+            defer { registerTimer = nil; heartbeatTimer = nil }
+            return [registerTimer, heartbeatTimer].compactMap { $0 }
+        }
+        for id in ids { try? runtime.stopTimer(id) }
+    }
+
+    // MARK: Connection events (I/O thread)
+
+    fileprivate func didOpen(_ c: Connection) {
+        let inFlight: [TaskKey]? = lock.withLock {
+            guard !stopped else { return nil }
+            registered = false
+            var keys = tasks.sorted { $0.value.order < $1.value.order }.map(\.key)
+            // Finished tasks whose last messages still wait are still ours to report.
+            for k in outbox.tasks where tasks[k] == nil { keys.append(k) }
+            return keys
+        }
+        guard let inFlight else {
+            try? c.close(code: 1000, reason: "agent closed")
+            return
+        }
+        connection = c
+        generation &+= 1
+        lossReason = nil
+        setState(.connecting, reason: "connected to \(options.url); registering")
+        let now = wallClockMillis()
+        let nonce = HubAgent.nonce()
+        var payload: JSONValue = [
+            "agentId": .string(options.agentId),
+            "name": .string(options.name ?? options.agentId),
+            "capabilities": .array(options.capabilities.map { .string($0) }),
+            "version": .string(options.version),
+            "metadata": options.metadata,
+            "maxConcurrency": .int(Int64(options.maxConcurrency)),
+            "keyId": .string(options.keyId),
+            "timestamp": .int(now),
+            "nonce": .string(nonce),
+        ]
+        payload.set("signature", .string(AgentSignature.sign(secret: options.secret, agentId: options.agentId, timestamp: now, nonce: nonce)))
+        payload.set("inFlight", .array(inFlight.map { ["taskId": .string($0.taskId), "attempt": .int(Int64($0.attempt))] }))
+        do throws(OrchestraError) {
+            let (id, bytes) = try envelope("agent.register", payload, traceId: nil)
+            registerId = id
+            try HubAgent.send(bytes, c.send)
+        } catch {
+            lossReason = ("cannot send agent.register: \(error.message)", "CONN_001")
+            try? c.close(code: 1011, reason: "cannot register")
+            return
+        }
+        let gen = generation
+        let timeout = options.requestTimeoutMs
+        if let id = try? runtime.startTimer(delayMs: timeout, repeatMs: 0, fire: { [weak self] in self?.registerTimedOut(gen) }) {
+            let old: UInt64? = lock.withLock { defer { registerTimer = id }; return registerTimer }
+            if let old { try? runtime.stopTimer(old) }
+        }
+    }
+
+    private func registerTimedOut(_ gen: UInt64) {
+        guard gen == generation, let c = connection, !lock.withLock({ registered }) else { return }
+        let why = "CONN_002: no agent.registered within \(options.requestTimeoutMs) ms"
+        lossReason = (why, "CONN_002")
+        try? c.close(code: 1000, reason: "CONN_002")
+    }
+
+    fileprivate func didClose(_ c: Connection, code: UInt16, reason: String) {
+        guard connection === c else { return }
+        connection = nil
+        lock.withLock { registered = false }
+        stopTimers()
+        if let l = lossReason {
+            setState(.disconnected, reason: l.reason, code: l.code)
+        } else {
+            setState(.disconnected, reason: reason.isEmpty ? "connection closed with \(code)" : "connection closed with \(code): \(reason)")
+        }
+        lossReason = nil
+    }
+
+    fileprivate func clientStateChanged(_ s: ClientState, reason: String) {
+        switch s {
+        case .reconnecting:
+            setState(.disconnected, reason: reason)
+        case .closed:
+            // Not by us (close and fail stop first): the client gave up.
+            let first: Bool = lock.withLock {
+                guard !stopped else { return false }
+                stopped = true
+                registered = false
+                outbox.removeAll()
+                stateValue = .closed
+                stateShared.store(AgentState.closed.rawValue, ordering: .releasing)
+                return true
+            }
+            if first {
+                stopTimers()
+                finish(AgentEvent(kind: .state, state: .closed, reason: reason.isEmpty ? "the connection closed" : reason))
+            }
+        default:
+            break
+        }
+    }
+
+    fileprivate func didReceive(_ c: Connection, opcode: Opcode, bytes: UnsafeRawBufferPointer) {
+        guard connection === c else { return }
+        let m: Message
+        do {
+            m = try EnvelopeCodec.decode(bytes, format: opcode == .binary ? .msgpack : .json)
+        } catch {
+            emit(AgentEvent(kind: .error, reason: "undecodable message from the hub: \(error.message)"))
+            return
+        }
+        let text = m.contentType == .json ? (m.payload ?? []) : []
+        let payload = (try? JSONValue.parse(text)) ?? .object([])
+        let payloadJSON = String(decoding: text.isEmpty ? Array("{}".utf8) : text, as: UTF8.self)
+        switch m.type {
+        case "agent.registered": registeredReceived(c, m, payload)
+        case "error": errorReceived(c, m, payload, payloadJSON)
+        case "task.assign": assignReceived(m, payload, payloadJSON)
+        case "task.cancel": cancelReceived(payload, payloadJSON)
+        case "worker.input": inputReceived(payload, payloadJSON)
+        default: break   // forward compatible: unknown events are ignored
+        }
+    }
+
+    private func registeredReceived(_ c: Connection, _ m: Message, _ p: JSONValue) {
+        if let corr = m.correlationId, corr != registerId { return }   // an answer to an older register
+        if p["success"]?.bool == false {
+            fail(reason: "registration refused: \(p["message"]?.string ?? "success false")", code: p["code"]?.string ?? "AUTH_001")
+            return
+        }
+        let assigned = Set(p["assignedTasks"]?.array?.compactMap(\.string) ?? [])
+        let interval = UInt64(clamping: Swift.min(Swift.max(p["heartbeatIntervalMs"]?.int ?? 5000, 100), 3_600_000))
+        var dropped: [TaskKey] = []
+        let ok: Bool = lock.withLock {
+            guard !stopped, !registered else { return false }
+            dropped = tasks.filter { !assigned.contains($0.key.taskId) }.sorted { $0.value.order < $1.value.order }.map(\.key)
+            for k in dropped { tasks[k] = nil }
+            let entries = outbox.release(assigned: assigned).send
+            for (i, e) in entries.enumerated() {
+                do {
+                    try HubAgent.send(e.bytes, c.send)
+                } catch {
+                    // The connection broke under us: keep the rest for the next registration.
+                    for r in entries[i...] { try? outbox.append(r.bytes, task: r.task) }
+                    return false
+                }
+            }
+            registered = true
+            return true
+        }
+        guard ok else { return }
+        let gen = generation
+        let hb = try? runtime.startTimer(delayMs: interval, repeatMs: interval, fire: { [weak self] in self?.heartbeat(gen) })
+        let old: [UInt64] = lock.withLock {
+            defer { registerTimer = nil; heartbeatTimer = hb }
+            return [registerTimer, heartbeatTimer].compactMap { $0 }
+        }
+        for id in old { try? runtime.stopTimer(id) }
+        setState(.registered, reason: "registered with the hub")
+        for k in dropped {
+            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: "re-assigned by the hub"))
+        }
+    }
+
+    private func errorReceived(_ c: Connection, _ m: Message, _ p: JSONValue, _ json: String) {
+        let code = p["code"]?.string ?? "SYS_001"
+        let message = p["message"]?.string ?? ""
+        let isRegister = !lock.withLock({ registered }) && (m.correlationId == nil || m.correlationId == registerId)
+        if isRegister {
+            let why = message.isEmpty ? code : "\(code): \(message)"
+            if code == "AUTH_001" || code == "PARAM_001" {
+                fail(reason: why, code: code)
+            } else {
+                // Transient (SYS_001, DB_001, RES_001): try again on a new connection.
+                lossReason = (why, code)
+                try? c.close(code: 1000, reason: "registration failed")
+            }
+            return
+        }
+        let details = p["details"]
+        let attempt = details?["attempt"]?.int.map { UInt32(clamping: $0) } ?? 0
+        emit(AgentEvent(kind: .error, taskId: details?["taskId"]?.string, attempt: attempt, reason: message, code: code, payloadJSON: json))
+    }
+
+    private func assignReceived(_ m: Message, _ p: JSONValue, _ json: String) {
+        guard let taskId = p["taskId"]?.string, !taskId.isEmpty else {
+            emit(AgentEvent(kind: .error, reason: "task.assign without a taskId", code: "PARAM_001", payloadJSON: json))
+            return
+        }
+        let a = p["attempt"]?.int ?? 1
+        guard a >= 1 && a <= Int64(UInt32.max) else {
+            emit(AgentEvent(kind: .error, taskId: taskId, reason: "task.assign with attempt \(a)", code: "PARAM_001", payloadJSON: json))
+            return
+        }
+        let key = TaskKey(taskId, UInt32(a))
+        let task = p["task"] ?? .object([])
+        let params = task["parameters"] ?? .object([])
+        let trace = m.header("traceId")
+        let isNew: Bool = lock.withLock {
+            guard !stopped, registered, tasks[key] == nil else { return false }
+            taskSerial &+= 1
+            tasks[key] = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: trace)
+            return true
+        }
+        guard isNew else { return }   // a duplicate
+        emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: task.jsonText,
+                        parametersJSON: params.jsonText, payloadJSON: json))
+    }
+
+    private func cancelReceived(_ p: JSONValue, _ json: String) {
+        guard let taskId = p["taskId"]?.string else { return }
+        let attempt = p["attempt"]?.int
+        let removed: [TaskKey] = lock.withLock {
+            let keys = tasks.keys.filter { $0.taskId == taskId && (attempt == nil || Int64($0.attempt) == attempt) }
+            for k in keys { tasks[k] = nil }
+            return keys.sorted { $0.attempt < $1.attempt }
+        }
+        let reason = p["reason"]?.string ?? "cancelled by the hub"
+        for k in removed {
+            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: reason, payloadJSON: json))
+        }
+    }
+
+    private func inputReceived(_ p: JSONValue, _ json: String) {
+        guard let taskId = p["taskId"]?.string else { return }
+        let input: String
+        switch p["input"] {
+        case .string(let s)?: input = s
+        case let v?: input = v.jsonText
+        case nil: input = ""
+        }
+        let attempt: UInt32 = lock.withLock { tasks.keys.filter { $0.taskId == taskId }.map(\.attempt).max() ?? 0 }
+        emit(AgentEvent(kind: .input, taskId: taskId, attempt: attempt, input: input, payloadJSON: json))
+    }
+
+    private func heartbeat(_ gen: UInt64) {
+        guard gen == generation else { return }
+        let s = sampler.sample()
+        let load = lock.withLock { tasks.count }
+        let payload: JSONValue = [
+            "agentId": .string(options.agentId),
+            "timestamp": .int(wallClockMillis()),
+            "systemInfo": ["cpu": .double(s.cpu), "memory": .double(s.memory), "disk": .double(s.disk)],
+            "load": .int(Int64(load)),
+        ]
+        guard let (_, bytes) = try? envelope("agent.heartbeat", payload, traceId: nil) else { return }
+        lock.withLock {
+            guard registered, !stopped else { return }
+            try? HubAgent.send(bytes, client.send)
+        }
+    }
+
+    // MARK: Actions (any thread)
+
+    /// Sends task.accepted.
+    public func accept(_ key: TaskKey) throws(OrchestraError) {
+        try submit(key, "task.accepted", finishes: false) { _ in
+            ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt))]
+        }
+    }
+
+    /// Sends task.rejected; the task leaves the in-flight set.
+    public func reject(_ key: TaskKey, reason: String = "rejected") throws(OrchestraError) {
+        try submit(key, "task.rejected", finishes: true) { _ in
+            ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)), "reason": .string(reason)]
+        }
+    }
+
+    /// Sends task.progress; percent in 0...100.
+    public func progress(_ key: TaskKey, percent: Double, step: String? = nil) throws(OrchestraError) {
+        guard percent >= 0 && percent <= 100 else {
+            throw OrchestraError(.invalidArgument, "progress \(percent) is outside 0...100")
+        }
+        try submit(key, "task.progress", finishes: false) { _ in
+            var p: JSONValue = ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)), "progress": .double(percent)]
+            if let step { p.set("currentStep", .string(step)) }
+            return p
+        }
+    }
+
+    /// The stream types of task.stream.
+    public static let streamTypes: Set<String> = ["stdout", "stderr", "log"]
+
+    /// Sends task.stream with the next seq of the task attempt; `data` must be UTF-8.
+    public func stream(_ key: TaskKey, type: String, data: UnsafeRawBufferPointer) throws(OrchestraError) {
+        guard HubAgent.streamTypes.contains(type) else {
+            throw OrchestraError(.invalidArgument, "stream type \"\(type)\" is not stdout, stderr or log")
+        }
+        if let bad = UTF8Validator.firstInvalidOffset(data) {
+            throw OrchestraError(.invalidArgument, "stream data is not valid UTF-8 (byte \(bad))")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        try submit(key, "task.stream", finishes: false) { rec in
+            defer { rec.nextSeq += 1 }
+            return ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)), "seq": .int(Int64(rec.nextSeq)),
+                    "type": .string(type), "data": .string(text), "timestamp": .int(wallClockMillis())]
+        }
+    }
+
+    /// Sends task.result with the time since the assign as duration; the task leaves the
+    /// in-flight set. `resultJSON` is one JSON value (`.parse` naming the byte otherwise).
+    public func result(_ key: TaskKey, success: Bool, resultJSON: String? = nil, error: String? = nil) throws(OrchestraError) {
+        let result = try resultJSON.map { (t) throws(OrchestraError) in try JSONValue.parse(t) }
+        try submit(key, "task.result", finishes: true) { rec in
+            var p: JSONValue = ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)), "success": .bool(success)]
+            if let result { p.set("result", result) }
+            if let error { p.set("error", .string(error)) }
+            p.set("duration", .int(Int64((monotonicNanos() &- rec.assignedAtNs) / 1_000_000)))
+            return p
+        }
+    }
+
+    public static let workerOutputTypes: Set<String> = ["user", "assistant", "tool", "tool-result", "system"]
+    public static let workerStatuses: Set<String> = ["starting", "running", "paused", "completed", "error"]
+
+    /// Sends worker.output; `detailsJSON` must be a JSON object.
+    public func workerOutput(_ key: TaskKey, type: String, content: String, detailsJSON: String? = nil) throws(OrchestraError) {
+        guard HubAgent.workerOutputTypes.contains(type) else {
+            throw OrchestraError(.invalidArgument, "worker output type \"\(type)\" is not user, assistant, tool, tool-result or system")
+        }
+        let details = try detailsJSON.map { (t) throws(OrchestraError) in try JSONValue.parse(t) }
+        if let details, details.object == nil { throw OrchestraError(.invalidArgument, "details_json must be a JSON object") }
+        try submit(key, "worker.output", finishes: false) { _ in
+            var p: JSONValue = ["agentId": .string(options.agentId), "taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)),
+                                "type": .string(type), "content": .string(content), "timestamp": .int(wallClockMillis())]
+            if let details { p.set("details", details) }
+            return p
+        }
+    }
+
+    /// Sends worker.status.
+    public func workerStatus(_ key: TaskKey, status: String, message: String? = nil) throws(OrchestraError) {
+        guard HubAgent.workerStatuses.contains(status) else {
+            throw OrchestraError(.invalidArgument, "worker status \"\(status)\" is not starting, running, paused, completed or error")
+        }
+        try submit(key, "worker.status", finishes: false) { _ in
+            var p: JSONValue = ["agentId": .string(options.agentId), "taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)),
+                                "status": .string(status)]
+            if let message { p.set("message", .string(message)) }
+            return p
+        }
+    }
+
+    /// Sends (registered) or queues (not registered) one message about a task attempt in
+    /// flight, in call order. The record is updated only when the message was taken.
+    private func submit(_ key: TaskKey, _ type: String, finishes: Bool,
+                        _ build: (inout TaskRecord) -> JSONValue) throws(OrchestraError) {
+        try lock.withLock { () throws(OrchestraError) in
+            guard !stopped else { throw OrchestraError(.closed, "the agent is \(stateValue)") }
+            guard var rec = tasks[key] else { throw OrchestraError(.notFound, "\(key) is not in flight") }
+            let payload = build(&rec)
+            let (_, bytes) = try envelope(type, payload, traceId: rec.traceId)
+            if registered {
+                do throws(OrchestraError) {
+                    try HubAgent.send(bytes, client.send)
+                } catch {
+                    // Lost under us: the next registration sends it if the task is still ours.
+                    guard error.code == .closed else { throw error }
+                    try outbox.append(bytes, task: key)
+                }
+            } else {
+                try outbox.append(bytes, task: key)
+            }
+            tasks[key] = finishes ? nil : rec
+        }
+    }
+
+    // MARK: Encoding
+
+    /// Sends `bytes` as one text message through `send` (a connection's or the client's).
+    private static func send(_ bytes: [UInt8], _ send: (Opcode, UnsafeRawBufferPointer) throws(OrchestraError) -> SendStatus) throws(OrchestraError) {
+        var failure: OrchestraError? = nil
+        bytes.withUnsafeBytes { b in
+            do throws(OrchestraError) { _ = try send(.text, b) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// A JSON envelope of `type` with `payload`; returns its id and bytes.
+    private func envelope(_ type: String, _ payload: JSONValue, traceId: String?) throws(OrchestraError) -> (String, [UInt8]) {
+        let m = Message(type: type, source: options.agentId)
+        if let traceId { m.setHeader("traceId", traceId) }
+        try m.setPayload(json: payload.jsonBytes)
+        return (m.id, try EnvelopeCodec.encode(m, format: .json))
+    }
+
+    /// 16 random bytes as 32 hex digits.
+    static func nonce() -> String {
+        var b = [UInt8](repeating: 0, count: 16)
+        let ok = b.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, 16) == 1 }
+        if !ok {
+            // Never expected: OpenSSL's DRBG failed. A nonce must still never repeat.
+            let t = monotonicNanos() ^ UInt64(bitPattern: wallClockMillis())
+            for i in 0..<8 { b[i] = UInt8(truncatingIfNeeded: t >> (8 * UInt64(i))) }
+        }
+        return HMACSHA256.hex(b)
+    }
+}
+
+/// The client's handler: forwards to the agent without keeping it alive (the agent owns the
+/// client, the client owns its handler).
+final class AgentLink: ClientHandler, @unchecked Sendable {
+    weak var agent: HubAgent?
+
+    func didOpen(_ c: Connection) { agent?.didOpen(c) }
+    func didReceive(_ c: Connection, opcode: Opcode, bytes: UnsafeRawBufferPointer) {
+        agent?.didReceive(c, opcode: opcode, bytes: bytes)
+    }
+    func didClose(_ c: Connection, code: UInt16, reason: String, clean: Bool) {
+        agent?.didClose(c, code: code, reason: reason)
+    }
+    func stateChanged(_ client: Client, _ state: ClientState, reason: String) {
+        agent?.clientStateChanged(state, reason: reason)
+    }
+}
