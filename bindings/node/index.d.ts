@@ -440,3 +440,134 @@ export class Client extends EventEmitter implements AsyncIterable<{ data: WsData
   once(event: 'close', listener: (code: number, reason: string, clean: boolean) => void): this;
   once(event: 'closed', listener: (reason: string) => void): this;
 }
+
+// ------------------------------------------------------------------------------------ Agent
+
+export type AgentState = 'connecting' | 'registered' | 'disconnected' | 'failed' | 'closed';
+
+export interface AgentOptions {
+  /** The hub's agent endpoint: 'ws://127.0.0.1:7420/agent' or 'wss://...'. */
+  url: string;
+  agentId: string;
+  /** The hub's name for the shared secret. */
+  keyId: string;
+  /** The shared secret: bytes, or a string of hex digits (as `orchestra-hub key add` prints
+   *  it), which is decoded. */
+  secret: string | Bytes;
+  /** e.g. ['shell', 'python']: the hub only assigns tasks whose capabilities this covers. */
+  capabilities?: string[];
+  /** Default: agentId. */
+  name?: string;
+  /** The agent's own version. Default '0.0.0'. */
+  version?: string;
+  /** Sent as agent.register's metadata. */
+  metadata?: Record<string, unknown>;
+  /** Tasks run at once. Default 1. */
+  maxConcurrency?: number;
+  /** ms without agent.registered after connecting before the connection is dropped (and
+   *  retried). Default 30000. */
+  requestTimeout?: number;
+  /** ms for TCP + TLS + WebSocket handshake, per attempt. Default 10000. */
+  connectTimeout?: number;
+  /** Reconnection backoff in ms (full jitter). Defaults 100 and 30000. */
+  reconnectInitialDelay?: number;
+  reconnectMaxDelay?: number;
+  /** wss:// only: a PEM file of CAs to trust besides the system's. */
+  tlsCa?: string;
+  /** false: no certificate checks at all (tests only). Default true. */
+  tlsVerify?: boolean;
+  runtime?: Runtime;
+}
+
+/** An error envelope from the hub. */
+export class HubError extends Error {
+  /** The hub's code: 'AUTH_001', 'PARAM_001', 'TASK_001', ... */
+  readonly code: string;
+  readonly hubMessage: string;
+  readonly taskId: string | null;
+  readonly attempt: number;
+  readonly payload: Record<string, unknown> | null;
+}
+
+/** The hub refused the registration (AUTH_001); the agent is 'failed' for good. */
+export class AuthError extends HubError {}
+
+export interface TaskResult {
+  /** Default true. */
+  success?: boolean;
+  /** Any JSON value. */
+  result?: JsonValue;
+  error?: string;
+}
+
+export type StreamType = 'stdout' | 'stderr' | 'log';
+export type WorkerOutputType = 'user' | 'assistant' | 'tool' | 'tool-result' | 'system';
+export type WorkerStatus = 'starting' | 'running' | 'paused' | 'completed' | 'error';
+
+/** A task attempt assigned to the agent. The actions throw ORC_ENOTFOUND once the attempt is
+ *  no longer in flight, ORC_ECLOSED once the agent is closed, ORC_EINVAL for bad values. */
+export class AgentTask extends EventEmitter {
+  readonly agent: Agent;
+  readonly id: string;
+  readonly attempt: number;
+  /** The assign's "task" object (type, tool, capabilities, parameters, priority, sessionId). */
+  readonly task: Record<string, any>;
+  /** Its "parameters" ({} when absent). */
+  readonly params: Record<string, any>;
+  /** The whole task.assign payload. */
+  readonly payload: Record<string, any>;
+  readonly cancelled: boolean;
+  readonly cancelReason: string | null;
+  /** true once result() or reject() was sent, or the attempt was cancelled. */
+  readonly done: boolean;
+  /** Aborted when the hub cancels or re-assigns the attempt. */
+  readonly signal: AbortSignal;
+  accept(): void;
+  reject(reason?: string): void;
+  /** percent 0..100. */
+  progress(percent: number, step?: string): void;
+  /** Bytes must be UTF-8. */
+  stream(data: string | Bytes, type?: StreamType): void;
+  result(outcome?: TaskResult): void;
+  output(content: string, options?: { type?: WorkerOutputType; details?: Record<string, unknown> }): void;
+  status(status: WorkerStatus, message?: string): void;
+  /** worker.input sent to this task, until it is done. */
+  inputs(): AsyncIterableIterator<string>;
+
+  on(event: 'cancel', listener: (reason: string) => void): this;
+  on(event: 'input', listener: (text: string) => void): this;
+  once(event: 'cancel', listener: (reason: string) => void): this;
+  once(event: 'input', listener: (text: string) => void): this;
+}
+
+/** An agent of an orchestra hub; the protocol (signed registration, reconnection, heartbeats,
+ *  stream numbering) runs in the library. */
+export class Agent extends EventEmitter {
+  /** Throws ORC_EINVAL for a missing or bad option, ORC_EIO for a CA file that cannot be read. */
+  constructor(options: AgentOptions);
+  readonly agentId: string;
+  readonly url: string;
+  readonly state: AgentState;
+  /** Why the agent last disconnected or failed. */
+  readonly reason: string;
+  /** Resolves once registered; rejects with AuthError/HubError when refused, ORC_ECLOSED when
+   *  closed first. */
+  start(): Promise<this>;
+  /** Tasks in order until the agent is closed; throws the refusal of a re-registration. */
+  tasks(): AsyncIterableIterator<AgentTask>;
+  /** Closes for good and resolves once closed. */
+  close(): Promise<void>;
+
+  on(event: 'registered' | 'close', listener: () => void): this;
+  on(event: 'task', listener: (task: AgentTask) => void): this;
+  on(event: 'cancel', listener: (task: AgentTask, reason: string) => void): this;
+  on(event: 'input', listener: (task: AgentTask, text: string) => void): this;
+  on(event: 'state', listener: (state: AgentState, reason: string, code: string | null) => void): this;
+  on(event: 'error', listener: (err: HubError) => void): this;
+  once(event: 'registered' | 'close', listener: () => void): this;
+  once(event: 'task', listener: (task: AgentTask) => void): this;
+  once(event: 'cancel', listener: (task: AgentTask, reason: string) => void): this;
+  once(event: 'input', listener: (task: AgentTask, text: string) => void): this;
+  once(event: 'state', listener: (state: AgentState, reason: string, code: string | null) => void): this;
+  once(event: 'error', listener: (err: HubError) => void): this;
+}

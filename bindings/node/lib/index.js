@@ -799,6 +799,317 @@ class Client extends EventEmitter {
   }
 }
 
+// ------------------------------------------------------------------------------------ Agent
+
+const ag = native._agent;
+// Event kinds and states of orc_agent_event_kind_t / orc_agent_state_t.
+const AG_TASK = 1;
+const AG_CANCEL = 2;
+const AG_INPUT = 3;
+const AG_STATE = 4;
+const AG_ERROR = 5;
+const AGENT_STATES = ['connecting', 'registered', 'disconnected', 'failed', 'closed'];
+
+/** An error envelope from the hub: `code` is the hub's code ('AUTH_001', 'PARAM_001', ...),
+ *  `hubMessage` its message; `taskId`/`attempt` when it was about a task, `payload` the whole
+ *  error payload when there was one. */
+class HubError extends Error {
+  constructor(code, message, extra = {}) {
+    super(code && !String(message).startsWith(code) ? `${code}: ${message}` : (message || code));
+    this.name = 'HubError';
+    this.code = code;
+    this.hubMessage = message;
+    this.taskId = extra.taskId ?? null;
+    this.attempt = extra.attempt ?? 0;
+    this.payload = extra.payload ?? null;
+  }
+}
+
+/** The hub refused the registration (AUTH_001): the agent is 'failed' for good. */
+class AuthError extends HubError {
+  constructor(code, message, extra) {
+    super(code, message, extra);
+    this.name = 'AuthError';
+  }
+}
+
+function agentSecret(secret) {
+  if (typeof secret === 'string') {
+    const hex = secret.trim();
+    if (hex.length === 0 || hex.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(hex)) {
+      throw invalid('secret: a string secret must be hex digits (as `orchestra-hub key add` prints it); ' +
+        'pass a Buffer for a raw secret');
+    }
+    return Buffer.from(hex, 'hex');
+  }
+  if (isBytes(secret)) return secret;
+  throw invalid('secret must be a hex string or bytes (Buffer, TypedArray, ArrayBuffer)');
+}
+
+/** A task attempt assigned to this agent (task.assign). Events: 'cancel' (reason), 'input'
+ *  (text). `signal` is an AbortSignal aborted when the hub cancels or re-assigns the attempt
+ *  (pass it to child_process.spawn, fetch, ...). The actions throw ORC_ENOTFOUND once the
+ *  attempt is no longer in flight, ORC_ECLOSED once the agent is closed. */
+class AgentTask extends EventEmitter {
+  constructor(agent, taskId, attempt, taskJson, paramsJson, payloadJson) {
+    super();
+    this.agent = agent;
+    this.id = taskId;
+    this.attempt = attempt;
+    this.task = taskJson ? JSON.parse(taskJson) : {};
+    this.params = paramsJson ? JSON.parse(paramsJson) : {};
+    this.payload = payloadJson ? JSON.parse(payloadJson) : {};
+    this.cancelled = false;
+    this.cancelReason = null;
+    this.done = false;
+    this._abort = new AbortController();
+    this.signal = this._abort.signal;
+    this._inputs = new EventChannel();
+  }
+
+  _h() {
+    return this.agent._h;
+  }
+
+  /** task.accepted: the task runs here. */
+  accept() {
+    ag.accept(this._h(), this.id, this.attempt);
+  }
+
+  /** task.rejected: the hub offers the task to another agent. */
+  reject(reason) {
+    ag.reject(this._h(), this.id, this.attempt, reason ?? null);
+    this._finish();
+  }
+
+  /** task.progress: percent 0..100, an optional description of the current step. */
+  progress(percent, step) {
+    ag.progress(this._h(), this.id, this.attempt, percent, step ?? null);
+  }
+
+  /** task.stream: a chunk of output; type 'stdout' (default), 'stderr' or 'log'; bytes must be
+   *  UTF-8. The library numbers the chunks (seq 0, 1, 2, ...) in call order. */
+  stream(data, type = 'stdout') {
+    ag.stream(this._h(), this.id, this.attempt, type, data);
+  }
+
+  /** task.result: { success = true, result (any JSON value), error (a message) }. The library
+   *  adds the duration since the assign. */
+  result({ success = true, result, error } = {}) {
+    if (typeof success !== 'boolean') throw invalid('success must be a boolean');
+    let json = null;
+    if (result !== undefined) {
+      json = JSON.stringify(result);
+      if (json === undefined) throw invalid('result has no JSON form');
+    }
+    ag.result(this._h(), this.id, this.attempt, success, json, error ?? null);
+    this._finish();
+  }
+
+  /** worker.output: type 'user' | 'assistant' (default) | 'tool' | 'tool-result' | 'system'. */
+  output(content, { type = 'assistant', details } = {}) {
+    ag.workerOutput(this._h(), this.id, this.attempt, type, content,
+      details === undefined || details === null ? null : JSON.stringify(details));
+  }
+
+  /** worker.status: 'starting' | 'running' | 'paused' | 'completed' | 'error'. */
+  status(status, message) {
+    ag.workerStatus(this._h(), this.id, this.attempt, status, message ?? null);
+  }
+
+  /** The inputs sent to this task (worker.input), in order, until it is done. */
+  inputs() {
+    const ch = this._inputs;
+    return { next: () => ch.next(), return: async () => ({ value: undefined, done: true }),
+      [Symbol.asyncIterator]() { return this; } };
+  }
+
+  _finish() {
+    if (this.done) return;
+    this.done = true;
+    this.agent._live.delete(`${this.attempt}:${this.id}`);
+    this._inputs.end();
+  }
+
+  _cancel(reason) {
+    this.cancelled = true;
+    this.cancelReason = reason;
+    this._finish();
+    this._abort.abort(reason);
+    this.emit('cancel', reason);
+  }
+
+  _input(text) {
+    this._inputs.push(text);
+    this.emit('input', text);
+  }
+
+  [util.inspect.custom]() {
+    return `AgentTask { id: ${util.inspect(this.id)}, attempt: ${this.attempt} }`;
+  }
+}
+
+/** An agent of a hub (docs/protocol.md): registers with a signed agent.register, reconnects,
+ *  sends heartbeats; the protocol runs in the library. Events: 'registered', 'task' (task),
+ *  'cancel' (task, reason), 'input' (task, text), 'state' (state, reason, code), 'error'
+ *  (HubError; without a listener it becomes a process warning), 'close'. `for await (const
+ *  task of agent.tasks())` yields the tasks until the agent is closed. */
+class Agent extends EventEmitter {
+  constructor(options) {
+    super();
+    if (options === null || typeof options !== 'object') throw invalid('Agent options must be an object');
+    const o = nativeOptions(options, 'Agent');
+    for (const key of ['url', 'agentId', 'keyId']) {
+      if (typeof o[key] !== 'string') throw invalid(`${key} must be a string`);
+    }
+    if (o.capabilities !== undefined && !Array.isArray(o.capabilities)) {
+      throw invalid("capabilities must be an array of strings (e.g. ['shell'])");
+    }
+    o.secret = agentSecret(o.secret);
+    if (o.metadata !== undefined && o.metadata !== null) {
+      if (typeof o.metadata !== 'object' || Array.isArray(o.metadata)) throw invalid('metadata must be an object');
+      o.metadataJson = JSON.stringify(o.metadata);
+    }
+    delete o.metadata;
+    this.agentId = o.agentId;
+    this.url = o.url;
+    this.reason = '';
+    this._live = new Map();
+    this._tasks = new EventChannel();
+    this._failure = null;
+    this._startWaiters = [];
+    this._closeWaiters = [];
+    this._started = false;
+    this._done = false;
+    this._dispatch = (...args) => this._event(...args);
+    this._h = ag.agentNew(o, this._dispatch);
+  }
+
+  /** 'connecting' | 'registered' | 'disconnected' | 'failed' | 'closed' */
+  get state() {
+    return AGENT_STATES[ag.agentState(this._h)] ?? 'closed';
+  }
+
+  _event(kind, state, attempt, taskId, taskJson, paramsJson, input, reason, code, payloadJson) {
+    switch (kind) {
+      case AG_TASK: {
+        const task = new AgentTask(this, taskId, attempt, taskJson, paramsJson, payloadJson);
+        this._live.set(`${attempt}:${taskId}`, task);
+        this.emit('task', task);
+        this._tasks.push(task);
+        break;
+      }
+      case AG_CANCEL: {
+        const task = this._live.get(`${attempt}:${taskId}`);
+        if (!task) break;
+        task._cancel(reason || 'cancelled');
+        this.emit('cancel', task, task.cancelReason);
+        break;
+      }
+      case AG_INPUT: {
+        let task = attempt ? this._live.get(`${attempt}:${taskId}`) : undefined;
+        if (!task && !attempt) for (const t of this._live.values()) if (t.id === taskId) task = t;
+        if (!task) break;
+        task._input(input ?? '');
+        this.emit('input', task, input ?? '');
+        break;
+      }
+      case AG_STATE: {
+        const s = AGENT_STATES[state] ?? 'closed';
+        if (s === 'disconnected' || s === 'failed') this.reason = reason ?? '';
+        this.emit('state', s, reason ?? '', code);
+        if (s === 'registered') {
+          const waiters = this._startWaiters;
+          this._startWaiters = [];
+          for (const w of waiters) w.resolve(this);
+          this.emit('registered');
+        } else if (s === 'failed') {
+          const Cls = code === 'AUTH_001' ? AuthError : HubError;
+          this._failure = new Cls(code ?? '', reason || 'the hub refused the registration');
+          ag.agentSetRef(this._h, false);
+          this._rejectStart(this._failure);
+          this._tasks.end(this._failure);
+        } else if (s === 'closed') {
+          this._finish();
+        }
+        break;
+      }
+      case AG_ERROR: {
+        const err = new HubError(code ?? '', reason ?? '', {
+          taskId, attempt, payload: payloadJson ? JSON.parse(payloadJson) : null,
+        });
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+        else process.emitWarning(`orchestra Agent ${this.agentId}: the hub answered ${err.message}`, 'HubError');
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  _rejectStart(err) {
+    const waiters = this._startWaiters;
+    this._startWaiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  _finish() {
+    if (this._done) return;
+    this._done = true;
+    ag.agentSetRef(this._h, false);
+    ag.agentFree(this._h);
+    this._rejectStart(this._failure ?? Object.assign(new Error('the agent was closed before it registered'),
+      { code: 'ORC_ECLOSED', errno: codes.ORC_ECLOSED }));
+    for (const t of this._live.values()) t._inputs.end();
+    this._tasks.end(this._failure);
+    const waiters = this._closeWaiters;
+    this._closeWaiters = [];
+    for (const w of waiters) w();
+    this.emit('close');
+  }
+
+  /** Connects and registers; resolves once the hub answered agent.registered. Rejects with
+   *  AuthError (code 'AUTH_001') or HubError when the hub refuses, ORC_ECLOSED when the agent
+   *  is closed first. While the hub cannot be reached the agent keeps trying. From start()
+   *  until close() (or a refusal) the agent keeps the process alive. */
+  start() {
+    if (this._failure) return Promise.reject(this._failure);
+    if (this._done) {
+      return Promise.reject(Object.assign(new Error('the agent is closed'), { code: 'ORC_ECLOSED', errno: codes.ORC_ECLOSED }));
+    }
+    if (this.state === 'registered') return Promise.resolve(this);
+    const p = new Promise((resolve, reject) => this._startWaiters.push({ resolve, reject }));
+    if (!this._started) {
+      this._started = true;
+      ag.agentSetRef(this._h, true);
+      ag.agentStart(this._h);
+    }
+    return p;
+  }
+
+  /** The tasks assigned to this agent, in order (also those that arrived before the call).
+   *  Ends when the agent is closed; throws the AuthError/HubError of a refused registration. */
+  tasks() {
+    const ch = this._tasks;
+    return { next: () => ch.next(), return: async () => ({ value: undefined, done: true }),
+      [Symbol.asyncIterator]() { return this; } };
+  }
+
+  /** Closes for good (nothing more is sent) and resolves once closed. Tasks in flight end
+   *  their inputs(); their actions throw ORC_ECLOSED. */
+  close() {
+    if (this._done) return Promise.resolve();
+    const p = new Promise((resolve) => this._closeWaiters.push(resolve));
+    if (this._failure) {
+      this._finish();   // a failed agent has stopped already
+      return p;
+    }
+    ag.agentSetRef(this._h, true);   // until the 'closed' state arrives
+    ag.agentClose(this._h);
+    return p;
+  }
+}
+
 module.exports = {
   Message,
   Queue,
@@ -806,6 +1117,10 @@ module.exports = {
   Server,
   Client,
   Connection,
+  Agent,
+  AgentTask,
+  HubError,
+  AuthError,
   Priority,
   codes,
   errorName: native.errorName,

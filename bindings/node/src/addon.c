@@ -253,5 +253,6 @@ NAPI_MODULE_INIT() {
     if (!orc_node_init_message(env, exports, d)) return NULL;
     if (!orc_node_init_queue(env, exports, d)) return NULL;
     if (!orc_node_init_ws(env, exports, d)) return NULL;
+    if (!orc_node_init_agent(env, exports, d)) return NULL;   /* after ws: its cleanup runs first */
     return exports;
 }

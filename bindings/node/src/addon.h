@@ -8,6 +8,7 @@
  *   message.c  Message (orc_msg_t)         queue.c  Queue (orc_queue_t)
  *   ws.c       Runtime, Server, Client, Connection (orc_runtime_*, orc_server_*, orc_client_*,
  *              orc_conn_*), events from the I/O thread through napi_threadsafe_function
+ *   agent.c    Agent (orc_agent_*), events the same way
  */
 #ifndef ORC_NODE_ADDON_H
 #define ORC_NODE_ADDON_H
@@ -21,6 +22,7 @@
 
 struct nq_poll;
 struct ws_env;
+struct agent_env;
 
 /* Per-environment state (main thread and every worker_thread get their own), stored with
  * napi_set_instance_data and freed when the environment is torn down. */
@@ -33,6 +35,7 @@ typedef struct orc_node_env {
     void *adopt_queue;           /* the shared queue the next sentinel construction adopts */
     struct nq_poll *polls;       /* readiness watchers of queues on this env's loop */
     struct ws_env *ws;           /* live servers and clients, use of the shared runtime (ws.c) */
+    struct agent_env *agents;    /* live agents (agent.c) */
 } orc_node_env;
 
 orc_node_env *orc_node_env_get(napi_env env);
@@ -100,9 +103,42 @@ napi_value orc_node_message_adopt(napi_env env, orc_msg_t *msg);
 /* The message of a Message object (borrowed), or NULL with a TypeError thrown. */
 orc_msg_t *orc_node_message_unwrap(napi_env env, napi_value v);
 
+/* ------------------------------------------- shared by ws.c and agent.c (defined in ws.c) */
+
+/* A runtime with the references of the objects made on it. */
+typedef struct nrt {
+    orc_runtime_t *rt;
+    _Atomic long refs;
+} nrt;
+void nrt_retain(nrt *r);
+/* JS threads only (the last release frees the runtime, joining its I/O thread). */
+void nrt_release(nrt *r);
+/* The runtime for a new object: options.runtime (a Runtime handle), or the process-wide one.
+ * Returns a reference, or NULL with an exception thrown. */
+nrt *pick_runtime(napi_env env, napi_value options);
+
+/* The pointer of an external carrying `tag`, or NULL with a TypeError ("expected a <what>
+ * handle") thrown. */
+void *unwrap_ext(napi_env env, napi_value v, const napi_type_tag *tag, const char *what);
+
+/* Options: absent, undefined and null keys are "not given" (out left unchanged). Each throws
+ * a clear TypeError/Error naming the key and returns false on a bad value. */
+typedef struct strpool {  /* strings kept alive until the options are consumed */
+    char **items;
+    size_t n, cap;
+} strpool;
+void pool_free(strpool *p);
+char *pool_str(napi_env env, strpool *p, napi_value v, const char *what);
+bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *out);
+bool opt_num(napi_env env, napi_value obj, const char *key, int64_t min, int64_t max, int64_t *out, bool *has);
+bool opt_bool(napi_env env, napi_value obj, const char *key, int *out);
+bool opt_str(napi_env env, strpool *p, napi_value obj, const char *key, const char **out);
+bool opt_strs(napi_env env, strpool *p, napi_value obj, const char *key, const char ***out, size_t *count);
+
 /* Part initialisers (one per file). */
 napi_value orc_node_init_message(napi_env env, napi_value exports, orc_node_env *data);
 napi_value orc_node_init_queue(napi_env env, napi_value exports, orc_node_env *data);
 napi_value orc_node_init_ws(napi_env env, napi_value exports, orc_node_env *data);
+napi_value orc_node_init_agent(napi_env env, napi_value exports, orc_node_env *data);
 
 #endif

@@ -44,15 +44,10 @@ const napi_type_tag orc_node_tag_conn = {0x6f7263636f6e6e63ULL, 0x2e8f61a7d4c3b9
 
 /* ------------------------------------------------------------------------- runtime */
 
-typedef struct nrt {
-    orc_runtime_t *rt;
-    atomic_long refs;
-} nrt;
-
-static void nrt_retain(nrt *r) { atomic_fetch_add(&r->refs, 1); }
+void nrt_retain(nrt *r) { atomic_fetch_add(&r->refs, 1); }
 
 /* JS threads only (orc_runtime_free joins the I/O thread). */
-static void nrt_release(nrt *r) {
+void nrt_release(nrt *r) {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
         orc_runtime_free(r->rt);
         free(r);
@@ -440,7 +435,7 @@ static void ws_env_cleanup(void *arg) {
 
 /* ----------------------------------------------------------------------- arguments */
 
-static void *unwrap_ext(napi_env env, napi_value v, const napi_type_tag *tag, const char *what) {
+void *unwrap_ext(napi_env env, napi_value v, const napi_type_tag *tag, const char *what) {
     napi_valuetype t;
     bool ok = false;
     void *p = NULL;
@@ -463,7 +458,7 @@ static ws_ctx *get_ctx(napi_env env, napi_value v, bool client, bool live) {
     return c;
 }
 
-static bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *out) {
+bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *out) {
     bool has = false;
     *out = NULL;
     if (napi_has_named_property(env, obj, key, &has) != napi_ok) return false;
@@ -474,7 +469,7 @@ static bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *
 }
 
 /* An integer option in [min, max]; absent/undefined leaves *out. */
-static bool opt_num(napi_env env, napi_value obj, const char *key, int64_t min, int64_t max, int64_t *out, bool *has) {
+bool opt_num(napi_env env, napi_value obj, const char *key, int64_t min, int64_t max, int64_t *out, bool *has) {
     napi_value v;
     if (has) *has = false;
     if (!get_prop(env, obj, key, &v)) return false;
@@ -492,7 +487,7 @@ static bool opt_num(napi_env env, napi_value obj, const char *key, int64_t min, 
     return true;
 }
 
-static bool opt_bool(napi_env env, napi_value obj, const char *key, int *out) {
+bool opt_bool(napi_env env, napi_value obj, const char *key, int *out) {
     napi_value v;
     if (!get_prop(env, obj, key, &v)) return false;
     if (!v) return true;
@@ -508,20 +503,14 @@ static bool opt_bool(napi_env env, napi_value obj, const char *key, int *out) {
     return true;
 }
 
-/* Strings kept alive until the options are consumed (orc_*_new copies them). */
-typedef struct strpool {
-    char **items;
-    size_t n, cap;
-} strpool;
-
-static void pool_free(strpool *p) {
+void pool_free(strpool *p) {
     for (size_t i = 0; i < p->n; i++) free(p->items[i]);
     free(p->items);
     p->items = NULL;
     p->n = p->cap = 0;
 }
 
-static char *pool_str(napi_env env, strpool *p, napi_value v, const char *what) {
+char *pool_str(napi_env env, strpool *p, napi_value v, const char *what) {
     napi_valuetype t;
     size_t len = 0;
     char buf[160];
@@ -547,7 +536,7 @@ static char *pool_str(napi_env env, strpool *p, napi_value v, const char *what) 
     return s;
 }
 
-static bool opt_str(napi_env env, strpool *p, napi_value obj, const char *key, const char **out) {
+bool opt_str(napi_env env, strpool *p, napi_value obj, const char *key, const char **out) {
     napi_value v;
     if (!get_prop(env, obj, key, &v)) return false;
     if (!v) return true;
@@ -555,7 +544,7 @@ static bool opt_str(napi_env env, strpool *p, napi_value obj, const char *key, c
 }
 
 /* A string[] option into a malloc'd pointer array (pool-owned strings). */
-static bool opt_strs(napi_env env, strpool *p, napi_value obj, const char *key, const char ***out, size_t *count) {
+bool opt_strs(napi_env env, strpool *p, napi_value obj, const char *key, const char ***out, size_t *count) {
     napi_value v;
     bool arr = false;
     if (!get_prop(env, obj, key, &v)) return false;
@@ -638,7 +627,7 @@ static bool ws_options(napi_env env, napi_value o, orc_ws_options_t *w) {
 }
 
 /* The runtime for new objects: options.runtime, or the shared one. Returns a reference. */
-static nrt *pick_runtime(napi_env env, napi_value o) {
+nrt *pick_runtime(napi_env env, napi_value o) {
     napi_value v = NULL;
     if (o && !get_prop(env, o, "runtime", &v)) return NULL;
     if (v) {

@@ -12,3 +12,8 @@ declare module 'node:events' {
     emit(event: string | symbol, ...args: any[]): boolean;
   }
 }
+
+declare class AbortSignal {
+  readonly aborted: boolean;
+  readonly reason: any;
+}

@@ -1,7 +1,7 @@
 // Compiled (not run) by the ctest entry node.types: index.d.ts describes what lib/index.js
 // exports. `tsc -p bindings/node/types-test` must pass; the @ts-expect-error lines must fail.
 import { Message, Queue, Priority, codes, OrchestraError, QueueStats, libraryVersion, Server, Client, Runtime,
-  Connection, ServerEvent, ClientState } from '..';
+  Connection, ServerEvent, ClientState, Agent, AgentTask, AgentState, HubError, AuthError } from '..';
 
 const m = new Message('task.stream', {
   source: 'agent-1', priority: Priority.HIGH, ttl: 1000,
@@ -84,3 +84,33 @@ async function websocket(): Promise<void> {
   client.send(42);
 }
 void websocket;
+
+async function agentUsage(): Promise<void> {
+  const agent = new Agent({
+    url: 'ws://127.0.0.1:7420/agent', agentId: 'a1', keyId: 'k1', secret: '00ff',
+    capabilities: ['shell'], metadata: { zone: 'eu' }, maxConcurrency: 2,
+  });
+  agent.on('state', (s: AgentState, reason: string, code: string | null) => undefined);
+  agent.on('error', (e: HubError) => { const c: string = e.code; });
+  agent.on('cancel', (task: AgentTask, reason: string) => undefined);
+  await agent.start();
+  for await (const task of agent.tasks()) {
+    const cmd: string = task.params.command;
+    task.accept();
+    task.stream('line\n');
+    task.stream(new Uint8Array([104, 105]), 'stderr');
+    task.progress(50, 'half');
+    task.on('cancel', (reason: string) => undefined);
+    for await (const text of task.inputs()) { const t: string = text; }
+    const aborted: boolean = task.signal.aborted;
+    task.result({ success: true, result: { exitCode: 0 } });
+    // @ts-expect-error: stream types are named
+    task.stream('x', 'video');
+  }
+  const s: AgentState = agent.state;
+  await agent.close();
+  try { await agent.start(); } catch (e) { if (e instanceof AuthError) { const m: string = e.hubMessage; } }
+  // @ts-expect-error: keyId is required
+  new Agent({ url: 'ws://x/agent', agentId: 'a1', secret: '00' });
+}
+void agentUsage;

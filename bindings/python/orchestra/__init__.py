@@ -1,6 +1,7 @@
-"""liborchestra for Python: messages, codecs, the h2A queue, the router, metrics and WebSocket
-servers and clients on asyncio, through ctypes over the library's C ABI (include/orchestra.h)."""
+"""liborchestra for Python: messages, codecs, the h2A queue, the router, metrics, WebSocket
+servers and clients on asyncio and hub agents, through ctypes over the library's C ABI (include/orchestra.h)."""
 from . import _lib
+from .agent import Agent, AgentState, AgentTask, AuthError, HubError, SyncAgent, SyncTask
 from .errors import (Closed, CryptoError, Failed, Full, InternalError, InvalidArgument,
                      IOFailure, NoMemory, NoSpace, NotFound, OrchestraError, ParseError,
                      StateError, Timeout, TLSError, TooBig, Unsupported, VersionError,
@@ -16,7 +17,8 @@ library_path: str = _lib.path
 library_version: str = _lib.orc_version_string().decode()
 
 __all__ = [
-    "Action", "Cipher", "Client", "ClientState", "Event", "Runtime", "Server", "SlowConsumer", "Closed", "ContentType", "CryptoError", "DropReason", "Failed", "Full",
+    "Action", "Agent", "AgentState", "AgentTask", "AuthError", "HubError", "SyncAgent", "SyncTask",
+    "Cipher", "Client", "ClientState", "Event", "Runtime", "Server", "SlowConsumer", "Closed", "ContentType", "CryptoError", "DropReason", "Failed", "Full",
     "InternalError", "InvalidArgument", "IOFailure", "Message", "Metrics", "NoMemory", "NoSpace",
     "NotFound", "OrchestraError", "ParseError", "Policy", "Priority", "PublishResult", "Queue",
     "Router", "StateError", "Timeout", "TLSError", "TooBig", "Unsupported", "VersionError", "WouldBlock",

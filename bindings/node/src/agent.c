@@ -1,0 +1,547 @@
+/*
+ * Agent over orc_agent_* (the agent side of the hub protocol; the protocol is in the library).
+ * The JavaScript class (an EventEmitter with task objects and an async iterator) is in
+ * lib/index.js; this file exposes plain functions over a tagged external and delivers events.
+ *
+ * Event delivery follows ws.c: the agent is made in callback mode; on_event runs on the I/O
+ * thread, copies the event's fields into one block, appends it to the context's list under a
+ * mutex and, when the list was empty, calls the context's napi_threadsafe_function once. On
+ * the JS thread call_js takes the whole list and calls the dispatch function once per event,
+ * in the library's order. The dispatch function is held weakly unless the agent keeps the
+ * process alive (between start() and its final state), when lib/index.js refs it.
+ *
+ * Lifetime as in ws.c: the context has three owners (the library through user_data_free, the
+ * tsfn through its finalizer, the JS external through its finalizer). orc_agent_free runs on a
+ * JS thread (agentFree, the external's finalizer, or the environment's cleanup, which runs
+ * before ws.c's so the shared runtime outlives every agent).
+ */
+#include "addon.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const napi_type_tag tag_agent = {0x6f72636167656e74ULL, 0x4d1f93b7a2c6e058ULL};
+
+/* The string fields of an event, in the order dispatch receives them. */
+enum { F_TASK_ID, F_TASK_JSON, F_PARAMS_JSON, F_INPUT, F_REASON, F_CODE, F_PAYLOAD_JSON, F_COUNT };
+
+typedef struct aev {
+    struct aev *next;
+    int kind;
+    int state;
+    uint32_t attempt;
+    const char *s[F_COUNT];   /* into data[], NULL when absent */
+    size_t n[F_COUNT];
+    char data[];
+} aev;
+
+typedef struct agent_ctx {
+    pthread_mutex_t lock;
+    int refs;                       /* library + tsfn + JS external */
+    napi_threadsafe_function tsfn;
+    bool tsfn_live;
+    bool scheduled;
+    aev *head, *tail;
+
+    /* JS thread only. */
+    napi_env env;
+    napi_ref dispatch;              /* weak unless refd */
+    bool freed;
+    bool refd;
+    orc_agent_t *agent;
+    nrt *runtime;
+    struct agent_ctx *next_live;
+} agent_ctx;
+
+typedef struct agent_env {
+    agent_ctx *live;
+} agent_env;
+
+static void ctx_unref(agent_ctx *c) {
+    pthread_mutex_lock(&c->lock);
+    int left = --c->refs;
+    pthread_mutex_unlock(&c->lock);
+    if (left == 0) {
+        for (aev *e = c->head, *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+    }
+}
+
+/* I/O thread (or any thread the library calls from): copy and queue the event. */
+static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) {
+    (void)agent;
+    agent_ctx *c = ud;
+    const char *s[F_COUNT];
+    size_t n[F_COUNT], total = 0;
+    s[F_TASK_ID] = orc_agent_event_task_id(ev, &n[F_TASK_ID]);
+    s[F_TASK_JSON] = orc_agent_event_task_json(ev, &n[F_TASK_JSON]);
+    s[F_PARAMS_JSON] = orc_agent_event_params_json(ev, &n[F_PARAMS_JSON]);
+    s[F_INPUT] = orc_agent_event_input(ev, &n[F_INPUT]);
+    s[F_REASON] = orc_agent_event_reason(ev, &n[F_REASON]);
+    s[F_CODE] = orc_agent_event_code(ev, &n[F_CODE]);
+    s[F_PAYLOAD_JSON] = orc_agent_event_payload_json(ev, &n[F_PAYLOAD_JSON]);
+    for (int i = 0; i < F_COUNT; i++)
+        if (s[i]) total += n[i];
+    aev *e = malloc(sizeof *e + total + 1);
+    if (!e) return;   /* out of memory: the event is lost (nothing else can be done here) */
+    e->next = NULL;
+    e->kind = orc_agent_event_kind(ev);
+    e->state = (int)orc_agent_event_state(ev);
+    e->attempt = orc_agent_event_attempt(ev);
+    char *p = e->data;
+    for (int i = 0; i < F_COUNT; i++) {
+        e->s[i] = NULL;
+        e->n[i] = 0;
+        if (!s[i]) continue;
+        if (n[i]) memcpy(p, s[i], n[i]);
+        e->s[i] = p;
+        e->n[i] = n[i];
+        p += n[i];
+    }
+    pthread_mutex_lock(&c->lock);
+    if (!c->tsfn_live) {
+        pthread_mutex_unlock(&c->lock);
+        free(e);
+        return;
+    }
+    if (c->tail) c->tail->next = e;
+    else c->head = e;
+    c->tail = e;
+    if (!c->scheduled &&
+        napi_call_threadsafe_function(c->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok)
+        c->scheduled = true;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The library lets go of user_data (inside orc_agent_free). */
+static void lib_done(void *ud) { ctx_unref(ud); }
+
+/* JS thread: deliver the listed events; dispatch(kind, state, attempt, taskId, taskJson,
+ * paramsJson, input, reason, code, payloadJson), absent strings as null. */
+static void call_js(napi_env env, napi_value unused_fn, void *context, void *data) {
+    (void)unused_fn;
+    (void)data;
+    agent_ctx *c = context;
+    pthread_mutex_lock(&c->lock);
+    aev *list = c->head;
+    c->head = c->tail = NULL;
+    c->scheduled = false;
+    pthread_mutex_unlock(&c->lock);
+    napi_value fn = NULL, undef;
+    if (env) {
+        if (c->dispatch && napi_get_reference_value(env, c->dispatch, &fn) != napi_ok) fn = NULL;
+        napi_get_undefined(env, &undef);
+    }
+    for (aev *e = list, *n; e; e = n) {
+        n = e->next;
+        napi_handle_scope hs;
+        if (fn && napi_open_handle_scope(env, &hs) == napi_ok) {
+            napi_value argv[3 + F_COUNT], result;
+            bool ok = napi_create_int32(env, e->kind, &argv[0]) == napi_ok &&
+                      napi_create_int32(env, e->state, &argv[1]) == napi_ok &&
+                      napi_create_uint32(env, e->attempt, &argv[2]) == napi_ok;
+            for (int i = 0; ok && i < F_COUNT; i++) {
+                if (e->s[i]) ok = napi_create_string_utf8(env, e->n[i] ? e->s[i] : "", e->n[i], &argv[3 + i]) == napi_ok;
+                else ok = napi_get_null(env, &argv[3 + i]) == napi_ok;
+            }
+            if (ok && napi_call_function(env, undef, fn, 3 + F_COUNT, argv, &result) != napi_ok) {
+                bool pending = false;
+                napi_is_exception_pending(env, &pending);
+                if (pending) {   /* a throwing listener is an uncaught exception, as for any event */
+                    napi_value exc;
+                    napi_get_and_clear_last_exception(env, &exc);
+                    napi_fatal_exception(env, exc);
+                }
+            }
+            napi_close_handle_scope(env, hs);
+        }
+        free(e);
+    }
+}
+
+static void tsfn_finalize(napi_env env, void *data, void *hint) {
+    (void)env;
+    (void)hint;
+    agent_ctx *c = data;
+    pthread_mutex_lock(&c->lock);
+    c->tsfn_live = false;
+    pthread_mutex_unlock(&c->lock);
+    ctx_unref(c);
+}
+
+static agent_env *agent_env_of(napi_env env) {
+    orc_node_env *d = orc_node_env_get(env);
+    return d ? d->agents : NULL;
+}
+
+/* JS thread: free the library object (idempotent); events still listed are dropped. */
+static void agent_ctx_free(napi_env env, agent_ctx *c) {
+    if (c->freed) return;
+    c->freed = true;
+    agent_env *ae = agent_env_of(env);
+    if (ae) {
+        for (agent_ctx **pp = &ae->live; *pp; pp = &(*pp)->next_live)
+            if (*pp == c) {
+                *pp = c->next_live;
+                break;
+            }
+    }
+    if (c->agent) orc_agent_free(c->agent);   /* calls lib_done before it returns */
+    c->agent = NULL;
+    pthread_mutex_lock(&c->lock);
+    if (c->tsfn_live) {
+        c->tsfn_live = false;
+        napi_release_threadsafe_function(c->tsfn, napi_tsfn_release);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (c->dispatch) napi_delete_reference(env, c->dispatch);
+    c->dispatch = NULL;
+    nrt_release(c->runtime);
+    c->runtime = NULL;
+}
+
+static void ext_finalize(napi_env env, void *data, void *hint) {
+    (void)hint;
+    agent_ctx *c = data;
+    agent_ctx_free(env, c);
+    ctx_unref(c);
+}
+
+static void agent_env_cleanup(void *arg) {
+    orc_node_env *d = arg;
+    agent_env *ae = d->agents;
+    if (!ae) return;
+    while (ae->live) agent_ctx_free(d->env, ae->live);
+    d->agents = NULL;
+    free(ae);
+}
+
+/* ----------------------------------------------------------------------- arguments */
+
+static agent_ctx *get_agent(napi_env env, napi_value v, bool live) {
+    agent_ctx *c = unwrap_ext(env, v, &tag_agent, "Agent");
+    if (c && live && c->freed) {
+        orc_node_throw_msg(env, ORC_ECLOSED, false, "the agent was freed");
+        return NULL;
+    }
+    return c;
+}
+
+/* A string argument into the pool; NULL with an exception when it is not a string (or holds
+ * NUL). With `optional`, undefined/null give NULL without an exception (*absent set). */
+static const char *arg_str(napi_env env, strpool *p, napi_value v, const char *what, bool optional, bool *absent) {
+    if (absent) *absent = false;
+    if (optional && orc_node_is_nullish(env, v)) {
+        if (absent) *absent = true;
+        return NULL;
+    }
+    return pool_str(env, p, v, what);
+}
+
+static bool arg_attempt(napi_env env, napi_value v, uint32_t *out) {
+    int64_t x;
+    if (!orc_node_get_int64(env, v, "attempt", &x)) return false;
+    if (x < 1 || x > UINT32_MAX) {
+        orc_node_throw_msg(env, ORC_EINVAL, false, "attempt must be 1..4294967295");
+        return false;
+    }
+    *out = (uint32_t)x;
+    return true;
+}
+
+/* ----------------------------------------------------------------------------- new */
+
+/* agentNew(options, dispatch) -> external. options: url, agentId, keyId, secret (bytes), name,
+ * version, capabilities, metadataJson, maxConcurrency, requestTimeout, connectTimeout,
+ * reconnectInitialDelay, reconnectMaxDelay (ms), tlsCa, tlsVerify, runtime. */
+static napi_value agent_new(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    napi_valuetype t = napi_undefined;
+    if (argc >= 1) napi_typeof(env, argv[0], &t);
+    if (t != napi_object) return orc_node_throw_msg(env, ORC_EINVAL, true, "Agent options must be an object");
+    if (argc < 2 || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function)
+        return orc_node_throw_msg(env, ORC_EINVAL, true, "dispatch must be a function");
+    napi_value o = argv[0];
+    orc_agent_options_t ao;
+    orc_agent_options_init(&ao);
+    strpool pool = {0};
+    int64_t x;
+    bool has;
+    char stack[256];
+    orc_node_bytes secret = {0};
+    napi_value sv;
+    bool ok = opt_str(env, &pool, o, "url", &ao.url) &&
+              opt_str(env, &pool, o, "agentId", &ao.agent_id) &&
+              opt_str(env, &pool, o, "keyId", &ao.key_id) &&
+              opt_str(env, &pool, o, "name", &ao.name) &&
+              opt_str(env, &pool, o, "version", &ao.version) &&
+              opt_strs(env, &pool, o, "capabilities", (const char ***)&ao.capabilities, &ao.capabilities_count) &&
+              opt_str(env, &pool, o, "metadataJson", &ao.metadata_json) &&
+              opt_num(env, o, "maxConcurrency", 1, UINT32_MAX, &x, &has) && ((has && (ao.max_concurrency = (uint32_t)x)) || true) &&
+              opt_num(env, o, "requestTimeout", 1, UINT32_MAX, &x, &has) && ((has && (ao.request_timeout_ms = (uint32_t)x)) || true) &&
+              opt_num(env, o, "connectTimeout", 1, UINT32_MAX, &x, &has) && ((has && (ao.connect_timeout_ms = (uint32_t)x)) || true) &&
+              opt_num(env, o, "reconnectInitialDelay", 1, UINT32_MAX, &x, &has) && ((has && (ao.reconnect_initial_delay_ms = (uint32_t)x)) || true) &&
+              opt_num(env, o, "reconnectMaxDelay", 1, UINT32_MAX, &x, &has) && ((has && (ao.reconnect_max_delay_ms = (uint32_t)x)) || true) &&
+              opt_str(env, &pool, o, "tlsCa", &ao.tls_ca_file) &&
+              opt_bool(env, o, "tlsVerify", &ao.tls_verify) &&
+              get_prop(env, o, "secret", &sv);
+    if (ok && sv) {
+        ok = orc_node_get_bytes(env, sv, "secret", false, stack, sizeof stack, &secret);
+        ao.secret = (const uint8_t *)secret.ptr;
+        ao.secret_len = secret.len;
+    }
+    nrt *r = ok ? pick_runtime(env, o) : NULL;
+    if (!r) {
+        free(secret.heap);
+        pool_free(&pool);
+        return NULL;
+    }
+    agent_ctx *c = calloc(1, sizeof *c);
+    napi_value name;
+    if (!c) {
+        nrt_release(r);
+        free(secret.heap);
+        pool_free(&pool);
+        return orc_node_throw_msg(env, ORC_ENOMEM, false, "out of memory");
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    c->env = env;
+    c->runtime = r;
+    c->refs = 2;   /* JS external + tsfn; the library's is added below */
+    if (napi_create_string_utf8(env, "orchestra.Agent", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+        napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, c, tsfn_finalize, c, call_js, &c->tsfn) != napi_ok) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        nrt_release(r);
+        free(secret.heap);
+        pool_free(&pool);
+        orc_node_throw_napi(env, "napi_create_threadsafe_function");
+        return NULL;
+    }
+    c->tsfn_live = true;
+    napi_unref_threadsafe_function(env, c->tsfn);
+    if (napi_create_reference(env, argv[1], 0, &c->dispatch) != napi_ok) c->dispatch = NULL;
+    ao.on_event = on_event;
+    ao.user_data = c;
+    ao.user_data_free = lib_done;
+    c->refs++;   /* the library's, dropped by user_data_free (a failed new does not call it) */
+    int rc = orc_agent_new(r->rt, &ao, &c->agent);
+    free(secret.heap);
+    pool_free(&pool);
+    if (rc != ORC_OK) {
+        c->refs--;
+        orc_node_throw(env, rc);
+        c->agent = NULL;
+        agent_ctx_free(env, c);   /* releases the tsfn (its finalizer drops one) */
+        ctx_unref(c);             /* the JS side's */
+        return NULL;
+    }
+    napi_value v;
+    if (napi_create_external(env, c, ext_finalize, NULL, &v) != napi_ok ||
+        napi_type_tag_object(env, v, &tag_agent) != napi_ok) {
+        orc_node_throw_napi(env, "napi_create_external");
+        return NULL;
+    }
+    agent_env *ae = agent_env_of(env);
+    if (ae) {
+        c->next_live = ae->live;
+        ae->live = c;
+    }
+    return v;
+}
+
+/* ------------------------------------------------------------------------- actions */
+
+#define AGENT_FN(fname, nargs, body)                                                 \
+    static napi_value fname(napi_env env, napi_callback_info info) {                 \
+        size_t argc = nargs;                                                         \
+        napi_value argv[nargs];                                                      \
+        NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));        \
+        for (size_t i = argc; i < nargs; i++) napi_get_undefined(env, &argv[i]);     \
+        agent_ctx *c = get_agent(env, argv[0], true);                                \
+        if (!c) return NULL;                                                         \
+        int rc;                                                                      \
+        body                                                                         \
+        return rc < 0 ? orc_node_throw(env, rc) : NULL;                              \
+    }
+
+/* Task actions: (h, taskId, attempt, ...). */
+#define TASK_FN(fname, nargs, body)                                                  \
+    AGENT_FN(fname, nargs, {                                                         \
+        strpool pool = {0};                                                          \
+        uint32_t attempt;                                                            \
+        const char *task_id = arg_str(env, &pool, argv[1], "taskId", false, NULL);   \
+        if (!task_id || !arg_attempt(env, argv[2], &attempt)) {                      \
+            pool_free(&pool);                                                        \
+            return NULL;                                                             \
+        }                                                                            \
+        body                                                                         \
+        pool_free(&pool);                                                            \
+    })
+
+AGENT_FN(agent_start, 1, { rc = orc_agent_start(c->agent); })
+
+AGENT_FN(agent_close, 1, { rc = orc_agent_close(c->agent); })
+
+TASK_FN(agent_accept, 3, { rc = orc_agent_accept(c->agent, task_id, attempt); })
+
+TASK_FN(agent_reject, 4, {
+    bool absent;
+    const char *reason = arg_str(env, &pool, argv[3], "reason", true, &absent);
+    if (!reason && !absent) {
+        pool_free(&pool);
+        return NULL;
+    }
+    rc = orc_agent_reject(c->agent, task_id, attempt, reason);
+})
+
+TASK_FN(agent_progress, 5, {
+    bool absent;
+    double percent;
+    napi_valuetype t;
+    if (napi_typeof(env, argv[3], &t) != napi_ok || t != napi_number ||
+        napi_get_value_double(env, argv[3], &percent) != napi_ok) {
+        pool_free(&pool);
+        return orc_node_throw_msg(env, ORC_EINVAL, true, "percent must be a number 0..100");
+    }
+    const char *step = arg_str(env, &pool, argv[4], "step", true, &absent);
+    if (!step && !absent) {
+        pool_free(&pool);
+        return NULL;
+    }
+    rc = orc_agent_progress(c->agent, task_id, attempt, percent, step);
+})
+
+TASK_FN(agent_stream, 5, {
+    const char *type = arg_str(env, &pool, argv[3], "type", false, NULL);
+    char stack[4096];
+    orc_node_bytes b;
+    if (!type || !orc_node_get_bytes(env, argv[4], "data", false, stack, sizeof stack, &b)) {
+        pool_free(&pool);
+        return NULL;
+    }
+    rc = orc_agent_stream(c->agent, task_id, attempt, type, (const uint8_t *)b.ptr, b.len);
+    free(b.heap);
+})
+
+/* (h, taskId, attempt, success, resultJson|null, error|null) */
+TASK_FN(agent_result, 6, {
+    bool success = false;
+    bool a1 = false;
+    bool a2 = false;
+    napi_valuetype t;
+    if (napi_typeof(env, argv[3], &t) != napi_ok || t != napi_boolean || napi_get_value_bool(env, argv[3], &success) != napi_ok) {
+        pool_free(&pool);
+        return orc_node_throw_msg(env, ORC_EINVAL, true, "success must be a boolean");
+    }
+    const char *result_json = arg_str(env, &pool, argv[4], "result", true, &a1);
+    const char *error = result_json || a1 ? arg_str(env, &pool, argv[5], "error", true, &a2) : NULL;
+    if ((!result_json && !a1) || (!error && !a2)) {
+        pool_free(&pool);
+        return NULL;
+    }
+    rc = orc_agent_result(c->agent, task_id, attempt, success ? 1 : 0, result_json, error);
+})
+
+/* (h, taskId, attempt, type, content, detailsJson|null) */
+TASK_FN(agent_worker_output, 6, {
+    bool absent;
+    const char *type = arg_str(env, &pool, argv[3], "type", false, NULL);
+    const char *content = type ? arg_str(env, &pool, argv[4], "content", false, NULL) : NULL;
+    const char *details = content ? arg_str(env, &pool, argv[5], "details", true, &absent) : NULL;
+    if (!content || (!details && !absent)) {
+        pool_free(&pool);
+        return NULL;
+    }
+    rc = orc_agent_worker_output(c->agent, task_id, attempt, type, content, details);
+})
+
+/* (h, taskId, attempt, status, message|null) */
+TASK_FN(agent_worker_status, 5, {
+    bool absent;
+    const char *status = arg_str(env, &pool, argv[3], "status", false, NULL);
+    const char *message = status ? arg_str(env, &pool, argv[4], "message", true, &absent) : NULL;
+    if (!status || (!message && !absent)) {
+        pool_free(&pool);
+        return NULL;
+    }
+    rc = orc_agent_worker_status(c->agent, task_id, attempt, status, message);
+})
+
+static napi_value agent_state(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], v;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    agent_ctx *c = get_agent(env, argc ? argv[0] : NULL, false);
+    if (!c) return NULL;
+    NAPI_CALL(env, napi_create_int32(env, c->agent ? (int)orc_agent_state(c->agent) : ORC_AGENT_CLOSED, &v));
+    return v;
+}
+
+static napi_value agent_free_js(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    agent_ctx *c = get_agent(env, argc ? argv[0] : NULL, false);
+    if (!c) return NULL;
+    agent_ctx_free(env, c);
+    return NULL;
+}
+
+/* agentSetRef(h, bool): whether the agent keeps the process alive (and its dispatch function,
+ * which holds the Agent object, from the garbage collector). */
+static napi_value agent_set_ref(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    agent_ctx *c = get_agent(env, argc ? argv[0] : NULL, false);
+    if (!c) return NULL;
+    bool want = false;
+    if (argc >= 2) napi_get_value_bool(env, argv[1], &want);
+    pthread_mutex_lock(&c->lock);
+    bool live = c->tsfn_live;
+    pthread_mutex_unlock(&c->lock);
+    if (live && want != c->refd) {
+        uint32_t count;
+        if (want) {
+            napi_ref_threadsafe_function(env, c->tsfn);
+            if (c->dispatch) napi_reference_ref(env, c->dispatch, &count);
+        } else {
+            napi_unref_threadsafe_function(env, c->tsfn);
+            if (c->dispatch) napi_reference_unref(env, c->dispatch, &count);
+        }
+        c->refd = want;
+    }
+    return NULL;
+}
+
+/* ----------------------------------------------------------------------------- init */
+
+#define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
+
+napi_value orc_node_init_agent(napi_env env, napi_value exports, orc_node_env *d) {
+    agent_env *ae = calloc(1, sizeof *ae);
+    if (!ae) return orc_node_throw_msg(env, ORC_ENOMEM, false, "out of memory");
+    d->agents = ae;
+    NAPI_CALL(env, napi_add_env_cleanup_hook(env, agent_env_cleanup, d));
+    napi_property_descriptor fns[] = {
+        FN("agentNew", agent_new), FN("agentStart", agent_start), FN("agentState", agent_state),
+        FN("agentClose", agent_close), FN("agentFree", agent_free_js), FN("agentSetRef", agent_set_ref),
+        FN("accept", agent_accept), FN("reject", agent_reject), FN("progress", agent_progress),
+        FN("stream", agent_stream), FN("result", agent_result), FN("workerOutput", agent_worker_output),
+        FN("workerStatus", agent_worker_status),
+    };
+    napi_value a;
+    NAPI_CALL(env, napi_create_object(env, &a));
+    NAPI_CALL(env, napi_define_properties(env, a, sizeof fns / sizeof fns[0], fns));
+    NAPI_CALL(env, napi_set_named_property(env, exports, "_agent", a));
+    return exports;
+}

@@ -1,0 +1,331 @@
+'use strict';
+// Agent against a hub played by node `ws` (Debian node-ws) on 127.0.0.1: the peer checks the
+// agent.register signature as docs/protocol.md defines it, answers agent.registered (or
+// AUTH_001), assigns tasks and reads what the agent sends back. Every test has a time limit;
+// no assertion is about speed.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const { once } = require('node:events');
+
+const orc = require('../lib/index.js');
+const { Agent, AuthError, HubError } = orc;
+const { WebSocketServer } = require('/usr/share/nodejs/ws');
+
+const T = { timeout: 20000 };
+const SECRET = Buffer.from(Array.from({ length: 32 }, (_, i) => i + 1));
+
+function envelope(type, payload, correlationId) {
+  const env = { id: crypto.randomUUID(), type, version: '1.0', timestamp: Date.now(), payload };
+  if (correlationId) env.correlationId = correlationId;
+  return JSON.stringify(env);
+}
+
+/** A FIFO whose get() waits. */
+class Inbox {
+  constructor() { this.items = []; this.waiters = []; }
+  put(v) { const w = this.waiters.shift(); if (w) w(v); else this.items.push(v); }
+  get() { return this.items.length ? Promise.resolve(this.items.shift()) : new Promise((r) => this.waiters.push(r)); }
+}
+
+/** The hub side of /agent, just enough: one agent connection at a time. */
+class FakeHub {
+  constructor(keys) {
+    this.keys = keys;
+    this.registrations = [];
+    this.inbox = new Inbox();     // envelopes after the registration, heartbeats apart
+    this.closed = new Inbox();    // close codes of agent connections, in order
+    this.registered = new Inbox();
+    this.ws = null;
+    this.path = null;
+    this.assignedOnRegister = null;   // null: every inFlight task stays the agent's
+  }
+
+  async listen() {
+    this.wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    this.wss.on('connection', (ws, req) => this.handle(ws, req));
+    await once(this.wss, 'listening');
+    this.url = `ws://127.0.0.1:${this.wss.address().port}/agent`;
+    return this;
+  }
+
+  close() {
+    for (const c of this.wss.clients) c.terminate();
+    return new Promise((resolve) => this.wss.close(resolve));
+  }
+
+  checkSignature(p) {
+    const key = this.keys[p.keyId];
+    if (!key) return 'unknown key';
+    const expected = crypto.createHmac('sha256', key).update(`${p.agentId}\n${p.timestamp}\n${p.nonce}`).digest('hex');
+    const got = Buffer.from(String(p.signature ?? ''));
+    if (got.length !== expected.length || !crypto.timingSafeEqual(got, Buffer.from(expected))) return 'bad signature';
+    if (Math.abs(p.timestamp - Date.now()) > 300000) return 'stale timestamp';
+    return null;
+  }
+
+  handle(ws, req) {
+    this.path = req.url;
+    let first = true;
+    ws.on('close', (code) => this.closed.put(code));
+    ws.on('message', (data) => {
+      const env = JSON.parse(data.toString());
+      if (first) {
+        first = false;
+        assert.equal(env.type, 'agent.register');
+        const p = env.payload;
+        this.registrations.push(p);
+        const problem = this.checkSignature(p);
+        if (problem) {
+          ws.send(envelope('error', { code: 'AUTH_001', message: problem, timestamp: Date.now() }, env.id));
+          ws.close(1008, 'AUTH_001');
+          return;
+        }
+        const inFlight = (p.inFlight ?? []).map((t) => t.taskId);
+        ws.send(envelope('agent.registered', {
+          success: true, agentId: p.agentId, protocol: 1, heartbeatIntervalMs: 60000, leaseMs: 15000,
+          assignedTasks: this.assignedOnRegister ?? inFlight,
+        }, env.id));
+        this.ws = ws;
+        this.registered.put(p);
+        return;
+      }
+      if (env.type !== 'agent.heartbeat') this.inbox.put(env);
+    });
+  }
+
+  send(type, payload, correlationId) {
+    this.ws.send(envelope(type, payload, correlationId));
+  }
+
+  assign(taskId, attempt = 1, parameters = { command: 'echo hi' }, task = {}) {
+    this.send('task.assign', { taskId, attempt, agentId: 'a1', task: { type: 'shell', ...task, parameters } });
+  }
+
+  async next(type) {
+    const env = await this.inbox.get();
+    if (type) assert.equal(env.type, type, JSON.stringify(env));
+    return env;
+  }
+}
+
+function makeAgent(url, extra = {}) {
+  return new Agent({
+    url, agentId: 'a1', keyId: 'k1', secret: SECRET.toString('hex'),
+    capabilities: ['shell', 'python'], name: 'builder-1', version: '1.2.0', metadata: { zone: 'eu' },
+    maxConcurrency: 4, reconnectInitialDelay: 20, reconnectMaxDelay: 100, ...extra,
+  });
+}
+
+function throwsCode(fn, code) {
+  assert.throws(fn, (e) => {
+    assert.equal(e.code, code, e.message);
+    return true;
+  });
+}
+
+test('registers with a valid signature and runs a task', T, async () => {
+  const hub = await new FakeHub({ k1: SECRET }).listen();
+  const agent = makeAgent(hub.url);
+  const states = [];
+  agent.on('state', (s) => states.push(s));
+  const errors = [];
+  agent.on('error', (e) => errors.push(e));
+  assert.equal(agent.state, 'connecting');
+  assert.equal(await agent.start(), agent);
+  assert.equal(agent.state, 'registered');
+  assert.deepEqual(states, ['registered']);
+  assert.equal(hub.path, '/agent');
+  const reg = hub.registrations[0];
+  assert.equal(hub.checkSignature(reg), null);
+  assert.deepEqual([reg.agentId, reg.keyId, reg.name, reg.version], ['a1', 'k1', 'builder-1', '1.2.0']);
+  assert.deepEqual(reg.capabilities, ['shell', 'python']);
+  assert.deepEqual(reg.metadata, { zone: 'eu' });
+  assert.equal(reg.maxConcurrency, 4);
+  assert.match(reg.nonce, /^[0-9a-f]{16,}$/);
+
+  const seen = [];
+  agent.on('task', (t) => seen.push(t.id));
+  hub.assign('t1', 1, { command: 'echo hi', env: { A: '1' } }, { tool: 'custom' });
+  const tasks = agent.tasks();
+  const { value: task } = await tasks.next();
+  assert.deepEqual(seen, ['t1']);
+  assert.equal(task.id, 't1');
+  assert.equal(task.attempt, 1);
+  assert.deepEqual(task.params, { command: 'echo hi', env: { A: '1' } });
+  assert.equal(task.task.tool, 'custom');
+  assert.equal(task.payload.agentId, 'a1');
+  assert.equal(task.cancelled, false);
+
+  task.accept();
+  assert.deepEqual((await hub.next('task.accepted')).payload, { taskId: 't1', attempt: 1 });
+  const chunks = ['line 1\n', 'é✓🎵\n', Buffer.from('bytes line\n'), ''];
+  for (const c of chunks) task.stream(c);
+  task.stream('warning\n', 'stderr');
+  task.progress(50, 'half way');
+  task.progress(100);
+  throwsCode(() => task.progress(150), 'ORC_EINVAL');
+  throwsCode(() => task.progress('50'), 'ORC_EINVAL');
+  throwsCode(() => task.stream('x', 'video'), 'ORC_EINVAL');
+  throwsCode(() => task.stream(Buffer.from([0xff, 0xfe])), 'ORC_EINVAL');
+  throwsCode(() => task.stream(42), 'ORC_EINVAL');
+  throwsCode(() => task.result({ success: 'yes' }), 'ORC_EINVAL');
+  throwsCode(() => task.result({ result: () => 1 }), 'ORC_EINVAL');
+  task.result({ result: { exitCode: 0, lines: 3 } });
+  assert.equal(task.done, true);
+
+  const got = [];
+  for (let i = 0; i < 8; i++) got.push(await hub.next());
+  assert.deepEqual(got.map((e) => e.type), [...Array(5).fill('task.stream'), 'task.progress', 'task.progress', 'task.result']);
+  const streams = got.slice(0, 5).map((e) => e.payload);
+  assert.deepEqual(streams.map((s) => s.seq), [0, 1, 2, 3, 4]);
+  assert.deepEqual(streams.map((s) => s.data), ['line 1\n', 'é✓🎵\n', 'bytes line\n', '', 'warning\n']);
+  assert.deepEqual(streams.map((s) => s.type), ['stdout', 'stdout', 'stdout', 'stdout', 'stderr']);
+  assert.ok(streams.every((s) => s.taskId === 't1' && s.attempt === 1));
+  assert.equal(got[5].payload.progress, 50);
+  assert.equal(got[5].payload.currentStep, 'half way');
+  assert.equal(got[6].payload.currentStep, undefined);
+  const result = got[7].payload;
+  assert.equal(result.success, true);
+  assert.deepEqual(result.result, { exitCode: 0, lines: 3 });
+  assert.ok(Number.isInteger(result.duration) && result.duration >= 0);
+  throwsCode(() => task.stream('late'), 'ORC_ENOTFOUND');
+
+  // An error the hub answers to one of the agent's messages reaches 'error'.
+  hub.assign('t2', 1);
+  const { value: t2 } = await tasks.next();
+  t2.progress(10);
+  const prog = await hub.next('task.progress');
+  const errored = once(agent, 'error');
+  hub.send('error', { code: 'PARAM_001', message: 'task.progress: no', details: { field: 'progress' }, timestamp: Date.now() }, prog.id);
+  const [err] = await errored;
+  assert.ok(err instanceof HubError);
+  assert.equal(err.code, 'PARAM_001');
+  assert.equal(err.hubMessage, 'task.progress: no');
+  assert.equal(err.taskId, 't2');
+  assert.deepEqual(err.payload.details, { field: 'progress' });
+
+  const closing = once(agent, 'close');
+  await agent.close();
+  await closing;
+  assert.equal(await hub.closed.get(), 1000);
+  assert.deepEqual(await tasks.next(), { value: undefined, done: true });
+  throwsCode(() => t2.accept(), 'ORC_ECLOSED');
+  assert.equal(states.at(-1), 'closed');
+  await hub.close();
+});
+
+test('cancel and input reach the task; reject', T, async () => {
+  const hub = await new FakeHub({ k1: SECRET }).listen();
+  const agent = makeAgent(hub.url);
+  await agent.start();
+  const tasks = agent.tasks();
+  hub.assign('t9', 2);
+  const { value: task } = await tasks.next();
+  task.accept();
+  await hub.next('task.accepted');
+  const heard = [];
+  agent.on('input', (t, text) => heard.push([t.id, text]));
+  hub.send('worker.input', { agentId: 'a1', taskId: 't9', input: 'yes' });
+  hub.send('worker.input', { agentId: 'a1', taskId: 't9', input: { k: [1] } });
+  const inputs = task.inputs();
+  assert.equal((await inputs.next()).value, 'yes');
+  assert.deepEqual(JSON.parse((await inputs.next()).value), { k: [1] });
+  assert.deepEqual(heard.map((h) => h[0]), ['t9', 't9']);
+
+  const cancelled = once(task, 'cancel');
+  const agentCancel = once(agent, 'cancel');
+  hub.send('task.cancel', { taskId: 't9', attempt: 2 });
+  const [reason] = await cancelled;
+  assert.ok(reason);
+  assert.equal((await agentCancel)[0], task);
+  assert.equal(task.cancelled, true);
+  assert.equal(task.signal.aborted, true);
+  assert.equal(task.done, true);
+  assert.deepEqual(await inputs.next(), { value: undefined, done: true });
+  throwsCode(() => task.result({ success: false, error: 'too late' }), 'ORC_ENOTFOUND');
+
+  hub.assign('t10', 1);
+  const { value: t10 } = await tasks.next();
+  t10.reject('busy');
+  assert.deepEqual((await hub.next('task.rejected')).payload, { taskId: 't10', attempt: 1, reason: 'busy' });
+
+  // A cancel for another attempt is not this one's.
+  hub.assign('t9', 3);
+  const { value: t3 } = await tasks.next();
+  hub.send('task.cancel', { taskId: 't9', attempt: 2 });
+  t3.result({ success: false, error: 'exit 2' });
+  const res = (await hub.next('task.result')).payload;
+  assert.deepEqual([res.attempt, res.success, res.error], [3, false, 'exit 2']);
+  assert.equal(t3.cancelled, false);
+  await agent.close();
+  await hub.close();
+});
+
+test('reconnects listing the tasks in flight; a re-assigned task is cancelled', T, async () => {
+  const hub = await new FakeHub({ k1: SECRET }).listen();
+  const agent = makeAgent(hub.url);
+  await agent.start();
+  await hub.registered.get();
+  const tasks = agent.tasks();
+  hub.assign('keep', 1);
+  hub.assign('lose', 1);
+  const keep = (await tasks.next()).value;
+  const lose = (await tasks.next()).value;
+  hub.assignedOnRegister = ['keep'];
+  const lost = once(lose, 'cancel');
+  hub.ws.close(1001, 'hub restarting');
+  assert.equal(await hub.closed.get(), 1001);
+  const reg = await hub.registered.get();
+  assert.deepEqual(reg.inFlight.map((t) => t.taskId).sort(), ['keep', 'lose']);
+  assert.equal(hub.checkSignature(reg), null);
+  assert.notEqual(reg.nonce, hub.registrations[0].nonce);
+  const [reason] = await lost;
+  assert.match(reason, /re-assigned/);
+  assert.equal(keep.cancelled, false);
+  keep.result();
+  assert.equal((await hub.next('task.result')).payload.taskId, 'keep');
+  await agent.close();
+  await hub.close();
+});
+
+test('a refused registration rejects start() with AuthError', T, async () => {
+  const hub = await new FakeHub({ k1: Buffer.from('another secret') }).listen();
+  const agent = makeAgent(hub.url);
+  await assert.rejects(agent.start(), (e) => {
+    assert.ok(e instanceof AuthError);
+    assert.equal(e.code, 'AUTH_001');
+    assert.match(e.message, /bad signature/);
+    return true;
+  });
+  assert.equal(agent.state, 'failed');
+  assert.equal(await hub.closed.get(), 1008);
+  await assert.rejects(agent.tasks().next(), AuthError);
+  assert.equal(hub.registrations.length, 1);
+  await agent.close();
+  assert.equal(agent.state, 'closed');
+  await hub.close();
+});
+
+test('argument errors', T, async () => {
+  const url = 'ws://127.0.0.1:1/agent';
+  const base = { url, agentId: 'a1', keyId: 'k1', secret: SECRET };
+  throwsCode(() => new Agent(), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, secret: 'not hex' }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, secret: 'abc' }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, secret: Buffer.alloc(0) }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, secret: 42 }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, capabilities: 'shell' }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, capabilities: ['shell', 7] }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, maxConcurrency: 0 }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, url: 'http://127.0.0.1:1/agent' }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, agentId: '' }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, keyId: undefined }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, metadata: [1] }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, url: 'wss://127.0.0.1:1/agent', tlsCa: '/nonexistent/ca.pem' }), 'ORC_EIO');
+  const a = new Agent({ ...base, secret: '0A0b' });
+  assert.equal(a.state, 'connecting');
+  await a.close();
+  assert.equal(a.state, 'closed');
+  await assert.rejects(a.start(), (e) => e.code === 'ORC_ECLOSED');
+});

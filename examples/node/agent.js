@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+'use strict';
+// An orchestra agent that runs shell commands.
+//
+//   ORC_AGENT_ID=a1 ORC_KEY_ID=k1 ORC_AGENT_SECRET=<hex from `orchestra-hub key add`> \
+//     node examples/node/agent.js
+//
+// For each task it runs task.params.command in a shell, streams every stdout and stderr line,
+// reports progress, and sends the result { exitCode }. A cancelled task's process is killed
+// (task.signal). Environment: ORC_HUB_URL (default ws://127.0.0.1:7420), ORC_AGENT_ID,
+// ORC_KEY_ID, ORC_AGENT_SECRET; ORC_MAX_CONCURRENCY (default 4). The package is loaded from
+// this repository; in your project, require('orchestra').
+const { spawn } = require('node:child_process');
+const readline = require('node:readline');
+const { Agent } = require('../../bindings/node/lib/index.js');
+
+function run(task) {
+  const { command } = task.params;
+  if (typeof command !== 'string') {
+    task.reject('parameters.command must be a string');
+    return;
+  }
+  task.accept();
+  task.progress(0, `running ${command}`);
+  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], signal: task.signal });
+  child.on('error', () => {});     // an abort (cancel) kills the process; nothing to report
+  for (const [stream, type] of [[child.stdout, 'stdout'], [child.stderr, 'stderr']]) {
+    readline.createInterface({ input: stream, crlfDelay: Infinity })
+      .on('line', (line) => { if (!task.done) task.stream(`${line}\n`, type); });
+  }
+  child.on('close', (code, signal) => {
+    if (task.cancelled) {
+      console.log(`task ${task.id}: cancelled (${task.cancelReason})`);
+      return;
+    }
+    const exitCode = code ?? 128;
+    task.progress(100, 'done');
+    task.result({ success: exitCode === 0, result: { exitCode }, error: exitCode === 0 ? undefined : `exit code ${exitCode}${signal ? ` (${signal})` : ''}` });
+    console.log(`task ${task.id}: exit code ${exitCode}`);
+  });
+}
+
+async function main() {
+  const url = `${(process.env.ORC_HUB_URL ?? 'ws://127.0.0.1:7420').replace(/\/$/, '')}/agent`;
+  const agent = new Agent({
+    url,
+    agentId: process.env.ORC_AGENT_ID,
+    keyId: process.env.ORC_KEY_ID,
+    secret: process.env.ORC_AGENT_SECRET,
+    capabilities: ['shell'],
+    maxConcurrency: Number(process.env.ORC_MAX_CONCURRENCY ?? 4),
+  });
+  agent.on('state', (state, reason) => console.log(`agent: ${state}${reason ? ` (${reason})` : ''}`));
+  process.once('SIGINT', () => agent.close());
+  await agent.start();
+  for await (const task of agent.tasks()) run(task);
+}
+
+main().catch((e) => {
+  console.error(e.message);
+  process.exit(1);
+});
