@@ -252,9 +252,9 @@ class Agents:
         self.procs = {}
 
     def start(self, lang, agent_id, key_id, secret, capabilities=("shell",), max_concurrency=4):
-        env = dict(os.environ, ORC_HUB_URL=f"{self.hub.url}/agent", ORC_AGENT_ID=agent_id, ORC_KEY_ID=key_id,
+        env = dict(os.environ, ORC_HUB_URL=self.hub.url, ORC_AGENT_ID=agent_id, ORC_KEY_ID=key_id,
                    ORC_AGENT_SECRET=secret, ORC_AGENT_CAPABILITIES=",".join(capabilities),
-                   ORC_AGENT_MAX_CONCURRENCY=str(max_concurrency),
+                   ORC_MAX_CONCURRENCY=str(max_concurrency),
                    PYTHONPATH=os.path.join(ROOT, "bindings", "python"), ORCHESTRA_LIBRARY=os.path.join(BUILD, "liborchestra.so"),
                    ORCHESTRA_NODE_ADDON=os.path.join(BUILD, "orchestra.node"))
         if lang == "c":

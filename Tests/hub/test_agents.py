@@ -21,7 +21,7 @@ def assigned_agents(hub):
     return out
 
 
-async def start_three(hub, agents, strategy, caps=None, max_concurrency=200):
+async def start_three(hub, agents, strategy, caps=None, max_concurrency=64):
     hub.start("--strategy", strategy, "--rate-limit", "0", "--max-load-per-agent", "1000")
     secret = hub.add_key("k1")
     for lang in LANGS:

@@ -4,8 +4,10 @@
  *   agent [--url URL] [--agent-id ID] [--key-id KEY] [--secret SECRET]
  *         [--capability NAME]... [--max-concurrency N]
  *
- * Defaults come from the environment: ORC_HUB_URL (ws://127.0.0.1:7420/agent), ORC_AGENT_ID
- * (agent-<hostname>), ORC_KEY_ID, ORC_AGENT_SECRET. Capabilities default to "shell".
+ * Defaults come from the environment: ORC_HUB_URL (the hub, ws://127.0.0.1:7420; the agent
+ * connects to its /agent), ORC_AGENT_ID (agent-<hostname>), ORC_KEY_ID, ORC_AGENT_SECRET (hex,
+ * as `orchestra-hub key add` prints it), ORC_AGENT_CAPABILITIES (comma separated, "shell") and
+ * ORC_MAX_CONCURRENCY (4).
  *
  * For every task the hub assigns it runs parameters.command with /bin/sh -c, streams each line
  * the command prints as task.stream (stdout; stderr is merged), reports progress, and sends
@@ -202,7 +204,16 @@ int main(int argc, char **argv) {
         snprintf(host_id, sizeof host_id, "agent-%s", host);
         id = host_id;
     }
+    /* ORC_AGENT_CAPABILITIES: a comma separated list, when no --capability was given. */
+    static char caps_env[512];
+    const char *ce = getenv("ORC_AGENT_CAPABILITIES");
+    if (!ncaps && ce && strlen(ce) < sizeof caps_env) {
+        strcpy(caps_env, ce);
+        for (char *tok = strtok(caps_env, ","); tok && ncaps < 16; tok = strtok(NULL, ",")) caps[ncaps++] = tok;
+    }
     if (!ncaps) caps[ncaps++] = "shell";
+    const char *mc = getenv("ORC_MAX_CONCURRENCY");
+    if (mc && max_concurrency == 4) max_concurrency = atoi(mc);
     if (!key_id || !secret) {
         fprintf(stderr, "agent: set --key-id and --secret (or ORC_KEY_ID and ORC_AGENT_SECRET)\n");
         return 2;
@@ -222,14 +233,36 @@ int main(int argc, char **argv) {
     }
     orc_agent_options_t o;
     orc_agent_options_init(&o);
-    o.url = url ? url : "ws://127.0.0.1:7420/agent";
+    /* ORC_HUB_URL is the hub's base URL (ws://127.0.0.1:7420); agents connect to its /agent. */
+    char full_url[1024];
+    const char *base = url ? url : "ws://127.0.0.1:7420";
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/') bl--;
+    int has_path = bl >= 6 && strncmp(base + bl - 6, "/agent", 6) == 0;
+    snprintf(full_url, sizeof full_url, "%.*s%s", (int)bl, base, has_path ? "" : "/agent");
+    o.url = full_url;
     o.agent_id = id;
     o.capabilities = caps;
     o.capabilities_count = ncaps;
     o.max_concurrency = (uint32_t)max_concurrency;
     o.key_id = key_id;
-    o.secret = (const uint8_t *)secret;
-    o.secret_len = strlen(secret);
+    /* The secret as `orchestra-hub key add` prints it: hex. */
+    uint8_t secret_bytes[256];
+    size_t secret_len = strlen(secret) / 2;
+    if (strlen(secret) % 2 || secret_len == 0 || secret_len > sizeof secret_bytes) {
+        fprintf(stderr, "agent: the secret must be hex, as `orchestra-hub key add` prints it\n");
+        return 2;
+    }
+    for (size_t i = 0; i < secret_len; i++) {
+        unsigned v;
+        if (sscanf(secret + 2 * i, "%2x", &v) != 1) {
+            fprintf(stderr, "agent: the secret must be hex, as `orchestra-hub key add` prints it\n");
+            return 2;
+        }
+        secret_bytes[i] = (uint8_t)v;
+    }
+    o.secret = secret_bytes;
+    o.secret_len = secret_len;
     if (orc_agent_new(rt, &o, &agent) != ORC_OK || orc_agent_start(agent) != ORC_OK) {
         fprintf(stderr, "agent: %s\n", orc_last_error());
         orc_agent_free(agent);

@@ -41,13 +41,14 @@ function run(task) {
 }
 
 async function main() {
-  const url = `${(process.env.ORC_HUB_URL ?? 'ws://127.0.0.1:7420').replace(/\/$/, '')}/agent`;
+  let url = (process.env.ORC_HUB_URL ?? 'ws://127.0.0.1:7420').replace(/\/+$/, '');
+  if (!url.endsWith('/agent')) url += '/agent';
   const agent = new Agent({
     url,
     agentId: process.env.ORC_AGENT_ID,
     keyId: process.env.ORC_KEY_ID,
     secret: process.env.ORC_AGENT_SECRET,
-    capabilities: ['shell'],
+    capabilities: (process.env.ORC_AGENT_CAPABILITIES ?? 'shell').split(','),
     maxConcurrency: Number(process.env.ORC_MAX_CONCURRENCY ?? 4),
   });
   agent.on('state', (state, reason) => console.log(`agent: ${state}${reason ? ` (${reason})` : ''}`));

@@ -47,10 +47,13 @@ async def run(task: orchestra.AgentTask) -> None:
 
 
 async def main() -> None:
-    url = os.environ.get("ORC_HUB_URL", "ws://127.0.0.1:7420").rstrip("/") + "/agent"
+    url = os.environ.get("ORC_HUB_URL", "ws://127.0.0.1:7420").rstrip("/")
+    if not url.endswith("/agent"):
+        url += "/agent"
+    capabilities = os.environ.get("ORC_AGENT_CAPABILITIES", "shell").split(",")
     agent = orchestra.Agent(
         url, os.environ["ORC_AGENT_ID"], os.environ["ORC_KEY_ID"], os.environ["ORC_AGENT_SECRET"],
-        capabilities=["shell"], max_concurrency=int(os.environ.get("ORC_MAX_CONCURRENCY", "4")))
+        capabilities=capabilities, max_concurrency=int(os.environ.get("ORC_MAX_CONCURRENCY", "4")))
     async with agent:
         print(f"agent {agent.agent_id} registered at {url}")
         running = set()
