@@ -75,7 +75,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     var webPeers: [UInt64: Peer] = [:]
     var balancer = LoadBalancer()
     /// Verified (or refused) web handshakes, from shouldAccept to didOpen, by remote address.
-    var handshakeAuth: [String: Result<(String, String, Int64), AuthFailure>] = [:]
+    var handshakeAuth: [String: (verdict: Result<(String, String, Int64), AuthFailure>, atMs: Int64)] = [:]
     var shuttingDown = false
     var lastDataVersion: Int64 = 0
 
@@ -189,7 +189,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             }
         }
         if request.path == "/web" {
-            handshakeAuth[request.remoteAddress] = verifyWebToken(request)
+            handshakeAuth[request.remoteAddress] = (verifyWebToken(request), wallClockMillis())
         }
         return nil
     }
@@ -231,7 +231,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         }
         let p = Peer(role: .web, conn: c, burst: burst, nowMs: now)
         c.attachment = p
-        switch handshakeAuth.removeValue(forKey: c.remoteAddress) ?? .failure(AuthFailure(reason: "no token")) {
+        switch handshakeAuth.removeValue(forKey: c.remoteAddress)?.verdict ?? .failure(AuthFailure(reason: "no token")) {
         case .failure(let f):
             refuse(p, HubError(.authenticationFailed, f.reason), correlationId: nil)
         case .success(let (user, role, exp)):
@@ -363,6 +363,10 @@ public final class Hub: ServerHandler, @unchecked Sendable {
                                                          "reason": "lease expired"]), format: (c.attachment as? Peer)?.format ?? .json)
             }
             requeue(t, why: t.orphanUntilMs > 0 ? "not claimed after the restart" : "lease expired")
+        }
+        // Handshakes that were accepted but never opened (the peer went away meanwhile).
+        if !handshakeAuth.isEmpty {
+            for (k, v) in handshakeAuth where now - v.atMs > 60_000 { handshakeAuth.removeValue(forKey: k) }
         }
         // Sessions nobody watches, past the window.
         for (id, s) in sessions where s.watchers.isEmpty && now - s.lastActivityMs > config.recoveryWindowMs {
