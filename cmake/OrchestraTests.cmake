@@ -25,6 +25,13 @@ foreach(src IN LISTS ORC_C_TESTS)
   endif()
 endforeach()
 
+# The agent test's hub peer checks registration signatures with OpenSSL's HMAC.
+foreach(t test_agent test_agent_asan)
+  if(TARGET ${t})
+    target_link_libraries(${t} PRIVATE OpenSSL::Crypto m)
+  endif()
+endforeach()
+
 # The runtime's shutdown closes every libuv handle and frees what it allocated: valgrind finds
 # no leak and no error in the runtime test.
 find_program(VALGRIND_EXE valgrind)
@@ -36,6 +43,10 @@ if(VALGRIND_EXE)
   add_test(NAME c.test_ws.valgrind COMMAND ${VALGRIND_EXE} --quiet --error-exitcode=1
     --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
     $<TARGET_FILE:test_ws>)
+  # Agents too: the agent, its client, events and timers.
+  add_test(NAME c.test_agent.valgrind COMMAND ${VALGRIND_EXE} --quiet --error-exitcode=1
+    --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
+    $<TARGET_FILE:test_agent>)
 endif()
 
 # The demo (the main job) runs to the end and prints well-formed metrics.
@@ -65,7 +76,7 @@ if(ORC_SWIFT_TESTS)
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   add_test(NAME swift.tests.tsan
     COMMAND ${SWIFT_EXE} test --sanitize=thread --scratch-path ${CMAKE_BINARY_DIR}/swiftpm-tsan
-            --filter "Queue|Router|Metrics|Runtime|PayloadForm|Transport"
+            --filter "Queue|Router|Metrics|Runtime|PayloadForm|Transport|AgentSDK|HubAgent"
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(swift.tests swift.tests.tsan PROPERTIES TIMEOUT 1800 RUN_SERIAL ON)
 endif()

@@ -1376,14 +1376,17 @@ int orc_agent_worker_output(orc_agent_t *agent, const char *task_id, uint32_t at
 int orc_agent_worker_status(orc_agent_t *agent, const char *task_id, uint32_t attempt, const char *status,
                             const char *message);
 
-/** Closes for good: the connection closes (1000), nothing more is sent (the outbox is
- *  dropped), a STATE event CLOSED is delivered, then the queue reports ORC_ECLOSED once
- *  drained. Returns at once. Closing a closed agent does nothing. Errors: ORC_EINVAL (NULL).
- *  Any thread. */
+/** Closes for good and returns at once: nothing more is sent (the outbox is dropped; actions
+ *  fail with ORC_ECLOSED) and orc_agent_state is ORC_AGENT_CLOSED (a failed agent stays
+ *  ORC_AGENT_FAILED). The connection runs its closing handshake (1000); once it is closed
+ *  (at the latest after the close timeout, 5 s) a STATE event CLOSED is the last event, and
+ *  the queue then reports ORC_ECLOSED: wait for it before orc_agent_free and
+ *  orc_runtime_free for a clean close. Closing a closed agent does nothing. Errors:
+ *  ORC_EINVAL (NULL). Any thread. */
 int orc_agent_close(orc_agent_t *agent);
 
-/** Closes (as orc_agent_close) and frees the agent, its fd and the events still queued.
- *  on_event is not called after it returns (from another thread it waits for a call in
+/** Closes (as orc_agent_close) and frees the agent, its fd and the events still queued (a
+ *  closing handshake in progress goes on without it until the runtime is freed). on_event is not called after it returns (from another thread it waits for a call in
  *  progress), and user_data_free runs before it returns (called inside on_event: do not touch
  *  user_data after it). Events already popped stay valid until orc_agent_event_free. NULL is
  *  a no-op. Any thread. */

@@ -84,6 +84,8 @@ public final class HubAgent: @unchecked Sendable {
     private var stateValue = AgentState.connecting
     /// Closed or failed: nothing is sent any more, actions fail with `.closed`.
     private var stopped = false
+    /// The last event (STATE failed or closed) was emitted.
+    private var finished = false
     private var started = false
     private var registered = false
     private var tasks: [TaskKey: TaskRecord] = [:]
@@ -150,10 +152,11 @@ public final class HubAgent: @unchecked Sendable {
         if first { try client.connect() }
     }
 
-    /// Closes for good: the connection closes, the outbox is dropped, a STATE closed event is
-    /// the last event. Idempotent.
+    /// Closes for good: nothing more is sent (the outbox is dropped) and `state` is closed at
+    /// once; the connection runs its closing handshake, and once it is closed a STATE closed
+    /// event is the last event. Idempotent.
     public func close() {
-        let emitClosed: Bool = lock.withLock {
+        let first: Bool = lock.withLock {
             guard !stopped else { return false }
             stopped = true
             registered = false
@@ -162,10 +165,14 @@ public final class HubAgent: @unchecked Sendable {
             stateShared.store(AgentState.closed.rawValue, ordering: .releasing)
             return true
         }
-        guard emitClosed else { return }
+        guard first else { return }
         stopTimers()
-        try? client.close(code: 1000, reason: "agent closed")
-        finish(AgentEvent(kind: .state, state: .closed, reason: "closed by the user"))
+        do {
+            // The client reports closed (clientStateChanged) when its connection is gone.
+            try client.close(code: 1000, reason: "agent closed")
+        } catch {
+            finish(AgentEvent(kind: .state, state: .closed, reason: "closed by the user"))
+        }
     }
 
     /// Callback mode: after this returns `onEvent` is not called again (from another thread
@@ -202,8 +209,13 @@ public final class HubAgent: @unchecked Sendable {
         if runtime.isIOThread { deliver(e) } else { try? runtime.post { [self] in deliver(e) } }
     }
 
-    /// The last event: queue mode closes the queue after it.
+    /// The last event (once): queue mode closes the queue after it.
     private func finish(_ e: AgentEvent) {
+        let first: Bool = lock.withLock {
+            defer { finished = true }
+            return !finished
+        }
+        guard first else { return }
         if let q = events { q.close(after: e); return }
         if runtime.isIOThread { deliver(e) } else { try? runtime.post { [self] in deliver(e) } }
     }
@@ -336,20 +348,20 @@ public final class HubAgent: @unchecked Sendable {
         case .reconnecting:
             setState(.disconnected, reason: reason)
         case .closed:
-            // Not by us (close and fail stop first): the client gave up.
-            let first: Bool = lock.withLock {
-                guard !stopped else { return false }
+            // After close (the closing handshake is over), after fail (already finished), or
+            // the client gave up by itself.
+            let byUser: Bool = lock.withLock {
+                if stopped { return stateValue == .closed }
                 stopped = true
                 registered = false
                 outbox.removeAll()
                 stateValue = .closed
                 stateShared.store(AgentState.closed.rawValue, ordering: .releasing)
-                return true
+                return false
             }
-            if first {
-                stopTimers()
-                finish(AgentEvent(kind: .state, state: .closed, reason: reason.isEmpty ? "the connection closed" : reason))
-            }
+            stopTimers()
+            finish(AgentEvent(kind: .state, state: .closed,
+                              reason: byUser ? "closed by the user" : (reason.isEmpty ? "the connection closed" : reason)))
         default:
             break
         }
