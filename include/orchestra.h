@@ -380,6 +380,22 @@ int orc_msg_encrypt(orc_msg_t *msg, const orc_cipher_t *cipher);
  *  thread that owns it. */
 int orc_msg_decrypt(orc_msg_t *msg, const orc_cipher_t *cipher);
 
+/* Reading fields of JSON text (a task's parameters, a payload) without a JSON library. `path`
+ * names a member by its keys separated by '.', e.g. "parameters.command"; every step must be
+ * an object. The text is checked whole (RFC 8259, depth limit 64), so bad JSON fails even when
+ * the member exists. */
+
+/** The string at `path` of the JSON text `json` (`len` bytes), unescaped: *out is a new
+ *  NUL-terminated buffer (free it with orc_buf_free) and *out_len (may be NULL) its length in
+ *  bytes (the string may itself contain NUL bytes, from \u0000). Errors: ORC_EINVAL (NULL
+ *  argument, path not valid UTF-8, the value is not a string), ORC_EPARSE (bad JSON),
+ *  ORC_ETOOBIG (too deep), ORC_ENOTFOUND (no such member). Any thread. */
+int orc_json_get_string(const char *json, size_t len, const char *path, char **out, size_t *out_len);
+
+/** The integer at `path` (a number without fraction that fits in 64 bits) into *out. Errors
+ *  as orc_json_get_string; ORC_EINVAL when the value is not such a number. Any thread. */
+int orc_json_get_int(const char *json, size_t len, const char *path, int64_t *out);
+
 /* ============================================================================== QUEUE */
 /*
  * A thread-safe message queue with h2A semantics: a non-blocking push hands the message

@@ -183,3 +183,47 @@ public func orc_msg_decrypt(_ msg: OpaquePointer?, _ cipher: OpaquePointer?) -> 
         try handle(cipher, PayloadCipher.self, "cipher").decrypt(m)
     }
 }
+
+// MARK: JSON fields
+
+/// The value at `path` ("a.b.c") of JSON text.
+private func jsonMember(_ json: UnsafePointer<CChar>?, _ len: Int, _ path: UnsafePointer<CChar>?) throws(OrchestraError) -> JSONValue {
+    let bytes = try cBytes(UnsafeRawPointer(json), len, "json")
+    let path = try optionName(try required(path, "path"), "path")
+    var v = try JSONValue.parse(bytes)
+    for key in path.split(separator: ".", omittingEmptySubsequences: false) {
+        guard case .object = v else { throw OrchestraError(.notFound, "no member '\(path)': a step before '\(key)' is not an object") }
+        guard let next = v[String(key)] else { throw OrchestraError(.notFound, "no member '\(path)' (missing '\(key)')") }
+        v = next
+    }
+    return v
+}
+
+@_cdecl("orc_json_get_string")
+public func orc_json_get_string(_ json: UnsafePointer<CChar>?, _ len: Int, _ path: UnsafePointer<CChar>?,
+                                _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ outLen: UnsafeMutablePointer<Int>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        guard case .string(var s) = try jsonMember(json, len, path) else {
+            throw OrchestraError(.invalidArgument, "the member is not a string")
+        }
+        let count = s.utf8.count
+        guard let buf = malloc(count + 1)?.assumingMemoryBound(to: CChar.self) else { throw OrchestraError(.noMemory, "out of memory") }
+        s.withUTF8 { u in if count > 0 { memcpy(buf, u.baseAddress!, count) } }
+        buf[count] = 0
+        out.pointee = buf
+        outLen?.pointee = count
+    }
+}
+
+@_cdecl("orc_json_get_int")
+public func orc_json_get_int(_ json: UnsafePointer<CChar>?, _ len: Int, _ path: UnsafePointer<CChar>?,
+                             _ out: UnsafeMutablePointer<Int64>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(out, "out")
+        guard let i = try jsonMember(json, len, path).int else {
+            throw OrchestraError(.invalidArgument, "the member is not an integer")
+        }
+        out.pointee = i
+    }
+}

@@ -351,6 +351,37 @@ static void test_msgpack_payload_text(void) {
     orc_msg_release(m);
 }
 
+
+static void test_json_fields(void) {
+    const char *j = "{\"parameters\":{\"command\":\"echo \\\"h\\u00e9\\\"\\u0000x\",\"n\":-42,\"f\":1.5},"
+                    "\"s\":\"x\",\"\":{\"\":\"empty keys\"}}";
+    char *out = NULL;
+    size_t n = 0;
+    CHECK_OK(orc_json_get_string(j, strlen(j), "parameters.command", &out, &n));
+    CHECK(n == 12 && memcmp(out, "echo \"h\xc3\xa9\"\0x", 12) == 0 && out[12] == 0);
+    orc_buf_free(out);
+    CHECK_OK(orc_json_get_string(j, strlen(j), "s", &out, NULL));
+    CHECK(strcmp(out, "x") == 0);
+    orc_buf_free(out);
+    CHECK_OK(orc_json_get_string(j, strlen(j), ".", &out, NULL));
+    CHECK(strcmp(out, "empty keys") == 0);
+    orc_buf_free(out);
+    int64_t v = 0;
+    CHECK_OK(orc_json_get_int(j, strlen(j), "parameters.n", &v));
+    CHECK(v == -42);
+    CHECK_RC(orc_json_get_int(j, strlen(j), "parameters.f", &v), ORC_EINVAL);
+    CHECK_RC(orc_json_get_int(j, strlen(j), "s", &v), ORC_EINVAL);
+    CHECK_RC(orc_json_get_string(j, strlen(j), "parameters.n", &out, NULL), ORC_EINVAL);
+    CHECK_RC(orc_json_get_string(j, strlen(j), "parameters.missing", &out, NULL), ORC_ENOTFOUND);
+    CHECK_RC(orc_json_get_string(j, strlen(j), "s.deeper", &out, NULL), ORC_ENOTFOUND);
+    CHECK_RC(orc_json_get_string(S("{\"a\":\"x\""), "a", &out, NULL), ORC_EPARSE);
+    CHECK_RC(orc_json_get_string(S("{\"a\":\"x\"}"), NULL, &out, NULL), ORC_EINVAL);
+    CHECK_RC(orc_json_get_string(S("{\"a\":\"x\"}"), "a", NULL, NULL), ORC_EINVAL);
+    CHECK_RC(orc_json_get_string(NULL, 5, "a", &out, NULL), ORC_EINVAL);
+    CHECK_RC(orc_json_get_string(S("{\"a\":\"x\"}"), "\xff", &out, NULL), ORC_EINVAL);
+    CHECK_RC(orc_json_get_int(S("{\"a\":1}"), "a", NULL), ORC_EINVAL);
+}
+
 int main(int argc, char **argv) {
     test_options();
     test_encode_sizing();
@@ -358,6 +389,7 @@ int main(int argc, char **argv) {
     test_compression_and_cipher();
     test_cipher_threads();
     test_msgpack_payload_text();
+    test_json_fields();
     for (int i = 1; i < argc; i++) run_corpus(argv[i]);
     return orc_test_finish("test_codec");
 }

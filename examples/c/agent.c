@@ -44,32 +44,6 @@ static volatile sig_atomic_t stop;
 
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
-/* The string member `key` of a JSON object (compact or not); malloc'd, NULL if absent.
- * Handles the common escapes; \u escapes outside ASCII become '?'. Enough for a command. */
-static char *json_string(const char *json, const char *key) {
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(json, pat);
-    if (!p) return NULL;
-    p += strlen(pat);
-    while (*p == ' ' || *p == ':') p++;
-    if (*p++ != '"') return NULL;
-    char *out = malloc(strlen(p) + 1), *o = out;
-    for (; *p && *p != '"'; p++) {
-        if (*p != '\\') { *o++ = *p; continue; }
-        switch (*++p) {
-        case 'n': *o++ = '\n'; break;
-        case 't': *o++ = '\t'; break;
-        case 'r': *o++ = '\r'; break;
-        case 'u': { unsigned v = 0; sscanf(p + 1, "%4x", &v); *o++ = v < 0x80 ? (char)v : '?'; p += 4; break; }
-        case 0: p--; break;
-        default: *o++ = *p;   /* \" \\ \/ */
-        }
-    }
-    *o = 0;
-    return out;
-}
-
 /* Runs one task on its own thread. */
 static void *run_task(void *arg) {
     task_t *t = arg;
@@ -130,7 +104,7 @@ static void reap(int wait_all) {
         if (!tasks[i].used) continue;
         if (!wait_all && pthread_tryjoin_np(tasks[i].thread, NULL) != 0) continue;
         if (wait_all) pthread_join(tasks[i].thread, NULL);
-        free(tasks[i].command);
+        orc_buf_free(tasks[i].command);
         pthread_mutex_lock(&lock);
         tasks[i].used = 0;
         pthread_mutex_unlock(&lock);
@@ -140,8 +114,10 @@ static void reap(int wait_all) {
 static void on_task(const orc_agent_event_t *ev, int max_concurrency) {
     const char *id = orc_agent_event_task_id(ev, NULL);
     uint32_t attempt = orc_agent_event_attempt(ev);
-    const char *params = orc_agent_event_params_json(ev, NULL);
-    char *command = params ? json_string(params, "command") : NULL;
+    size_t params_len = 0;
+    const char *params = orc_agent_event_params_json(ev, &params_len);
+    char *command = NULL;   /* parameters.command, a new buffer (orc_buf_free) */
+    if (params && orc_json_get_string(params, params_len, "command", &command, NULL) != ORC_OK) command = NULL;
     int running = 0;
     task_t *slot = NULL;
     for (int i = 0; i < MAX_TASKS; i++) {
@@ -150,7 +126,7 @@ static void on_task(const orc_agent_event_t *ev, int max_concurrency) {
     }
     if (!command || !slot || running >= max_concurrency || strlen(id) >= sizeof slot->id) {
         orc_agent_reject(agent, id, attempt, command ? "busy" : "parameters.command is missing");
-        free(command);
+        orc_buf_free(command);
         return;
     }
     memset(slot, 0, sizeof *slot);
@@ -162,7 +138,7 @@ static void on_task(const orc_agent_event_t *ev, int max_concurrency) {
     fprintf(stderr, "agent: task %s (attempt %u): %s\n", id, attempt, command);
     if (pthread_create(&slot->thread, NULL, run_task, slot) != 0) {
         orc_agent_result(agent, id, attempt, 0, NULL, "cannot start a thread");
-        free(command);
+        orc_buf_free(command);
         slot->used = 0;
     }
 }
