@@ -76,7 +76,7 @@ if(ORC_SWIFT_TESTS)
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   add_test(NAME swift.tests.tsan
     COMMAND ${SWIFT_EXE} test --sanitize=thread --scratch-path ${CMAKE_BINARY_DIR}/swiftpm-tsan
-            --filter "Queue|Router|Metrics|Runtime|PayloadForm|Transport"
+            --filter "Queue|Router|Metrics|Runtime|PayloadForm|Transport|AgentSDK|HubAgent"
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(swift.tests swift.tests.tsan PROPERTIES TIMEOUT 1800 RUN_SERIAL ON)
 endif()

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import uuid
+from urllib.parse import quote
 
 import orchestra
 
@@ -25,7 +26,7 @@ def envelope(type_, payload):
 
 async def main(command: str) -> int:
     base = os.environ.get("ORC_HUB_URL", "ws://127.0.0.1:7420").rstrip("/")
-    url = f"{base}/web?token={os.environ['ORC_HUB_TOKEN']}"
+    url = f"{base}/web?token={quote(os.environ['ORC_HUB_TOKEN'])}"
     session_id = f"submit-{uuid.uuid4()}"
     task_id = str(uuid.uuid4())            # ours, so no event of the task can be missed
     async with orchestra.Client(url) as ws:

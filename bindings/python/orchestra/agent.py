@@ -217,7 +217,7 @@ class _Core:
         o.tls_ca_file = keep[7]
         o.tls_verify = 1 if tls_verify else 0
         self._caps = (c_char_p * max(len(caps), 1))(*caps)
-        o.capabilities = ctypes.cast(self._caps, P(c_char_p))
+        o.capabilities = ctypes.cast(self._caps, POINTER(c_char_p))
         o.capabilities_count = len(caps)
         o.max_concurrency = max_concurrency
         for field, value, what in (("request_timeout_ms", request_timeout, "request_timeout"),
@@ -569,8 +569,9 @@ class Agent(_Core):
 # ---------------------------------------------------------------------------------- blocking
 class SyncTask(_TaskBase):
     """A task of a :class:`SyncAgent`. ``cancelled`` (a bool property) first routes the events
-    that have arrived, so a long-running loop can poll it; ``next_input(timeout)`` waits for
-    the next worker.input sent to this task."""
+    that have arrived, so a long-running loop can poll it; ``wait_cancelled(timeout)`` blocks
+    until it is cancelled; ``next_input(timeout)`` waits for the next worker.input sent to this
+    task."""
 
     def __init__(self, agent: "SyncAgent", e: _Event) -> None:
         super().__init__(agent, e)
@@ -587,6 +588,14 @@ class SyncTask(_TaskBase):
     @property
     def cancelled(self) -> bool:
         self._agent._poll()
+        return self._cancelled
+
+    def wait_cancelled(self, timeout: Optional[float] = None) -> bool:
+        """Waits until the hub cancels this attempt (True) or ``timeout`` seconds pass, the
+        task is done otherwise or the agent closes (False). For a thread that watches a
+        running task."""
+        agent: SyncAgent = self._agent   # type: ignore[assignment]
+        agent._wait(lambda: self._cancelled or self.done, timeout)
         return self._cancelled
 
     def next_input(self, timeout: Optional[float] = None) -> Optional[str]:
