@@ -25,6 +25,7 @@
 static const char CHUNK[65] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 static atomic_ulong done_tasks;
+static unsigned long skip_stream_every;   /* a fault for the harness's smoke check: it must notice */
 static atomic_int failed_actions;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
@@ -37,8 +38,10 @@ static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) 
     case ORC_AGENT_EVENT_TASK: {
         const char *id = orc_agent_event_task_id(ev, NULL);
         uint32_t attempt = orc_agent_event_attempt(ev);
+        unsigned long n = atomic_load_explicit(&done_tasks, memory_order_relaxed) + 1;
+        int skip = skip_stream_every && n % skip_stream_every == 0;
         if (orc_agent_accept(agent, id, attempt) != ORC_OK
-            || orc_agent_stream(agent, id, attempt, "stdout", (const uint8_t *)CHUNK, 64) != ORC_OK
+            || (!skip && orc_agent_stream(agent, id, attempt, "stdout", (const uint8_t *)CHUNK, 64) != ORC_OK)
             || orc_agent_result(agent, id, attempt, 1, "{\"exitCode\":0}", NULL) != ORC_OK) {
             if (atomic_fetch_add(&failed_actions, 1) == 0)
                 fprintf(stderr, "hub_bench_agent: task %s: %s\n", id, orc_last_error());
@@ -94,6 +97,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--key-id") == 0) key_id = argv[++i];
         else if (strcmp(argv[i], "--secret") == 0) secret = argv[++i];
         else if (strcmp(argv[i], "--max-concurrency") == 0) max_conc = strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--skip-stream-every") == 0) skip_stream_every = strtoul(argv[++i], NULL, 10);
         else { fprintf(stderr, "hub_bench_agent: unknown option %s\n", argv[i]); return 2; }
     }
     uint8_t secret_bytes[256];
