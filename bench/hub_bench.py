@@ -12,8 +12,9 @@ Implementations (--impl; "both" runs all three):
   ours      orchestra-hub (run_ours: a fresh journal in a temporary directory, --rate-limit 0,
             --max-load-per-agent 100000, --log-level warn) with Python agents on our SDK
             (bench/hub_agent.py: orchestra.Agent on asyncio) and our Python web client
-            (bench/hub_client.py: JSON envelopes over orchestra.Client; --transport websockets
-            runs it on the python websockets client instead). The 5x target is this one.
+            (bench/hub_client.py: JSON envelopes over orchestra.Client or python websockets,
+            --transport; the default, auto, takes the one measured faster for the scenario:
+            AUTO_TRANSPORT). The 5x target is this one.
   ours-c    the same hub and client with C agents (build/hub_bench_agent, bench/hub_agent.c:
             orc_agent_* with callbacks on the I/O thread); --agent-lang c|both picks it too.
 
@@ -491,7 +492,18 @@ def median_of(runs, keys=METRICS):
     return {k: statistics.median(r[k] for r in runs) for k in keys}
 
 
-def measure(impls, scenarios, runs, params, server_cpu, load_cpu, timeout, options, transport="orchestra"):
+# Our web client's transport per scenario with --transport auto: whichever made the scenario
+# faster here (bench/README.md, "Hub": python websockets gave about 10% more tasks/s at 100 in
+# flight, though orchestra.Client took less client CPU per task; orchestra.Client gave the
+# lower latency one task at a time).
+AUTO_TRANSPORT = {"throughput": "websockets", "latency": "orchestra"}
+
+
+def pick_transport(transport, scenario):
+    return AUTO_TRANSPORT.get(scenario, "orchestra") if transport == "auto" else transport
+
+
+def measure(impls, scenarios, runs, params, server_cpu, load_cpu, timeout, options, transport="auto"):
     """Runs every (implementation, scenario) `runs` times, interleaved; returns
     {(impl, scenario): {"impl", "scenario", "params", "median", "runs"}} and notes. The memory
     scenario is the hub's alone (no anchor, no agent language): it runs once per run under the
@@ -524,7 +536,7 @@ def measure(impls, scenarios, runs, params, server_cpu, load_cpu, timeout, optio
                 if impl in skip:
                     continue
                 t0 = time.time()
-                kw = {"options": options} if impl == "socketio" else {"transport": transport}
+                kw = {"options": options} if impl == "socketio" else {"transport": pick_transport(transport, scen)}
                 try:
                     r = IMPLS[impl](**params[scen], server_cpu=server_cpu, load_cpu=load_cpu, rt=rt,
                                     timeout=timeout, **kw)
@@ -536,7 +548,8 @@ def measure(impls, scenarios, runs, params, server_cpu, load_cpu, timeout, optio
                 e = out.setdefault((impl, scen), {"impl": impl, "scenario": scen, "params": params[scen],
                                                   "scheduling": sched, "runs": []})
                 e["runs"].append(r)
-                log(f"run {i + 1}/{runs}: {impl} {scen}: {r['tasks_per_s']:,.0f} tasks/s, p50 {r['p50_ms']:.3f} ms, "
+                log(f"run {i + 1}/{runs}: {impl} {scen}{'' if impl == 'socketio' else ' (client on ' + r['transport'] + ')'}: "
+                    f"{r['tasks_per_s']:,.0f} tasks/s, p50 {r['p50_ms']:.3f} ms, "
                     f"p99 {r['p99_ms']:.3f} ms, hub busy {r['server_busy']:.2f} ({r['server_cpu_us_per_task']:.0f} us/task), "
                     f"load busy {r['load_busy']:.2f} ({r['load_cpu_us_per_task']:.0f} us/task: client "
                     f"{r['client_cpu_us_per_task']:.0f}, agents {r['agents_cpu_us_per_task']:.0f}), hub RSS {r['server_rss_kb']:,} kB ({time.time() - t0:.1f} s)")
@@ -705,8 +718,9 @@ def main():
     ap.add_argument("--load-cpu", default="0")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds for one run's tasks")
     ap.add_argument("--socketio-options", default="", help="extra options of hub_socketio_anchor.py (--loop, --json, --sync-handlers)")
-    ap.add_argument("--transport", choices=["orchestra", "websockets"], default="orchestra",
-                    help="our web client's WebSocket: orchestra.Client (default) or python websockets")
+    ap.add_argument("--transport", choices=["auto", "orchestra", "websockets"], default="auto",
+                    help="our web client's WebSocket: orchestra.Client, python websockets, or auto (default: "
+                         "the faster one measured per scenario, AUTO_TRANSPORT)")
     ap.add_argument("--journal-dir", help="where our hub's temporary journals go (default: the system's "
                     "temporary directory; e.g. /dev/shm to take the disk out)")
     ap.add_argument("--entries-out")
