@@ -77,6 +77,13 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     /// Verified (or refused) web handshakes, from shouldAccept to didOpen, by remote address.
     var handshakeAuth: [String: (verdict: Result<(String, String, Int64), AuthFailure>, atMs: Int64)] = [:]
     var shuttingDown = false
+    /// Group commit: a journal transaction is open for this loop turn's writes, and what the
+    /// hub sends meanwhile waits in `deferred` until it is committed (an acknowledgement never
+    /// leaves before what it acknowledges is on disk).
+    var batchOpen = false
+    var deferred: [Outgoing] = []
+    /// Submits acknowledged in the open batch: (connection, request id, task id).
+    var batchSubmits: [(UInt64, String, String)] = []
     var lastDataVersion: Int64 = 0
 
     // metrics
@@ -170,6 +177,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     public func beginShutdown() {
         try? runtime.post { [self] in
             guard !shuttingDown else { return }
+            commitBatch()
             shuttingDown = true
             log.info("hub.stopping", ["connections": .int(Int64(server.connectionCount)), "tasksInFlight": .int(Int64(live.count))])
             try? runtime.stopTimer(timerId)
@@ -319,7 +327,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
                                   "reason": .string(e.message), "remote": .string(p.conn.remoteAddress)])
         send(p, HubEnvelope.error(e, correlationId: correlationId))
         p.closing = true
-        try? p.conn.close(code: 1008, reason: "AUTH_001")
+        close(p.conn, code: 1008, reason: "AUTH_001")
     }
 
     func send(_ p: Peer, _ m: Message) {
@@ -331,7 +339,26 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             log.error("message.encode_failed", ["type": .string(m.type)])
             return
         }
-        bytes.withUnsafeBytes { b in _ = try? c.send(format == .json ? .text : .binary, b) }
+        deliver(c, format, bytes)
+    }
+
+    /// Sends encoded bytes now, or after the open batch is committed.
+    func deliver(_ c: Connection, _ format: WireFormat, _ bytes: [UInt8]) {
+        if batchOpen {
+            deferred.append(.send(c, format == .json ? .text : .binary, bytes))
+        } else {
+            bytes.withUnsafeBytes { b in _ = try? c.send(format == .json ? .text : .binary, b) }
+        }
+    }
+
+    /// Closes after what was sent before (deferred ones included) has gone out.
+    func close(_ c: Connection, code: UInt16, reason: String) {
+        if batchOpen { deferred.append(.close(c, code, reason)) } else { try? c.close(code: code, reason: reason) }
+    }
+
+    /// Runs `body` once the open batch is committed (now when none is open).
+    func afterCommit(_ body: @escaping () -> Void) {
+        if batchOpen { deferred.append(.after(body)) } else { body() }
     }
 
     /// Sends to every web client.
@@ -339,7 +366,55 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         var encoded: [WireFormat: [UInt8]] = [:]
         for p in webPeers.values {
             if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
-            encoded[p.format]!.withUnsafeBytes { b in _ = try? p.conn.send(p.format == .json ? .text : .binary, b) }
+            deliver(p.conn, p.format, encoded[p.format]!)
+        }
+    }
+
+    // MARK: group commit
+
+    /// Runs a journal write inside this loop turn's batch (opened on first use; committed by a
+    /// job that runs after the turn's other callbacks).
+    func journaled<R>(_ body: () throws(OrchestraError) -> R) throws(OrchestraError) -> R {
+        if !batchOpen {
+            try journal.beginBatch()
+            batchOpen = true
+            do { try runtime.post { [self] in commitBatch() } } catch {
+                // The runtime is stopping and takes no more jobs: shutdown commits (beginShutdown).
+            }
+        }
+        return try body()
+    }
+
+    /// Commits the batch, then sends what waited for it. When the commit fails nothing of the
+    /// batch was written: its submitters get DB_001 instead of an acknowledgement and the
+    /// messages that depended on it are not sent.
+    func commitBatch() {
+        guard batchOpen else { return }
+        batchOpen = false
+        let out = deferred
+        deferred.removeAll(keepingCapacity: true)
+        let submits = batchSubmits
+        batchSubmits.removeAll(keepingCapacity: true)
+        do {
+            try journal.commitBatch()
+        } catch {
+            log.error("journal.commit_failed", ["reason": .string(error.message), "submits": .int(Int64(submits.count)),
+                                                "messagesDropped": .int(Int64(out.count))])
+            for (connId, requestId, taskId) in submits {
+                if let t = live.removeValue(forKey: taskId) { pending[t.rec.priority].removeAll { $0 == taskId } }
+                if let p = webPeers[connId] {
+                    send(p, HubEnvelope.error(HubError.database(error), correlationId: requestId))
+                }
+            }
+            for case .close(let c, let code, let reason) in out { try? c.close(code: code, reason: reason) }
+            return
+        }
+        for o in out {
+            switch o {
+            case .send(let c, let opcode, let bytes): bytes.withUnsafeBytes { b in _ = try? c.send(opcode, b) }
+            case .close(let c, let code, let reason): try? c.close(code: code, reason: reason)
+            case .after(let body): body()
+            }
         }
     }
 
@@ -352,7 +427,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         for a in agents.values where a.online && now - a.lastSeenMs > silentLimit {
             let c = a.connection
             agentGone(a, why: "missed \(config.missedHeartbeats) heartbeats")
-            if let c, let p = c.attachment as? Peer { p.closing = true; try? c.close(code: 4001, reason: "missed heartbeats") }
+            if let c, let p = c.attachment as? Peer { p.closing = true; close(c, code: 4001, reason: "missed heartbeats") }
         }
         // Expired leases, and orphans of a restart nobody claimed.
         var expired: [LiveTask] = []
@@ -444,6 +519,14 @@ public final class Hub: ServerHandler, @unchecked Sendable {
                          value: Double(wallClockMillis() - startedMs) / 1000),
         ]
     }
+}
+
+/// A send or a close held back until the open journal batch is committed.
+enum Outgoing {
+    case send(Connection, Opcode, [UInt8])
+    case close(Connection, UInt16, String)
+    /// Work that must only happen once the batch is on disk (the task.finished log line).
+    case after(() -> Void)
 }
 
 extension HTTPResponse {

@@ -98,8 +98,10 @@ extension Hub {
             secretFor: { [journal] keyId in
                 do throws(OrchestraError) { return try journal.keySecret(id: keyId) } catch { dbError = error; return nil }
             },
-            rememberNonce: { [journal] keyId, nonce, ts in
-                do throws(OrchestraError) { return try journal.rememberNonce(keyId: keyId, nonce: nonce, timestampMs: ts, nowMs: now) } catch { dbError = error; return false }
+            rememberNonce: { [self, journal] keyId, nonce, ts in
+                do throws(OrchestraError) {
+                    return try journaled { () throws(OrchestraError) in try journal.rememberNonce(keyId: keyId, nonce: nonce, timestampMs: ts, nowMs: now) }
+                } catch { dbError = error; return false }
             })
         if let dbError { throw HubError.database(dbError) }
         let claims: RegistrationClaims
@@ -129,7 +131,7 @@ extension Hub {
             if let old = existing.connection, old !== p.conn, let oldPeer = old.attachment as? Peer {
                 oldPeer.agentId = nil
                 oldPeer.closing = true
-                try? old.close(code: 4000, reason: "replaced by a new connection of this agent")
+                close(old, code: 4000, reason: "replaced by a new connection of this agent")
             }
             a = existing
             a.name = name

@@ -276,6 +276,49 @@ public final class Journal: @unchecked Sendable {
         }
     }
 
+    private static let placeSQL = """
+        UPDATE tasks SET state = ?2, attempt = ?3, agent_id = ?4, rejected_by = ?5, updated_ms = ?6 WHERE id = ?1
+        """
+
+    /// Writes only what assigning or re-queueing changes (state, attempt, agent, rejections,
+    /// update time): the task's spec is not written again. `.notFound` when there is no such task.
+    public func updatePlacement(_ t: TaskRecord) throws(OrchestraError) {
+        let s = try db.prepare(Journal.placeSQL)
+        try s.bind(1, t.id)
+        try s.bind(2, t.state.rawValue)
+        try s.bind(3, t.attempt)
+        try s.bind(4, t.agentId)
+        try s.bind(5, JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText)
+        try s.bind(6, t.updatedMs)
+        if try s.run(what: "update task \"\(t.id)\"") != 1 {
+            throw OrchestraError(.notFound, "journal \(path): update task \"\(t.id)\" failed: no such task")
+        }
+    }
+
+    // MARK: group commit
+
+    /// Opens a write transaction that the following writes join until `commitBatch` (group
+    /// commit: one commit for every write of a loop turn). No effect when one is open.
+    public func beginBatch() throws(OrchestraError) {
+        guard db.isAutocommit else { return }
+        try db.prepare("BEGIN IMMEDIATE").run(what: "begin transaction")
+    }
+
+    /// Commits the batch (no effect when none is open). On failure the batch is rolled back
+    /// and the error thrown: none of its writes happened.
+    public func commitBatch() throws(OrchestraError) {
+        guard !db.isAutocommit else { return }
+        do throws(OrchestraError) {
+            try db.prepare("COMMIT").run(what: "commit")
+        } catch {
+            db.rollback()
+            throw error
+        }
+    }
+
+    /// Whether a batch (or any transaction) is open.
+    public var inBatch: Bool { !db.isAutocommit }
+
     /// Replaces the rows of `ts` in one transaction: all of them or (on an error) none.
     public func updateTasks(_ ts: [TaskRecord]) throws(OrchestraError) {
         if ts.isEmpty { return }

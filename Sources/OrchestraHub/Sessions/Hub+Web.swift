@@ -28,7 +28,8 @@ extension Hub {
             var pinned: String? = nil
             if type == "worker.start" { pinned = try f.string("agentId", maxLength: 128) }
             let trace = m.header("traceId")
-            let (rec, _) = try submit(f, submitter: p, pinnedAgent: pinned, traceId: trace)
+            let (rec, isNew) = try submit(f, submitter: p, pinnedAgent: pinned, traceId: trace)
+            if isNew && batchOpen { batchSubmits.append((p.conn.id, m.id, rec.id)) }
             send(p, HubEnvelope.make("task.submitted", ["taskId": .string(rec.id), "state": .string(live[rec.id]?.state ?? rec.state.rawValue),
                                                         "attempt": .int(Int64(rec.attempt))], correlationId: m.id))
             dispatch()

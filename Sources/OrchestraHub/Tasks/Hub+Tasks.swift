@@ -5,12 +5,10 @@ import OrchestraNet
 extension Hub {
     /// Journals a new task and queues it. Returns the task (existing one for a known id).
     func submit(_ f: Fields, submitter: Peer, pinnedAgent: String? = nil, traceId: String?) throws(HubError) -> (TaskRecord, Bool) {
-        let taskId = try f.optionalString("taskId", maxLength: 128) ?? String(decoding: Message.newId(), as: UTF8.self)
+        let given = try f.optionalString("taskId", maxLength: 128)
+        let taskId = given ?? String(decoding: Message.newId(), as: UTF8.self)
         let now = wallClockMillis()
         if let t = live[taskId] { return (t.rec, false) }
-        do {
-            if let existing = try journal.task(id: taskId) { return (existing, false) }
-        } catch { throw HubError.database(error) }
         guard let priority = parsePriority(f.v["priority"]) else {
             throw HubError(.invalidParameters, "\(f.event): field 'priority' must be low, normal, high, critical or 0...3")
         }
@@ -38,8 +36,11 @@ extension Hub {
                              traceId: traceId ?? taskId, priority: priority, strategy: strategy, pinnedAgent: pinned,
                              maxAttempts: maxAttempts, nowMs: now)
         let inserted: Bool
-        do { inserted = try journal.insertTask(rec) } catch { throw HubError.database(error) }
-        guard inserted else { return (rec, false) }
+        do { inserted = try journaled { () throws(OrchestraError) in try journal.insertTask(rec) } } catch { throw HubError.database(error) }
+        guard inserted else {
+            // A retried submit of a task that exists (finished, or another hub's): its state.
+            do { return (try journal.task(id: taskId) ?? rec, false) } catch { throw HubError.database(error) }
+        }
         let t = LiveTask(rec)
         t.submitter = submitter.conn.id
         live[taskId] = t
@@ -101,7 +102,7 @@ extension Hub {
         rec.state = .assigned
         rec.agentId = a.id
         rec.updatedMs = now
-        do { try journal.updateTask(rec) } catch {
+        do { try journaled { () throws(OrchestraError) in try journal.updatePlacement(rec) } } catch {
             log.error("journal.write_failed", ["taskId": .string(rec.id), "reason": .string(error.message)])
             return false
         }
@@ -141,7 +142,7 @@ extension Hub {
         rec.state = .queued
         rec.agentId = nil
         rec.updatedMs = now
-        do { try journal.updateTask(rec) } catch {
+        do { try journaled { () throws(OrchestraError) in try journal.updatePlacement(rec) } } catch {
             log.error("journal.write_failed", ["taskId": .string(rec.id), "reason": .string(error.message)])
         }
         t.rec = rec
@@ -164,8 +165,10 @@ extension Hub {
         let state: TaskState = success ? .succeeded : .failed
         let recorded: Bool
         do {
-            recorded = try journal.finishTask(id: t.rec.id, attempt: t.rec.attempt, state: state, result: result, error: error,
-                                              errorCode: errorCode?.rawValue, dead: dead, nowMs: now)
+            recorded = try journaled { () throws(OrchestraError) in
+                try journal.finishTask(id: t.rec.id, attempt: t.rec.attempt, state: state, result: result, error: error,
+                                       errorCode: errorCode?.rawValue, dead: dead, nowMs: now)
+            }
         } catch {
             log.error("journal.write_failed", ["taskId": .string(t.rec.id), "reason": .string(error.message)])
             return  // the task stays live; the agent's lease runs out and it is tried again
@@ -178,9 +181,10 @@ extension Hub {
         }
         (success ? succeeded : failedCount).add()
         taskLatency.record(UInt64(max(0, now - t.rec.createdMs)) * 1000)
-        log.info("task.finished", ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "agentId": .string(t.rec.agentId ?? ""),
-                                   "outcome": .string(state.rawValue), "dead": .bool(dead), "traceId": .string(t.rec.traceId),
-                                   "error": error.map { .string($0) } ?? .null])
+        let fields: JSONValue = ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "agentId": .string(t.rec.agentId ?? ""),
+                                 "outcome": .string(state.rawValue), "dead": .bool(dead), "traceId": .string(t.rec.traceId),
+                                 "error": error.map { .string($0) } ?? .null]
+        afterCommit { [log] in log.info("task.finished", fields) }
         let m: Message
         if let event {
             m = event
@@ -208,7 +212,7 @@ extension Hub {
             for connId in s.watchers.keys {
                 guard let p = webPeers[connId] else { continue }
                 if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
-                encoded[p.format]!.withUnsafeBytes { b in _ = try? p.conn.send(p.format == .json ? .text : .binary, b) }
+                deliver(p.conn, p.format, encoded[p.format]!)
                 delivered.insert(connId)
             }
         }
