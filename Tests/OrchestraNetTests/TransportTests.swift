@@ -123,7 +123,9 @@ private let upgradeRequest = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\
             sent.append((.text, text))
             _ = try text.withUnsafeBytes { try client.send(.text, $0) }
         }
-        #expect(eventually { rec.events.received.count == sent.count })
+        // Up to 2 MiB each way through deflate: under ThreadSanitizer on a busy 2-core machine
+        // this has taken more than 10 s, so the hang guard is a minute.
+        #expect(eventually(60) { rec.events.received.count == sent.count })
         let got = rec.events.received
         #expect(got.count == sent.count)
         for (a, b) in zip(got, sent) {
