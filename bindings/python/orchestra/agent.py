@@ -136,16 +136,23 @@ def _json(text: Optional[str]) -> Any:
     return None if text is None else json.loads(text)
 
 
+# The fields each kind of event is read for (a TASK's task and parameters are parsed from its
+# payload, once, when first used): every ctypes call costs, and a task event is the hot path.
+_NEEDED = {_TASK: ("task_id", "payload_json"), _CANCEL: ("task_id", "reason"), _INPUT: ("task_id", "input"),
+           _STATE: ("reason", "code"), _ERROR: ("task_id", "reason", "code", "payload_json")}
+
+
 class _Event:
     """A popped event, copied out of the library's (which is freed at once)."""
-    __slots__ = ("kind", "attempt", "state", "task_id", "task_json", "params_json", "input",
-                 "reason", "code", "payload_json")
+    task_id = task_json = params_json = input = reason = code = payload_json = None
+    state = 0
 
     def __init__(self, ev: int) -> None:
-        self.kind = _C.event_kind(ev)
+        self.kind = kind = _C.event_kind(ev)
         self.attempt = _C.event_attempt(ev)
-        self.state = _C.event_state(ev)
-        for name in _FIELDS:
+        if kind == _STATE:
+            self.state = _C.event_state(ev)
+        for name in _NEEDED.get(kind, _FIELDS):
             setattr(self, name, _field(ev, name))
 
 
@@ -306,15 +313,31 @@ class _TaskBase:
         self._agent = agent
         self.id: str = e.task_id or ""
         self.attempt: int = e.attempt
-        self.task: dict = _json(e.task_json) or {}         #: the assign's "task" object
-        self.params: dict = _json(e.params_json) or {}     #: its "parameters" ({} when absent)
-        self.payload: dict = _json(e.payload_json) or {}   #: the whole task.assign payload
+        self._payload_json = e.payload_json
+        self._payload: Optional[dict] = None
         self.cancel_reason: Optional[str] = None
         self.done = False   #: True once result() or reject() was sent, or the task was cancelled
         self._tid = self.id.encode()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id!r} attempt {self.attempt}>"
+
+    @property
+    def payload(self) -> dict:
+        """The whole task.assign payload (parsed on first use)."""
+        if self._payload is None:
+            self._payload = _json(self._payload_json) or {}
+        return self._payload
+
+    @property
+    def task(self) -> dict:
+        """The assign's "task" object."""
+        return self.payload.get("task") or {}
+
+    @property
+    def params(self) -> dict:
+        """The task's "parameters" ({} when absent)."""
+        return self.task.get("parameters") or {}
 
     def _ptr(self) -> int:
         ptr = self._agent._ptr
