@@ -59,8 +59,14 @@ func serve(_ args: Arguments) throws(UsageError) {
     let journal: Journal
     let runtime: Runtime
     let hub: Hub
+    let checkpointer: JournalCheckpointer
     do {
         journal = try Journal(path: c.journalPath, durability: c.durability)
+        // Checkpoints run on a thread of their own, never inside the I/O thread's commits.
+        try journal.setAutoCheckpoint(pages: 0)
+        checkpointer = try JournalCheckpointer(path: c.journalPath, durability: c.durability) { e in
+            log.warn("journal.checkpoint_failed", ["reason": .string(e.message)])
+        }
         runtime = try Runtime(name: "orchestra-hub")
         hub = try Hub(config: c, runtime: runtime, journal: journal, logger: log)
         try hub.start()
@@ -85,6 +91,7 @@ func serve(_ args: Arguments) throws(UsageError) {
     let deadline = monotonicNanos() + 3_000_000_000
     while hub.connectionCount > 0 && monotonicNanos() < deadline { usleep(10_000) }
     runtime.shutdown()
+    checkpointer.stop()
     journal.close()
     log.info("hub.stopped", ["journal": .string(c.journalPath)])
 }

@@ -5,6 +5,33 @@ import OrchestraCore
 
 /// The journal on real SQLite files, each test in a fresh temporary directory.
 @Suite struct JournalTests {
+    /// With automatic checkpoints off, the writes stay in the WAL until the checkpointer's
+    /// own connection, on its own thread, copies them into the database file; a batch
+    /// (group commit) is one transaction.
+    @Test func checkpointerMovesTheWALIntoTheDatabase() throws {
+        let dir = try TempDir()
+        let path = dir.path + "/j.db"
+        let j = try Journal(path: path)
+        try j.setAutoCheckpoint(pages: 0)
+        let before = fileSize(path) ?? 0
+        try j.beginBatch()
+        #expect(j.inBatch)
+        for i in 0..<300 { #expect(try j.insertTask(task("t\(i)", createdMs: Int64(i)))) }
+        try j.commitBatch()
+        #expect(!j.inBatch)
+        #expect(fileSize(path) == before)          // everything is still in the WAL
+        #expect((fileSize(path + "-wal") ?? 0) > 0)
+        let cp = try JournalCheckpointer(path: path, durability: .normal, intervalMs: 20) { e in
+            Issue.record("checkpoint failed: \(e)")
+        }
+        let end = monotonicMs() + 20_000
+        while (fileSize(path) ?? 0) <= before && monotonicMs() < end { usleep(10_000) }
+        cp.stop()
+        #expect((fileSize(path) ?? 0) > before)
+        #expect(try j.taskCounts()[.queued] == 300)
+        j.close()
+    }
+
     // MARK: tasks
 
     @Test func taskWithEveryFieldRoundTrips() throws {

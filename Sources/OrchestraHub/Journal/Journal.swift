@@ -295,6 +295,20 @@ public final class Journal: @unchecked Sendable {
         }
     }
 
+    // MARK: checkpoints
+
+    /// Sets SQLite's automatic WAL checkpoint (pages; 0 turns it off: a `JournalCheckpointer`
+    /// on another thread does the checkpoints, so no commit of this connection waits for one).
+    public func setAutoCheckpoint(pages: Int) throws(OrchestraError) {
+        try db.exec("PRAGMA wal_autocheckpoint=\(max(0, pages))", what: "set wal_autocheckpoint")
+    }
+
+    /// Copies the WAL into the database as far as readers allow (PASSIVE: never blocks a
+    /// writer). For a second connection on another thread.
+    public func checkpoint() throws(OrchestraError) {
+        try db.exec("PRAGMA wal_checkpoint(PASSIVE)", what: "checkpoint")
+    }
+
     // MARK: group commit
 
     /// Opens a write transaction that the following writes join until `commitBatch` (group
