@@ -9,7 +9,7 @@ set -euo pipefail
 src=$1; out=$2
 mkdir -p "$out"
 export PATH="/opt/swift/usr/bin:$PATH"
-inc=(-I "$src/Sources/CZlib" -I "$src/Sources/CSSL" -I "$src/Sources/COrchestra" -I "$src/Sources/CUV")
+inc=(-I "$src/Sources/CZlib" -I "$src/Sources/CSSL" -I "$src/Sources/COrchestra" -I "$src/Sources/CUV" -I "$src/Sources/CSQLite")
 flags=(-O -parse-as-library -sanitize=fuzzer,address)
 cd "$out"
 mapfile -t core < <(find "$src/Sources/OrchestraCore" -name '*.swift' | sort)
@@ -19,13 +19,16 @@ swiftc "${flags[@]}" "${inc[@]}" -emit-library -static -emit-module -module-name
 mapfile -t net < <(find "$src/Sources/OrchestraNet" -name '*.swift' | sort)
 swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -emit-module -module-name OrchestraNet \
   "${net[@]}" "$src/Tests/fuzz/NetFuzzEntry.swift" -o libOrchestraNetFuzz.a
+mapfile -t hub < <(find "$src/Sources/OrchestraHub" -name '*.swift' | sort)
+swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -emit-module -module-name OrchestraHub \
+  "${hub[@]}" -o libOrchestraHub.a
 swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -module-name Orchestra \
   "${abi[@]}" -o libOrchestra.a
 build_target() {  # name, extra C flags
   clang -c -g -O1 -fsanitize=fuzzer-no-link,address -I "$src/include" $2 \
     "$src/Tests/fuzz/fuzz_decode.c" -o "$1.o"
-  swiftc -sanitize=fuzzer,address "$1.o" libOrchestra.a libOrchestraNetFuzz.a libOrchestraCore.a -lz -lssl -lcrypto -luv \
-    -o "$1" 2> "$1.link.log" || { cat "$1.link.log"; exit 1; }
+  swiftc -sanitize=fuzzer,address "$1.o" libOrchestra.a libOrchestraHub.a libOrchestraNetFuzz.a libOrchestraCore.a \
+    -lz -lssl -lcrypto -luv -lsqlite3 -o "$1" 2> "$1.link.log" || { cat "$1.link.log"; exit 1; }
 }
 build_net_target() {  # name, entry point
   clang -c -g -O1 -fsanitize=fuzzer-no-link,address -DORC_FUZZ_ENTRY=$2 \

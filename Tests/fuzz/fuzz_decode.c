@@ -12,7 +12,24 @@
 #define ORC_FUZZ_FORMAT ORC_FORMAT_JSON
 #endif
 
+/* The JSON member getters (a parsed tree, built after validation) on the same input: a
+ * string they return must be as long as they say and NUL-terminated. */
+static void json_getters(const uint8_t *data, size_t size) {
+    char *s = NULL;
+    size_t n = 0;
+    static const char *paths[] = {"a", "payload.parameters.command", "", "x.y.z"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        if (orc_json_get_string((const char *)data, size, paths[i], &s, &n) == ORC_OK) {
+            if (s[n] != 0) abort();
+            orc_buf_free(s);
+        }
+        int64_t v;
+        (void)orc_json_get_int((const char *)data, size, paths[i], &v);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (ORC_FUZZ_FORMAT == ORC_FORMAT_JSON) json_getters(data, size);
     orc_msg_t *msg = NULL;
     if (orc_msg_decode(ORC_FUZZ_FORMAT, data, size, NULL, &msg) != ORC_OK) return 0;
     void *json = NULL, *mp = NULL;
