@@ -43,8 +43,13 @@ final class LiveTask {
     var submitter: UInt64 = 0
     /// After a restart: the agent that held it may claim it until then.
     var orphanUntilMs: Int64 = 0
+    /// The capabilities the task asks for (from its spec, read once).
+    let needs: [String]
 
-    init(_ rec: TaskRecord) { self.rec = rec }
+    init(_ rec: TaskRecord) {
+        self.rec = rec
+        self.needs = rec.spec["capabilities"]?.array?.compactMap(\.string) ?? []
+    }
 
     var state: String {
         switch rec.state {
@@ -84,6 +89,11 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     var deferred: [Outgoing] = []
     /// Submits acknowledged in the open batch: (connection, request id, task id).
     var batchSubmits: [(UInt64, String, String)] = []
+    /// The message being handled and its frame (valid during didReceive only), so a message
+    /// forwarded unchanged goes out as the bytes it came in (no encode).
+    var currentMessage: Message? = nil
+    var currentFrame: UnsafeRawBufferPointer? = nil
+    var currentFormat = WireFormat.json
     var lastDataVersion: Int64 = 0
 
     // metrics
@@ -302,6 +312,10 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             return
         }
         let reqId = m.id
+        currentMessage = m
+        currentFrame = bytes
+        currentFormat = format
+        defer { currentMessage = nil; currentFrame = nil }
         do {
             switch p.role {
             case .agent: try handleAgent(p, m)

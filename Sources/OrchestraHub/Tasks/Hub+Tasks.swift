@@ -79,7 +79,7 @@ extension Hub {
 
     /// An online agent with room and every capability the task asks for, chosen by its strategy.
     func pick(_ t: LiveTask) -> AgentEntry? {
-        let needs = t.rec.spec["capabilities"]?.array?.compactMap(\.string) ?? []
+        let needs = t.needs
         var candidates: [AgentEntry] = []
         if let pinned = t.rec.pinnedAgent {
             if let a = agents[pinned], eligible(a, needs, t) { candidates.append(a) }
@@ -153,7 +153,7 @@ extension Hub {
     }
 
     func capable(_ a: AgentEntry, _ t: LiveTask) -> Bool {
-        (t.rec.spec["capabilities"]?.array?.compactMap(\.string) ?? []).allSatisfy { a.capabilities.contains($0) }
+        t.needs.allSatisfy { a.capabilities.contains($0) }
             && (t.rec.pinnedAgent == nil || t.rec.pinnedAgent == a.id)
     }
 
@@ -203,6 +203,16 @@ extension Hub {
     /// task.result, to the submitter when it does not watch that session.
     @discardableResult
     func publish(_ t: LiveTask, _ m: Message) -> Message {
+        // The common case of an agent's message to a submitter that watches no session: when
+        // it already carries the task's traceId (the SDKs copy it from task.assign), it goes
+        // out as the frame it came in.
+        if t.rec.sessionId == nil, m === currentMessage, let frame = currentFrame, m.header("traceId") == t.rec.traceId {
+            if m.type == "task.result" || m.type == "task.stream" || m.type == "task.progress",
+               t.submitter != 0, let p = webPeers[t.submitter] {
+                if p.format == currentFormat { deliver(p.conn, p.format, Array(frame)) } else { send(p, m) }
+            }
+            return m
+        }
         HubEnvelope.setHeader(m, "traceId", .string(t.rec.traceId))
         var delivered: Set<UInt64> = []
         if let sid = t.rec.sessionId {
