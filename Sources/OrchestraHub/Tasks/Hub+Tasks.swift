@@ -134,6 +134,8 @@ extension Hub {
             return
         }
         if rejection && !agents.values.contains(where: { $0.online && !t.rec.rejectedBy.contains($0.id) && capable($0, t) }) {
+            // The journal keeps who rejected it (task.get and the dead-letter list show it).
+            try? journaled { () throws(OrchestraError) in try journal.updatePlacement(t.rec) }
             finish(t, success: false, result: nil, error: "every capable agent rejected it (\(t.rec.rejectedBy.joined(separator: ", ")))",
                    errorCode: .agentNotAvailable, dead: true, event: nil)
             return
