@@ -457,6 +457,10 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         if !handshakeAuth.isEmpty {
             for (k, v) in handshakeAuth where now - v.atMs > 60_000 { handshakeAuth.removeValue(forKey: k) }
         }
+        // Agents offline for an hour with nothing leased leave the registry.
+        for (id, a) in agents where !a.online && a.inFlight.isEmpty && now - a.lastSeenMs > 3_600_000 {
+            agents.removeValue(forKey: id)
+        }
         // Sessions nobody watches, past the window.
         for (id, s) in sessions where s.watchers.isEmpty && now - s.lastActivityMs > config.recoveryWindowMs {
             sessions.removeValue(forKey: id)
@@ -503,7 +507,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         let healthy = agents.values.filter { $0.online }.count
         var tasks: JSONValue = .object([])
         for k in ["queued", "assigned", "running", "succeeded", "failed"] { tasks.set(k, .int(byState[k] ?? 0)) }
-        if let dead = try? journal.deadLetters(limit: 100_000) { tasks.set("dead", .int(Int64(dead.count))) }
+        if let dead = try? journal.deadCount() { tasks.set("dead", .int(Int64(dead))) }
         return [
             "status": .string(shuttingDown ? "stopping" : "ok"),
             "uptimeSeconds": .double(Double(wallClockMillis() - startedMs) / 1000),

@@ -383,6 +383,14 @@ public final class Journal: @unchecked Sendable {
         return counts
     }
 
+    /// How many tasks are in the dead-letter list.
+    public func deadCount() throws(OrchestraError) -> Int {
+        let s = try db.prepare("SELECT count(*) FROM tasks WHERE dead = 1")
+        defer { s.reset() }
+        guard try s.step(what: "count dead letters") else { return 0 }
+        return Int(s.int64(0))
+    }
+
     /// The dead-letter list, most recently failed first, at most `limit` tasks.
     public func deadLetters(limit: Int = 1000) throws(OrchestraError) -> [TaskRecord] {
         let s = try db.prepare(Journal.deadSQL)
