@@ -1,7 +1,52 @@
+import Glibc
 import Testing
 @testable import OrchestraCore
 
 @Suite struct MessageTests {
+    /// Ids come from a per-thread pool of random bytes: many in a row and on several threads
+    /// never repeat, and a child process after fork() does not hand out its parent's next id.
+    @Test func newIdsDoNotRepeatAcrossPoolRefillsThreadsAndFork() throws {
+        var seen = Set<[UInt8]>()
+        for _ in 0..<5000 { seen.insert(Message.newId()) }   // about 20 refills of the pool
+        #expect(seen.count == 5000)
+        let lock = PthreadMutex()
+        var fromThreads: [[UInt8]] = []
+        var threads: [pthread_t] = []
+        final class Box: @unchecked Sendable { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
+        for _ in 0..<4 {
+            let box = Box {
+                var mine: [[UInt8]] = []
+                for _ in 0..<1000 { mine.append(Message.newId()) }
+                lock.withLock { fromThreads += mine }
+            }
+            var t = pthread_t()
+            pthread_create(&t, nil, { arg in
+                Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
+                return nil
+            }, Unmanaged.passRetained(box).toOpaque())
+            threads.append(t)
+        }
+        for t in threads { pthread_join(t, nil) }
+        #expect(Set(fromThreads).count == 4000 && seen.isDisjoint(with: fromThreads))
+
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        _ = Message.newId()   // this thread's pool is filled
+        let pid = fork()
+        if pid == 0 {
+            var id = Message.newId()
+            _ = write(fds[1], &id, 36)
+            _exit(0)
+        }
+        let parentNext = Message.newId()
+        var childId = [UInt8](repeating: 0, count: 36)
+        #expect(read(fds[0], &childId, 36) == 36)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        close(fds[0]); close(fds[1])
+        #expect(childId != parentNext)
+    }
+
     @Test func newIdIsUUIDv4() {
         let id = String(decoding: Message.newId(), as: UTF8.self)
         #expect(id.count == 36)

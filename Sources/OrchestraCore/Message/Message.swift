@@ -324,16 +324,11 @@ public final class Message: @unchecked Sendable {
     // MARK: Ids
 
     /// A random UUID version 4 in its canonical 36-character form. The bits come from
-    /// OpenSSL's CSPRNG (RAND_bytes: a per-thread DRBG seeded from the kernel), not from a
-    /// getrandom syscall per 8 bytes as SystemRandomNumberGenerator draws them: making a
-    /// message then costs no syscall (two before, on every message the transport delivers).
+    /// OpenSSL's CSPRNG through a per-thread pool (RandomPool): one RAND_bytes call per 256
+    /// ids, where a call per id cost a getpid syscall and a getrandom draw per 8 bytes two.
     public static func newId() -> [UInt8] {
         var words: (UInt64, UInt64) = (0, 0)
-        let ok = withUnsafeMutableBytes(of: &words) { RAND_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 16) == 1 }
-        if !ok {
-            var g = SystemRandomNumberGenerator()
-            words = (g.next(), g.next())
-        }
+        withUnsafeMutableBytes(of: &words) { RandomPool.fill($0.baseAddress!, 16) }
         var hi = words.0
         var lo = words.1
         hi = (hi & ~0xF000) | 0x4000                    // version 4
