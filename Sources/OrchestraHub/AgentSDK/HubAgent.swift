@@ -156,17 +156,7 @@ public final class HubAgent: @unchecked Sendable {
     /// once; the connection runs its closing handshake, and once it is closed a STATE closed
     /// event is the last event. Idempotent.
     public func close() {
-        let first: Bool = lock.withLock {
-            guard !stopped else { return false }
-            stopped = true
-            registered = false
-            outbox.removeAll()
-            stateValue = .closed
-            stateShared.store(AgentState.closed.rawValue, ordering: .releasing)
-            return true
-        }
-        guard first else { return }
-        stopTimers()
+        guard stop(as: .closed) else { return }
         do {
             // The client reports closed (clientStateChanged) when its connection is gone.
             try client.close(code: 1000, reason: "agent closed")
@@ -246,20 +236,26 @@ public final class HubAgent: @unchecked Sendable {
         if changed { emit(AgentEvent(kind: .state, state: s, reason: reason, code: code)) }
     }
 
-    /// The hub refused the registration: stop for good (no reconnect loop with the same
-    /// credentials).
-    private func fail(reason: String, code: String) {
+    /// Stops for good in `state` (closed or failed): nothing more is sent, the outbox is
+    /// dropped, the timers stop. False when it had stopped already.
+    private func stop(as state: AgentState) -> Bool {
         let first: Bool = lock.withLock {
             guard !stopped else { return false }
             stopped = true
             registered = false
             outbox.removeAll()
-            stateValue = .failed
-            stateShared.store(AgentState.failed.rawValue, ordering: .releasing)
+            stateValue = state
+            stateShared.store(state.rawValue, ordering: .releasing)
             return true
         }
-        guard first else { return }
-        stopTimers()
+        if first { stopTimers() }
+        return first
+    }
+
+    /// The hub refused the registration: stop for good (no reconnect loop with the same
+    /// credentials).
+    private func fail(reason: String, code: String) {
+        guard stop(as: .failed) else { return }
         try? client.close(code: 1000, reason: "registration refused")
         finish(AgentEvent(kind: .state, state: .failed, reason: reason, code: code))
     }
