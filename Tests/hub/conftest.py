@@ -78,11 +78,11 @@ class Hub:
         portfile = self.dir / "port"
         if portfile.exists():
             portfile.unlink()
-        self.logf = open(log, "w")
-        self.proc = subprocess.Popen(
-            [exe("orchestra-hub"), "--port", str(self.port), "--journal", self.journal, "--port-file", str(portfile),
-             "--log-level", "debug", *self.flags, *extra],
-            stdout=subprocess.DEVNULL, stderr=self.logf)
+        with open(log, "w") as logf:   # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [exe("orchestra-hub"), "--port", str(self.port), "--journal", self.journal, "--port-file", str(portfile),
+                 "--log-level", "debug", *self.flags, *extra],
+                stdout=subprocess.DEVNULL, stderr=logf)
         wait_until(lambda: portfile.exists() or self.proc.poll() is not None, 20, "the hub to listen")
         if self.proc.poll() is not None:
             pytest.fail(f"the hub exited with {self.proc.returncode}: {log.read_text()}")
@@ -265,8 +265,8 @@ class Agents:
             args = ["node", os.path.join(ROOT, "examples", "node", "agent.js")]
         else:
             raise ValueError(lang)
-        log = open(self.dir / f"agent-{agent_id}.log", "w")
-        self.procs[agent_id] = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.dir / f"agent-{agent_id}.log", "w") as log:
+            self.procs[agent_id] = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self.procs[agent_id]
 
     def log(self, agent_id):
