@@ -787,6 +787,15 @@ int orc_metrics_render(orc_metrics_t *m, orc_metrics_format_t format, void **out
  * lock-free mailbox and one wake-up; the loop runs everything posted per wake-up, in posting
  * order) and start timers on it. orc_runtime_free runs every job already accepted, stops every
  * timer, closes every handle and joins the thread.
+ *
+ * An embedded runtime (options.embedded = 1) has no thread: the caller's own event loop runs
+ * it. Watch the descriptor of orc_runtime_fd for readability and call orc_runtime_run_once
+ * when it is readable or when the timeout the last run_once returned has passed. "The I/O
+ * thread" is then whichever thread is inside orc_runtime_run_once (one at a time); callbacks
+ * run there. Everything else is the same (posts from any thread make the descriptor readable).
+ * It spares a single-threaded host (a Python asyncio loop) the hand-off between two threads;
+ * the price: nothing on the runtime runs (timers, pongs, heartbeats) while the host does not
+ * call orc_runtime_run_once.
  */
 
 /** A runtime: an event loop on its own I/O thread. Thread-safe. */
@@ -796,6 +805,8 @@ typedef struct orc_runtime orc_runtime_t;
 typedef struct orc_runtime_options {
     size_t struct_size;          /* set by orc_runtime_options_init */
     const char *name;            /* NUL-terminated name for messages, copied; may be NULL */
+    int embedded;                /* 0 (default): an I/O thread of its own; 1: run by the caller
+                                    (orc_runtime_fd, orc_runtime_run_once) */
 } orc_runtime_options_t;
 
 /** Fills `opts` with the defaults and sets opts->struct_size. Use orc_runtime_options_init().
@@ -808,17 +819,20 @@ static inline void orc_runtime_options_init(orc_runtime_options_t *opts) {
     (void)orc_runtime_options_init_sized(opts, sizeof *opts);
 }
 
-/** Starts a runtime and its I/O thread. `opts` may be NULL (defaults). On success stores it in
- *  *out (free it with orc_runtime_free). Errors: ORC_EINVAL (out NULL, options not initialised
- *  with orc_runtime_options_init, name longer than 1024 bytes or not UTF-8), ORC_EIO (libuv or
- *  the thread could not be set up). Any thread. */
+/** Starts a runtime and its I/O thread (embedded: sets up its loop). `opts` may be NULL
+ *  (defaults). On success stores it in *out (free it with orc_runtime_free). Errors: ORC_EINVAL
+ *  (out NULL, options not initialised with orc_runtime_options_init, name longer than 1024
+ *  bytes or not UTF-8, embedded not 0 or 1), ORC_EIO (libuv or the thread could not be set
+ *  up). Any thread. */
 int orc_runtime_new(const orc_runtime_options_t *opts, orc_runtime_t **out);
 
 /** Stops and frees a runtime: runs every job already accepted by orc_runtime_post, stops every
- *  timer (their user_data_free runs), closes every handle, then joins the I/O thread. Posts
- *  racing with it either run or fail with ORC_ECLOSED. Called from the I/O thread itself (in a
- *  job or timer callback) it only starts the shutdown, which ends after that callback returns.
- *  NULL is a no-op. Any thread; no other call on the runtime may follow. */
+ *  timer (their user_data_free runs), closes every handle, then joins the I/O thread (embedded:
+ *  runs the loop on the calling thread until all that is done). Posts racing with it either
+ *  run or fail with ORC_ECLOSED. Called from the I/O thread itself (in a job or timer callback)
+ *  it only starts the shutdown, which ends after that callback returns (embedded: in the next
+ *  orc_runtime_run_once calls, which the host must go on making until they return
+ *  ORC_ECLOSED). NULL is a no-op. Any thread; no other call on the runtime may follow. */
 void orc_runtime_free(orc_runtime_t *rt);
 
 /** A function run on the I/O thread. */
@@ -845,6 +859,20 @@ int orc_runtime_timer_stop(orc_runtime_t *rt, uint64_t timer_id);
 
 /** 1 if the caller runs on the runtime's I/O thread, 0 otherwise (also for NULL). Any thread. */
 int orc_runtime_is_io_thread(const orc_runtime_t *rt);
+
+/** Embedded runtimes: stores in *fd the descriptor (an epoll fd, owned by the runtime) that is
+ *  readable when the loop has work: watch it in your event loop, level-triggered. Errors:
+ *  ORC_EINVAL (NULL rt or fd), ORC_ESTATE (the runtime has its own I/O thread). Any thread. */
+int orc_runtime_fd(orc_runtime_t *rt, int *fd);
+
+/** Embedded runtimes: runs what is ready (I/O callbacks, posted jobs, due timers) on the
+ *  calling thread without blocking. When timeout_ms is not NULL stores the milliseconds until
+ *  the next timer is due: -1 none, 0 more is ready (call again soon). Call it when the
+ *  descriptor of orc_runtime_fd is readable and when that timeout has passed. One thread at a
+ *  time runs the loop (a second caller waits). Errors: ORC_EINVAL (NULL rt), ORC_ESTATE (the
+ *  runtime has its own I/O thread, or the call comes from inside one of its callbacks),
+ *  ORC_ECLOSED (the loop ended after orc_runtime_free began). Any thread. */
+int orc_runtime_run_once(orc_runtime_t *rt, int *timeout_ms);
 
 /* ========================================================================== WEBSOCKET */
 /*

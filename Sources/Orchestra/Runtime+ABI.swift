@@ -12,7 +12,7 @@ public func orc_runtime_options_init_sized(_ opts: UnsafeMutablePointer<orc_runt
         guard structSize >= mine else {
             throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than this library's orc_runtime_options_t (\(mine) bytes)")
         }
-        o.pointee = orc_runtime_options_t(struct_size: mine, name: nil)
+        o.pointee = orc_runtime_options_t(struct_size: mine, name: nil, embedded: 0)
     }
 }
 
@@ -22,6 +22,7 @@ public func orc_runtime_new(_ opts: UnsafePointer<orc_runtime_options_t>?, _ out
         let out = try required(out, "out")
         out.pointee = nil
         var name = "orchestra-io"
+        var embedded = false
         if let p = opts {
             let o = p.pointee
             let mine = MemoryLayout<orc_runtime_options_t>.size
@@ -29,8 +30,12 @@ public func orc_runtime_new(_ opts: UnsafePointer<orc_runtime_options_t>?, _ out
                 throw OrchestraError(.invalidArgument, "options not initialised with orc_runtime_options_init (struct_size \(UInt(bitPattern: o.struct_size)), expected at least \(mine))")
             }
             if let n = o.name { name = try optionName(n, "runtime name") }
+            guard o.embedded == 0 || o.embedded == 1 else {
+                throw OrchestraError(.invalidArgument, "embedded must be 0 or 1, not \(o.embedded)")
+            }
+            embedded = o.embedded == 1
         }
-        out.pointee = retainedHandle(try Runtime(name: name))
+        out.pointee = retainedHandle(try Runtime(name: name, embedded: embedded))
     }
 }
 
@@ -85,4 +90,21 @@ public func orc_runtime_timer_stop(_ rt: OpaquePointer?, _ timerID: UInt64) -> I
 public func orc_runtime_is_io_thread(_ rt: OpaquePointer?) -> Int32 {
     guard let rt else { return 0 }
     return (unmanaged(rt) as Unmanaged<Runtime>)._withUnsafeGuaranteedRef { $0.isIOThread } ? 1 : 0
+}
+
+@_cdecl("orc_runtime_fd")
+public func orc_runtime_fd(_ rt: OpaquePointer?, _ fd: UnsafeMutablePointer<Int32>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let out = try required(fd, "fd")
+        out.pointee = try handle(rt, Runtime.self, "rt").backendFD()
+    }
+}
+
+@_cdecl("orc_runtime_run_once")
+public func orc_runtime_run_once(_ rt: OpaquePointer?, _ timeoutMs: UnsafeMutablePointer<Int32>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let runtime = try handle(rt, Runtime.self, "rt")
+        let t = try runtime.runOnce()
+        timeoutMs?.pointee = t
+    }
 }

@@ -258,7 +258,7 @@ public func orc_server_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_serve
 public func orc_server_start(_ s: OpaquePointer?) -> Int32 {
     abiCall { () throws(OrchestraError) in
         let server = try handle(s, Server.self, "server")
-        if server.runtime.isIOThread { throw OrchestraError(.state, "orc_server_start waits for the I/O thread: call it from another thread") }
+        if server.runtime.isIOThread && !server.runtime.embedded { throw OrchestraError(.state, "orc_server_start waits for the I/O thread: call it from another thread") }
         try server.start()
     }
 }

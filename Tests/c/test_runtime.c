@@ -1,10 +1,12 @@
 /* C ABI tests of the runtime (section RUNTIME of orchestra.h): posts from many threads all run,
  * in order per thread, on the I/O thread; timers fire, repeat, stop; every user_data_free runs
  * exactly once; orc_runtime_free runs what was accepted and refuses what comes after; NULL
- * arguments. ctest also runs this program under valgrind (no leak, no error). */
+ * arguments; an embedded runtime (no thread: run by this thread through orc_runtime_fd and
+ * orc_runtime_run_once). ctest also runs this program under valgrind (no leak, no error). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -159,10 +161,101 @@ static void test_shutdown(void) {
     usleep(20000);   /* the I/O thread finishes, detaches and frees the runtime */
 }
 
+/* ---- an embedded runtime: no thread; this thread runs it when its descriptor is readable */
+static int readable(int fd, int ms) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+struct emb_state { orc_runtime_t *rt; atomic_int ran; atomic_int off_thread; pthread_t me; atomic_int fired; };
+static void emb_job(void *ud) {
+    struct emb_state *s = ud;
+    if (!orc_runtime_is_io_thread(s->rt) || !pthread_equal(pthread_self(), s->me)) atomic_fetch_add(&s->off_thread, 1);
+    atomic_fetch_add(&s->ran, 1);
+}
+static void emb_fire(void *ud) { struct emb_state *s = ud; atomic_fetch_add(&s->fired, 1); }
+static void *emb_poster(void *arg) {
+    struct emb_state *s = arg;
+    for (int i = 0; i < 1000; i++) (void)orc_runtime_post(s->rt, emb_job, s);
+    return NULL;
+}
+static void emb_nested(void *ud) {
+    struct emb_state *s = ud;
+    int t = 0;
+    if (orc_runtime_run_once(s->rt, &t) == ORC_ESTATE) atomic_fetch_add(&s->ran, 1000);
+}
+static void emb_free_inside(void *ud) { struct emb_state *s = ud; orc_runtime_free(s->rt); atomic_fetch_add(&s->ran, 1); }
+
+static void test_embedded(void) {
+    orc_runtime_options_t o;
+    orc_runtime_options_init(&o);
+    CHECK(o.embedded == 0);
+    o.embedded = 2;
+    orc_runtime_t *rt = NULL;
+    CHECK_RC(orc_runtime_new(&o, &rt), ORC_EINVAL);
+    /* a runtime with its own thread has nothing to run */
+    CHECK_OK(orc_runtime_new(NULL, &rt));
+    int fd = -1, timeout = 0;
+    CHECK_RC(orc_runtime_fd(rt, &fd), ORC_ESTATE);
+    CHECK_RC(orc_runtime_run_once(rt, &timeout), ORC_ESTATE);
+    orc_runtime_free(rt);
+
+    struct emb_state s;
+    memset(&s, 0, sizeof s);
+    s.me = pthread_self();
+    o.embedded = 1;
+    CHECK_OK(orc_runtime_new(&o, &s.rt));
+    CHECK_RC(orc_runtime_fd(NULL, &fd), ORC_EINVAL);
+    CHECK_RC(orc_runtime_fd(s.rt, NULL), ORC_EINVAL);
+    CHECK_RC(orc_runtime_run_once(NULL, &timeout), ORC_EINVAL);
+    CHECK_OK(orc_runtime_fd(s.rt, &fd));
+    CHECK(fd >= 0);
+    CHECK(!readable(fd, 0));
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&t[i], NULL, emb_poster, &s) == 0);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    CHECK(atomic_load(&s.ran) == 0);            /* nothing runs by itself */
+    CHECK(readable(fd, 1000));
+    CHECK_OK(orc_runtime_run_once(s.rt, NULL));
+    CHECK(atomic_load(&s.ran) == 2000);         /* all of it, on this thread */
+    CHECK(atomic_load(&s.off_thread) == 0);
+    CHECK(orc_runtime_is_io_thread(s.rt) == 0);
+    /* a timer: due after the timeout run_once returns */
+    uint64_t id = 0;
+    CHECK_OK(orc_runtime_timer_start(s.rt, 20, 0, emb_fire, &s, NULL, &id));
+    CHECK_OK(orc_runtime_run_once(s.rt, &timeout));
+    CHECK(timeout > 0 && timeout <= 20);
+    for (int i = 0; i < 200 && atomic_load(&s.fired) == 0; i++) {
+        (void)readable(fd, timeout < 0 || timeout > 20 ? 20 : timeout);
+        CHECK_OK(orc_runtime_run_once(s.rt, &timeout));
+    }
+    CHECK(atomic_load(&s.fired) == 1);
+    /* run_once from one of its own callbacks is refused */
+    CHECK_OK(orc_runtime_post(s.rt, emb_nested, &s));
+    CHECK_OK(orc_runtime_run_once(s.rt, &timeout));
+    CHECK(atomic_load(&s.ran) == 3000);
+    /* freed from inside a job: the shutdown ends in a later run_once, which says ECLOSED */
+    CHECK_OK(orc_runtime_post(s.rt, emb_free_inside, &s));
+    int rc = ORC_OK;
+    for (int i = 0; i < 100 && rc == ORC_OK; i++) rc = orc_runtime_run_once(s.rt, &timeout);
+    CHECK_RC(rc, ORC_ECLOSED);
+    CHECK(atomic_load(&s.ran) == 3001);
+
+    /* freed from outside with jobs waiting: they run first, on the freeing thread */
+    struct emb_state s2;
+    memset(&s2, 0, sizeof s2);
+    s2.me = pthread_self();
+    CHECK_OK(orc_runtime_new(&o, &s2.rt));
+    CHECK_OK(orc_runtime_post(s2.rt, emb_job, &s2));
+    orc_runtime_free(s2.rt);
+    CHECK(atomic_load(&s2.ran) == 1);
+    CHECK(atomic_load(&s2.off_thread) == 0);
+}
+
 int main(void) {
     test_options_and_nulls();
     test_posts();
     test_timers();
     test_shutdown();
+    test_embedded();
     return orc_test_finish("test_runtime");
 }

@@ -14,6 +14,16 @@ import Synchronization
 /// `shutdown()` (also run by `deinit`) runs every job already accepted, stops every timer,
 /// closes every handle, lets the loop finish and joins the thread. A post that races with it
 /// either runs or is refused with `.closed`; none is lost.
+///
+/// An *embedded* runtime (`embedded: true`) has no thread of its own: the host's event loop
+/// runs it, calling `runOnce()` whenever `backendFD` is readable or the timeout `runOnce`
+/// returned has passed (libuv's `uv_backend_fd`/`uv_backend_timeout`). Whichever thread is
+/// inside `runOnce` (or `runAsLoopThread`, or `shutdown`) is "the I/O thread" for that time; a lock
+/// lets one thread at a time run the loop. Everything else is the same: other threads post to
+/// it and their posts make `backendFD` readable. What it saves is the hand-off between threads
+/// (two context switches per batch) for a host that is itself single-threaded, such as a
+/// Python asyncio loop; what it costs is that nothing runs (no timers, no pongs) while the host
+/// does not call `runOnce`.
 public final class Runtime: @unchecked Sendable {
     /// One posted job: a node of the mailbox stack.
     final class Job {
@@ -59,8 +69,19 @@ public final class Runtime: @unchecked Sendable {
     private var nextTimerId: UInt64 = 0
     /// Timers stopped from another thread once posting was closed: closeEverything disarms them.
     private var stoppedWhileStopping: [Timer] = []
-    /// The I/O thread's `pthread_t` bits, set by that thread when it starts.
+    /// The I/O thread's `pthread_t` bits, set by that thread when it starts (embedded: by the
+    /// thread running the loop, for that time; 0 otherwise).
     private let ioThread = Atomic<UInt>(0)
+    /// No thread of its own: the host runs the loop with `runOnce` (see the type's comment).
+    public let embedded: Bool
+    /// Embedded: held by the thread running the loop (`runOnce`, `runAsLoopThread`, `shutdown`).
+    private let loopLock = PthreadMutex()
+    /// Embedded: the loop has ended (after `shutdown`). Guarded by `loopLock`.
+    private var loopEnded = false
+    /// Embedded: the runtime's reference to itself until its loop ends, as the I/O thread
+    /// holds one (so `shutdown()` must be called; a shutdown begun inside a callback ends in a
+    /// later `runOnce`, which must not find the runtime freed).
+    private var selfRef: Unmanaged<Runtime>? = nil
 
     // I/O-thread state of the transport (Transport/RuntimeIO.swift): the read buffer shared by
     // every connection, the connections with frames to write this loop turn, and the endpoints
@@ -72,9 +93,11 @@ public final class Runtime: @unchecked Sendable {
     var dirty: [Connection] = []
     var endpoints: [ObjectIdentifier: () -> Void] = [:]
 
-    /// Starts the loop thread. Throws `.io` when libuv or the thread cannot be set up.
-    public init(name: String = "orchestra-io") throws(OrchestraError) {
+    /// Starts the loop thread (embedded: sets the loop up for the host to run). Throws `.io`
+    /// when libuv or the thread cannot be set up.
+    public init(name: String = "orchestra-io", embedded: Bool = false) throws(OrchestraError) {
         self.name = name
+        self.embedded = embedded
         loop = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)
         var rc = uv_loop_init(loop)
@@ -97,6 +120,13 @@ public final class Runtime: @unchecked Sendable {
         // (shutdown closes them and joins the thread before deinit frees anything).
         wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        if embedded {
+            selfRef = Unmanaged.passRetained(self)
+            // One run puts the wake-up's descriptor in the epoll set: until then a post would
+            // not make backendFD readable.
+            uv_run(loop, UV_RUN_NOWAIT)
+            return
+        }
         // The I/O thread holds a reference until its loop ends: the runtime cannot go away under
         // a running loop. (So `shutdown()` must be called; the C ABI's orc_runtime_free does.)
         let ctx = Unmanaged.passRetained(self).toOpaque()
@@ -120,7 +150,9 @@ public final class Runtime: @unchecked Sendable {
     deinit {
         // Runs after the loop ended (the I/O thread held a reference until then), possibly on
         // the I/O thread itself when it dropped the last reference: then nobody joins it.
-        if pthread_equal(pthread_self(), thread) != 0 {
+        if embedded {
+            // No thread. (Only reached after the loop ended: until then selfRef holds it.)
+        } else if pthread_equal(pthread_self(), thread) != 0 {
             pthread_detach(thread)
         } else if !joined.exchange(true, ordering: .acquiringAndReleasing) {
             pthread_join(thread, nil)
@@ -270,6 +302,86 @@ public final class Runtime: @unchecked Sendable {
         }
     }
 
+    // MARK: Embedded runs
+
+    /// Embedded: the descriptor that is readable when the loop has work (I/O, a post); watch it
+    /// in the host's loop and call `runOnce` when it is. Throws `.state` for a runtime with a
+    /// thread of its own.
+    public func backendFD() throws(OrchestraError) -> Int32 {
+        guard embedded else { throw OrchestraError(.state, "runtime \"\(name)\" runs on its own I/O thread: it has no descriptor to watch") }
+        return uv_backend_fd(loop)
+    }
+
+    /// Embedded: runs what is ready now (I/O callbacks, posted jobs, due timers) without
+    /// blocking, on the calling thread. Returns the milliseconds until the next timer is due
+    /// (-1: none; 0: more is ready, call again soon). Throws `.state` for a runtime with its own
+    /// thread or when called from inside one of this runtime's callbacks, `.closed` when the
+    /// loop has ended (after `shutdown()`; a shutdown begun inside a callback ends in a later
+    /// call, which throws `.closed`: the last call the host may make). Any thread; one at a
+    /// time runs the loop, others wait.
+    public func runOnce() throws(OrchestraError) -> Int32 {
+        guard embedded else { throw OrchestraError(.state, "runtime \"\(name)\" runs on its own I/O thread") }
+        let me = UInt(pthread_self())
+        if ioThread.load(ordering: .acquiring) == me {
+            throw OrchestraError(.state, "runtime \"\(name)\": run_once from inside one of its own callbacks")
+        }
+        var ended = false
+        let timeout: Int32 = try loopLock.withLock { () throws(OrchestraError) -> Int32 in
+            if loopEnded { throw OrchestraError(.closed, "runtime \"\(name)\" has shut down") }
+            ioThread.store(me, ordering: .releasing)
+            var alive = uv_run(loop, UV_RUN_NOWAIT)
+            // Descriptors started by this run's callbacks reach the epoll set only in a poll
+            // phase: run again (a zero-timeout poll) until there are none, or let the host
+            // call again at once.
+            var rounds = 0
+            while alive != 0 && orc_uv_watchers_pending(loop) != 0 && rounds < 4 {
+                alive = uv_run(loop, UV_RUN_NOWAIT)
+                rounds += 1
+            }
+            ioThread.store(0, ordering: .releasing)
+            if alive == 0 && stopping.load(ordering: .acquiring) {
+                loopEnded = true
+                ended = true
+                return -1
+            }
+            return orc_uv_watchers_pending(loop) != 0 ? 0 : uv_backend_timeout(loop)
+        }
+        if ended {
+            releaseSelf()
+            throw OrchestraError(.closed, "runtime \"\(name)\" has shut down")
+        }
+        return timeout
+    }
+
+    /// Embedded: drops the runtime's reference to itself once its loop ended (the last thing
+    /// done: the runtime may be freed by it).
+    private func releaseSelf() {
+        let r: Unmanaged<Runtime>? = loopLock.withLock {
+            defer { selfRef = nil }
+            return selfRef
+        }
+        r?.release()
+    }
+
+    /// Embedded: runs `body` now on the calling thread as the loop's thread (waiting while
+    /// another thread runs the loop), for a caller that must wait for the result (a server's
+    /// bind); the host then runs the loop for anything `body` started. At once when already on
+    /// the loop's thread. Throws `.state` for a runtime with its own thread, `.closed` once
+    /// shutdown has begun.
+    func runAsLoopThread(_ body: () -> Void) throws(OrchestraError) {
+        guard embedded else { throw OrchestraError(.state, "runtime \"\(name)\" runs on its own I/O thread") }
+        if isIOThread { body(); return }
+        try loopLock.withLock { () throws(OrchestraError) in
+            if loopEnded || stopping.load(ordering: .acquiring) {
+                throw OrchestraError(.closed, "runtime \"\(name)\" is shutting down")
+            }
+            ioThread.store(UInt(pthread_self()), ordering: .releasing)
+            body()
+            ioThread.store(0, ordering: .releasing)
+            uv_async_send(wakeup)   // the host runs the loop soon for what body started
+        }
+    }
+
     // MARK: Shutdown
 
     /// Runs every accepted job, stops every timer, closes every handle and joins the I/O thread.
@@ -282,6 +394,19 @@ public final class Runtime: @unchecked Sendable {
             uv_async_send(wakeup)
         }
         if isIOThread { return }
+        if embedded {
+            // Run the loop here until it ends (the jobs, then every close).
+            let ranIt: Bool = loopLock.withLock {
+                if loopEnded { return false }
+                ioThread.store(UInt(pthread_self()), ordering: .releasing)
+                uv_run(loop, UV_RUN_DEFAULT)
+                ioThread.store(0, ordering: .releasing)
+                loopEnded = true
+                return true
+            }
+            if ranIt { releaseSelf() }
+            return
+        }
         if !joined.exchange(true, ordering: .acquiringAndReleasing) {
             pthread_join(thread, nil)
         }

@@ -123,6 +123,14 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
     public func start() throws(OrchestraError) {
         let addr = try Server.resolve(host: options.host, port: options.port)
         var result: OrchestraError? = nil
+        if runtime.embedded {
+            // No I/O thread to wait for: bind here, as the loop's thread.
+            try runtime.runAsLoopThread { [self] in
+                do throws(OrchestraError) { try listen(addr) } catch { result = error }
+            }
+            if let result { throw result }
+            return
+        }
         let done = DispatchlessSemaphore()
         try runtime.onIOThread { [self] in
             do throws(OrchestraError) { try listen(addr) } catch { result = error }
