@@ -30,7 +30,7 @@ from typing import (Any, AsyncIterator, Callable, Dict, Iterator, Mapping, Optio
                     Tuple, Union)
 
 from . import _lib
-from .errors import Closed, InvalidArgument, check, error_for
+from .errors import Closed, InvalidArgument, StateError, check, error_for
 from .ws import Runtime
 
 log = logging.getLogger("orchestra.agent")
@@ -644,6 +644,10 @@ class SyncAgent(_Core):
     _task_class = SyncTask
 
     def __init__(self, *args, **kwargs) -> None:
+        rt = kwargs.get("runtime")
+        if rt is not None and rt.embedded:
+            # Its waits block the calling thread: nothing would run the runtime meanwhile.
+            raise StateError(-13, "SyncAgent needs a runtime with its own I/O thread, not an embedded one")
         super().__init__(*args, **kwargs)
         self._cond = threading.Condition()
         self._pumping = False    # a thread is popping events (without holding _cond)

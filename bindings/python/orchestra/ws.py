@@ -14,7 +14,9 @@ import atexit
 import collections
 import ctypes
 import json
+import math
 import threading
+import weakref
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_int, c_size_t, c_uint16,
                     c_uint32, c_uint64, c_void_p, sizeof)
 from dataclasses import dataclass
@@ -105,8 +107,17 @@ class _Stats(Structure):
 
 _f = _lib.fn
 vp, P = c_void_p, POINTER
-_runtime_new = _f("orc_runtime_new", c_int, c_void_p, P(vp))
+
+
+class _RuntimeOptions(Structure):
+    _fields_ = [("struct_size", c_size_t), ("name", c_char_p), ("embedded", c_int)]
+
+
+_runtime_options_init = _f("orc_runtime_options_init_sized", c_int, P(_RuntimeOptions), c_size_t)
+_runtime_new = _f("orc_runtime_new", c_int, P(_RuntimeOptions), P(vp))
 _runtime_free = _f("orc_runtime_free", None, vp)
+_runtime_fd = _f("orc_runtime_fd", c_int, vp, P(c_int))
+_runtime_run_once = _f("orc_runtime_run_once", c_int, vp, P(c_int))
 _server_options_init = _f("orc_server_options_init_sized", c_int, P(_ServerOptions), c_size_t)
 _server_new = _f("orc_server_new", c_int, vp, P(_ServerOptions), P(vp))
 _server_start = _f("orc_server_start", c_int, vp)
@@ -136,16 +147,31 @@ _CT_TEXT = 1   # ORC_CONTENT_TEXT
 
 # ---------------------------------------------------------------------------------- runtime
 class Runtime:
-    """An I/O thread with its event loop (``orc_runtime_t``). One shared runtime serves every
-    server and client unless you pass your own."""
+    """The library's event loop (``orc_runtime_t``). By default it runs on an I/O thread of its
+    own, and one shared runtime serves every server, client and agent unless you pass another.
+
+    ``Runtime.for_loop()`` is the other kind: an *embedded* runtime with no thread, run by the
+    asyncio loop itself (the loop watches the runtime's descriptor and runs it when it is
+    readable or a timer of it is due). It saves the two thread switches per batch of messages
+    that the hand-off to an I/O thread costs; the price is that nothing of it runs while the
+    asyncio loop is blocked (no pongs, no agent heartbeats), so use it for code that does not
+    block its loop. Blocking calls (``SyncAgent``) need a runtime with a thread."""
 
     _shared: Optional["Runtime"] = None
     _lock = threading.Lock()
+    _per_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime]" = weakref.WeakKeyDictionary()
 
-    def __init__(self) -> None:
+    def __init__(self, *, embedded: bool = False, name: Optional[str] = None) -> None:
+        o = _RuntimeOptions()
+        check(_runtime_options_init(byref(o), sizeof(o)))
+        o.embedded = 1 if embedded else 0
+        if name is not None:
+            o.name = name.encode()
         ptr = c_void_p()
-        check(_runtime_new(None, byref(ptr)))
+        check(_runtime_new(byref(o), byref(ptr)))
         self._ptr = ptr.value
+        self.embedded = embedded
+        self._driver: Optional[_LoopDriver] = None
 
     @classmethod
     def shared(cls) -> "Runtime":
@@ -155,11 +181,90 @@ class Runtime:
                 atexit.register(cls._shared.close)
             return cls._shared
 
+    @classmethod
+    def for_loop(cls, loop: Optional[asyncio.AbstractEventLoop] = None) -> "Runtime":
+        """The embedded runtime run by `loop` (default: the running loop), made on first use;
+        pass it as ``runtime=`` to Client, Server or Agent."""
+        loop = loop or asyncio.get_running_loop()
+        rt = cls._per_loop.get(loop)
+        if rt is None or not rt._ptr:
+            rt = Runtime(embedded=True, name="orchestra-asyncio")
+            rt._driver = _LoopDriver(rt, loop)
+            cls._per_loop[loop] = rt
+        return rt
+
     def close(self) -> None:
-        """Closes every handle and joins the I/O thread."""
+        """Closes every handle and joins the I/O thread (embedded: runs the loop here until
+        everything is closed)."""
+        d, self._driver = getattr(self, "_driver", None), None
+        if d is not None:
+            d.stop()
         ptr, self._ptr = self._ptr, None
         if ptr:
             _runtime_free(ptr)
+
+    def __del__(self) -> None:
+        if getattr(self, "embedded", False):
+            self.close()
+
+
+class _LoopDriver:
+    """Runs an embedded runtime on an asyncio loop: a reader on the runtime's descriptor, and
+    one timer for the runtime's next due timer (moved only when an earlier one appears)."""
+
+    def __init__(self, rt: Runtime, loop: asyncio.AbstractEventLoop) -> None:
+        fd = c_int()
+        check(_runtime_fd(rt._ptr, byref(fd)))
+        # The loop keeps the driver (its reader); the driver keeps only a weak reference to the
+        # runtime, which the clients using it keep alive.
+        self._rt = weakref.ref(rt)
+        self._ptr = rt._ptr
+        self._fd = fd.value
+        self._loop = loop
+        self._timeout = c_int()
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._due = math.inf
+        self._soon = False
+        loop.add_reader(self._fd, self.run)
+
+    def run(self) -> None:
+        self._soon = False
+        if self._ptr is None:
+            return
+        rc = _runtime_run_once(self._ptr, byref(self._timeout))
+        if rc < 0:
+            self.stop()
+            if rc != _ECLOSED:
+                raise error_for(rc)
+            return
+        t = self._timeout.value
+        if t == 0:
+            if not self._soon:
+                self._soon = True
+                self._loop.call_soon(self.run)
+        elif t > 0:
+            due = self._loop.time() + t / 1000.0
+            if due < self._due:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._due = due
+                self._timer = self._loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._due = None, math.inf
+        self.run()
+
+    def stop(self) -> None:
+        """No more runs from the loop (the runtime is closing)."""
+        self._ptr = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._loop.is_closed():
+            try:
+                self._loop.remove_reader(self._fd)
+            except Exception:
+                pass
 
 
 def _ws_options(o: _WSOptions, *, deflate: bool, max_message_size: int, ping_interval: Optional[float],

@@ -115,6 +115,12 @@ class FakeHub:
         return env
 
 
+def runtime_for(io):
+    """None (the shared runtime's I/O thread) or, inside a running loop, the embedded runtime
+    the loop itself runs (orchestra.Runtime.for_loop())."""
+    return orchestra.Runtime.for_loop() if io == "loop" else None
+
+
 def make_agent(url, cls=Agent, **kw):
     args = dict(capabilities=["shell", "python"], name="builder-1", version="1.2.0",
                 metadata={"zone": "eu"}, max_concurrency=4, reconnect_initial_delay=0.02,
@@ -123,7 +129,8 @@ def make_agent(url, cls=Agent, **kw):
     return cls(url, "a1", "k1", args.pop("secret", SECRET_HEX), **args)
 
 
-def test_registers_with_a_valid_signature_and_runs_a_task():
+@pytest.mark.parametrize("io", ["thread", "loop"])
+def test_registers_with_a_valid_signature_and_runs_a_task(io):
     async def main():
         errors, got_error = [], asyncio.Event()
 
@@ -132,7 +139,7 @@ def test_registers_with_a_valid_signature_and_runs_a_task():
             got_error.set()
 
         async with FakeHub({"k1": SECRET}) as hub:
-            agent = make_agent(hub.url, on_error=on_error)
+            agent = make_agent(hub.url, on_error=on_error, runtime=runtime_for(io))
             assert agent.state == AgentState.CONNECTING
             await agent.start()
             assert agent.state == AgentState.REGISTERED
@@ -253,10 +260,12 @@ def test_cancel_and_input_reach_the_task():
     run(main())
 
 
-def test_reconnect_lists_in_flight_and_a_reassigned_task_is_cancelled():
+@pytest.mark.parametrize("io", ["thread", "loop"])
+def test_reconnect_lists_in_flight_and_a_reassigned_task_is_cancelled(io):
     async def main():
-        async with FakeHub({"k1": SECRET}) as hub:
-            async with make_agent(hub.url) as agent:
+        # Heartbeats every 50 ms: with io="loop" they are timers the asyncio loop runs.
+        async with FakeHub({"k1": SECRET}, heartbeat_ms=50) as hub:
+            async with make_agent(hub.url, runtime=runtime_for(io)) as agent:
                 await hub.assign("keep", 1)
                 await hub.assign("lose", 1)
                 tasks = agent.tasks()
@@ -277,6 +286,9 @@ def test_reconnect_lists_in_flight_and_a_reassigned_task_is_cancelled():
                 res = await hub.next("task.result")
                 assert res["payload"]["taskId"] == "keep"
                 assert agent.state == AgentState.REGISTERED
+                n = len(hub.heartbeats)
+                await asyncio.sleep(0.3)
+                assert len(hub.heartbeats) >= n + 2     # heartbeats go on by themselves
     run(main())
 
 
@@ -332,6 +344,13 @@ def test_sync_agent():
             assert (seen["state"], seen["input"]) == (AgentState.REGISTERED, "go")
             assert seen["cancel"]
             assert await hub.closed.get() == 1000
+    run(main())
+
+
+def test_sync_agent_refuses_an_embedded_runtime():
+    async def main():
+        with pytest.raises(orchestra.StateError, match="embedded"):
+            SyncAgent("ws://127.0.0.1:1/agent", "a1", "k1", SECRET_HEX, runtime=orchestra.Runtime.for_loop())
     run(main())
 
 

@@ -26,12 +26,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def runtime_for(io):
+    """None (the shared runtime's I/O thread) or, inside a running loop, the embedded runtime
+    the loop itself runs (orchestra.Runtime.for_loop())."""
+    return orchestra.Runtime.for_loop() if io == "loop" else None
+
+
+@pytest.mark.parametrize("io", ["thread", "loop"])
 @pytest.mark.parametrize("deflate", [False, True])
-def test_client_and_server_echo(deflate):
+def test_client_and_server_echo(deflate, io):
     async def main():
-        async with Server(deflate=deflate) as srv:
+        async with Server(deflate=deflate, runtime=runtime_for(io)) as srv:
             task = asyncio.create_task(echo(srv))
-            async with Client(f"ws://127.0.0.1:{srv.port}/chat", deflate=deflate) as c:
+            async with Client(f"ws://127.0.0.1:{srv.port}/chat", deflate=deflate, runtime=runtime_for(io)) as c:
                 assert c.state == ClientState.OPEN
                 msgs = ["", "hi", "é✓🎵" * 1000, b"", b"\x00\xff" * 70000, bytes(range(256)) * 4096]
                 for m in msgs:
@@ -94,7 +101,8 @@ def test_python_websockets_client_against_our_server():
     run(main())
 
 
-def test_our_client_against_python_websockets_server():
+@pytest.mark.parametrize("io", ["thread", "loop"])
+def test_our_client_against_python_websockets_server(io):
     async def handler(ws):
         async for m in ws:
             await ws.send(m)
@@ -102,7 +110,7 @@ def test_our_client_against_python_websockets_server():
     async def main():
         async with websockets.serve(handler, "127.0.0.1", 0, max_size=None) as s:
             port = s.sockets[0].getsockname()[1]
-            async with Client(f"ws://127.0.0.1:{port}/") as c:
+            async with Client(f"ws://127.0.0.1:{port}/", runtime=runtime_for(io)) as c:
                 for i in range(200):
                     await c.send(f"m{i}")
                 got = [await c.recv() for _ in range(200)]
@@ -146,11 +154,13 @@ def test_send_awaits_drain_when_above_high_watermark():
     run(main())
 
 
-def test_reconnect_flushes_offline_buffer_in_order():
+@pytest.mark.parametrize("io", ["thread", "loop"])
+def test_reconnect_flushes_offline_buffer_in_order(io):
     async def main():
         port = free_port()
+        # With io="loop" the reconnect backoff is a timer the asyncio loop runs.
         c = Client(f"ws://127.0.0.1:{port}/", reconnect=True, reconnect_initial_delay=0.02,
-                   reconnect_max_delay=0.1)
+                   reconnect_max_delay=0.1, runtime=runtime_for(io))
         for i in range(5):
             await c.send(f"early {i}")   # buffered: nothing listens yet
         orchestra_client_connect = asyncio.create_task(c.connect())
@@ -164,6 +174,27 @@ def test_reconnect_flushes_offline_buffer_in_order():
             await c.close()
             task.cancel()
     run(main())
+
+
+def test_embedded_runtime_is_one_per_loop_and_closes():
+    async def main():
+        rt = orchestra.Runtime.for_loop()
+        assert rt.embedded and orchestra.Runtime.for_loop() is rt
+        assert not orchestra.Runtime.shared().embedded
+        async with Server(runtime=rt) as srv:
+            task = asyncio.create_task(echo(srv))
+            async with Client(f"ws://127.0.0.1:{srv.port}/", runtime=rt, ping_interval=0.05) as c:
+                await asyncio.sleep(0.3)          # pings are timers the loop runs: they come back
+                assert c.stats()["rtt_us"] > 0
+                await c.send("x")
+                assert await c.recv() == "x"
+            task.cancel()
+        rt.close()                                # runs the loop here until everything is closed
+        assert orchestra.Runtime.for_loop() is not rt   # a fresh one after a close
+    run(main())
+    # Another loop, another runtime; outside a running loop there is none to take.
+    with pytest.raises(RuntimeError):
+        orchestra.Runtime.for_loop()
 
 
 def test_errors_are_clear():
