@@ -132,6 +132,10 @@ def _field(ev: int, name: str) -> Optional[str]:
     return ctypes.string_at(p, n.value).decode("utf-8", "replace")
 
 
+_STDOUT = b"stdout"
+_dumps = json.JSONEncoder(separators=(",", ":")).encode   # compact, as the library writes it
+
+
 def _json(text: Optional[str]) -> Any:
     return None if text is None else json.loads(text)
 
@@ -144,16 +148,15 @@ _NEEDED = {_TASK: ("task_id", "payload_json"), _CANCEL: ("task_id", "reason"), _
 
 class _Event:
     """A popped event, copied out of the library's (which is freed at once)."""
-    task_id = task_json = params_json = input = reason = code = payload_json = None
-    state = 0
+    __slots__ = ("kind", "attempt", "state") + _FIELDS
 
     def __init__(self, ev: int) -> None:
         self.kind = kind = _C.event_kind(ev)
         self.attempt = _C.event_attempt(ev)
-        if kind == _STATE:
-            self.state = _C.event_state(ev)
-        for name in _NEEDED.get(kind, _FIELDS):
-            setattr(self, name, _field(ev, name))
+        self.state = _C.event_state(ev) if kind == _STATE else 0
+        needed = _NEEDED.get(kind, _FIELDS)
+        for name in _FIELDS:
+            setattr(self, name, _field(ev, name) if name in needed else None)
 
 
 def _secret_bytes(secret: Union[bytes, bytearray, memoryview, str]) -> bytes:
@@ -347,7 +350,9 @@ class _TaskBase:
 
     def accept(self) -> None:
         """task.accepted: the task is running here."""
-        check(_C.accept(self._ptr(), self._tid, self.attempt))
+        rc = _C.accept(self._agent._ptr or self._ptr(), self._tid, self.attempt)
+        if rc < 0:
+            raise error_for(rc)
 
     def reject(self, reason: Optional[str] = None) -> None:
         """task.rejected: the hub offers the task to another agent."""
@@ -362,13 +367,19 @@ class _TaskBase:
         """task.stream: a chunk of output ("stdout", "stderr" or "log"); bytes must be UTF-8.
         The library numbers the chunks (seq 0, 1, 2, ...) in call order."""
         b = data.encode() if isinstance(data, str) else bytes(data)
-        check(_C.stream(self._ptr(), self._tid, self.attempt, _utf8(type, "type"), b, len(b)))
+        t = _STDOUT if type == "stdout" else _utf8(type, "type")
+        rc = _C.stream(self._agent._ptr or self._ptr(), self._tid, self.attempt, t, b, len(b))
+        if rc < 0:
+            raise error_for(rc)
 
     def result(self, success: bool = True, result: Any = None, error: Optional[str] = None) -> None:
         """task.result: the outcome; ``result`` is any JSON-serialisable value, ``error`` a
         message. The library adds the duration since the assign."""
-        rj = None if result is None else json.dumps(result).encode()
-        check(_C.result(self._ptr(), self._tid, self.attempt, 1 if success else 0, rj, _utf8(error, "error")))
+        rj = None if result is None else _dumps(result).encode()
+        rc = _C.result(self._agent._ptr or self._ptr(), self._tid, self.attempt, 1 if success else 0, rj,
+                       None if error is None else _utf8(error, "error"))
+        if rc < 0:
+            raise error_for(rc)
         self._finish()
 
     def output(self, content: str, type: str = "assistant", details: Optional[Mapping[str, Any]] = None) -> None:
@@ -403,18 +414,29 @@ class AgentTask(_TaskBase):
     cancelled.wait()``; ``cancel_reason`` says why. ``async for text in task.inputs()`` gives
     the worker.input sent to it, and ends when the task is done."""
 
-    def __init__(self, agent: "Agent", e: _Event) -> None:
-        super().__init__(agent, e)
-        self.cancelled = asyncio.Event()
-        self._inputs: collections.deque = collections.deque()
-        self._input_waiter: Optional[asyncio.Future] = None
-        self._inputs_ended = False
+    # Made on first use: most tasks are never cancelled and get no input, and a task is the
+    # hot path (an asyncio.Event and a deque per task cost more than the rest of its setup).
+    _cancelled: Optional[asyncio.Event] = None
+    _inputs: Optional[collections.deque] = None
+    _input_waiter: Optional[asyncio.Future] = None
+    _inputs_ended = False
+
+    @property
+    def cancelled(self) -> asyncio.Event:
+        ev = self._cancelled
+        if ev is None:
+            ev = self._cancelled = asyncio.Event()
+            if self.cancel_reason is not None:
+                ev.set()
+        return ev
 
     def _cancel(self, reason: str) -> None:
         super()._cancel(reason)
         self.cancelled.set()
 
     def _input(self, text: str) -> None:
+        if self._inputs is None:
+            self._inputs = collections.deque()
         self._inputs.append(text)
         self._wake_input()
 
@@ -475,8 +497,15 @@ class Agent(_Core):
             raise RuntimeError("an Agent is used from one asyncio loop")
         loop.add_reader(self._fdno, self._pump)
         self._loop = loop
+        driver = self._runtime._driver
+        if driver is not None and driver._loop is loop:
+            # An embedded runtime run by this loop: route the events right after each run.
+            driver.after_run[id(self)] = self._pump
 
     def _unwatch(self) -> None:
+        driver = self._runtime._driver
+        if driver is not None:
+            driver.after_run.pop(id(self), None)
         loop, self._loop = self._loop, None
         if loop is not None and not loop.is_closed():
             try:

@@ -21,7 +21,7 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_int, c_siz
                     c_uint32, c_uint64, c_void_p, sizeof)
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import AsyncIterator, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import _lib
 from .errors import Closed, InvalidArgument, check, error_for
@@ -225,6 +225,9 @@ class _LoopDriver:
         self._timer: Optional[asyncio.TimerHandle] = None
         self._due = math.inf
         self._soon = False
+        # Called after each run: consumers of queues the run may have filled (an Agent's
+        # events) read them now instead of one loop turn later through the queue's fd.
+        self.after_run: Dict[int, Callable[[], None]] = {}
         loop.add_reader(self._fd, self.run)
 
     def run(self) -> None:
@@ -237,6 +240,9 @@ class _LoopDriver:
             if rc != _ECLOSED:
                 raise error_for(rc)
             return
+        if self.after_run:
+            for fn in list(self.after_run.values()):
+                fn()
         t = self._timeout.value
         if t == 0:
             if not self._soon:
