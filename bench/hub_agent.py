@@ -6,7 +6,7 @@ task.accepted, one 64-byte task.stream chunk (seq 0) and task.result {"success":
 
     ORCHESTRA_LIBRARY=build/liborchestra.so PYTHONPATH=bindings/python \\
     hub_agent.py --url ws://127.0.0.1:PORT/agent --agent-id ID --key-id KEY --secret HEX
-                 [--max-concurrency N] [--loop uvloop|asyncio]
+                 [--max-concurrency N] [--loop uvloop|asyncio] [--io loop|thread]
 
 Line protocol (run_stack): prints {"ready": ID} once registered; at EOF of stdin (or any line)
 closes the agent and prints {"agent": ID, "tasks": N} (N: tasks answered, warm-up included).
@@ -29,8 +29,9 @@ def emit_line(obj):
 
 async def main_async(a):
     loop = asyncio.get_running_loop()
+    runtime = orchestra.Runtime.for_loop() if a.io == "loop" else None
     agent = orchestra.Agent(a.url, a.agent_id, a.key_id, a.secret, capabilities=["shell"],
-                            version="1.0.0", max_concurrency=a.max_concurrency)
+                            version="1.0.0", max_concurrency=a.max_concurrency, runtime=runtime)
     await asyncio.wait_for(agent.start(), 15)
     done = 0
     errors = []
@@ -68,6 +69,9 @@ def main():
     ap.add_argument("--secret", required=True, help="hex, as orchestra-hub key add prints it")
     ap.add_argument("--max-concurrency", type=int, default=1000)
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    ap.add_argument("--io", choices=["thread", "loop"], default="loop",
+                    help="the library's runtime: loop (embedded, run by the asyncio loop: "
+                         "orchestra.Runtime.for_loop()) or thread (the shared runtime's I/O thread)")
     a = ap.parse_args()
     if a.loop == "uvloop":
         import uvloop

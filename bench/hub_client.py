@@ -53,9 +53,14 @@ class OrchestraTransport:
     """orchestra.Client: sends go to the library at once (send_nowait; the library buffers
     above its watermark), receives come through its queue's readiness fd."""
 
+    def __init__(self, io="loop"):
+        self.io = io
+
     async def open(self, url, token):
-        from orchestra import Client
-        self.ws = Client(url, headers={"Authorization": f"Bearer {token}"}, ping_interval=None)
+        from orchestra import Client, Runtime
+        runtime = Runtime.for_loop() if self.io == "loop" else None
+        self.ws = Client(url, headers={"Authorization": f"Bearer {token}"}, ping_interval=None,
+                         runtime=runtime)
         await self.ws.connect()
 
     def send(self, text):
@@ -94,7 +99,7 @@ class WebsocketsTransport:
 
 async def client_main(a):
     loop = asyncio.get_running_loop()
-    tr = OrchestraTransport() if a.transport == "orchestra" else WebsocketsTransport()
+    tr = OrchestraTransport(a.io) if a.transport == "orchestra" else WebsocketsTransport()
     await asyncio.wait_for(tr.open(a.url, a.token), 15)
     waiting = {}      # taskId -> [t0, acked, stream chunks seen, future of the result's arrival time]
     submits = {}      # request id -> taskId, until acknowledged
@@ -212,6 +217,9 @@ def main():
     ap.add_argument("--deadline", type=float, default=120.0, help="seconds the tasks may take")
     ap.add_argument("--transport", choices=["orchestra", "websockets"], default="orchestra")
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    ap.add_argument("--io", choices=["thread", "loop"], default="loop",
+                    help="--transport orchestra: the library's runtime, loop (embedded, run by the "
+                         "asyncio loop: orchestra.Runtime.for_loop()) or thread (the shared I/O thread)")
     a = ap.parse_args()
     if a.loop == "uvloop":
         import uvloop
