@@ -596,6 +596,28 @@ class Server:
 
 
 # ---------------------------------------------------------------------------------- client
+# Clients by the token passed to the library as user_data, until it lets go of it.
+_clients: Dict[int, "weakref.ReferenceType[Client]"] = {}
+_client_tokens = iter(range(1, 1 << 62))
+
+
+def _client_token() -> int:
+    return next(_client_tokens)
+
+
+@_STATE_CB
+def _on_client_state(ud, client, state, reason) -> None:
+    ref = _clients.get(ud or 0)
+    c = ref() if ref is not None else None
+    if c is not None:
+        c._state_changed(ud, client, state, reason)
+
+
+@CFUNCTYPE(None, c_void_p)
+def _on_client_released(ud) -> None:
+    _clients.pop(ud or 0, None)
+
+
 class Client:
     """A WebSocket client on asyncio, with optional reconnection.
 
@@ -641,8 +663,14 @@ class Client:
                     pong_timeout=pong_timeout, high_watermark=high_watermark, low_watermark=low_watermark,
                     max_buffered=max_buffered, slow_consumer=SlowConsumer.CLOSE_1008,
                     compression_threshold=compression_threshold)
-        self._on_state = _STATE_CB(self._state_changed)   # kept alive with the client
-        o.on_state = self._on_state
+        # The library calls on_state until it lets go of the client, which may be after this
+        # object is gone (an unclosed client at exit, freed by the runtime's shutdown): the
+        # callbacks are module-level and find the client through a weak reference.
+        self._token = _client_token()
+        _clients[self._token] = weakref.ref(self)
+        o.on_state = _on_client_state
+        o.callbacks.user_data = self._token
+        o.user_data_free = ctypes.cast(_on_client_released, c_void_p)
         o.queue = self._inbox.queue._ptr
         o.queue_events = 0
         if tls_ca_file:
@@ -650,7 +678,10 @@ class Client:
         o.tls_use_system_store = 1 if tls_use_system_store else 0
         o.tls_verify_peer = 1 if tls_verify else 0
         ptr = c_void_p()
-        check(_client_new(self._runtime._ptr, url.encode(), byref(o), byref(ptr)))
+        rc = _client_new(self._runtime._ptr, url.encode(), byref(o), byref(ptr))
+        if rc < 0:
+            _clients.pop(self._token, None)
+            raise error_for(rc)
         self._ptr = ptr.value
 
     # Runs on the library's I/O thread (ctypes takes the GIL).

@@ -197,6 +197,36 @@ def test_embedded_runtime_is_one_per_loop_and_closes():
         orchestra.Runtime.for_loop()
 
 
+def test_unclosed_client_at_exit_is_harmless(tmp_path):
+    """A client left open when the interpreter exits: the shared runtime's shutdown closes it
+    and reports the state change after Python may have collected the Client. That used to call
+    into a freed ctypes callback (a segfault at exit)."""
+    import subprocess
+    import sys
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "import asyncio, orchestra, websockets\n"
+        "async def handler(ws):\n"
+        "    async for m in ws: await ws.send(m)\n"
+        "async def main():\n"
+        "    async with websockets.serve(handler, '127.0.0.1', 0) as s:\n"
+        "        port = s.sockets[0].getsockname()[1]\n"
+        "        for _ in range(3):\n"
+        "            c = orchestra.Client(f'ws://127.0.0.1:{port}/')\n"
+        "            await c.connect()\n"
+        "            await c.send('x')\n"
+        "            assert await c.recv() == 'x'\n"
+        "        print('done', flush=True)\n"
+        "asyncio.run(main())\n")
+    import os
+    from pathlib import Path
+    env = dict(os.environ, PYTHONPATH=str(Path(orchestra.__file__).resolve().parent.parent))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.strip() == "done"
+    assert "Exception ignored" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
 def test_errors_are_clear():
     with pytest.raises(orchestra.InvalidArgument, match="ws://"):
         Client("http://127.0.0.1/")
