@@ -11,7 +11,8 @@ Implementations (--impl; "both" runs all three):
             (bench/hub_socketio_anchor.py: AsyncServer on aiohttp, AsyncClient over websocket)
   ours      orchestra-hub (run_ours: a fresh journal in a temporary directory, --rate-limit 0,
             --max-load-per-agent 100000, --log-level warn) with Python agents on our SDK
-            (bench/hub_agent.py: orchestra.Agent on asyncio) and our Python web client
+            (bench/hub_agent.py: orchestra.Agent on asyncio, on the embedded runtime the asyncio
+            loop runs: Runtime.for_loop()) and our Python web client
             (bench/hub_client.py: JSON envelopes over orchestra.Client or python websockets,
             --transport; the default, auto, takes the one measured faster for the scenario:
             AUTO_TRANSPORT). The 5x target is this one.
@@ -377,7 +378,8 @@ def run_ours(agents, tasks, concurrency, clients=1, warmup=500, server_cpu="1", 
     The hub: a fresh journal (temporary directory) with a key, a user and a JWT made by its CLI
     first; --rate-limit 0, --max-load-per-agent 100000, --log-level warn. Agents (agentId
     agent-i, maxConcurrency 1000): agent_lang "python": bench/hub_agent.py (orchestra.Agent on
-    asyncio + uvloop), "c": build/hub_bench_agent (orc_agent_*, callbacks on the I/O thread).
+    asyncio + uvloop, embedded runtime; agent_options ["--io", "thread"] for the I/O thread),
+    "c": build/hub_bench_agent (orc_agent_*, callbacks on the I/O thread).
     Web clients: bench/hub_client.py (JSON envelopes over orchestra.Client on uvloop with
     orjson, as the anchor's client uses uvloop and orjson; transport "websockets" puts the
     python websockets client under the same code). Both answer run_stack's line protocol."""
