@@ -28,39 +28,59 @@ private final class CAgentCallback: @unchecked Sendable {
     init(_ fn: @escaping AgentEventFn, _ userData: UnsafeMutableRawPointer?) { self.fn = fn; self.userData = userData }
 }
 
-/// One field as a malloc'd NUL-terminated copy with its length.
-private struct CText {
-    let ptr: UnsafeMutablePointer<CChar>
-    let len: Int
-    init?(_ s: String?) {
-        guard var s else { return nil }
-        let made: (UnsafeMutablePointer<CChar>, Int)? = s.withUTF8 { u in
-            guard let p = malloc(u.count + 1)?.assumingMemoryBound(to: CChar.self) else { return nil }
-            if u.count > 0 { memcpy(p, u.baseAddress!, u.count) }
-            p[u.count] = 0
-            return (p, u.count)
-        }
-        guard let made else { return nil }
-        (ptr, len) = made
-    }
-}
-
-/// What an orc_agent_event_t points at.
+/// What an orc_agent_event_t points at: the event, and each string field as a malloc'd
+/// NUL-terminated copy made on the first call of its getter (most callers read two or three of
+/// the seven, and a task event's payload is the largest). Getters may be called from several
+/// threads at once: the copies are made under a lock. A block holds the length (8 bytes)
+/// before the text.
 private final class CAgentEvent {
+    enum Field: Int, CaseIterable { case taskId, taskJSON, paramsJSON, input, reason, code, payloadJSON }
+
     let event: AgentEvent
-    let taskId, taskJSON, paramsJSON, input, reason, code, payloadJSON: CText?
+    private let lock = PthreadMutex()
+    private let copies: UnsafeMutablePointer<UnsafeMutableRawPointer?>   // by Field, nil: not made yet
+
     init(_ e: AgentEvent) {
         event = e
-        taskId = CText(e.taskId)
-        taskJSON = CText(e.taskJSON)
-        paramsJSON = CText(e.parametersJSON)
-        input = CText(e.input)
-        reason = CText(e.reason)
-        code = CText(e.code)
-        payloadJSON = CText(e.payloadJSON)
+        copies = .allocate(capacity: Field.allCases.count)
+        copies.initialize(repeating: nil, count: Field.allCases.count)
     }
+
     deinit {
-        for t in [taskId, taskJSON, paramsJSON, input, reason, code, payloadJSON] { if let t { free(t.ptr) } }
+        for i in 0..<Field.allCases.count { free(copies[i]) }
+        copies.deallocate()
+    }
+
+    private func value(_ f: Field) -> String? {
+        switch f {
+        case .taskId: return event.taskId
+        case .taskJSON: return event.taskJSON
+        case .paramsJSON: return event.parametersJSON
+        case .input: return event.input
+        case .reason: return event.reason
+        case .code: return event.code
+        case .payloadJSON: return event.payloadJSON
+        }
+    }
+
+    /// The field's text and length; nil for an absent field (or when out of memory).
+    func text(_ f: Field) -> (UnsafePointer<CChar>, Int)? {
+        let block: UnsafeMutableRawPointer? = lock.withLock {
+            if let b = copies[f.rawValue] { return b }
+            guard var s = value(f) else { return nil }
+            let made: UnsafeMutableRawPointer? = s.withUTF8 { u in
+                guard let b = malloc(8 + u.count + 1) else { return nil }
+                b.storeBytes(of: u.count, as: Int.self)
+                let t = (b + 8).assumingMemoryBound(to: CChar.self)
+                if u.count > 0 { memcpy(t, u.baseAddress!, u.count) }
+                t[u.count] = 0
+                return b
+            }
+            copies[f.rawValue] = made
+            return made
+        }
+        guard let block else { return nil }
+        return (UnsafePointer((block + 8).assumingMemoryBound(to: CChar.self)), block.load(as: Int.self))
     }
 }
 
@@ -252,44 +272,45 @@ public func orc_agent_event_state(_ e: OpaquePointer?) -> orc_agent_state_t {
 }
 
 @inline(__always)
-private func field(_ t: CText?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
-    len?.pointee = t?.len ?? 0
-    return t.map { UnsafePointer($0.ptr) }
+private func field(_ e: OpaquePointer?, _ f: CAgentEvent.Field, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    let t = withEvent(e, nil) { $0.text(f) }
+    len?.pointee = t?.1 ?? 0
+    return t?.0
 }
 
 @_cdecl("orc_agent_event_task_id")
 public func orc_agent_event_task_id(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
-    field(withEvent(e, nil) { $0.taskId }, len)
+    field(e, .taskId, len)
 }
 
 @_cdecl("orc_agent_event_task_json")
 public func orc_agent_event_task_json(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
-    field(withEvent(e, nil) { $0.taskJSON }, len)
+    field(e, .taskJSON, len)
 }
 
 @_cdecl("orc_agent_event_params_json")
 public func orc_agent_event_params_json(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
-    field(withEvent(e, nil) { $0.paramsJSON }, len)
+    field(e, .paramsJSON, len)
 }
 
 @_cdecl("orc_agent_event_input")
 public func orc_agent_event_input(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
-    field(withEvent(e, nil) { $0.input }, len)
+    field(e, .input, len)
 }
 
 @_cdecl("orc_agent_event_reason")
 public func orc_agent_event_reason(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
-    field(withEvent(e, nil) { $0.reason }, len)
+    field(e, .reason, len)
 }
 
 @_cdecl("orc_agent_event_code")
 public func orc_agent_event_code(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
-    field(withEvent(e, nil) { $0.code }, len)
+    field(e, .code, len)
 }
 
 @_cdecl("orc_agent_event_payload_json")
 public func orc_agent_event_payload_json(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
-    field(withEvent(e, nil) { $0.payloadJSON }, len)
+    field(e, .payloadJSON, len)
 }
 
 // MARK: Actions
