@@ -346,12 +346,24 @@ def _message_data(ptr: int) -> Union[str, bytes]:
     return raw.decode() if ct.value == _CT_TEXT else raw
 
 
-def _client_message(ptr: int) -> Union[str, bytes]:
-    """A client's queue holds only "ws.message" (no queue_events): its data, released."""
-    try:
-        return _message_data(ptr)
-    finally:
-        _msg_release(ptr)
+def _client_decoder():
+    """A decoder for one client's inbox: a client's queue holds only "ws.message" (no
+    queue_events), and its data is read, then the message released. The inbox is read on one
+    asyncio loop, so the out-parameters are made once per client, not per message."""
+    p, n, ct = c_void_p(), c_size_t(), c_int()
+    rp, rn, rct = byref(p), byref(n), byref(ct)
+    string_at = ctypes.string_at
+
+    def decode(ptr: int) -> Union[str, bytes]:
+        try:
+            rc = _msg_payload(ptr, rp, rn, rct)
+            if rc < 0:
+                raise error_for(rc)
+            raw = string_at(p.value, n.value) if n.value else b""
+            return raw.decode() if ct.value == _CT_TEXT else raw
+        finally:
+            _msg_release(ptr)
+    return decode
 
 
 class _Inbox:
@@ -638,7 +650,7 @@ class Client:
                  tls_ca_file: Optional[str] = None, tls_use_system_store: bool = True,
                  tls_verify: bool = True, runtime: Optional[Runtime] = None) -> None:
         self._runtime = runtime or Runtime.shared()
-        self._inbox = _Inbox(queue_capacity, _client_message)
+        self._inbox = _Inbox(queue_capacity, _client_decoder())
         self._low_watermark = low_watermark
         self._state_lock = threading.Lock()
         self._state = ClientState.CONNECTING
