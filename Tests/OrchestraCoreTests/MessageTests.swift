@@ -55,6 +55,27 @@ import Testing
         #expect(parts[2].first == "4")
         #expect("89ab".contains(parts[3].first!))
         #expect(Message.newId() != Message.newId())
+        for _ in 0..<100 {
+            let b = Message.newId()
+            #expect(b.count == 36 && b.allSatisfy { "0123456789abcdef-".utf8.contains($0) })
+        }
+    }
+
+    @Test func checkedJSONPayloadIsStoredAndEncodedAsIs() throws {
+        let m = Message(type: "t")
+        m.setPayload(text: "x")
+        let json = Array(#"{"a":[1,"é"]}"#.utf8)
+        m.setPayload(checkedJSON: json)
+        #expect(m.contentType == .json && m.payload == json)
+        let text = String(decoding: try EnvelopeCodec.encode(m, format: .json), as: UTF8.self)
+        #expect(text.hasSuffix(#","payload":{"a":[1,"é"]}}"#))
+        let back = try EnvelopeCodec.decode(Array(text.utf8), format: .json)
+        #expect(back.payload == json)
+        // The same message through setPayload(json:) encodes to the same bytes.
+        let n = m.copy()
+        try n.setPayload(json: json)
+        #expect(try EnvelopeCodec.encode(n, format: .json) == EnvelopeCodec.encode(m, format: .json))
+        #expect(try EnvelopeCodec.encode(n, format: .msgpack) == EnvelopeCodec.encode(m, format: .msgpack))
     }
 
     @Test func textFieldsRejectBadUTF8AndEmptyRequired() throws {

@@ -238,6 +238,16 @@ public final class Message: @unchecked Sendable {
         contentType = .json
     }
 
+    /// Sets a JSON payload from JSON text the caller wrote itself and so vouches for, without
+    /// checking it again: it must be exactly one JSON value, valid UTF-8, nested at most
+    /// `DecodeLimits.depthCeiling` deep (e.g. a `JSONObjectWriter`'s output). The encoders copy
+    /// it as it is, so text that breaks this makes invalid envelopes: JSON from elsewhere
+    /// (users, the network) goes through `setPayload(json:)`.
+    public func setPayload(checkedJSON json: [UInt8]) {
+        setCheckedJSONPayload(json)
+        contentType = .json
+    }
+
     /// Sets a binary payload.
     public func setPayload(binary: [UInt8]) {
         payload = binary
@@ -333,16 +343,20 @@ public final class Message: @unchecked Sendable {
         var lo = words.1
         hi = (hi & ~0xF000) | 0x4000                    // version 4
         lo = (lo & ~(0xC000 << 48)) | (0x8000 << 48)    // variant 10
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(36)
-        for i in 0..<16 {
-            let byte = i < 8 ? UInt8(truncatingIfNeeded: hi >> UInt64(56 - 8 * i))
-                             : UInt8(truncatingIfNeeded: lo >> UInt64(56 - 8 * (i - 8)))
-            if i == 4 || i == 6 || i == 8 || i == 10 { out.append(UInt8(ascii: "-")) }
-            out.append(hex[Int(byte >> 4)])
-            out.append(hex[Int(byte & 0xF)])
+        // Written into 40 bytes on the stack, then copied into an array of exactly 36 (no
+        // growth, no per-call table).
+        var text: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &text) { t in
+            var at = 0
+            for i in 0..<16 {
+                let byte = i < 8 ? UInt8(truncatingIfNeeded: hi >> UInt64(56 - 8 * i))
+                                 : UInt8(truncatingIfNeeded: lo >> UInt64(56 - 8 * (i - 8)))
+                if i == 4 || i == 6 || i == 8 || i == 10 { t[at] = UInt8(ascii: "-"); at += 1 }
+                t[at] = lowerHexDigit(byte >> 4)
+                t[at + 1] = lowerHexDigit(byte & 0xF)
+                at += 2
+            }
+            return makeBytes(UnsafeRawBufferPointer(t), 0, 36)
         }
-        return out
     }
 }
