@@ -61,6 +61,18 @@ import Testing
         }
     }
 
+    @Test func hexDigitsAreLowerCaseMostSignificantFirst() {
+        var values: [UInt32] = [0, 1, 9, 10, 15, 16, 0xABCDEF01, 0x12345678, 0x9ABCDEF0, .max, 0x80000000]
+        for _ in 0..<1000 { values.append(UInt32.random(in: 0...UInt32.max)) }
+        for v in values {
+            let want = String(repeating: "0", count: 8 - String(v, radix: 16).count) + String(v, radix: 16)
+            var d = hexDigits8(v)
+            #expect(withUnsafeBytes(of: &d) { String(decoding: $0, as: UTF8.self) } == want)
+            var d4 = hexDigits4(UInt16(truncatingIfNeeded: v))
+            #expect(withUnsafeBytes(of: &d4) { String(decoding: $0, as: UTF8.self) } == String(want.suffix(4)))
+        }
+    }
+
     @Test func checkedJSONPayloadIsStoredAndEncodedAsIs() throws {
         let m = Message(type: "t")
         m.setPayload(text: "x")
