@@ -756,7 +756,9 @@ public final class HubAgent: @unchecked Sendable {
                         _ write: (inout TaskRecord, inout JSONObjectWriter) -> Void) throws(OrchestraError) {
         try lock.withLock { () throws(OrchestraError) in
             guard !stopped else { throw OrchestraError(.closed, "the agent is \(stateValue)") }
-            guard var rec = tasks[key] else { throw OrchestraError(.notFound, "\(key) is not in flight") }
+            // One lookup: the record is read and written back (or removed) through its index.
+            guard let index = tasks.index(forKey: key) else { throw OrchestraError(.notFound, "\(key) is not in flight") }
+            var rec = tasks.values[index]
             var p = JSONObjectWriter(capacity: capacity)
             write(&rec, &p)
             let payload = p.finish()
@@ -779,7 +781,7 @@ public final class HubAgent: @unchecked Sendable {
             } else {
                 try outbox.append(Array(w.bytes), task: key)
             }
-            tasks[key] = finishes ? nil : rec
+            if finishes { tasks.remove(at: index) } else { tasks.values[index] = rec }
         }
     }
 
