@@ -55,6 +55,39 @@ import Testing
         #expect(parts[2].first == "4")
         #expect("89ab".contains(parts[3].first!))
         #expect(Message.newId() != Message.newId())
+        for _ in 0..<100 {
+            let b = Message.newId()
+            #expect(b.count == 36 && b.allSatisfy { "0123456789abcdef-".utf8.contains($0) })
+        }
+    }
+
+    @Test func hexDigitsAreLowerCaseMostSignificantFirst() {
+        var values: [UInt32] = [0, 1, 9, 10, 15, 16, 0xABCDEF01, 0x12345678, 0x9ABCDEF0, .max, 0x80000000]
+        for _ in 0..<1000 { values.append(UInt32.random(in: 0...UInt32.max)) }
+        for v in values {
+            let want = String(repeating: "0", count: 8 - String(v, radix: 16).count) + String(v, radix: 16)
+            var d = hexDigits8(v)
+            #expect(withUnsafeBytes(of: &d) { String(decoding: $0, as: UTF8.self) } == want)
+            var d4 = hexDigits4(UInt16(truncatingIfNeeded: v))
+            #expect(withUnsafeBytes(of: &d4) { String(decoding: $0, as: UTF8.self) } == String(want.suffix(4)))
+        }
+    }
+
+    @Test func checkedJSONPayloadIsStoredAndEncodedAsIs() throws {
+        let m = Message(type: "t")
+        m.setPayload(text: "x")
+        let json = Array(#"{"a":[1,"é"]}"#.utf8)
+        m.setPayload(checkedJSON: json)
+        #expect(m.contentType == .json && m.payload == json)
+        let text = String(decoding: try EnvelopeCodec.encode(m, format: .json), as: UTF8.self)
+        #expect(text.hasSuffix(#","payload":{"a":[1,"é"]}}"#))
+        let back = try EnvelopeCodec.decode(Array(text.utf8), format: .json)
+        #expect(back.payload == json)
+        // The same message through setPayload(json:) encodes to the same bytes.
+        let n = m.copy()
+        try n.setPayload(json: json)
+        #expect(try EnvelopeCodec.encode(n, format: .json) == EnvelopeCodec.encode(m, format: .json))
+        #expect(try EnvelopeCodec.encode(n, format: .msgpack) == EnvelopeCodec.encode(m, format: .msgpack))
     }
 
     @Test func textFieldsRejectBadUTF8AndEmptyRequired() throws {

@@ -238,6 +238,16 @@ public final class Message: @unchecked Sendable {
         contentType = .json
     }
 
+    /// Sets a JSON payload from JSON text the caller wrote itself and so vouches for, without
+    /// checking it again: it must be exactly one JSON value, valid UTF-8, nested at most
+    /// `DecodeLimits.depthCeiling` deep (e.g. a `JSONObjectWriter`'s output). The encoders copy
+    /// it as it is, so text that breaks this makes invalid envelopes: JSON from elsewhere
+    /// (users, the network) goes through `setPayload(json:)`.
+    public func setPayload(checkedJSON json: [UInt8]) {
+        setCheckedJSONPayload(json)
+        contentType = .json
+    }
+
     /// Sets a binary payload.
     public func setPayload(binary: [UInt8]) {
         payload = binary
@@ -333,16 +343,44 @@ public final class Message: @unchecked Sendable {
         var lo = words.1
         hi = (hi & ~0xF000) | 0x4000                    // version 4
         lo = (lo & ~(0xC000 << 48)) | (0x8000 << 48)    // variant 10
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(36)
-        for i in 0..<16 {
-            let byte = i < 8 ? UInt8(truncatingIfNeeded: hi >> UInt64(56 - 8 * i))
-                             : UInt8(truncatingIfNeeded: lo >> UInt64(56 - 8 * (i - 8)))
-            if i == 4 || i == 6 || i == 8 || i == 10 { out.append(UInt8(ascii: "-")) }
-            out.append(hex[Int(byte >> 4)])
-            out.append(hex[Int(byte & 0xF)])
+        // 8-4-4-4-12 hex digits written 8 or 4 at a time into 40 bytes on the stack, then
+        // copied into an array of exactly 36.
+        var text: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &text) { t in
+            let p = t.baseAddress!
+            let dash = UInt8(ascii: "-")
+            p.storeBytes(of: hexDigits8(UInt32(truncatingIfNeeded: hi >> 32)), toByteOffset: 0, as: UInt64.self)
+            p.storeBytes(of: dash, toByteOffset: 8, as: UInt8.self)
+            p.storeBytes(of: hexDigits4(UInt16(truncatingIfNeeded: hi >> 16)), toByteOffset: 9, as: UInt32.self)
+            p.storeBytes(of: dash, toByteOffset: 13, as: UInt8.self)
+            p.storeBytes(of: hexDigits4(UInt16(truncatingIfNeeded: hi)), toByteOffset: 14, as: UInt32.self)
+            p.storeBytes(of: dash, toByteOffset: 18, as: UInt8.self)
+            p.storeBytes(of: hexDigits4(UInt16(truncatingIfNeeded: lo >> 48)), toByteOffset: 19, as: UInt32.self)
+            p.storeBytes(of: dash, toByteOffset: 23, as: UInt8.self)
+            p.storeBytes(of: hexDigits4(UInt16(truncatingIfNeeded: lo >> 32)), toByteOffset: 24, as: UInt32.self)
+            p.storeBytes(of: hexDigits8(UInt32(truncatingIfNeeded: lo)), toByteOffset: 28, as: UInt64.self)
+            return makeBytes(UnsafeRawBufferPointer(t), 0, 36)
         }
-        return out
     }
+}
+
+/// The 8 lower-case hex digits of `v`, most significant first, as the bytes of a UInt64 to
+/// store in memory (little-endian: the first digit in the lowest byte).
+@inline(__always)
+func hexDigits8(_ v: UInt32) -> UInt64 {
+    // One nibble per byte, the most significant nibble in the lowest byte.
+    var x = UInt64(v)
+    x = (x | x << 16) & 0x0000_FFFF_0000_FFFF
+    x = (x | x << 8) & 0x00FF_00FF_00FF_00FF
+    x = (x | x << 4) & 0x0F0F_0F0F_0F0F_0F0F
+    x = x.byteSwapped
+    // '0' + n, plus 39 more ('a' - '0' - 10) for the nibbles 10...15.
+    let letters = ((x &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101
+    return (x &+ 0x3030_3030_3030_3030 &+ letters &* 39).littleEndian
+}
+
+/// The 4 lower-case hex digits of `v`, as `hexDigits8`.
+@inline(__always)
+func hexDigits4(_ v: UInt16) -> UInt32 {
+    UInt32(truncatingIfNeeded: hexDigits8(UInt32(v)).littleEndian >> 32).littleEndian
 }

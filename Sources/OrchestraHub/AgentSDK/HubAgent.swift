@@ -69,13 +69,17 @@ public final class HubAgent: @unchecked Sendable {
     public let runtime: Runtime
     let client: Client
     private let link: AgentLink
+    /// The agent id as the messages' source.
+    private let sourceBytes: [UInt8]
     private let events: AgentEventQueue?
     private let onEvent: ((AgentEvent) -> Void)?
 
     private struct TaskRecord {
         let order: UInt64
         let assignedAtNs: UInt64
-        let traceId: String?
+        /// The assign's traceId header as text (a JSON value as its JSON text), sent back as a
+        /// string header on every message about the task.
+        let traceId: [UInt8]?
         var nextSeq: UInt64 = 0
     }
 
@@ -123,6 +127,7 @@ public final class HubAgent: @unchecked Sendable {
         let link = AgentLink()
         self.client = try Client(runtime: runtime, url: options.url, options: co, handler: link)
         self.link = link
+        self.sourceBytes = Array(options.agentId.utf8)
         self.options = options
         self.runtime = runtime
         self.onEvent = onEvent
@@ -303,7 +308,7 @@ public final class HubAgent: @unchecked Sendable {
         payload.set("signature", .string(AgentSignature.sign(secret: options.secret, agentId: options.agentId, timestamp: now, nonce: nonce)))
         payload.set("inFlight", .array(inFlight.map { ["taskId": .string($0.taskId), "attempt": .int(Int64($0.attempt))] }))
         do throws(OrchestraError) {
-            let (id, bytes) = try envelope("agent.register", payload, traceId: nil)
+            let (id, bytes) = try envelope("agent.register", payload)
             registerId = id
             try HubAgent.send(bytes, c.send)
         } catch {
@@ -373,6 +378,7 @@ public final class HubAgent: @unchecked Sendable {
             return
         }
         let text = m.contentType == .json ? (m.payload ?? []) : []
+        if m.typeBytes == HubAgent.assignType, assignReceivedFast(m, text) { return }
         let payload = (try? JSONValue.parse(text)) ?? .object([])
         let payloadJSON = String(decoding: text.isEmpty ? Array("{}".utf8) : text, as: UTF8.self)
         switch m.type {
@@ -458,7 +464,7 @@ public final class HubAgent: @unchecked Sendable {
         let key = TaskKey(taskId, UInt32(a))
         let task = p["task"] ?? .object([])
         let params = task["parameters"] ?? .object([])
-        let trace = m.header("traceId")
+        let trace = HubAgent.traceId(of: m)
         let isNew: Bool = lock.withLock {
             guard !stopped, registered, tasks[key] == nil else { return false }
             taskSerial &+= 1
@@ -468,6 +474,102 @@ public final class HubAgent: @unchecked Sendable {
         guard isNew else { return }   // a duplicate
         emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: task.jsonText,
                         parametersJSON: params.jsonText, payloadJSON: json))
+    }
+
+    private static let assignType = Array("task.assign".utf8)
+
+    /// task.assign without a JSONValue tree: taskId and attempt read from the payload's text,
+    /// the task and its parameters as compact slices of it (the bytes the tree would write).
+    /// Handles the usual assign: a valid JSON object, keys without escapes, a taskId string
+    /// without escapes, attempt absent or an integer in 1...UInt32.max. False for anything
+    /// else, before any effect: `assignReceived` then handles it from the tree, errors included.
+    private func assignReceivedFast(_ m: Message, _ text: [UInt8]) -> Bool {
+        var taskIdRange: Range<Int>? = nil, attemptRange: Range<Int>? = nil, taskRange: Range<Int>? = nil
+        var paramsRange: Range<Int>? = nil
+        let ok: Bool = text.withUnsafeBytes { b in
+            var plain = true
+            let valid = JSONText.forEachMember(of: b) { k, escaped, v in
+                if escaped { plain = false; return }
+                if taskIdRange == nil && HubAgent.equals(k, "taskId") { taskIdRange = v }
+                else if attemptRange == nil && HubAgent.equals(k, "attempt") { attemptRange = v }
+                else if taskRange == nil && HubAgent.equals(k, "task") { taskRange = v }
+            }
+            guard valid, plain else { return false }
+            guard let t = taskRange, b[t.lowerBound] == 0x7B else { return true }
+            let taskBytes = UnsafeRawBufferPointer(rebasing: b[t])
+            let validTask = JSONText.forEachMember(of: taskBytes) { k, escaped, v in
+                if escaped { plain = false; return }
+                if paramsRange == nil && HubAgent.equals(k, "parameters") { paramsRange = (v.lowerBound + t.lowerBound)..<(v.upperBound + t.lowerBound) }
+            }
+            return validTask && plain
+        }
+        guard ok, let idRange = taskIdRange else { return false }
+        // The taskId: a non-empty string without escapes (its raw bytes are its value).
+        let taskId: String? = text.withUnsafeBytes { b in
+            guard idRange.count > 2, b[idRange.lowerBound] == 0x22 else { return nil }
+            let raw = UnsafeRawBufferPointer(rebasing: b[(idRange.lowerBound + 1)..<(idRange.upperBound - 1)])
+            if raw.contains(0x5C) { return nil }
+            return String(decoding: raw, as: UTF8.self)
+        }
+        guard let taskId else { return false }
+        var attempt: Int64 = 1
+        if let r = attemptRange {
+            guard let a = text.withUnsafeBytes({ b -> Int64? in
+                let lexeme = UnsafeRawBufferPointer(rebasing: b[r])
+                guard lexeme.allSatisfy({ $0 == 0x2D || ($0 >= 0x30 && $0 <= 0x39) }) else { return nil }
+                return HubAgent.parseInteger(lexeme)
+            }), a >= 1 && a <= Int64(UInt32.max) else { return false }
+            attempt = a
+        }
+        let key = TaskKey(taskId, UInt32(attempt))
+        let trace = HubAgent.traceId(of: m)
+        let isNew: Bool = lock.withLock {
+            guard !stopped, registered, tasks[key] == nil else { return false }
+            taskSerial &+= 1
+            tasks[key] = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: trace)
+            return true
+        }
+        guard isNew else { return true }   // a duplicate
+        let (taskJSON, parametersJSON): (String, String) = text.withUnsafeBytes { b in
+            (taskRange.map { JSONText.compactString(UnsafeRawBufferPointer(rebasing: b[$0])) } ?? "{}",
+             paramsRange.map { JSONText.compactString(UnsafeRawBufferPointer(rebasing: b[$0])) } ?? "{}")
+        }
+        emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: taskJSON,
+                        parametersJSON: parametersJSON, payloadJSON: String(decoding: text, as: UTF8.self)))
+        return true
+    }
+
+    private static let traceKey = Array("traceId".utf8)
+
+    private static func traceId(of m: Message) -> [UInt8]? {
+        switch m.header(traceKey) {
+        case .string(let v)?, .json(let v)?: return v
+        case nil: return nil
+        }
+    }
+
+    private static func equals(_ k: UnsafeRawBufferPointer, _ s: StaticString) -> Bool {
+        k.count == s.utf8CodeUnitCount && memcmp(k.baseAddress!, s.utf8Start, k.count) == 0
+    }
+
+    /// A JSON integer lexeme (-?digits) as Int64; nil when out of range.
+    private static func parseInteger(_ t: UnsafeRawBufferPointer) -> Int64? {
+        var i = 0
+        let negative = t.first == 0x2D
+        if negative { i = 1 }
+        guard i < t.count else { return nil }
+        var mag: UInt64 = 0
+        while i < t.count {
+            let d = t[i] &- 0x30
+            guard d < 10 else { return nil }
+            let (m1, o1) = mag.multipliedReportingOverflow(by: 10)
+            let (m2, o2) = m1.addingReportingOverflow(UInt64(d))
+            if o1 || o2 { return nil }
+            mag = m2
+            i += 1
+        }
+        if negative { return mag <= UInt64(Int64.max) ? -Int64(mag) : nil }
+        return mag <= UInt64(Int64.max) ? Int64(mag) : nil
     }
 
     private func cancelReceived(_ p: JSONValue, _ json: String) {
@@ -506,7 +608,7 @@ public final class HubAgent: @unchecked Sendable {
             "systemInfo": ["cpu": .double(s.cpu), "memory": .double(s.memory), "disk": .double(s.disk)],
             "load": .int(Int64(load)),
         ]
-        guard let (_, bytes) = try? envelope("agent.heartbeat", payload, traceId: nil) else { return }
+        guard let (_, bytes) = try? envelope("agent.heartbeat", payload) else { return }
         lock.withLock {
             guard registered, !stopped else { return }
             try? HubAgent.send(bytes, client.send)
@@ -517,15 +619,18 @@ public final class HubAgent: @unchecked Sendable {
 
     /// Sends task.accepted.
     public func accept(_ key: TaskKey) throws(OrchestraError) {
-        try submit(key, "task.accepted", finishes: false) { _ in
-            ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt))]
+        try submit(key, HubAgent.acceptedType, finishes: false) { _, p in
+            p.string("taskId", key.taskId)
+            p.int("attempt", Int64(key.attempt))
         }
     }
 
     /// Sends task.rejected; the task leaves the in-flight set.
     public func reject(_ key: TaskKey, reason: String = "rejected") throws(OrchestraError) {
-        try submit(key, "task.rejected", finishes: true) { _ in
-            ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)), "reason": .string(reason)]
+        try submit(key, HubAgent.rejectedType, finishes: true) { _, p in
+            p.string("taskId", key.taskId)
+            p.int("attempt", Int64(key.attempt))
+            p.string("reason", reason)
         }
     }
 
@@ -534,10 +639,11 @@ public final class HubAgent: @unchecked Sendable {
         guard percent >= 0 && percent <= 100 else {
             throw OrchestraError(.invalidArgument, "progress \(percent) is outside 0...100")
         }
-        try submit(key, "task.progress", finishes: false) { _ in
-            var p: JSONValue = ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)), "progress": .double(percent)]
-            if let step { p.set("currentStep", .string(step)) }
-            return p
+        try submit(key, HubAgent.progressType, finishes: false) { _, p in
+            p.string("taskId", key.taskId)
+            p.int("attempt", Int64(key.attempt))
+            p.double("progress", percent)
+            if let step { p.string("currentStep", step) }
         }
     }
 
@@ -552,24 +658,30 @@ public final class HubAgent: @unchecked Sendable {
         if let bad = UTF8Validator.firstInvalidOffset(data) {
             throw OrchestraError(.invalidArgument, "stream data is not valid UTF-8 (byte \(bad))")
         }
-        let text = String(decoding: data, as: UTF8.self)
-        try submit(key, "task.stream", finishes: false) { rec in
-            defer { rec.nextSeq += 1 }
-            return ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)), "seq": .int(Int64(rec.nextSeq)),
-                    "type": .string(type), "data": .string(text), "timestamp": .int(wallClockMillis())]
+        try submit(key, HubAgent.streamType, finishes: false, capacity: data.count + 160) { rec, p in
+            p.string("taskId", key.taskId)
+            p.int("attempt", Int64(key.attempt))
+            p.int("seq", Int64(rec.nextSeq))
+            p.string("type", type)
+            p.string("data", validUTF8: data)
+            p.int("timestamp", wallClockMillis())
+            rec.nextSeq += 1
         }
     }
 
     /// Sends task.result with the time since the assign as duration; the task leaves the
-    /// in-flight set. `resultJSON` is one JSON value (`.parse` naming the byte otherwise).
+    /// in-flight set. `resultJSON` is one JSON value (`.parse` naming the byte otherwise); it
+    /// is sent in compact form (whitespace dropped, as a JSON value would write it).
     public func result(_ key: TaskKey, success: Bool, resultJSON: String? = nil, error: String? = nil) throws(OrchestraError) {
-        let result = try resultJSON.map { (t) throws(OrchestraError) in try JSONValue.parse(t) }
-        try submit(key, "task.result", finishes: true) { rec in
-            var p: JSONValue = ["taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)), "success": .bool(success)]
-            if let result { p.set("result", result) }
-            if let error { p.set("error", .string(error)) }
-            p.set("duration", .int(Int64((monotonicNanos() &- rec.assignedAtNs) / 1_000_000)))
-            return p
+        let result = resultJSON.map { Array($0.utf8) }
+        let recheck = try result.map { (r) throws(OrchestraError) in try HubAgent.checkEmbeddedJSON(r) } ?? false
+        try submit(key, HubAgent.resultType, finishes: true, capacity: (result?.count ?? 0) + 160, recheck: recheck) { rec, p in
+            p.string("taskId", key.taskId)
+            p.int("attempt", Int64(key.attempt))
+            p.bool("success", success)
+            if let result { result.withUnsafeBytes { p.compactJSON("result", $0) } }
+            if let error { p.string("error", error) }
+            p.int("duration", Int64((monotonicNanos() &- rec.assignedAtNs) / 1_000_000))
         }
     }
 
@@ -581,13 +693,20 @@ public final class HubAgent: @unchecked Sendable {
         guard HubAgent.workerOutputTypes.contains(type) else {
             throw OrchestraError(.invalidArgument, "worker output type \"\(type)\" is not user, assistant, tool, tool-result or system")
         }
-        let details = try detailsJSON.map { (t) throws(OrchestraError) in try JSONValue.parse(t) }
-        if let details, details.object == nil { throw OrchestraError(.invalidArgument, "details_json must be a JSON object") }
-        try submit(key, "worker.output", finishes: false) { _ in
-            var p: JSONValue = ["agentId": .string(options.agentId), "taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)),
-                                "type": .string(type), "content": .string(content), "timestamp": .int(wallClockMillis())]
-            if let details { p.set("details", details) }
-            return p
+        let details = detailsJSON.map { Array($0.utf8) }
+        let recheck = try details.map { (d) throws(OrchestraError) in try HubAgent.checkEmbeddedJSON(d) } ?? false
+        if let details, details.first(where: { !HubAgent.isJSONWhitespace($0) }) != 0x7B {
+            throw OrchestraError(.invalidArgument, "details_json must be a JSON object")
+        }
+        try submit(key, HubAgent.outputType, finishes: false, capacity: (details?.count ?? 0) + content.utf8.count + 200,
+                   recheck: recheck) { _, p in
+            p.string("agentId", options.agentId)
+            p.string("taskId", key.taskId)
+            p.int("attempt", Int64(key.attempt))
+            p.string("type", type)
+            p.string("content", content)
+            p.int("timestamp", wallClockMillis())
+            if let details { details.withUnsafeBytes { p.compactJSON("details", $0) } }
         }
     }
 
@@ -596,35 +715,73 @@ public final class HubAgent: @unchecked Sendable {
         guard HubAgent.workerStatuses.contains(status) else {
             throw OrchestraError(.invalidArgument, "worker status \"\(status)\" is not starting, running, paused, completed or error")
         }
-        try submit(key, "worker.status", finishes: false) { _ in
-            var p: JSONValue = ["agentId": .string(options.agentId), "taskId": .string(key.taskId), "attempt": .int(Int64(key.attempt)),
-                                "status": .string(status)]
-            if let message { p.set("message", .string(message)) }
-            return p
+        try submit(key, HubAgent.statusType, finishes: false) { _, p in
+            p.string("agentId", options.agentId)
+            p.string("taskId", key.taskId)
+            p.int("attempt", Int64(key.attempt))
+            p.string("status", status)
+            if let message { p.string("message", message) }
         }
     }
 
+    /// Checks JSON text a caller gives to embed in a payload (result, details) with the errors
+    /// `JSONValue.parse` gives. True when it is nested exactly as deep as the limit allows: the
+    /// payload holding it is then one level too deep, which `submit` reports (`recheck`) as
+    /// the payload check always has.
+    private static func checkEmbeddedJSON(_ text: [UInt8]) throws(OrchestraError) -> Bool {
+        let limits = DecodeLimits.default
+        do throws(OrchestraError) {
+            try JSONValidator.validate(text, limits: DecodeLimits(maxSize: limits.maxSize, maxDepth: limits.maxDepth - 1))
+            return false
+        } catch {
+            guard error.code == .tooBig else { throw error }
+            try JSONValidator.validate(text, limits: limits)
+            return true
+        }
+    }
+
+    private static let acceptedType = Array("task.accepted".utf8), rejectedType = Array("task.rejected".utf8),
+        progressType = Array("task.progress".utf8), streamType = Array("task.stream".utf8), resultType = Array("task.result".utf8),
+        outputType = Array("worker.output".utf8), statusType = Array("worker.status".utf8)
+    private static let version = Array("1.0".utf8)
+
+    private static func isJSONWhitespace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 }
+
     /// Sends (registered) or queues (not registered) one message about a task attempt in
     /// flight, in call order. The record is updated only when the message was taken.
-    private func submit(_ key: TaskKey, _ type: String, finishes: Bool,
-                        _ build: (inout TaskRecord) -> JSONValue) throws(OrchestraError) {
+    /// `write` writes the payload's members; the payload is not checked again (this agent
+    /// wrote it), except for the size limit and, with `recheck`, the depth limit, which
+    /// `setPayload(json:)` enforced when payloads were built as trees.
+    private func submit(_ key: TaskKey, _ type: [UInt8], finishes: Bool, capacity: Int = 160, recheck: Bool = false,
+                        _ write: (inout TaskRecord, inout JSONObjectWriter) -> Void) throws(OrchestraError) {
         try lock.withLock { () throws(OrchestraError) in
             guard !stopped else { throw OrchestraError(.closed, "the agent is \(stateValue)") }
-            guard var rec = tasks[key] else { throw OrchestraError(.notFound, "\(key) is not in flight") }
-            let payload = build(&rec)
-            let (_, bytes) = try envelope(type, payload, traceId: rec.traceId)
+            // One lookup: the record is read and written back (or removed) through its index.
+            guard let index = tasks.index(forKey: key) else { throw OrchestraError(.notFound, "\(key) is not in flight") }
+            var rec = tasks.values[index]
+            var p = JSONObjectWriter(capacity: capacity)
+            write(&rec, &p)
+            let payload = p.finish()
+            if recheck || payload.count > DecodeLimits.default.maxSize {
+                try JSONValidator.validate(payload, limits: .default)
+            }
+            let m = Message(type: type, timestamp: wallClockMillis(), version: HubAgent.version, source: sourceBytes)
+            if let traceId = rec.traceId { try? m.setHeader(HubAgent.traceKey, .string(traceId)) }
+            m.setPayload(checkedJSON: payload)
+            var w = ByteWriter(capacity: EnvelopeCodec.estimatedSize(m))
+            try EnvelopeCodec.encode(m, format: .json, into: &w)
             if registered {
                 do throws(OrchestraError) {
-                    try HubAgent.send(bytes, client.send)
+                    try HubAgent.send(w.bytes, client.send)
                 } catch {
                     // Lost under us: the next registration sends it if the task is still ours.
                     guard error.code == .closed else { throw error }
-                    try outbox.append(bytes, task: key)
+                    try outbox.append(Array(w.bytes), task: key)
                 }
             } else {
-                try outbox.append(bytes, task: key)
+                try outbox.append(Array(w.bytes), task: key)
             }
-            tasks[key] = finishes ? nil : rec
+            if finishes { tasks.remove(at: index) } else { tasks.values[index] = rec }
         }
     }
 
@@ -639,10 +796,14 @@ public final class HubAgent: @unchecked Sendable {
         if let failure { throw failure }
     }
 
-    /// A JSON envelope of `type` with `payload`; returns its id and bytes.
-    private func envelope(_ type: String, _ payload: JSONValue, traceId: String?) throws(OrchestraError) -> (String, [UInt8]) {
+    private static func send(_ bytes: UnsafeRawBufferPointer, _ send: (Opcode, UnsafeRawBufferPointer) throws(OrchestraError) -> SendStatus) throws(OrchestraError) {
+        _ = try send(.text, bytes)
+    }
+
+    /// A JSON envelope of `type` with `payload` (agent.register, agent.heartbeat); returns its
+    /// id and bytes. The payload is checked (metadata comes from the user and may be too deep).
+    private func envelope(_ type: String, _ payload: JSONValue) throws(OrchestraError) -> (String, [UInt8]) {
         let m = Message(type: type, source: options.agentId)
-        if let traceId { m.setHeader("traceId", traceId) }
         try m.setPayload(json: payload.jsonBytes)
         return (m.id, try EnvelopeCodec.encode(m, format: .json))
     }
