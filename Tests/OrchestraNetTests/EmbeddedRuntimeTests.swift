@@ -40,6 +40,13 @@ private final class EchoHandler: ServerHandler, @unchecked Sendable {
     func didClose(_ c: Connection, code: UInt16, reason: String, clean: Bool) { closes.update { $0.append("\(code) \(clean)") } }
 }
 
+private final class CountingHandler: ServerHandler, @unchecked Sendable {
+    let count = Box<Int>(0)
+    func didOpen(_ c: Connection) {}
+    func didReceive(_ c: Connection, opcode: Opcode, bytes: UnsafeRawBufferPointer) { count.update { $0 += 1 } }
+    func didClose(_ c: Connection, code: UInt16, reason: String, clean: Bool) {}
+}
+
 private final class Collector: ClientHandler, @unchecked Sendable {
     let got = Box<[[UInt8]]>([])
     let threads = Box<Set<UInt>>([])
@@ -159,6 +166,35 @@ private final class Collector: ClientHandler, @unchecked Sendable {
         #expect(col.threads.value == [UInt(pthread_self())])
         try client.close(code: 1000, reason: "bye")
         #expect(try drive(rt) { client.state == .closed && sh.closes.value == ["1000 true"] })
+    }
+
+    /// Frames the host sends outside a run wait for its next run, except that past
+    /// `embeddedEarlyFlushFrames` the send writes them itself: a burst does not sit in the
+    /// outbox while the peer idles.
+    @Test func aBurstOfSendsIsWrittenBeforeTheHostRunsTheLoop() throws {
+        let srt = try Runtime(name: "srv")
+        defer { srt.shutdown() }
+        let counter = CountingHandler()
+        let server = try Server(runtime: srt, options: ServerOptions(), handler: counter)
+        try server.start()
+        let rt = try Runtime(name: "emb", embedded: true)
+        defer { rt.shutdown() }
+        let client = try Client(runtime: rt, url: "ws://127.0.0.1:\(server.port)/", options: ClientOptions(), handler: Collector())
+        try client.connect()
+        #expect(try drive(rt) { client.state == .open })
+        let n = Connection.embeddedEarlyFlushFrames
+        for i in 0..<(n - 1) {
+            _ = try Array("a\(i)".utf8).withUnsafeBytes { try client.send(.text, $0) }
+        }
+        usleep(100_000)
+        #expect(counter.count.value == 0)          // below the threshold: they wait for a run
+        _ = try Array("last".utf8).withUnsafeBytes { try client.send(.text, $0) }
+        // The n-th send wrote all n without the loop being run.
+        let end = monotonicNanos() + 10_000_000_000
+        while counter.count.value < n && monotonicNanos() < end { usleep(1000) }
+        #expect(counter.count.value == n)
+        _ = try Array("more".utf8).withUnsafeBytes { try client.send(.text, $0) }
+        #expect(try drive(rt) { counter.count.value == n + 1 })
     }
 
     /// An embedded client against a server on a runtime with its own thread.

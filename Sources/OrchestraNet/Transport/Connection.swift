@@ -500,8 +500,13 @@ public final class Connection: @unchecked Sendable {
         return f
     }
 
+    /// Embedded runtimes: frames a send from outside a run of the loop may leave queued before
+    /// it writes them itself (see `enqueue`).
+    static let embeddedEarlyFlushFrames = 8
+
     private func enqueue(_ make: () throws(OrchestraError) -> FrameBytes) throws(OrchestraError) -> SendStatus {
         var schedule = false
+        var queuedFrames = 0
         var policyClose: SlowConsumerPolicy? = nil
         let status: SendStatus = try sendLock.withLock { () throws(OrchestraError) -> SendStatus in
             guard sendOpen else { throw OrchestraError(.closed, "connection \(id) is not open") }
@@ -516,6 +521,7 @@ public final class Connection: @unchecked Sendable {
             }
             let f = try make()
             outbox.append(f)
+            queuedFrames = outbox.count
             // An atomic add, not a store of now + count: the I/O thread subtracts written
             // bytes without the lock (wrote), and a store here would undo a subtraction made
             // since the load above, leaving the count high forever (no drain ever again).
@@ -527,6 +533,13 @@ public final class Connection: @unchecked Sendable {
             if let p = policyClose { self.closeForSlowConsumer(p) }
         }
         if schedule { scheduleFlush() }
+        // Embedded: frames sent from the host's code (not a callback of a run) go out when the
+        // host next runs the loop, all in one writev. A host that sends many in one go (a
+        // burst of replies) would then hold them all until the burst ends while the peer
+        // idles: past a few frames, write them now, as the loop's thread.
+        if queuedFrames >= Connection.embeddedEarlyFlushFrames && runtime.embedded && !runtime.isIOThread {
+            try? runtime.runAsLoopThread(wake: false) { [self] in flush() }
+        }
         return status
     }
 
