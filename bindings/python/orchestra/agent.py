@@ -124,6 +124,9 @@ class _C:
 _FIELDS = ("task_id", "task_json", "params_json", "input", "reason", "code", "payload_json")
 
 
+string_at = ctypes.string_at
+
+
 def _field(ev: int, name: str) -> Optional[str]:
     n = c_size_t()
     p = _C.getters[name](ev, byref(n))
@@ -256,7 +259,7 @@ class _Core:
     def _route(self, e: _Event):
         """Routes one event; returns a new task object for TASK events, else None."""
         if e.kind == _TASK:
-            t = self._task_class(self, e)
+            t = self._task_class(self, e.task_id or "", e.attempt, e.payload_json)
             self._live[(t.id, t.attempt)] = t
             return t
         if e.kind == _CANCEL:
@@ -312,11 +315,11 @@ class _TaskBase:
     in the agent's outbox while it re-registers) and raise NotFound once the attempt is no
     longer in flight (finished, rejected, cancelled), Closed once the agent is closed."""
 
-    def __init__(self, agent: _Core, e: _Event) -> None:
+    def __init__(self, agent: _Core, task_id: str, attempt: int, payload_json: Optional[str]) -> None:
         self._agent = agent
-        self.id: str = e.task_id or ""
-        self.attempt: int = e.attempt
-        self._payload_json = e.payload_json
+        self.id: str = task_id
+        self.attempt: int = attempt
+        self._payload_json = payload_json
         self._payload: Optional[dict] = None
         self.cancel_reason: Optional[str] = None
         self.done = False   #: True once result() or reject() was sent, or the task was cancelled
@@ -480,6 +483,8 @@ class Agent(_Core):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._out, self._n = c_void_p(), c_size_t()
+        self._rout, self._rn = byref(self._out), byref(self._n)
         fd = c_int()
         check(_C.fd(self._ptr, byref(fd)))
         self._fdno = fd.value
@@ -514,11 +519,16 @@ class Agent(_Core):
                 pass
 
     def _pump(self) -> None:
-        """On the loop: route every waiting event."""
+        """On the loop: route every waiting event. (Only the loop's thread pops, so the
+        ctypes out-parameters are made once; a task event, the hot path, is read with the
+        four calls it needs and no intermediate _Event.)"""
         routed = False
+        out, n = self._out, self._n
+        rout, rn = self._rout, self._rn
+        next_event, event_free, kind_of = _C.next_event, _C.event_free, _C.event_kind
+        getters = _C.getters
         while self._ptr and not self._ended:
-            out = c_void_p()
-            rc = _C.next_event(self._ptr, 0, byref(out))
+            rc = next_event(self._ptr, 0, rout)
             if rc == _EAGAIN:
                 break
             if rc == _ECLOSED:
@@ -528,11 +538,20 @@ class Agent(_Core):
             if rc < 0:
                 self._end()
                 raise error_for(rc)
+            ev = out.value
             try:
-                e = _Event(out.value)
+                if kind_of(ev) == _TASK:
+                    attempt = _C.event_attempt(ev)
+                    p = getters["task_id"](ev, rn)
+                    tid = string_at(p, n.value).decode("utf-8", "replace") if p else ""
+                    p = getters["payload_json"](ev, rn)
+                    pj = string_at(p, n.value).decode("utf-8", "replace") if p else None
+                    t = AgentTask(self, tid, attempt, pj)
+                    self._live[(tid, attempt)] = t
+                else:
+                    t = self._route(_Event(ev))
             finally:
-                _C.event_free(out.value)
-            t = self._route(e)
+                event_free(ev)
             if t is not None:
                 self._tasks.append(t)
             routed = True
@@ -625,8 +644,8 @@ class SyncTask(_TaskBase):
     until it is cancelled; ``next_input(timeout)`` waits for the next worker.input sent to this
     task."""
 
-    def __init__(self, agent: "SyncAgent", e: _Event) -> None:
-        super().__init__(agent, e)
+    def __init__(self, agent: "SyncAgent", task_id: str, attempt: int, payload_json: Optional[str]) -> None:
+        super().__init__(agent, task_id, attempt, payload_json)
         self._cancelled = False
         self._inputs: collections.deque = collections.deque()
 
