@@ -495,10 +495,12 @@ def median_of(runs, keys=METRICS):
 
 
 # Our web client's transport per scenario with --transport auto: whichever made the scenario
-# faster here (bench/README.md, "Hub": python websockets gave about 10% more tasks/s at 100 in
-# flight, though orchestra.Client took less client CPU per task; orchestra.Client gave the
-# lower latency one task at a time).
-AUTO_TRANSPORT = {"throughput": "websockets", "latency": "orchestra"}
+# faster here (bench/README.md, "Hub"). Both are now orchestra.Client on the embedded runtime
+# (Runtime.for_loop()): at 100 in flight it took 24.5 us of client CPU per task against 37 for
+# python websockets, and 13,040 against 12,626 tasks/s (medians of 3 interleaved runs); one task
+# at a time it gives the lower latency. (Before the embedded runtime's early flush, python
+# websockets gave about 10% more tasks/s, though orchestra.Client took less CPU per task.)
+AUTO_TRANSPORT = {"throughput": "orchestra", "latency": "orchestra"}
 
 
 def pick_transport(transport, scenario):
