@@ -161,8 +161,7 @@ public enum JSONText {
         }
         var chars = [CChar](repeating: 0, count: t.count + 1)
         for (k, b) in t.enumerated() { chars[k] = CChar(bitPattern: b) }
-        let d = strtod(chars, nil)
-        if d.isFinite { w.append(d.description.utf8) } else { w.append("null") }
+        JSONWriter.writeNumber(strtod(chars, nil), into: &w)
     }
 }
 
@@ -215,7 +214,7 @@ public struct JSONObjectWriter: ~Copyable {
     /// As `JSONValue.double` writes it (not finite: null).
     public mutating func double(_ k: StaticString, _ v: Double) {
         key(k)
-        if v.isFinite { writer.append(v.description.utf8) } else { writer.append("null") }
+        JSONWriter.writeNumber(v, into: &writer)
     }
 
     /// The compact form of valid JSON text (`JSONText.writeCompact`).

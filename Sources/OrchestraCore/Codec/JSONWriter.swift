@@ -71,6 +71,12 @@ public enum JSONWriter {
         out.append(contentsOf: d.description.utf8)
     }
 
+    /// A double as a JSON value writes it: the shortest round-trip form, `null` when not
+    /// finite (JSON has no NaN or infinity).
+    static func writeNumber(_ d: Double, into w: inout ByteWriter) {
+        if d.isFinite { w.append(d.description.utf8) } else { w.append("null") }
+    }
+
     static func writeFloat(_ f: Float, into out: inout [UInt8]) {
         out.append(contentsOf: f.description.utf8)
     }

@@ -464,14 +464,7 @@ public final class HubAgent: @unchecked Sendable {
         let key = TaskKey(taskId, UInt32(a))
         let task = p["task"] ?? .object([])
         let params = task["parameters"] ?? .object([])
-        let trace = HubAgent.traceId(of: m)
-        let isNew: Bool = lock.withLock {
-            guard !stopped, registered, tasks[key] == nil else { return false }
-            taskSerial &+= 1
-            tasks[key] = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: trace)
-            return true
-        }
-        guard isNew else { return }   // a duplicate
+        guard admit(key, traceId: HubAgent.traceId(of: m)) else { return }   // a duplicate
         emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: task.jsonText,
                         parametersJSON: params.jsonText, payloadJSON: json))
     }
@@ -522,14 +515,7 @@ public final class HubAgent: @unchecked Sendable {
             attempt = a
         }
         let key = TaskKey(taskId, UInt32(attempt))
-        let trace = HubAgent.traceId(of: m)
-        let isNew: Bool = lock.withLock {
-            guard !stopped, registered, tasks[key] == nil else { return false }
-            taskSerial &+= 1
-            tasks[key] = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: trace)
-            return true
-        }
-        guard isNew else { return true }   // a duplicate
+        guard admit(key, traceId: HubAgent.traceId(of: m)) else { return true }   // a duplicate
         let (taskJSON, parametersJSON): (String, String) = text.withUnsafeBytes { b in
             (taskRange.map { JSONText.compactString(UnsafeRawBufferPointer(rebasing: b[$0])) } ?? "{}",
              paramsRange.map { JSONText.compactString(UnsafeRawBufferPointer(rebasing: b[$0])) } ?? "{}")
@@ -537,6 +523,17 @@ public final class HubAgent: @unchecked Sendable {
         emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: taskJSON,
                         parametersJSON: parametersJSON, payloadJSON: String(decoding: text, as: UTF8.self)))
         return true
+    }
+
+    /// Takes an assigned attempt into the in-flight set; false for a duplicate (or when the
+    /// agent is stopped or not registered).
+    private func admit(_ key: TaskKey, traceId: [UInt8]?) -> Bool {
+        lock.withLock {
+            guard !stopped, registered, tasks[key] == nil else { return false }
+            taskSerial &+= 1
+            tasks[key] = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: traceId)
+            return true
+        }
     }
 
     private static let traceKey = Array("traceId".utf8)
