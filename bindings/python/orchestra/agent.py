@@ -546,7 +546,7 @@ class Agent(_Core):
                     tid = string_at(p, n.value).decode("utf-8", "replace") if p else ""
                     p = getters["payload_json"](ev, rn)
                     pj = string_at(p, n.value).decode("utf-8", "replace") if p else None
-                    t = AgentTask(self, tid, attempt, pj)
+                    t = self._task_class(self, tid, attempt, pj)
                     self._live[(tid, attempt)] = t
                 else:
                     t = self._route(_Event(ev))

@@ -222,6 +222,7 @@ class _LoopDriver:
         self._fd = fd.value
         self._loop = loop
         self._timeout = c_int()
+        self._rtimeout = byref(self._timeout)
         self._timer: Optional[asyncio.TimerHandle] = None
         self._due = math.inf
         self._soon = False
@@ -234,15 +235,12 @@ class _LoopDriver:
         self._soon = False
         if self._ptr is None:
             return
-        rc = _runtime_run_once(self._ptr, byref(self._timeout))
+        rc = _runtime_run_once(self._ptr, self._rtimeout)
         if rc < 0:
             self.stop()
             if rc != _ECLOSED:
                 raise error_for(rc)
             return
-        if self.after_run:
-            for fn in list(self.after_run.values()):
-                fn()
         t = self._timeout.value
         if t == 0:
             if not self._soon:
@@ -255,6 +253,9 @@ class _LoopDriver:
                     self._timer.cancel()
                 self._due = due
                 self._timer = self._loop.call_at(due, self._fire)
+        if self.after_run:   # last: the next run is scheduled even if one of them raises
+            for fn in list(self.after_run.values()):
+                fn()
 
     def _fire(self) -> None:
         self._timer, self._due = None, math.inf
