@@ -40,6 +40,22 @@ private final class EchoHandler: ServerHandler, @unchecked Sendable {
     func didClose(_ c: Connection, code: UInt16, reason: String, clean: Bool) { closes.update { $0.append("\(code) \(clean)") } }
 }
 
+/// A thread that runs an embedded runtime's loop once.
+private final class RunnerThread: @unchecked Sendable {
+    let rt: Runtime
+    private var tid = pthread_t()
+    init(_ rt: Runtime) { self.rt = rt }
+    func start() {
+        let ctx = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&tid, nil, { p in
+            let me = Unmanaged<RunnerThread>.fromOpaque(p!).takeRetainedValue()
+            _ = try? me.rt.runOnce()
+            return nil
+        }, ctx)
+    }
+    func join() { pthread_join(tid, nil) }
+}
+
 private final class CountingHandler: ServerHandler, @unchecked Sendable {
     let count = Box<Int>(0)
     func didOpen(_ c: Connection) {}
@@ -195,6 +211,49 @@ private final class Collector: ClientHandler, @unchecked Sendable {
         #expect(counter.count.value == n)
         _ = try Array("more".utf8).withUnsafeBytes { try client.send(.text, $0) }
         #expect(try drive(rt) { counter.count.value == n + 1 })
+    }
+
+    /// A send from another thread while the host's thread is inside a run never waits for
+    /// that run (the early flush is skipped; the run writes the frames): the sender may hold
+    /// a lock one of the run's callbacks needs (an agent's action under the agent's lock).
+    @Test func sendsFromAnotherThreadDoNotWaitForARunningLoop() throws {
+        let srt = try Runtime(name: "srv")
+        defer { srt.shutdown() }
+        let counter = CountingHandler()
+        let server = try Server(runtime: srt, options: ServerOptions(), handler: counter)
+        try server.start()
+        let rt = try Runtime(name: "emb", embedded: true)
+        defer { rt.shutdown() }
+        let client = try Client(runtime: rt, url: "ws://127.0.0.1:\(server.port)/", options: ClientOptions(), handler: Collector())
+        try client.connect()
+        #expect(try drive(rt) { client.state == .open })
+
+        // A job holds the loop (inside a run on another thread) until the sends returned, or
+        // for at most 10 s.
+        let sendsDone = Atomic<Bool>(false)
+        let jobEntered = Atomic<Bool>(false)
+        let jobSawSendsDone = Atomic<Bool>(false)
+        try rt.post {
+            jobEntered.store(true, ordering: .releasing)
+            let end = monotonicNanos() + 10_000_000_000
+            while !sendsDone.load(ordering: .acquiring) && monotonicNanos() < end { usleep(1000) }
+            jobSawSendsDone.store(sendsDone.load(ordering: .acquiring), ordering: .releasing)
+        }
+        let runner = RunnerThread(rt)
+        runner.start()
+        let end = monotonicNanos() + 10_000_000_000
+        while !jobEntered.load(ordering: .acquiring) && monotonicNanos() < end { usleep(1000) }
+        let entered = jobEntered.load(ordering: .acquiring)
+        #expect(entered)
+        let n = 3 * Connection.embeddedEarlyFlushFrames
+        for i in 0..<n {
+            _ = try Array("m\(i)".utf8).withUnsafeBytes { try client.send(.text, $0) }
+        }
+        sendsDone.store(true, ordering: .releasing)
+        runner.join()
+        let sawDone = jobSawSendsDone.load(ordering: .acquiring)
+        #expect(sawDone)   // the sends did not wait for the run
+        #expect(try drive(rt) { counter.count.value == n })
     }
 
     /// An embedded client against a server on a runtime with its own thread.

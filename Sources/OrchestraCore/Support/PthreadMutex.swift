@@ -24,4 +24,13 @@ public final class PthreadMutex: @unchecked Sendable {
         defer { pthread_mutex_unlock(m) }
         return try body()
     }
+
+    /// Runs `body` under the lock if it is free now; nil (without running it) when another
+    /// thread holds it.
+    @inline(__always)
+    public func withLockIfFree<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R? {
+        guard pthread_mutex_trylock(m) == 0 else { return nil }
+        defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
 }

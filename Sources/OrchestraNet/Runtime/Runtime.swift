@@ -364,11 +364,11 @@ public final class Runtime: @unchecked Sendable {
     }
 
     /// Embedded: runs `body` now on the calling thread as the loop's thread (waiting while
-    /// another thread runs the loop), for a caller that must not wait for the host's next run
-    /// (a server's bind, an early flush); with `wake` the host is told to run the loop soon
-    /// for anything `body` started. At once when already on the loop's thread. Throws `.state`
-    /// for a runtime with its own thread, `.closed` once shutdown has begun.
-    func runAsLoopThread(wake: Bool = true, _ body: () -> Void) throws(OrchestraError) {
+    /// another thread runs the loop), for a caller that must wait for the result (a server's
+    /// bind); the host is then told to run the loop soon for anything `body` started. At once
+    /// when already on the loop's thread. Throws `.state` for a runtime with its own thread,
+    /// `.closed` once shutdown has begun.
+    func runAsLoopThread(_ body: () -> Void) throws(OrchestraError) {
         guard embedded else { throw OrchestraError(.state, "runtime \"\(name)\" runs on its own I/O thread") }
         if isIOThread { body(); return }
         try loopLock.withLock { () throws(OrchestraError) in
@@ -378,7 +378,21 @@ public final class Runtime: @unchecked Sendable {
             ioThread.store(UInt(pthread_self()), ordering: .releasing)
             body()
             ioThread.store(0, ordering: .releasing)
-            if wake { uv_async_send(wakeup) }   // the host runs the loop soon for what body started
+            uv_async_send(wakeup)   // the host runs the loop soon for what body started
+        }
+    }
+
+    /// Embedded: runs `body` now as the loop's thread if no thread is running the loop (else
+    /// nothing: that run does the work). For work a caller may skip but must never wait for:
+    /// the caller may hold locks a callback of the running loop takes (an agent's action
+    /// sending under the agent's lock while the host's thread delivers an assign).
+    func runAsLoopThreadIfIdle(_ body: () -> Void) {
+        guard embedded, !isIOThread else { return }
+        _ = loopLock.withLockIfFree {
+            if loopEnded || stopping.load(ordering: .acquiring) { return }
+            ioThread.store(UInt(pthread_self()), ordering: .releasing)
+            body()
+            ioThread.store(0, ordering: .releasing)
         }
     }
 

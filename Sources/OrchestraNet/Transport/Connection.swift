@@ -536,9 +536,10 @@ public final class Connection: @unchecked Sendable {
         // Embedded: frames sent from the host's code (not a callback of a run) go out when the
         // host next runs the loop, all in one writev. A host that sends many in one go (a
         // burst of replies) would then hold them all until the burst ends while the peer
-        // idles: past a few frames, write them now, as the loop's thread.
-        if queuedFrames >= Connection.embeddedEarlyFlushFrames && runtime.embedded && !runtime.isIOThread {
-            try? runtime.runAsLoopThread(wake: false) { [self] in flush() }
+        // idles: past a few frames, write them now, as the loop's thread (unless another
+        // thread is running the loop: that run writes them).
+        if queuedFrames >= Connection.embeddedEarlyFlushFrames && runtime.embedded {
+            runtime.runAsLoopThreadIfIdle { [self] in flush() }
         }
         return status
     }
