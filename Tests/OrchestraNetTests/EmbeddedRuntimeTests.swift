@@ -40,6 +40,23 @@ private final class EchoHandler: ServerHandler, @unchecked Sendable {
     func didClose(_ c: Connection, code: UInt16, reason: String, clean: Bool) { closes.update { $0.append("\(code) \(clean)") } }
 }
 
+/// A server counting what it receives, on a runtime with its own thread, and an open client
+/// to it on an embedded runtime.
+private struct CountingPair {
+    let srt: Runtime, rt: Runtime, counter = CountingHandler(), server: Server, client: Client
+    init() throws {
+        srt = try Runtime(name: "srv")
+        server = try Server(runtime: srt, options: ServerOptions(), handler: counter)
+        try server.start()
+        rt = try Runtime(name: "emb", embedded: true)
+        client = try Client(runtime: rt, url: "ws://127.0.0.1:\(server.port)/", options: ClientOptions(), handler: Collector())
+        try client.connect()
+        let c = client
+        #expect(try drive(rt) { c.state == .open })
+    }
+    func shutdown() { rt.shutdown(); srt.shutdown() }
+}
+
 /// A thread that runs an embedded runtime's loop once.
 private final class RunnerThread: @unchecked Sendable {
     let rt: Runtime
@@ -188,16 +205,9 @@ private final class Collector: ClientHandler, @unchecked Sendable {
     /// `embeddedEarlyFlushFrames` the send writes them itself: a burst does not sit in the
     /// outbox while the peer idles.
     @Test func aBurstOfSendsIsWrittenBeforeTheHostRunsTheLoop() throws {
-        let srt = try Runtime(name: "srv")
-        defer { srt.shutdown() }
-        let counter = CountingHandler()
-        let server = try Server(runtime: srt, options: ServerOptions(), handler: counter)
-        try server.start()
-        let rt = try Runtime(name: "emb", embedded: true)
-        defer { rt.shutdown() }
-        let client = try Client(runtime: rt, url: "ws://127.0.0.1:\(server.port)/", options: ClientOptions(), handler: Collector())
-        try client.connect()
-        #expect(try drive(rt) { client.state == .open })
+        let pair = try CountingPair()
+        defer { pair.shutdown() }
+        let (rt, client, counter) = (pair.rt, pair.client, pair.counter)
         let n = Connection.embeddedEarlyFlushFrames
         for i in 0..<(n - 1) {
             _ = try Array("a\(i)".utf8).withUnsafeBytes { try client.send(.text, $0) }
@@ -217,16 +227,9 @@ private final class Collector: ClientHandler, @unchecked Sendable {
     /// that run (the early flush is skipped; the run writes the frames): the sender may hold
     /// a lock one of the run's callbacks needs (an agent's action under the agent's lock).
     @Test func sendsFromAnotherThreadDoNotWaitForARunningLoop() throws {
-        let srt = try Runtime(name: "srv")
-        defer { srt.shutdown() }
-        let counter = CountingHandler()
-        let server = try Server(runtime: srt, options: ServerOptions(), handler: counter)
-        try server.start()
-        let rt = try Runtime(name: "emb", embedded: true)
-        defer { rt.shutdown() }
-        let client = try Client(runtime: rt, url: "ws://127.0.0.1:\(server.port)/", options: ClientOptions(), handler: Collector())
-        try client.connect()
-        #expect(try drive(rt) { client.state == .open })
+        let pair = try CountingPair()
+        defer { pair.shutdown() }
+        let (rt, client, counter) = (pair.rt, pair.client, pair.counter)
 
         // A job holds the loop (inside a run on another thread) until the sends returned, or
         // for at most 10 s.

@@ -103,6 +103,11 @@ public enum JSONText {
         }
     }
 
+    /// A JSON integer lexeme (-?digits) as Int64; nil when it is not one or out of range.
+    public static func parseInteger(_ lexeme: UnsafeRawBufferPointer) -> Int64? {
+        parseInt64(lexeme)
+    }
+
     /// The compact form of valid JSON `text` as a String (see `writeCompact`).
     public static func compactString(_ text: UnsafeRawBufferPointer) -> String {
         if isCompact(text) { return String(decoding: text, as: UTF8.self) }

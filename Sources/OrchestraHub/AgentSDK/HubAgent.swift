@@ -510,7 +510,7 @@ public final class HubAgent: @unchecked Sendable {
             guard let a = text.withUnsafeBytes({ b -> Int64? in
                 let lexeme = UnsafeRawBufferPointer(rebasing: b[r])
                 guard lexeme.allSatisfy({ $0 == 0x2D || ($0 >= 0x30 && $0 <= 0x39) }) else { return nil }
-                return HubAgent.parseInteger(lexeme)
+                return JSONText.parseInteger(lexeme)
             }), a >= 1 && a <= Int64(UInt32.max) else { return false }
             attempt = a
         }
@@ -549,25 +549,6 @@ public final class HubAgent: @unchecked Sendable {
         k.count == s.utf8CodeUnitCount && memcmp(k.baseAddress!, s.utf8Start, k.count) == 0
     }
 
-    /// A JSON integer lexeme (-?digits) as Int64; nil when out of range.
-    private static func parseInteger(_ t: UnsafeRawBufferPointer) -> Int64? {
-        var i = 0
-        let negative = t.first == 0x2D
-        if negative { i = 1 }
-        guard i < t.count else { return nil }
-        var mag: UInt64 = 0
-        while i < t.count {
-            let d = t[i] &- 0x30
-            guard d < 10 else { return nil }
-            let (m1, o1) = mag.multipliedReportingOverflow(by: 10)
-            let (m2, o2) = m1.addingReportingOverflow(UInt64(d))
-            if o1 || o2 { return nil }
-            mag = m2
-            i += 1
-        }
-        if negative { return mag <= UInt64(Int64.max) ? -Int64(mag) : nil }
-        return mag <= UInt64(Int64.max) ? Int64(mag) : nil
-    }
 
     private func cancelReceived(_ p: JSONValue, _ json: String) {
         guard let taskId = p["taskId"]?.string else { return }
