@@ -134,6 +134,8 @@ public final class Journal: @unchecked Sendable {
         }
         try db.exec("PRAGMA synchronous=\(durability == .full ? "FULL" : "NORMAL")", what: "set synchronous")
         try db.exec("PRAGMA foreign_keys=ON", what: "enable foreign keys")
+        // A WAL that a burst made large is cut back to this size when it next starts over.
+        try db.exec("PRAGMA journal_size_limit=\(Journal.walSizeLimitBytes)", what: "set journal_size_limit")
         // Under the write lock, so two processes opening a new file create the schema once.
         try db.transaction { () throws(OrchestraError) in
             let v = try userVersion(what: "read the schema version")
@@ -303,10 +305,32 @@ public final class Journal: @unchecked Sendable {
         try db.exec("PRAGMA wal_autocheckpoint=\(max(0, pages))", what: "set wal_autocheckpoint")
     }
 
+    /// The size a WAL is cut back to when it starts over (`PRAGMA journal_size_limit`).
+    public static let walSizeLimitBytes = 64 << 20
+
     /// Copies the WAL into the database as far as readers allow (PASSIVE: never blocks a
     /// writer). For a second connection on another thread.
-    public func checkpoint() throws(OrchestraError) {
-        try db.exec("PRAGMA wal_checkpoint(PASSIVE)", what: "checkpoint")
+    @discardableResult
+    public func checkpoint() throws(OrchestraError) -> SQLiteDatabase.CheckpointResult {
+        try db.walCheckpoint(mode: .passive)
+    }
+
+    /// Makes the next write start the WAL over from its beginning (RESTART): copies what is
+    /// left of it into the database while holding the write lock, then waits for readers to
+    /// leave it. Writers wait meanwhile, so run it right after `checkpoint()`, which leaves
+    /// little to copy. Waits at most `busyTimeoutMs` for each lock; `busy` when it gave up.
+    ///
+    /// Without it, under a steady stream of commits the WAL never starts over: SQLite restarts
+    /// it only when a write begins with every frame already copied, and a PASSIVE checkpoint
+    /// on another connection always finishes behind the writer. The file then grows with every
+    /// commit (hundreds of megabytes a minute on the hub benchmark), and every commit appends
+    /// to new pages of it, which the kernel allocates and zeroes.
+    @discardableResult
+    public func restartWAL(busyTimeoutMs: Int32) throws(OrchestraError) -> SQLiteDatabase.CheckpointResult {
+        let saved = db.busyTimeoutMs
+        db.busyTimeoutMs = busyTimeoutMs
+        defer { db.busyTimeoutMs = saved }
+        return try db.walCheckpoint(mode: .restart)
     }
 
     // MARK: group commit

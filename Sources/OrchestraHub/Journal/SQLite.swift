@@ -17,12 +17,14 @@ public final class SQLiteDatabase {
     public let label: String
     private var handle: OpaquePointer?
     private var cache: [String: Statement] = [:]
+    private let busyWait: BusyWait
 
     /// Opens (creating if missing) the database file at `path`; missing parent directories are
     /// created (mode 0755, like `mkdir -p`). `":memory:"` opens a private in-memory database.
     public init(path: String, label: String = "journal", busyTimeoutMs: Int32 = 5000) throws(OrchestraError) {
         self.path = path
         self.label = label
+        busyWait = BusyWait(timeoutMs: busyTimeoutMs)
         guard !path.isEmpty else {
             throw OrchestraError(.invalidArgument, "\(label): the database path is empty")
         }
@@ -41,7 +43,31 @@ public final class SQLiteDatabase {
         }
         handle = db
         sqlite3_extended_result_codes(db, 1)
-        sqlite3_busy_timeout(db, busyTimeoutMs)
+        installBusyHandler(db)
+    }
+
+    /// How long a statement waits for another connection's lock before it fails with
+    /// SQLITE_BUSY (milliseconds; 0 fails at once).
+    public var busyTimeoutMs: Int32 {
+        get { busyWait.timeoutMs }
+        set { busyWait.timeoutMs = max(0, newValue) }
+    }
+
+    /// SQLite's own busy timeout sleeps 1, 2, 5, 10, 15... ms between tries, so a writer that
+    /// waits out a lock held for one millisecond (the checkpointer's WAL restart) sleeps eight.
+    /// This handler tries again every 100 µs for the first 10 ms, then every millisecond, until
+    /// `busyTimeoutMs` has passed since the first try.
+    private func installBusyHandler(_ db: OpaquePointer) {
+        sqlite3_busy_handler(db, { ctx, count in
+            guard let ctx else { return 0 }
+            let wait = Unmanaged<BusyWait>.fromOpaque(ctx).takeUnretainedValue()
+            let now = monotonicNanos()
+            if count == 0 { wait.startNs = now }
+            let waited = now &- wait.startNs
+            if waited >= UInt64(wait.timeoutMs) * 1_000_000 { return 0 }
+            usleep(waited < 10_000_000 ? 100 : 1000)
+            return 1
+        }, Unmanaged.passUnretained(busyWait).toOpaque())   // busyWait lives as long as self
     }
 
     deinit { close() }
@@ -130,6 +156,34 @@ public final class SQLiteDatabase {
     /// True when no transaction is open.
     public var isAutocommit: Bool { handle.map { sqlite3_get_autocommit($0) != 0 } ?? true }
 
+    /// What a WAL checkpoint did: frames in the WAL, frames copied into the database, and
+    /// whether it had to stop early because another connection held a lock (SQLITE_BUSY).
+    public struct CheckpointResult: Sendable, Equatable {
+        public var walFrames: Int
+        public var checkpointedFrames: Int
+        public var busy: Bool
+    }
+
+    /// The modes of `sqlite3_wal_checkpoint_v2`.
+    public enum CheckpointMode: Sendable { case passive, full, restart, truncate }
+
+    /// `sqlite3_wal_checkpoint_v2` of the main database; SQLITE_BUSY is a result (`busy`), not
+    /// an error.
+    public func walCheckpoint(mode: CheckpointMode) throws(OrchestraError) -> CheckpointResult {
+        let db = try open()
+        var log: Int32 = 0
+        var done: Int32 = 0
+        let m: Int32 = switch mode {
+        case .passive: SQLITE_CHECKPOINT_PASSIVE
+        case .full: SQLITE_CHECKPOINT_FULL
+        case .restart: SQLITE_CHECKPOINT_RESTART
+        case .truncate: SQLITE_CHECKPOINT_TRUNCATE
+        }
+        let rc = sqlite3_wal_checkpoint_v2(db, nil, m, &log, &done)
+        if rc != SQLITE_OK && rc != SQLITE_BUSY { throw error("checkpoint", rc) }
+        return CheckpointResult(walFrames: Int(max(0, log)), checkpointedFrames: Int(max(0, done)), busy: rc == SQLITE_BUSY)
+    }
+
     // MARK: errors
 
     func open() throws(OrchestraError) -> OpaquePointer {
@@ -191,6 +245,13 @@ public final class SQLiteDatabase {
     }
 }
 
+/// The state of one connection's busy handler (`SQLiteDatabase.installBusyHandler`).
+private final class BusyWait {
+    var timeoutMs: Int32
+    var startNs: UInt64 = 0
+    init(timeoutMs: Int32) { self.timeoutMs = max(0, timeoutMs) }
+}
+
 /// A prepared statement of an `SQLiteDatabase` (from `prepare`). Parameters are numbered from 1,
 /// columns from 0. Same threading rule as its database.
 public final class Statement {
@@ -218,8 +279,11 @@ public final class Statement {
         sqlite3_clear_bindings(h)
     }
 
+    /// The statement's handle. Closing the database finalizes every statement it prepared
+    /// (they are all in its cache), so a handle means an open database; the weak reference is
+    /// loaded only for the error (a weak load per bind was a few percent of the hub's CPU).
     private func live() throws(OrchestraError) -> OpaquePointer {
-        guard let h = handle, let db = database, !db.isClosed else {
+        guard let h = handle else {
             throw OrchestraError(.closed, "\(database?.label ?? "database") \(database?.path ?? ""): closed")
         }
         return h
@@ -289,7 +353,8 @@ public final class Statement {
     public func run(what: String? = nil) throws(OrchestraError) -> Int {
         defer { reset() }
         while try step(what: what) {}
-        return database?.changes ?? 0
+        guard let h = handle, let db = sqlite3_db_handle(h) else { return 0 }
+        return Int(sqlite3_changes64(db))
     }
 
     // MARK: columns
