@@ -72,8 +72,8 @@ class OrchestraTransport:
         while self.ws.stats()["buffered_amount"] > (256 << 10):
             await asyncio.sleep(0.001)
 
-    async def recv(self):
-        return await self.ws.recv()
+    async def recv_many(self):
+        return await self.ws.recv_many()
 
     async def close(self):
         await self.ws.close()
@@ -90,8 +90,8 @@ class WebsocketsTransport:
     def send(self, text):
         return self.ws.send(text)
 
-    async def recv(self):
-        return await self.ws.recv()
+    async def recv_many(self):
+        return [await self.ws.recv()]
 
     async def close(self):
         await self.ws.close()
@@ -113,39 +113,40 @@ async def client_main(a):
     async def reader():
         try:
             while True:
-                m = _loads(await tr.recv())
-                t = m.get("type")
-                p = m.get("payload") or {}
-                if t == "task.stream":
-                    w = waiting.get(p.get("taskId"))
-                    if w is None:
-                        error(f"stream for an unknown task {p.get('taskId')!r}")
-                    elif p.get("seq") != 0 or len(p.get("data", "")) != CHUNK:
-                        error(f"bad stream chunk {p!r}")
-                    else:
-                        w[2] += 1
-                elif t == "task.result":
-                    w = waiting.pop(p.get("taskId"), None)
-                    if w is None:
-                        error(f"result for an unknown task {p.get('taskId')!r}")
-                        continue
-                    if not w[1] or w[2] != 1 or p.get("success") is not True:
-                        error(f"task {p.get('taskId')}: acknowledged {w[1]}, {w[2]} stream chunks before its result {p!r}")
-                    w[3].set_result(time.perf_counter())
-                elif t == "task.submitted":
-                    tid = submits.pop(m.get("correlationId"), None)
-                    w = waiting.get(tid)
-                    if tid is None or p.get("taskId") != tid or w is None:
-                        error(f"unexpected acknowledgement {m!r}")
-                    else:
-                        w[1] = True
-                elif t == "error":
-                    error(f"the hub answered an error: {m!r}")
-                    tid = submits.pop(m.get("correlationId"), None)
-                    w = waiting.pop(tid, None) if tid else None
-                    if w is not None:
+                for text in await tr.recv_many():
+                    m = _loads(text)
+                    t = m.get("type")
+                    p = m.get("payload") or {}
+                    if t == "task.stream":
+                        w = waiting.get(p.get("taskId"))
+                        if w is None:
+                            error(f"stream for an unknown task {p.get('taskId')!r}")
+                        elif p.get("seq") != 0 or len(p.get("data", "")) != CHUNK:
+                            error(f"bad stream chunk {p!r}")
+                        else:
+                            w[2] += 1
+                    elif t == "task.result":
+                        w = waiting.pop(p.get("taskId"), None)
+                        if w is None:
+                            error(f"result for an unknown task {p.get('taskId')!r}")
+                            continue
+                        if not w[1] or w[2] != 1 or p.get("success") is not True:
+                            error(f"task {p.get('taskId')}: acknowledged {w[1]}, {w[2]} stream chunks before its result {p!r}")
                         w[3].set_result(time.perf_counter())
-                # other events (agent.connected, agents.updated...) are not about tasks
+                    elif t == "task.submitted":
+                        tid = submits.pop(m.get("correlationId"), None)
+                        w = waiting.get(tid)
+                        if tid is None or p.get("taskId") != tid or w is None:
+                            error(f"unexpected acknowledgement {m!r}")
+                        else:
+                            w[1] = True
+                    elif t == "error":
+                        error(f"the hub answered an error: {m!r}")
+                        tid = submits.pop(m.get("correlationId"), None)
+                        w = waiting.pop(tid, None) if tid else None
+                        if w is not None:
+                            w[3].set_result(time.perf_counter())
+                    # other events (agent.connected, agents.updated...) are not about tasks
         except Exception as e:   # the connection closed, or a message that is not JSON
             if not closed.done():
                 closed.set_result(e)

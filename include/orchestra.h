@@ -501,6 +501,20 @@ int orc_queue_pop(orc_queue_t *q, int64_t timeout_ms, orc_msg_t **out);
  *  orc_queue_pop, plus ORC_EINVAL when out or count is NULL or max is 0. Any thread. */
 int orc_queue_pop_batch(orc_queue_t *q, orc_msg_t **out, size_t max, int64_t timeout_ms, size_t *count);
 
+/** Pops up to `max` messages and copies their payloads back to back into buf[0..cap), for
+ *  bindings that read many small messages (one call instead of three per message). Message
+ *  i's payload is lens[i] bytes at buf + lens[0] + ... + lens[i-1], of content type types[i]
+ *  (lens[i] = 0 for a message without payload); *count says how many. Each copied message
+ *  is released. Waits (as orc_queue_pop) only for the first. The first message whose payload
+ *  does not fit in what is left of buf ends the batch: it is popped and handed over in
+ *  *overflow, not released (the caller owns it, reads it with orc_msg_payload and releases
+ *  it; it comes after the copied ones, and *count may then be 0). *count and *overflow are
+ *  set on every return (0 and NULL on error). Errors as orc_queue_pop_batch, plus
+ *  ORC_EINVAL when lens, types, count or overflow is NULL, or buf is NULL with cap > 0. Any
+ *  thread. */
+int orc_queue_pop_payloads(orc_queue_t *q, int64_t timeout_ms, void *buf, size_t cap, size_t *lens,
+                           orc_content_type_t *types, size_t max, size_t *count, orc_msg_t **overflow);
+
 /** Closes the queue: pushes fail with ORC_ECLOSED; readers get what is left, then ORC_ECLOSED.
  *  Wakes every blocked reader and writer and makes the readiness fd readable. Idempotent.
  *  Errors: ORC_EINVAL (NULL). Any thread. */

@@ -122,6 +122,50 @@ public func orc_queue_pop_batch(_ q: OpaquePointer?, _ out: UnsafeMutablePointer
     }
 }
 
+@_cdecl("orc_queue_pop_payloads")
+public func orc_queue_pop_payloads(_ q: OpaquePointer?, _ timeoutMs: Int64, _ buf: UnsafeMutableRawPointer?, _ cap: Int,
+                                   _ lens: UnsafeMutablePointer<Int>?, _ types: UnsafeMutablePointer<orc_content_type_t>?,
+                                   _ max: Int, _ count: UnsafeMutablePointer<Int>?,
+                                   _ overflow: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    count?.pointee = 0
+    overflow?.pointee = nil
+    return withQueue(q) { (queue) throws(OrchestraError) in
+        let count = try required(count, "count"), overflow = try required(overflow, "overflow")
+        let lens = try required(lens, "lens"), types = try required(types, "types")
+        guard max > 0 else {
+            throw OrchestraError(.invalidArgument, max == 0 ? "max is 0" : "max \(UInt(bitPattern: max)) is too large")
+        }
+        guard cap >= 0 else { throw OrchestraError(.invalidArgument, "cap \(UInt(bitPattern: cap)) is too large") }
+        guard buf != nil || cap == 0 else { throw OrchestraError(.invalidArgument, "buf is NULL and cap is \(cap)") }
+        var used = 0
+        var n = 0
+        while n < max {
+            let m: Unmanaged<Message>
+            do throws(OrchestraError) {
+                m = try queue.popUnmanaged(timeoutMs: n == 0 ? timeoutMs : 0)
+            } catch {
+                if n == 0 { throw error }
+                break   // empty (or closed, failed) after some: those are the batch
+            }
+            let msg = m.takeRetainedValue()
+            let payload = msg.payload
+            let len = payload?.count ?? 0
+            if len > cap - used {
+                overflow.pointee = OpaquePointer(Unmanaged.passRetained(msg).toOpaque())
+                break
+            }
+            if let payload, len > 0, let buf {
+                payload.withUnsafeBytes { (buf + used).copyMemory(from: $0.baseAddress!, byteCount: len) }
+            }
+            lens[n] = len
+            types[n] = orc_content_type_t(rawValue: UInt32(msg.contentType.rawValue))
+            used += len
+            n += 1
+        }
+        count.pointee = n
+    }
+}
+
 @_cdecl("orc_queue_close")
 public func orc_queue_close(_ q: OpaquePointer?) -> Int32 {
     withQueue(q) { queue in queue.close() }

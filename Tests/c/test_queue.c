@@ -409,12 +409,71 @@ static void test_fail(void) {
     orc_queue_free(q);
 }
 
+static orc_msg_t *text_msg(const char *text, size_t len) {
+    orc_msg_t *m = new_msg(-1);
+    if (m) CHECK_OK(orc_msg_set_payload(m, ORC_CONTENT_TEXT, text, len));
+    return m;
+}
+
+/* orc_queue_pop_payloads: payloads back to back in the caller's buffer, in order; a message
+ * without payload has length 0; the first one that does not fit is handed over, unreleased. */
+static void test_pop_payloads(void) {
+    orc_queue_t *q = new_queue(0, ORC_POLICY_BLOCK, -1);
+    char buf[16];
+    size_t lens[8], count = 99;
+    orc_content_type_t types[8];
+    orc_msg_t *over = (orc_msg_t *)1;
+    CHECK_RC(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, types, 8, &count, &over), ORC_EAGAIN);
+    CHECK(count == 0 && over == NULL);
+    /* bad arguments */
+    CHECK_RC(orc_queue_pop_payloads(NULL, 0, buf, sizeof buf, lens, types, 8, &count, &over), ORC_EINVAL);
+    CHECK_RC(orc_queue_pop_payloads(q, 0, buf, sizeof buf, NULL, types, 8, &count, &over), ORC_EINVAL);
+    CHECK_RC(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, NULL, 8, &count, &over), ORC_EINVAL);
+    CHECK_RC(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, types, 0, &count, &over), ORC_EINVAL);
+    CHECK_RC(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, types, 8, NULL, &over), ORC_EINVAL);
+    CHECK_RC(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, types, 8, &count, NULL), ORC_EINVAL);
+    CHECK_RC(orc_queue_pop_payloads(q, 0, NULL, 4, lens, types, 8, &count, &over), ORC_EINVAL);
+    CHECK_RC(orc_queue_pop_payloads(q, 0, buf, (size_t)-1, lens, types, 8, &count, &over), ORC_EINVAL);
+
+    CHECK_OK(orc_queue_push(q, text_msg("abc", 3)));
+    CHECK_OK(orc_queue_push(q, new_msg(-1)));              /* no payload */
+    CHECK_OK(orc_queue_push(q, text_msg("defgh", 5)));
+    CHECK_OK(orc_queue_push(q, text_msg("0123456789", 10)));  /* 8 bytes left: does not fit */
+    CHECK_OK(orc_queue_push(q, text_msg("z", 1)));
+    CHECK_OK(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, types, 8, &count, &over));
+    CHECK(count == 3 && lens[0] == 3 && lens[1] == 0 && lens[2] == 5);
+    CHECK(types[0] == ORC_CONTENT_TEXT && types[2] == ORC_CONTENT_TEXT);
+    CHECK(memcmp(buf, "abcdefgh", 8) == 0);
+    CHECK(over != NULL);
+    if (over) {
+        const void *p = NULL;
+        size_t n = 0;
+        CHECK_OK(orc_msg_payload(over, &p, &n, NULL));
+        CHECK(n == 10 && memcmp(p, "0123456789", 10) == 0);
+        orc_msg_release(over);
+    }
+    CHECK(orc_queue_depth(q) == 1);
+    /* max bounds the batch; a first message bigger than the whole buffer is handed over */
+    CHECK_OK(orc_queue_push(q, text_msg("0123456789abcdefXYZ", 19)));
+    CHECK_OK(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, types, 1, &count, &over));
+    CHECK(count == 1 && lens[0] == 1 && buf[0] == 'z' && over == NULL);
+    CHECK_OK(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, types, 8, &count, &over));
+    CHECK(count == 0 && over != NULL);
+    if (over) orc_msg_release(over);
+    /* closed and drained */
+    CHECK_OK(orc_queue_close(q));
+    CHECK_RC(orc_queue_pop_payloads(q, 0, buf, sizeof buf, lens, types, 8, &count, &over), ORC_ECLOSED);
+    CHECK(count == 0 && over == NULL);
+    orc_queue_free(q);
+}
+
 int main(void) {
     test_options_and_nulls();
     test_lanes_and_fifo();
     test_policies();
     test_ttl();
     test_batches();
+    test_pop_payloads();
     test_fd();
     test_blocking();
     test_polling_readers();

@@ -131,6 +131,8 @@ orc_queue_push = fn("orc_queue_push", c_int, vp, vp)
 orc_queue_push_batch = fn("orc_queue_push_batch", c_int, vp, P(vp), c_size_t, P(c_size_t))
 orc_queue_pop = fn("orc_queue_pop", c_int, vp, c_int64, P(vp))
 orc_queue_pop_batch = fn("orc_queue_pop_batch", c_int, vp, P(vp), c_size_t, c_int64, P(c_size_t))
+orc_queue_pop_payloads = fn("orc_queue_pop_payloads", c_int, vp, c_int64, vp, c_size_t, P(c_size_t), P(c_int),
+                            c_size_t, P(c_size_t), P(vp))
 orc_queue_close = fn("orc_queue_close", c_int, vp)
 orc_queue_fail = fn("orc_queue_fail", c_int, vp, c_int, c_char_p, c_size_t)
 orc_queue_fd = fn("orc_queue_fd", c_int, vp, P(c_int))

@@ -142,6 +142,7 @@ _msg_connection_id = _f("orc_msg_connection_id", c_uint64, vp)
 _msg_payload = _lib.orc_msg_payload
 _msg_release = _lib.orc_msg_release
 _queue_pop_batch = _lib.orc_queue_pop_batch
+_queue_pop_payloads = _lib.orc_queue_pop_payloads
 _CT_TEXT = 1   # ORC_CONTENT_TEXT
 
 
@@ -374,8 +375,9 @@ class _Inbox:
     turns a popped orc_msg_t pointer (owned by it) into what `next` returns."""
 
     BATCH = 64
+    PAYLOAD_BYTES = 256 << 10
 
-    def __init__(self, capacity: int, decode) -> None:
+    def __init__(self, capacity: int, decode, payloads: bool = False) -> None:
         self.queue = Queue(capacity=capacity, policy=Policy.BLOCK)
         self._qptr = self.queue._ptr
         self._fd = self.queue.fileno()
@@ -385,12 +387,24 @@ class _Inbox:
         self._buf: collections.deque = collections.deque()
         self._waiter: Optional[asyncio.Future] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None   # the loop whose reader is registered
+        # payloads: the queue holds only messages whose payload is the item (a client's
+        # "ws.message"s): one orc_queue_pop_payloads copies a batch of them into one buffer,
+        # instead of three calls per message; a message too big for it is read by `decode`.
+        self._payloads = payloads
+        if payloads:
+            self._pbuf = ctypes.create_string_buffer(self.PAYLOAD_BYTES)
+            self._plens = (c_size_t * self.BATCH)()
+            self._ptypes = (c_int * self.BATCH)()
+            self._pover = c_void_p()
+            self._rn, self._rover = byref(self._n), byref(self._pover)
 
     def pop_nowait(self):
         """The next item, _EMPTY when none is queued; StopAsyncIteration once the queue is
         closed and drained."""
         if self._buf:
             return self._buf.popleft()
+        if self._payloads:
+            return self._pop_payloads()
         rc = _queue_pop_batch(self._qptr, self._arr, self.BATCH, 0, byref(self._n))
         if rc == 0:
             arr, dec, buf = self._arr, self._decode, self._buf
@@ -408,6 +422,42 @@ class _Inbox:
         if rc == _ECLOSED:
             raise StopAsyncIteration
         raise error_for(rc)
+
+    def _pop_payloads(self):
+        rc = _queue_pop_payloads(self._qptr, 0, self._pbuf, self.PAYLOAD_BYTES, self._plens, self._ptypes,
+                                 self.BATCH, self._rn, self._rover)
+        if rc == 0:
+            pbuf, lens, types, buf = self._pbuf, self._plens, self._ptypes, self._buf
+            off = 0
+            for i in range(self._n.value):
+                end = off + lens[i]
+                raw = pbuf[off:end]
+                buf.append(raw.decode() if types[i] == _CT_TEXT else raw)
+                off = end
+            over = self._pover.value
+            if over:
+                buf.append(self._decode(over))   # releases it
+            return buf.popleft()
+        if rc == _EAGAIN:
+            return _EMPTY
+        if rc == _ECLOSED:
+            raise StopAsyncIteration
+        raise error_for(rc)
+
+    def pop_many(self, limit: int) -> list:
+        """Up to `limit` (>= 1) items without waiting, oldest first: [] when none is queued.
+        StopAsyncIteration once the queue is closed and drained."""
+        buf = self._buf
+        if not buf:
+            first = self.pop_nowait()   # one pop_batch call fills buf
+            if first is _EMPTY:
+                return []
+            buf.appendleft(first)
+        if len(buf) <= limit:
+            items = list(buf)
+            buf.clear()
+            return items
+        return [buf.popleft() for _ in range(limit)]
 
     def wait(self) -> asyncio.Future:
         """A future done when the queue may have something (or `wake` is called)."""
@@ -651,7 +701,7 @@ class Client:
                  tls_ca_file: Optional[str] = None, tls_use_system_store: bool = True,
                  tls_verify: bool = True, runtime: Optional[Runtime] = None) -> None:
         self._runtime = runtime or Runtime.shared()
-        self._inbox = _Inbox(queue_capacity, _client_decoder())
+        self._inbox = _Inbox(queue_capacity, _client_decoder(), payloads=True)
         self._low_watermark = low_watermark
         self._state_lock = threading.Lock()
         self._state = ClientState.CONNECTING
@@ -785,6 +835,26 @@ class Client:
                 data, closed = _EMPTY, True
             if data is not _EMPTY:
                 return data
+            if closed:
+                inbox.unwatch()
+                raise Closed(-7, f"client closed: {self._reason or 'closed'}")
+            await inbox.wait()
+
+    async def recv_many(self, limit: int = 64) -> List[Union[str, bytes]]:
+        """The messages already received, oldest first: at least one (waiting for it like
+        ``recv``) and at most ``limit``. One await for a whole burst: a reader of many small
+        messages spends less time per message than with ``recv``. Raises Closed like ``recv``."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        inbox = self._inbox
+        while True:
+            closed = self._state == ClientState.CLOSED
+            try:
+                items = inbox.pop_many(limit)
+            except StopAsyncIteration:
+                items, closed = [], True
+            if items:
+                return items
             if closed:
                 inbox.unwatch()
                 raise Closed(-7, f"client closed: {self._reason or 'closed'}")

@@ -118,6 +118,43 @@ def test_our_client_against_python_websockets_server(io):
     run(main())
 
 
+@pytest.mark.parametrize("io", ["thread", "loop"])
+def test_recv_many_keeps_order_across_sizes_and_kinds(io):
+    """A burst from python websockets: text, binary, empty and messages bigger than the
+    inbox's copy buffer (256 KiB: those take the one-message path) arrive whole and in order,
+    through recv_many and recv alike, and recv_many respects its limit."""
+    big = "b" * (300 << 10)
+    burst = [f"m{i}" for i in range(150)] + ["", b"\x00\x01bin", big, "after-big", b"", big + "2"] + \
+            [f"n{i}" for i in range(150)]
+
+    async def handler(ws):
+        await ws.recv()                 # go
+        for m in burst:
+            await ws.send(m)
+        await ws.recv()                 # stay open until the client is done
+
+    async def main():
+        async with websockets.serve(handler, "127.0.0.1", 0, max_size=None) as s:
+            port = s.sockets[0].getsockname()[1]
+            async with Client(f"ws://127.0.0.1:{port}/", runtime=runtime_for(io)) as c:
+                await c.send("go")
+                got = []
+                while len(got) < len(burst):
+                    if len(got) % 2:
+                        got.append(await c.recv())
+                    else:
+                        batch = await c.recv_many(limit=7)
+                        assert 1 <= len(batch) <= 7
+                        got.extend(batch)
+                assert len(got) == len(burst)
+                for i, (g, want) in enumerate(zip(got, burst)):
+                    assert type(g) is type(want) and g == want, f"message {i}"
+                with pytest.raises(ValueError):
+                    await c.recv_many(limit=0)
+                await c.send("done")
+    run(main())
+
+
 def test_send_awaits_drain_when_above_high_watermark():
     async def main():
         # The peer reads nothing at first: the server's buffer passes the high watermark and
