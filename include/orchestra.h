@@ -1395,6 +1395,33 @@ const char *orc_agent_event_code(const orc_agent_event_t *ev, size_t *len);
  *  extract are there); NULL for events the agent made itself (STATE, re-assigned CANCEL). */
 const char *orc_agent_event_payload_json(const orc_agent_event_t *ev, size_t *len);
 
+/** Every commonly read field of an event at once (orc_agent_event_view). The strings are
+ *  those of the getters above (pointers into the event, NUL-terminated, NULL and length 0
+ *  when absent, same lifetime). task_json and params_json have their getters only. */
+typedef struct orc_agent_event_view {
+    size_t struct_size;          /* the caller sets sizeof(orc_agent_event_view_t) */
+    int kind;                    /* an orc_agent_event_kind_t value */
+    orc_agent_state_t state;     /* STATE events; ORC_AGENT_CLOSED for the others */
+    uint32_t attempt;            /* 0 when the event has none */
+    const char *task_id;
+    size_t task_id_len;
+    const char *payload_json;
+    size_t payload_json_len;
+    const char *input;
+    size_t input_len;
+    const char *reason;
+    size_t reason_len;
+    const char *code;
+    size_t code_len;
+} orc_agent_event_view_t;
+
+/** Fills *view with the event's fields: one call instead of one per field, for bindings
+ *  where each call into the library costs (ctypes). The caller sets view->struct_size =
+ *  sizeof *view; a smaller one is rejected, with a larger one (a newer header) only the
+ *  fields this library knows are written. Errors: ORC_EINVAL (NULL ev or view, struct_size
+ *  too small), ORC_ENOMEM. Any thread. */
+int orc_agent_event_view(const orc_agent_event_t *ev, orc_agent_event_view_t *view);
+
 /* Actions. task_id is the NUL-terminated id of a task attempt in flight; see ERRORS above. */
 
 /** Sends task.accepted {taskId, attempt}. Any thread. */

@@ -382,6 +382,11 @@ static void test_arguments(orc_runtime_t *rt) {
     CHECK(is_state(ev, ORC_AGENT_CLOSED));
     CHECK(orc_agent_event_task_id(ev, &len) == NULL);
     CHECK(orc_agent_event_reason(ev, &len) != NULL && len > 0);
+    orc_agent_event_view_t sv;
+    sv.struct_size = sizeof sv;
+    CHECK_OK(orc_agent_event_view(ev, &sv));
+    CHECK(sv.kind == ORC_AGENT_EVENT_STATE && sv.state == ORC_AGENT_CLOSED && sv.attempt == 0);
+    CHECK(sv.task_id == NULL && sv.reason && sv.reason_len == len && strlen(sv.reason) == len);
     orc_agent_event_free(ev);
     CHECK_RC(orc_agent_next_event(a, 1000, &ev), ORC_ECLOSED);
     CHECK(poll(&pfd, 1, 0) == 1);   /* closed stays readable */
@@ -445,6 +450,22 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK(t && strstr(t, "\"tool\":\"custom\"") != NULL && len == strlen(t));
     t = orc_agent_event_payload_json(ev, &len);
     CHECK(t && strstr(t, "\"agentId\":\"a1\"") != NULL);
+    /* The view: the same strings as the getters, absent fields NULL with length 0. */
+    orc_agent_event_view_t v;
+    memset(&v, 0x5a, sizeof v);
+    v.struct_size = sizeof v;
+    CHECK_OK(orc_agent_event_view(ev, &v));
+    CHECK(v.struct_size == sizeof v && v.kind == ORC_AGENT_EVENT_TASK && v.attempt == 1);
+    CHECK(v.state == ORC_AGENT_CLOSED);
+    CHECK(v.task_id && v.task_id_len == 2 && strcmp(v.task_id, "t1") == 0);
+    CHECK(v.payload_json == t && v.payload_json_len == len);
+    CHECK(v.input == NULL && v.input_len == 0 && v.reason == NULL && v.reason_len == 0);
+    CHECK(v.code == NULL && v.code_len == 0);
+    v.struct_size = sizeof v - 1;
+    CHECK_RC(orc_agent_event_view(ev, &v), ORC_EINVAL);
+    CHECK_RC(orc_agent_event_view(ev, NULL), ORC_EINVAL);
+    v.struct_size = sizeof v;
+    CHECK_RC(orc_agent_event_view(NULL, &v), ORC_EINVAL);
     orc_agent_event_free(ev);
     ev = next_event(a);
     CHECK(is_task_event(ev, ORC_AGENT_EVENT_TASK, "t2", 1));   /* not the duplicate t1 */

@@ -82,6 +82,16 @@ class _Options(Structure):
                 ("tls_ca_file", c_char_p), ("tls_verify", c_int)]
 
 
+class _View(Structure):
+    """orc_agent_event_view_t."""
+    _fields_ = [("struct_size", c_size_t), ("kind", c_int), ("state", c_int), ("attempt", c_uint32),
+                ("task_id", c_char_p), ("task_id_len", c_size_t),
+                ("payload_json", c_char_p), ("payload_json_len", c_size_t),
+                ("input", c_char_p), ("input_len", c_size_t),
+                ("reason", c_char_p), ("reason_len", c_size_t),
+                ("code", c_char_p), ("code_len", c_size_t)]
+
+
 class _C:
     """The orc_agent_* functions, declared on first use (a library without the agent API
     still serves the rest of the package)."""
@@ -103,6 +113,7 @@ class _C:
             cls.event_kind = f("orc_agent_event_kind", c_int, vp)
             cls.event_attempt = f("orc_agent_event_attempt", c_uint32, vp)
             cls.event_state = f("orc_agent_event_state", c_int, vp)
+            cls.event_view = f("orc_agent_event_view", c_int, vp, P(_View))
             cls.getters = {name: f(f"orc_agent_event_{name}", c_void_p, vp, P(c_size_t))
                            for name in _FIELDS}
             cls.accept = f("orc_agent_accept", c_int, vp, c_char_p, c_uint32)
@@ -135,8 +146,38 @@ def _field(ev: int, name: str) -> Optional[str]:
     return ctypes.string_at(p, n.value).decode("utf-8", "replace")
 
 
+def _view_text(b: Optional[bytes], n: int, ev: int, name: str) -> Optional[str]:
+    """A string of an orc_agent_event_view_t: ctypes reads a char* up to its first NUL, so a
+    field with a NUL inside (shorter than its length) is read again whole by its getter."""
+    if b is None:
+        return None
+    if len(b) != n:
+        return _field(ev, name)
+    return b.decode("utf-8", "replace")
+
+
 _STDOUT = b"stdout"
-_dumps = json.JSONEncoder(separators=(",", ":")).encode   # compact, as the library writes it
+def _compact_dumps() -> Callable[[Any], str]:
+    """json.dumps(obj, separators=(",", ":")) (compact, as the library writes JSON). The
+    stdlib builds a C encoder for every call; this one is built once (a result's JSON is on
+    the hot path of every task), at the price of the circular-reference check: a cycle raises
+    ValueError after Python's recursion limit stops the encoder."""
+    enc = json.JSONEncoder(separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:   # a Python without the C accelerator
+        return enc.encode
+    c = make(None, enc.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    join = "".join
+
+    def dumps(obj: Any) -> str:
+        try:
+            return join(c(obj, 0))
+        except RecursionError:
+            raise ValueError("Circular reference detected (or nesting deeper than the recursion limit)") from None
+    return dumps
+
+
+_dumps = _compact_dumps()
 
 
 def _json(text: Optional[str]) -> Any:
@@ -485,6 +526,8 @@ class Agent(_Core):
         super().__init__(*args, **kwargs)
         self._out, self._n = c_void_p(), c_size_t()
         self._rout, self._rn = byref(self._out), byref(self._n)
+        self._view = _View(struct_size=sizeof(_View))
+        self._rview = byref(self._view)
         fd = c_int()
         check(_C.fd(self._ptr, byref(fd)))
         self._fdno = fd.value
@@ -520,13 +563,12 @@ class Agent(_Core):
 
     def _pump(self) -> None:
         """On the loop: route every waiting event. (Only the loop's thread pops, so the
-        ctypes out-parameters are made once; a task event, the hot path, is read with the
-        four calls it needs and no intermediate _Event.)"""
+        ctypes out-parameters are made once; a task event, the hot path, is read with one
+        orc_agent_event_view and no intermediate _Event.)"""
         routed = False
-        out, n = self._out, self._n
-        rout, rn = self._rout, self._rn
-        next_event, event_free, kind_of = _C.next_event, _C.event_free, _C.event_kind
-        getters = _C.getters
+        out, rout = self._out, self._rout
+        view, rview = self._view, self._rview
+        next_event, event_free, event_view = _C.next_event, _C.event_free, _C.event_view
         while self._ptr and not self._ended:
             rc = next_event(self._ptr, 0, rout)
             if rc == _EAGAIN:
@@ -540,12 +582,13 @@ class Agent(_Core):
                 raise error_for(rc)
             ev = out.value
             try:
-                if kind_of(ev) == _TASK:
-                    attempt = _C.event_attempt(ev)
-                    p = getters["task_id"](ev, rn)
-                    tid = string_at(p, n.value).decode("utf-8", "replace") if p else ""
-                    p = getters["payload_json"](ev, rn)
-                    pj = string_at(p, n.value).decode("utf-8", "replace") if p else None
+                rc = event_view(ev, rview)
+                if rc < 0:
+                    raise error_for(rc)
+                if view.kind == _TASK:
+                    attempt = view.attempt
+                    tid = _view_text(view.task_id, view.task_id_len, ev, "task_id") or ""
+                    pj = _view_text(view.payload_json, view.payload_json_len, ev, "payload_json")
                     t = self._task_class(self, tid, attempt, pj)
                     self._live[(tid, attempt)] = t
                 else:

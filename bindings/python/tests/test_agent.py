@@ -401,3 +401,20 @@ def test_argument_errors():
         Agent("wss://127.0.0.1:1/agent", "a1", "k1", SECRET, tls_ca_file="/nonexistent/ca.pem")
     # A hex str and the same bytes are the same secret.
     assert Agent(url, "a1", "k1", "0A0b").state == AgentState.CONNECTING
+
+
+def test_result_json_is_compact_stdlib_json():
+    """The agent encodes results with an encoder built once: the same text as
+    json.dumps(separators=(",", ":")), and a ValueError (not a crash) for a cycle or an object
+    JSON cannot hold."""
+    from orchestra.agent import _dumps
+    values = [{"exitCode": 0}, [], {}, "t\u00e9xt\n\"q\"", 1.5, -0.0, float("inf"), None, True,
+              {"a": [1, {"b": None}], 2: "int key"}, ["\U0001f600", "\x00"], 10 ** 30]
+    for v in values:
+        assert _dumps(v) == json.dumps(v, separators=(",", ":"))
+    cyc = []
+    cyc.append(cyc)
+    with pytest.raises(ValueError):
+        _dumps(cyc)
+    with pytest.raises(TypeError):
+        _dumps({"x": object()})
