@@ -32,6 +32,7 @@ public final class SQLiteDatabase {
             throw OrchestraError(.invalidArgument, "\(label) \(path): the database path contains a NUL byte")
         }
         if path != ":memory:" { try SQLiteDatabase.makeParentDirectories(of: path, label: label) }
+        _ = SQLiteDatabase.configured
         var h: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &h, flags, nil)
@@ -71,6 +72,17 @@ public final class SQLiteDatabase {
     }
 
     deinit { close() }
+
+    /// Process-wide settings, made once before the first connection initializes SQLite: no
+    /// memory statistics (they take a global mutex on every allocation of every connection).
+    private static let configured: Bool = {
+        _ = orc_sqlite_disable_memstatus()
+        return true
+    }()
+
+    /// SQLite's count of the memory it holds: 0 while memory statistics are off, as they are
+    /// once a connection was opened here.
+    static var memoryStatisticsBytes: Int64 { sqlite3_memory_used() }
 
     public var isClosed: Bool { handle == nil }
 
