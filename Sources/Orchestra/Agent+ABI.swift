@@ -283,24 +283,22 @@ public func orc_agent_event_view(_ e: OpaquePointer?, _ view: UnsafeMutablePoint
         guard view.pointee.struct_size >= mine else {
             throw OrchestraError(.invalidArgument, "view->struct_size \(UInt(bitPattern: view.pointee.struct_size)) is smaller than orc_agent_event_view_t (\(mine) bytes); set it to sizeof *view")
         }
-        do {
-            let c = (unmanaged(e) as Unmanaged<CAgentEvent>).takeUnretainedValue()
-            let ev = c.event
-            // A present field whose copy could not be made (out of memory) is an error, not absent.
-            func string(_ f: CAgentEvent.Field) throws(OrchestraError) -> (UnsafePointer<CChar>?, Int) {
-                if let t = c.text(f) { return (t.0, t.1) }
-                if c.has(f) { throw OrchestraError(.noMemory, "out of memory copying an event field") }
-                return (nil, 0)
-            }
-            let id = try string(.taskId), payload = try string(.payloadJSON), input = try string(.input)
-            let reason = try string(.reason), code = try string(.code)
-            view.pointee = orc_agent_event_view_t(
-                struct_size: view.pointee.struct_size, kind: ev.kind.rawValue,
-                state: orc_agent_state_t(UInt32((ev.kind == .state ? ev.state : .closed).rawValue)),
-                attempt: ev.attempt, task_id: id.0, task_id_len: id.1, payload_json: payload.0,
-                payload_json_len: payload.1, input: input.0, input_len: input.1, reason: reason.0,
-                reason_len: reason.1, code: code.0, code_len: code.1)
+        let c = (unmanaged(e) as Unmanaged<CAgentEvent>).takeUnretainedValue()
+        let ev = c.event
+        // A present field whose copy could not be made (out of memory) is an error, not absent.
+        func string(_ f: CAgentEvent.Field) throws(OrchestraError) -> (UnsafePointer<CChar>?, Int) {
+            if let t = c.text(f) { return (t.0, t.1) }
+            if c.has(f) { throw OrchestraError(.noMemory, "out of memory copying an event field") }
+            return (nil, 0)
         }
+        let id = try string(.taskId), payload = try string(.payloadJSON), input = try string(.input)
+        let reason = try string(.reason), code = try string(.code)
+        view.pointee = orc_agent_event_view_t(
+            struct_size: view.pointee.struct_size, kind: ev.kind.rawValue,
+            state: orc_agent_state_t(UInt32((ev.kind == .state ? ev.state : .closed).rawValue)),
+            attempt: ev.attempt, task_id: id.0, task_id_len: id.1, payload_json: payload.0,
+            payload_json_len: payload.1, input: input.0, input_len: input.1, reason: reason.0,
+            reason_len: reason.1, code: code.0, code_len: code.1)
     }
 }
 

@@ -157,6 +157,8 @@ def _view_text(b: Optional[bytes], n: int, ev: int, name: str) -> Optional[str]:
 
 
 _STDOUT = b"stdout"
+
+
 def _compact_dumps() -> Callable[[Any], str]:
     """json.dumps(obj, separators=(",", ":")) (compact, as the library writes JSON). The
     stdlib builds a C encoder for every call; this one is built once (a result's JSON is on
@@ -524,8 +526,8 @@ class Agent(_Core):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._out, self._n = c_void_p(), c_size_t()
-        self._rout, self._rn = byref(self._out), byref(self._n)
+        self._out = c_void_p()
+        self._rout = byref(self._out)
         self._view = _View(struct_size=sizeof(_View))
         self._rview = byref(self._view)
         fd = c_int()
