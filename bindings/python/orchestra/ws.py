@@ -403,8 +403,17 @@ class _Inbox:
         closed and drained."""
         if self._buf:
             return self._buf.popleft()
-        if self._payloads:
-            return self._pop_payloads()
+        rc = self._fill_payloads() if self._payloads else self._fill_messages()
+        if rc == 0:
+            return self._buf.popleft()
+        if rc == _EAGAIN:
+            return _EMPTY
+        if rc == _ECLOSED:
+            raise StopAsyncIteration
+        raise error_for(rc)
+
+    def _fill_messages(self) -> int:
+        """One orc_queue_pop_batch into _buf (decoded); its return code."""
         rc = _queue_pop_batch(self._qptr, self._arr, self.BATCH, 0, byref(self._n))
         if rc == 0:
             arr, dec, buf = self._arr, self._decode, self._buf
@@ -416,14 +425,10 @@ class _Inbox:
                     for j in range(i + 1, count):   # the rest are ours to release
                         _msg_release(arr[j])
                     raise
-            return buf.popleft()
-        if rc == _EAGAIN:
-            return _EMPTY
-        if rc == _ECLOSED:
-            raise StopAsyncIteration
-        raise error_for(rc)
+        return rc
 
-    def _pop_payloads(self):
+    def _fill_payloads(self) -> int:
+        """One orc_queue_pop_payloads into _buf; its return code."""
         rc = _queue_pop_payloads(self._qptr, 0, self._pbuf, self.PAYLOAD_BYTES, self._plens, self._ptypes,
                                  self.BATCH, self._rn, self._rover)
         if rc == 0:
@@ -437,12 +442,7 @@ class _Inbox:
             over = self._pover.value
             if over:
                 buf.append(self._decode(over))   # releases it
-            return buf.popleft()
-        if rc == _EAGAIN:
-            return _EMPTY
-        if rc == _ECLOSED:
-            raise StopAsyncIteration
-        raise error_for(rc)
+        return rc
 
     def pop_many(self, limit: int) -> list:
         """Up to `limit` (>= 1) items without waiting, oldest first: [] when none is queued.
