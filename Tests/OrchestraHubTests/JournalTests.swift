@@ -413,14 +413,14 @@ import OrchestraCore
         try Journal(path: path).close()
         do {
             let raw = try SQLiteDatabase(path: path)
-            try raw.exec("PRAGMA user_version=2")
+            try raw.exec("PRAGMA user_version=\(Journal.schemaVersion + 1)")
             raw.close()
         }
-        expectError(.version, "schema version 2 is newer") { () throws(OrchestraError) in _ = try Journal(path: path) }
-        // Nothing was changed: still version 2.
+        expectError(.version, "schema version \(Journal.schemaVersion + 1) is newer") { () throws(OrchestraError) in _ = try Journal(path: path) }
+        // Nothing was changed: still the newer version.
         let raw = try SQLiteDatabase(path: path)
         let v = try raw.prepare("PRAGMA user_version")
-        #expect(try v.step() && v.int64(0) == 2)
+        #expect(try v.step() && v.int64(0) == Journal.schemaVersion + 1)
         v.reset()
     }
 
@@ -525,16 +525,16 @@ import OrchestraCore
         #expect(try j.removeKey(id: "k1") == false)
         #expect(try j.keySecret(id: "k1") == nil)
 
-        #expect(try j.addUser(name: "bob", passwordHash: "$argon2id$b", role: "viewer", nowMs: 1))
-        #expect(try j.addUser(name: "alice", passwordHash: "$argon2id$a", role: "admin", nowMs: 2))
-        #expect(try j.addUser(name: "alice", passwordHash: "other", role: "viewer", nowMs: 3) == false)
+        #expect(try j.addUser(name: "bob", passwordHash: "$argon2id$b", role: .viewer, nowMs: 1))
+        #expect(try j.addUser(name: "alice", passwordHash: "$argon2id$a", role: .admin, nowMs: 2))
+        #expect(try j.addUser(name: "alice", passwordHash: "other", role: .viewer, nowMs: 3) == false)
         let alice = try #require(try j.user(name: "alice"))
-        #expect(alice.passwordHash == "$argon2id$a" && alice.role == "admin")
+        #expect(alice.passwordHash == "$argon2id$a" && alice.account.role == .admin)
         #expect(try j.user(name: "carol") == nil)
-        #expect(try j.listUsers().map { "\($0.name):\($0.role)" } == ["alice:admin", "bob:viewer"])
+        #expect(try j.userAccounts().map { "\($0.name):\($0.role.rawValue)" } == ["alice:admin", "bob:viewer"])
         #expect(try j.removeUser(name: "bob"))
         #expect(try j.removeUser(name: "bob") == false)
-        #expect(try j.listUsers().map(\.name) == ["alice"])
+        #expect(try j.userAccounts().map(\.name) == ["alice"])
 
         #expect(try j.setting("jwtSecret") == nil)
         try j.setSetting("jwtSecret", "one")
@@ -760,4 +760,133 @@ private func run(_ argv: [String]) throws -> (status: Int32, output: String) {
     var status: Int32 = 0
     waitpid(pid, &status, 0)
     return ((status >> 8) & 0xFF, readText(log))
+}
+
+/// Schema version 2: users, keys and agent bindings, sessions and their replay log, and the
+/// migration of a version 1 journal.
+@Suite struct JournalTrustTests {
+    @Test func aVersion1JournalIsMigratedKeepingItsRows() throws {
+        let dir = try TempDir()
+        let path = dir.path + "/v1.db"
+        do {
+            let raw = try SQLiteDatabase(path: path)
+            try raw.exec(Journal.schemaV1)
+            try raw.exec("PRAGMA user_version=1")
+            try raw.exec("INSERT INTO users (name, password_hash, role, created_ms) VALUES ('old', 'h', 'admin', 1)")
+            try raw.exec("INSERT INTO agent_keys (id, secret, created_ms) VALUES ('k1', x'0102', 2)")
+            raw.close()
+        }
+        let j = try Journal(path: path)
+        #expect(j.migratedFrom == 1)
+        let old = try #require(try j.user(name: "old"))
+        // A user from before keeps working: generation 0 (tokens without `gen`), enabled.
+        #expect(old.account == UserAccount(name: "old", role: .admin, disabled: false, tokenGeneration: 0, createdMs: 1))
+        #expect(try j.keyAccounts() == [KeyAccount(id: "k1", disabled: false, agents: nil, createdMs: 2)])
+        #expect(try j.sessions().isEmpty)
+        j.close()
+        let again = try Journal(path: path)
+        #expect(again.migratedFrom == nil)
+        again.close()
+    }
+
+    @Test func anUnknownRoleInTheJournalIsAnError() throws {
+        let j = try Journal(path: ":memory:")
+        try j.db.exec("INSERT INTO users (name, password_hash, role, created_ms) VALUES ('x', 'h', 'root', 1)")
+        expectError(.io, "user \"x\" is unreadable: column role has the unknown value \"root\"") { () throws(OrchestraError) in _ = try j.userAccounts() }
+    }
+
+    @Test func usersAreDisabledAndTheirTokensRevoked() throws {
+        let j = try Journal(path: ":memory:")
+        #expect(try j.addUser(name: "alice", passwordHash: "h", role: .user, nowMs: 1000))
+        #expect(try j.user(name: "alice")?.account.tokenGeneration == 1000)
+        #expect(try j.revokeTokens(name: "alice", nowMs: 500) == 1001)     // at least one more
+        #expect(try j.revokeTokens(name: "alice", nowMs: 5000) == 5000)    // at least now
+        #expect(try j.revokeTokens(name: "nobody", nowMs: 1) == nil)
+        #expect(try j.setUserDisabled(name: "alice", true))
+        #expect(try j.setUserRole(name: "alice", .viewer))
+        #expect(try j.userAccounts() == [UserAccount(name: "alice", role: .viewer, disabled: true, tokenGeneration: 5000, createdMs: 1000)])
+        #expect(try j.setUserDisabled(name: "bob", true) == false)
+        #expect(try j.setUserRole(name: "bob", .admin) == false)
+        // Removed and added again: a new generation, so the old tokens stay refused.
+        #expect(try j.removeUser(name: "alice"))
+        #expect(try j.addUser(name: "alice", passwordHash: "h2", role: .user, nowMs: 9000))
+        #expect(try j.user(name: "alice")?.account.tokenGeneration == 9000)
+    }
+
+    @Test func disabledKeysHaveNoSecretAndScopesRoundTrip() throws {
+        let j = try Journal(path: ":memory:")
+        let scope = try #require(AgentIdScope("build-*,deploy-1"))
+        #expect(try j.addKey(id: "ci", secret: [7], agents: scope, nowMs: 3))
+        #expect(try j.keyAccount(id: "ci")?.agents == scope)
+        #expect(try j.setKeyDisabled(id: "ci", true))
+        #expect(try j.keySecret(id: "ci") == nil)
+        #expect(try j.keyAccount(id: "ci")?.disabled == true)
+        #expect(try j.setKeyDisabled(id: "ci", false))
+        #expect(try j.keySecret(id: "ci") == [7])
+        #expect(try j.setKeyAgents(id: "ci", nil))
+        #expect(try j.keyAccount(id: "ci")?.agents == nil)
+        #expect(try j.setKeyAgents(id: "nope", nil) == false)
+        #expect(try j.keyAccount(id: "nope") == nil)
+    }
+
+    @Test func anAgentIdStaysBoundToItsFirstKey() throws {
+        let j = try Journal(path: ":memory:")
+        #expect(try j.agentBinding(agentId: "a1") == nil)
+        #expect(try j.bindAgent(agentId: "a1", keyId: "k1", nowMs: 1) == "k1")
+        #expect(try j.bindAgent(agentId: "a1", keyId: "k2", nowMs: 2) == "k1")
+        #expect(try j.agentBindings().map { "\($0.agentId)=\($0.keyId)@\($0.createdMs)" } == ["a1=k1@1"])
+        #expect(try j.unbindAgent(agentId: "a1"))
+        #expect(try j.unbindAgent(agentId: "a1") == false)
+        #expect(try j.bindAgent(agentId: "a1", keyId: "k2", nowMs: 3) == "k2")
+    }
+
+    @Test func sessionsKeepOwnersSharesHeadsAndEvents() throws {
+        let dir = try TempDir()
+        let path = dir.path + "/s.db"
+        do {
+            let j = try Journal(path: path)
+            #expect(try j.insertSession(id: "s", owner: "alice", nowMs: 1))
+            #expect(try j.insertSession(id: "s", owner: "bob", nowMs: 2) == false)
+            try j.setSessionShares(id: "s", users: ["carol", "bob"])
+            for o in 1...6 {
+                try j.appendSessionEvent(sessionId: "s", offset: Int64(o), atMs: Int64(o * 10), kind: o % 2 == 0 ? .chunk : .state,
+                                         frame: Array("event \(o)".utf8))
+            }
+            try j.setSessionHead(id: "s", head: 6, nowMs: 60)
+            expectError(.notFound, "no such session") { () throws(OrchestraError) in try j.setSessionHead(id: "t", head: 1, nowMs: 1) }
+            // Chunks 2 and 4 dropped by the budget; everything up to 1 by the window.
+            try j.deleteSessionEvents(sessionId: "s", 2...4, kind: .chunk)
+            try j.deleteSessionEvents(sessionId: "s", 1...1)
+            j.close()
+        }
+        let j = try Journal(path: path)
+        #expect(try j.sessions() == [SessionRecord(id: "s", owner: "alice", head: 6, sharedWith: ["bob", "carol"], createdMs: 1)])
+        #expect(try j.sessionEventIndex().map { "\($0.offset):\($0.kind == .state ? "s" : "c"):\($0.bytes)@\($0.atMs)" } == ["3:s:7@30", "5:s:7@50", "6:c:7@60"])
+        #expect(try j.sessionEvents(sessionId: "s", after: 3).map { String(decoding: $0.frame, as: UTF8.self) } == ["event 5", "event 6"])
+        #expect(try j.sessionEvents(sessionId: "other", after: 0).isEmpty)
+        try j.setSessionShares(id: "s", users: [])
+        #expect(try j.sessions()[0].sharedWith == [])
+        j.close()
+    }
+
+    /// The journal and its -wal and -shm are created 0600 and a new directory 0700, whatever
+    /// the umask; a journal others can read is reported.
+    @Test func theJournalIsPrivate() throws {
+        let dir = try TempDir()
+        let old = umask(0o022)
+        defer { umask(old) }
+        let path = dir.path + "/new/dir/j.db"
+        let j = try Journal(path: path)
+        #expect(try j.insertTask(task("t1", createdMs: 1)))
+        for f in [path, path + "-wal", path + "-shm"] {
+            var st = stat()
+            #expect(stat(f, &st) == 0 && st.st_mode & 0o777 == 0o600, "\(f)")
+        }
+        var st = stat()
+        #expect(stat(dir.path + "/new/dir", &st) == 0 && st.st_mode & 0o777 == 0o700)
+        #expect(j.exposure().isEmpty)
+        chmod(path, 0o644)
+        #expect(j.exposure().count == 1 && j.exposure()[0].contains("mode 644"))
+        j.close()
+    }
 }

@@ -1,3 +1,4 @@
+import Glibc
 import OrchestraCore
 
 /// A task's state in the journal (docs/protocol.md, "Tasks").
@@ -83,8 +84,12 @@ public struct TaskRecord: Sendable, Equatable {
 /// hub is `.version`; a bad argument (priority 7) is `.invalidArgument`; a use after `close()`
 /// is `.closed`.
 public final class Journal: @unchecked Sendable {
-    /// The schema this code writes (`PRAGMA user_version`).
-    public static let schemaVersion: Int64 = 1
+    /// The schema this code writes (`PRAGMA user_version`): the number of `migrations`.
+    public static var schemaVersion: Int64 { Int64(migrations.count) }
+
+    /// The schema's history: step i takes a journal from version i to i + 1. Opening a journal
+    /// applies the steps it lacks in one transaction (`orchestra-hub migrate` does only that).
+    static let migrations = [schemaV1, schemaV2]
     /// How long a nonce is remembered after it was seen (or after its timestamp, if later).
     public static let nonceRetentionMs: Int64 = 10 * 60 * 1000
     /// At most this often, `rememberNonce` deletes the expired nonces.
@@ -92,7 +97,7 @@ public final class Journal: @unchecked Sendable {
 
     public let path: String
     public let durability: Durability
-    private let db: SQLiteDatabase
+    let db: SQLiteDatabase
     private var lastNoncePruneMs: Int64? = nil
     /// JSON columns hold what this code wrote, so any depth a JSONValue can have is allowed back.
     private static let jsonLimits = DecodeLimits(maxSize: 1 << 30, maxDepth: DecodeLimits.depthCeiling)
@@ -122,6 +127,29 @@ public final class Journal: @unchecked Sendable {
         db.close()
     }
 
+    /// What of the journal other users can read or write: its file, -wal and -shm files (mode
+    /// bits for group or others) and its directory (readable or writable by others). Empty
+    /// when it is private, or in memory. The hub logs each as a warning at start.
+    public func exposure() -> [String] {
+        guard path != ":memory:" else { return [] }
+        var out: [String] = []
+        for file in [path, path + "-wal", path + "-shm"] {
+            var st = stat()
+            guard stat(file, &st) == 0 else { continue }
+            let mode = st.st_mode & 0o777
+            if mode & 0o077 != 0 {
+                out.append("\(file) has mode \(String(mode, radix: 8)): other users can read it (agent secrets, password hashes, the token key); chmod 600 it")
+            }
+        }
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        var st = stat()
+        if stat(dir, &st) == 0, st.st_mode & 0o022 != 0 {
+            out.append("directory \(dir) has mode \(String(st.st_mode & 0o777, radix: 8)): other users can replace the journal; chmod 700 it")
+        }
+        return out
+    }
+
     // MARK: schema
 
     private func setUp() throws(OrchestraError) {
@@ -141,18 +169,27 @@ public final class Journal: @unchecked Sendable {
             let v = try userVersion(what: "read the schema version")
             if v > Journal.schemaVersion { throw newerSchema(v) }
             if v == Journal.schemaVersion { return }
-            let objects = try db.prepare("SELECT count(*) FROM sqlite_master")
-            defer { objects.reset() }
-            _ = try objects.step(what: "read the schema")
-            let n = objects.int64(0)
-            objects.reset()
-            if n != 0 {
-                throw OrchestraError(.io, "journal \(path): open failed: the file is an SQLite database but not an orchestra journal (user_version 0 and \(n) schema objects)")
+            if v == 0 {
+                let objects = try db.prepare("SELECT count(*) FROM sqlite_master")
+                defer { objects.reset() }
+                _ = try objects.step(what: "read the schema")
+                let n = objects.int64(0)
+                objects.reset()
+                if n != 0 {
+                    throw OrchestraError(.io, "journal \(path): open failed: the file is an SQLite database but not an orchestra journal (user_version 0 and \(n) schema objects)")
+                }
             }
-            try db.exec(Journal.schemaV1, what: "create the schema")
+            // Each step takes the schema from version i to i + 1, in this one transaction.
+            for i in Int(v)..<Journal.migrations.count {
+                try db.exec(Journal.migrations[i], what: "migrate the schema to version \(i + 1)")
+            }
             try db.exec("PRAGMA user_version=\(Journal.schemaVersion)", what: "set the schema version")
+            migratedFrom = v
         }
     }
+
+    /// The schema version the journal had before this open migrated it (nil: it was current).
+    public private(set) var migratedFrom: Int64? = nil
 
     private func newerSchema(_ v: Int64) -> OrchestraError {
         OrchestraError(.version, "journal \(path): schema version \(v) is newer than this orchestra-hub understands (\(Journal.schemaVersion)); use the orchestra-hub that wrote it, or a newer one")
@@ -219,6 +256,43 @@ public final class Journal: @unchecked Sendable {
             key TEXT PRIMARY KEY NOT NULL,
             value TEXT NOT NULL
         ) WITHOUT ROWID;
+        """
+
+    /// Version 2, trust: users get a disabled flag and a token generation (raising it revokes
+    /// every token issued before), keys a disabled flag and the agent ids they may register;
+    /// agent ids are bound to the key that first registered them; sessions have an owner, the
+    /// users they are shared with, a head offset and their events (the replay log).
+    static let schemaV2 = """
+        ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
+        ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE agent_keys ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
+        ALTER TABLE agent_keys ADD COLUMN agents TEXT;
+        CREATE TABLE agent_bindings (
+            agent_id TEXT PRIMARY KEY NOT NULL,
+            key_id TEXT NOT NULL,
+            created_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY NOT NULL,
+            owner TEXT NOT NULL,
+            head INTEGER NOT NULL CHECK (head >= 0),
+            created_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE session_shares (
+            session_id TEXT NOT NULL,
+            user_name TEXT NOT NULL,
+            PRIMARY KEY (session_id, user_name)
+        ) WITHOUT ROWID;
+        CREATE TABLE session_events (
+            session_id TEXT NOT NULL,
+            event_offset INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            kind INTEGER NOT NULL CHECK (kind IN (0, 1)),
+            frame BLOB NOT NULL,
+            PRIMARY KEY (session_id, event_offset)
+        );
+        CREATE INDEX tasks_by_session ON tasks (session_id) WHERE session_id IS NOT NULL;
         """
 
     // MARK: tasks
@@ -523,12 +597,12 @@ public final class Journal: @unchecked Sendable {
         return t
     }
 
-    fileprivate func badRow(_ row: String, _ column: String, _ problem: String) -> OrchestraError {
+    func badRow(_ row: String, _ column: String, _ problem: String) -> OrchestraError {
         OrchestraError(.io, "journal \(path): \(row) is unreadable: column \(column) \(problem)")
     }
 
     /// Typed, checked column reads for one row.
-    private struct RowReader {
+    struct RowReader {
         let s: Statement
         let journal: Journal
         var row: String
@@ -578,92 +652,6 @@ public final class Journal: @unchecked Sendable {
             case .null: return "NULL"
             }
         }
-    }
-
-    // MARK: agent keys
-
-    /// Adds an agent key (the HMAC secret of `keyId`). False when the id exists.
-    public func addKey(id: String, secret: [UInt8], nowMs: Int64) throws(OrchestraError) -> Bool {
-        guard !secret.isEmpty else {
-            throw OrchestraError(.invalidArgument, "journal \(path): add key \"\(id)\": the secret is empty")
-        }
-        let s = try db.prepare("INSERT INTO agent_keys (id, secret, created_ms) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING")
-        try s.bind(1, id)
-        try s.bind(2, secret)
-        try s.bind(3, nowMs)
-        return try s.run(what: "add key \"\(id)\"") == 1
-    }
-
-    public func keySecret(id: String) throws(OrchestraError) -> [UInt8]? {
-        let s = try db.prepare("SELECT secret FROM agent_keys WHERE id = ?1")
-        defer { s.reset() }
-        try s.bind(1, id)
-        guard try s.step(what: "read key \"\(id)\"") else { return nil }
-        guard s.columnType(0) == .blob, let secret = s.blob(0) else {
-            throw badRow("key \"\(id)\"", "secret", "is not a blob")
-        }
-        return secret
-    }
-
-    /// Every key id with its creation time, by id.
-    public func listKeys() throws(OrchestraError) -> [(id: String, createdMs: Int64)] {
-        let s = try db.prepare("SELECT id, created_ms FROM agent_keys ORDER BY id")
-        defer { s.reset() }
-        var out: [(id: String, createdMs: Int64)] = []
-        while try s.step(what: "list keys") {
-            var r = RowReader(s: s, journal: self, row: "a key")
-            let id = try r.text(0, "id")
-            r.row = "key \"\(id)\""
-            out.append((id, try r.int64(1, "created_ms")))
-        }
-        return out
-    }
-
-    public func removeKey(id: String) throws(OrchestraError) -> Bool {
-        let s = try db.prepare("DELETE FROM agent_keys WHERE id = ?1")
-        try s.bind(1, id)
-        return try s.run(what: "remove key \"\(id)\"") == 1
-    }
-
-    // MARK: users
-
-    /// Adds a web user. False when the name exists.
-    public func addUser(name: String, passwordHash: String, role: String, nowMs: Int64) throws(OrchestraError) -> Bool {
-        let s = try db.prepare("INSERT INTO users (name, password_hash, role, created_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING")
-        try s.bind(1, name)
-        try s.bind(2, passwordHash)
-        try s.bind(3, role)
-        try s.bind(4, nowMs)
-        return try s.run(what: "add user \"\(name)\"") == 1
-    }
-
-    public func user(name: String) throws(OrchestraError) -> (passwordHash: String, role: String)? {
-        let s = try db.prepare("SELECT password_hash, role FROM users WHERE name = ?1")
-        defer { s.reset() }
-        try s.bind(1, name)
-        guard try s.step(what: "read user \"\(name)\"") else { return nil }
-        let r = RowReader(s: s, journal: self, row: "user \"\(name)\"")
-        return (try r.text(0, "password_hash"), try r.text(1, "role"))
-    }
-
-    /// Every user with their role, by name.
-    public func listUsers() throws(OrchestraError) -> [(name: String, role: String)] {
-        let s = try db.prepare("SELECT name, role FROM users ORDER BY name")
-        defer { s.reset() }
-        var out: [(name: String, role: String)] = []
-        while try s.step(what: "list users") {
-            var r = RowReader(s: s, journal: self, row: "a user")
-            let name = try r.text(0, "name")
-            r.row = "user \"\(name)\""
-            out.append((name, try r.text(1, "role")))
-        }
-        return out
-    }
-
-    public func removeUser(name: String) throws(OrchestraError) -> Bool {
-        let s = try db.prepare("DELETE FROM users WHERE name = ?1")
-        try s.bind(1, name)
-        return try s.run(what: "remove user \"\(name)\"") == 1
     }
 
     // MARK: nonces

@@ -20,7 +20,10 @@ public final class SQLiteDatabase {
     private let busyWait: BusyWait
 
     /// Opens (creating if missing) the database file at `path`; missing parent directories are
-    /// created (mode 0755, like `mkdir -p`). `":memory:"` opens a private in-memory database.
+    /// created (mode 0700, like `mkdir -p -m 700`). A new database file is created 0600 before
+    /// SQLite opens it, and SQLite gives its -wal and -shm files the database file's mode, so
+    /// nothing the hub writes is readable by other users. `":memory:"` opens a private
+    /// in-memory database.
     public init(path: String, label: String = "journal", busyTimeoutMs: Int32 = 5000) throws(OrchestraError) {
         self.path = path
         self.label = label
@@ -31,7 +34,10 @@ public final class SQLiteDatabase {
         guard !path.utf8.contains(0) else {
             throw OrchestraError(.invalidArgument, "\(label) \(path): the database path contains a NUL byte")
         }
-        if path != ":memory:" { try SQLiteDatabase.makeParentDirectories(of: path, label: label) }
+        if path != ":memory:" {
+            try SQLiteDatabase.makeParentDirectories(of: path, label: label)
+            try SQLiteDatabase.createPrivateFile(path, label: label)
+        }
         _ = SQLiteDatabase.configured
         var h: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
@@ -241,13 +247,23 @@ public final class SQLiteDatabase {
         return oneLine.count <= 60 ? oneLine : String(oneLine.prefix(57)) + "..."
     }
 
-    /// `mkdir -p` of the directory part of `path`.
+    /// Creates `path` empty with mode 0600 when it does not exist (an existing file is left as
+    /// it is: the hub warns about its mode, see `Journal.exposure()`).
+    static func createPrivateFile(_ path: String, label: String) throws(OrchestraError) {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd >= 0 { Glibc.close(fd); return }
+        let e = errno
+        if e == EEXIST { return }
+        throw OrchestraError(.io, "\(label) \(path): create failed: \(String(cString: strerror(e)))")
+    }
+
+    /// `mkdir -p` of the directory part of `path` (new directories 0700).
     static func makeParentDirectories(of path: String, label: String) throws(OrchestraError) {
         let bytes = Array(path.utf8)
         // Every prefix that ends just before a '/' (not the root, not inside a run of slashes).
         for i in bytes.indices where bytes[i] == 0x2F && i > 0 && bytes[i - 1] != 0x2F {
             let dir = String(decoding: bytes[0..<i], as: UTF8.self)
-            if mkdir(dir, 0o755) == 0 { continue }
+            if mkdir(dir, 0o700) == 0 { continue }
             let e = errno
             var st = stat()
             if stat(dir, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { continue }  // EEXIST, or EACCES on an existing one
@@ -332,11 +348,22 @@ public final class Statement {
 
     /// Binds a blob (`nil` binds NULL). The bytes are copied.
     public func bind(_ index: Int32, _ value: [UInt8]?) throws(OrchestraError) {
-        let h = try live()
         guard let b = value else { return try bindNull(index) }
-        let rc = b.withUnsafeBytes { u -> Int32 in
-            guard let p = u.baseAddress, u.count > 0 else { return sqlite3_bind_zeroblob(h, index, 0) }
-            return sqlite3_bind_blob64(h, index, p, UInt64(u.count), orc_sqlite_transient())
+        var failure: OrchestraError? = nil
+        b.withUnsafeBytes { u in
+            do throws(OrchestraError) { try bind(index, u) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Binds the bytes as a blob (copied).
+    public func bind(_ index: Int32, _ u: UnsafeRawBufferPointer) throws(OrchestraError) {
+        let h = try live()
+        let rc: Int32
+        if let p = u.baseAddress, u.count > 0 {
+            rc = sqlite3_bind_blob64(h, index, p, UInt64(u.count), orc_sqlite_transient())
+        } else {
+            rc = sqlite3_bind_zeroblob(h, index, 0)
         }
         if rc != SQLITE_OK { throw fail("bind parameter \(index)", rc) }
     }
