@@ -76,6 +76,12 @@ public final class Connection: @unchecked Sendable {
     var lastPingAt: UInt64 = 0   // monotonic ms
     var openedAt: UInt64 = 0     // monotonic ns
     var closeAfterFlush = false
+    /// We failed the connection (`fail`): what the peer still sends is read and discarded, and
+    /// once our close frame is written the write side is shut down (FIN), so the close frame
+    /// arrives instead of a reset. Closing with unread input makes the kernel send RST, which
+    /// throws away the close frame before the peer reads it (a 1006 instead of, say, 1009).
+    var lingering = false
+    private var shutdownSent = false
     /// Reading is held (the delivery queue is full): bytes of the current read not yet
     /// decoded wait in `stash` until `resumeReading`.
     var held = false
@@ -214,6 +220,7 @@ public final class Connection: @unchecked Sendable {
 
     /// Feeds received bytes (from TCP, or the plaintext TLS decrypted).
     func process(_ input: UnsafeMutableRawBufferPointer) {
+        if lingering { return }
         switch phase {
         case .handshake: processHandshake(input)
         case .open, .closing: processFrames(input)
@@ -448,7 +455,7 @@ public final class Connection: @unchecked Sendable {
             closeCode = e.closeCode.rawValue
             closeReason = e.message
         }
-        if let h = tcp { uv_read_stop(streamOf(h)) }
+        lingering = true   // keep reading, and discard it, until the peer closes or the deadline
         setPhase(.closing)
         closeAfterFlush = true
         closeDeadline = monotonicMillis() + options.closeTimeoutMs
@@ -714,7 +721,7 @@ public final class Connection: @unchecked Sendable {
                     completed(bytes: bytes, frames: frames, wire: 0)
                     continue
                 }
-                if closeAfterFlush { closeTCP() }
+                if closeAfterFlush { lingering ? shutdownWrite() : closeTCP() }
                 return
             }
             let count = inflight.count
@@ -834,6 +841,24 @@ public final class Connection: @unchecked Sendable {
     }
 
     // MARK: Closing (I/O thread)
+
+    /// Shuts down the write side once what was queued is written (lingering close); the read
+    /// side stays open until the peer's EOF or the close deadline, then `closeTCP`.
+    private func shutdownWrite() {
+        guard let h = tcp, !shutdownSent else { return }
+        shutdownSent = true
+        let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+        req.pointee.data = Unmanaged.passUnretained(self).toOpaque()   // the handle keeps self alive until its close
+        let rc = uv_shutdown(req, streamOf(h)) { req, status in
+            let c = Unmanaged<Connection>.fromOpaque(req!.pointee.data).takeUnretainedValue()
+            req!.deallocate()
+            if status < 0 && status != Int32(UV_ECANCELED.rawValue) { c.closeTCP() }
+        }
+        if rc != 0 {
+            req.deallocate()
+            closeTCP()
+        }
+    }
 
     /// Closes the socket; the handler hears `didClose` once it is closed.
     func closeTCP() {
