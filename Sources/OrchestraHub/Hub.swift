@@ -9,11 +9,14 @@ final class Peer {
     let conn: Connection
     /// The wire format the peer spoke last (the hub answers in it).
     var format = WireFormat.json
-    /// Set once `agent.register` succeeded.
+    /// Set once `agent.register` succeeded, with the key it registered with.
     var agentId: String?
-    /// A web client's user, role and token expiry (seconds).
+    var keyId = ""
+    /// A web client's user, their role (the journal's, kept current by revocation checks),
+    /// the generation of their token and its expiry (seconds).
     var user = ""
-    var userRole = ""
+    var userRole = UserRole.viewer
+    var tokenGeneration: Int64 = 0
     var tokenExpiry: Int64 = 0
     var sessions: Set<String> = []
     /// Token bucket of the rate limit.
@@ -27,6 +30,16 @@ final class Peer {
         self.tokens = burst
         self.tokensAtMs = nowMs
     }
+
+    /// Who this peer is, for the authorization check.
+    var caller: Caller {
+        switch role {
+        case .web: return .user(name: user, role: userRole)
+        case .agent:
+            if let agentId { return .agent(id: agentId, keyId: keyId) }
+            return .unregisteredAgent
+        }
+    }
 }
 
 /// A task that is not finished: its journal record and what only lives in memory.
@@ -39,6 +52,8 @@ final class LiveTask {
     /// Stream ordering for the current attempt.
     var nextSeq: Int64 = 0
     var early: [Int64: Message] = [:]
+    /// Payload bytes waiting in `early` (bounded by the session byte budget).
+    var earlyBytes = 0
     /// The connection that submitted it (notified of the result when not watching its session).
     var submitter: UInt64 = 0
     /// After a restart: the agent that held it may claim it until then.
@@ -77,10 +92,19 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     /// Queued task ids by priority (index 3 = CRITICAL), oldest first.
     var pending: [[String]] = [[], [], [], []]
     var sessions: [String: SessionLog] = [:]
+    /// What every session's replay log costs together (`SessionLog.keptCost`).
+    var replayCost = 0
+    /// Sessions whose head offset moved in the open batch.
+    var dirtyHeads: [SessionLog] = []
     var webPeers: [UInt64: Peer] = [:]
     var balancer = LoadBalancer()
     /// Verified (or refused) web handshakes, from shouldAccept to didOpen, by remote address.
-    var handshakeAuth: [String: (verdict: Result<(String, String, Int64), AuthFailure>, atMs: Int64)] = [:]
+    var handshakeAuth: [String: (verdict: Result<WebIdentity, AuthFailure>, atMs: Int64)] = [:]
+    /// Users and keys as the journal had them at the last check (revocations are enforced
+    /// against it when another process changes the journal).
+    var userAccounts: [String: UserAccount] = [:]
+    var keyAccounts: [String: KeyAccount] = [:]
+    var lastWindowPruneMs: Int64 = 0
     var shuttingDown = false
     /// Group commit: a journal transaction is open for this loop turn's writes, and what the
     /// hub sends meanwhile waits in `deferred` until it is committed (an acknowledgement never
@@ -103,6 +127,8 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     let reassigned: Counter
     let rejectedAuth: Counter
     let badMessages: Counter
+    let deniedRequests: Counter
+    let replayDropped: Counter
     let taskLatency: HistogramMetric
 
     /// Opens nothing itself: give it a runtime and an open journal. Loads the unfinished
@@ -112,13 +138,15 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         self.runtime = runtime
         self.journal = journal
         self.log = logger
-        jwtSecret = try Hub.jwtSecret(journal)
+        if let key = config.jwtKey { jwtSecret = key } else { jwtSecret = try Hub.jwtSecret(journal) }
         submitted = try metrics.counter("orchestra_hub_tasks_submitted_total", help: "Tasks acknowledged to submitters")
         succeeded = try metrics.counter("orchestra_hub_tasks_finished_total", help: "Tasks finished, by outcome", labels: ["outcome": "succeeded"])
         failedCount = try metrics.counter("orchestra_hub_tasks_finished_total", labels: ["outcome": "failed"])
         reassigned = try metrics.counter("orchestra_hub_tasks_reassigned_total", help: "Attempts lost to a disconnect, an expired lease or a rejection")
         rejectedAuth = try metrics.counter("orchestra_hub_auth_failures_total", help: "Registrations and web handshakes refused (AUTH_001)")
         badMessages = try metrics.counter("orchestra_hub_bad_messages_total", help: "Messages answered with PARAM_001")
+        deniedRequests = try metrics.counter("orchestra_hub_requests_denied_total", help: "Requests refused by the authorization check (AUTH_001, auth.denied)")
+        replayDropped = try metrics.counter("orchestra_hub_replay_dropped_bytes_total", help: "Bytes of stream chunks dropped from replay logs over their byte budget")
         taskLatency = try metrics.histogram("orchestra_hub_task_duration_us", help: "Submit to result, microseconds")
         try recover()
         metrics.register(owner: self) { hub in hub.gaugeSamples() }
@@ -132,7 +160,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         return s
     }
 
-    /// Loads unfinished tasks from the journal.
+    /// Loads unfinished tasks, sessions and their replay logs, users and keys from the journal.
     func recover() throws(OrchestraError) {
         let now = wallClockMillis()
         var requeued = 0, orphaned = 0
@@ -149,8 +177,22 @@ public final class Hub: ServerHandler, @unchecked Sendable {
                 orphaned += 1
             }
         }
+        for r in try journal.sessions() {
+            sessions[r.id] = SessionLog(id: r.id, owner: r.owner, sharedWith: Set(r.sharedWith), head: r.head)
+        }
+        for e in try journal.sessionEventIndex() {
+            guard let s = sessions[e.sessionId] else { continue }
+            s.kept(offset: e.offset, atMs: e.atMs, bytes: e.bytes, kind: e.kind)
+        }
+        replayCost = sessions.values.reduce(0) { $0 + $1.keptCost }
+        try reloadAccounts()
         lastDataVersion = try journal.dataVersion()
-        log.info("hub.recovered", ["queued": .int(Int64(requeued)), "awaitingAgents": .int(Int64(orphaned)), "journal": .string(journal.path)])
+        log.info("hub.recovered", ["queued": .int(Int64(requeued)), "awaitingAgents": .int(Int64(orphaned)),
+                                   "sessions": .int(Int64(sessions.count)), "replayBytes": .int(Int64(replayCost)),
+                                   "journal": .string(journal.path)])
+        for problem in journal.exposure() {
+            log.warn("journal.permissions", ["reason": .string(problem), "journal": .string(journal.path)])
+        }
     }
 
     /// Listens. Any thread.
@@ -164,6 +206,8 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         o.websocket.maxFrameSize = config.maxMessageSize
         o.websocket.pingIntervalMs = UInt64(config.heartbeatIntervalMs)
         o.websocket.pongTimeoutMs = UInt64(config.heartbeatIntervalMs * config.missedHeartbeats)
+        // A watcher that resumes gets a session's whole replay log at once.
+        o.websocket.maxBuffered = max(o.websocket.maxBuffered, 2 * config.replaySessionBytes + 2 * config.maxMessageSize)
         if let cert = config.tlsCertFile, let key = config.tlsKeyFile {
             o.tls = try TLSContext.server(certFile: cert, keyFile: key)
         }
@@ -199,38 +243,17 @@ public final class Hub: ServerHandler, @unchecked Sendable {
 
     public func shouldAccept(_ request: HTTPRequestInfo) -> HTTPResponse? {
         if shuttingDown { return HTTPResponse.json(503, HubError(.resourceExhausted, "hub shutting down").info()) }
-        if !config.allowedOrigins.isEmpty {
-            guard let origin = request.header("Origin"), config.allowedOrigins.contains(origin) else {
-                log.warn("connection.refused", ["reason": "origin not allowed", "origin": .string(request.header("Origin") ?? ""),
-                                                "remote": .string(request.remoteAddress)])
-                return HTTPResponse.json(403, HubError(.authenticationFailed, "origin not allowed").info())
-            }
+        // The allow-list is for browsers, which always send Origin; agents, SDKs and servers
+        // send none and are not refused for that (docs/security.md, "Origin").
+        if !config.allowedOrigins.isEmpty, let origin = request.header("Origin"), !config.allowedOrigins.contains(origin) {
+            log.warn("connection.refused", ["reason": "origin not allowed", "origin": .string(origin),
+                                            "remote": .string(request.remoteAddress)])
+            return HTTPResponse.json(403, HubError(.authenticationFailed, "origin not allowed").info())
         }
         if request.path == "/web" {
             handshakeAuth[request.remoteAddress] = (verifyWebToken(request), wallClockMillis())
         }
         return nil
-    }
-
-    /// The JWT of a web handshake: `Authorization: Bearer`, or `?token=`.
-    func verifyWebToken(_ request: HTTPRequestInfo) -> Result<(String, String, Int64), AuthFailure> {
-        var token: String? = nil
-        if let h = request.header("Authorization"), h.hasPrefix("Bearer ") {
-            token = String(h.dropFirst(7))
-        } else if let q = request.query {
-            for part in q.split(separator: "&") where part.hasPrefix("token=") {
-                token = String(part.dropFirst(6))
-            }
-        }
-        guard let token, !token.isEmpty else { return .failure(AuthFailure(reason: "no token: send Authorization: Bearer <jwt> or ?token=<jwt>")) }
-        switch JWT.verify(token, secret: jwtSecret, nowSeconds: wallClockMillis() / 1000) {
-        case .failure(let e):
-            return .failure(AuthFailure(reason: e.reason))
-        case .success(let claims):
-            guard claims["typ"]?.string ?? "access" == "access" else { return .failure(AuthFailure(reason: "a refresh token cannot open a connection")) }
-            guard let sub = claims["sub"]?.string, !sub.isEmpty else { return .failure(AuthFailure(reason: "token has no subject")) }
-            return .success((sub, claims["role"]?.string ?? "user", claims["exp"]?.int ?? 0))
-        }
     }
 
     public func didOpen(_ c: Connection) {
@@ -243,7 +266,8 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             let id = c.id
             _ = try? runtime.startTimer(delayMs: config.registerTimeoutMs, repeatMs: 0, fire: { [self] in
                 guard let conn = server?.connection(id: id), let p = conn.attachment as? Peer, p.agentId == nil, !p.closing else { return }
-                refuse(p, HubError(.authenticationFailed, "agent.register did not arrive within \(config.registerTimeoutMs) ms"), correlationId: nil)
+                refuse(p, HubError(.authenticationFailed, "agent.register did not arrive within \(config.registerTimeoutMs) ms"),
+                       correlationId: nil, rule: "agent.register-timeout")
             })
             return
         }
@@ -251,13 +275,15 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         c.attachment = p
         switch handshakeAuth.removeValue(forKey: c.remoteAddress)?.verdict ?? .failure(AuthFailure(reason: "no token")) {
         case .failure(let f):
-            refuse(p, HubError(.authenticationFailed, f.reason), correlationId: nil)
-        case .success(let (user, role, exp)):
-            p.user = user
-            p.userRole = role
-            p.tokenExpiry = exp
+            refuse(p, HubError(.authenticationFailed, f.reason), correlationId: nil, rule: "web.token")
+        case .success(let who):
+            p.user = who.user
+            p.userRole = who.role
+            p.tokenGeneration = who.generation
+            p.tokenExpiry = who.expiry
             webPeers[c.id] = p
-            log.info("web.connected", ["conn": .int(Int64(c.id)), "user": .string(user), "remote": .string(c.remoteAddress)])
+            log.info("web.connected", ["conn": .int(Int64(c.id)), "user": .string(who.user), "role": .string(who.role.rawValue),
+                                       "remote": .string(c.remoteAddress)])
         }
     }
 
@@ -317,6 +343,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         currentFormat = format
         defer { currentMessage = nil; currentFrame = nil }
         do {
+            try HubEnvelope.checkProtocol(m)
             switch p.role {
             case .agent: try handleAgent(p, m)
             case .web: try handleWeb(p, m)
@@ -324,7 +351,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         } catch {
             switch error.code {
             case .authenticationFailed:
-                refuse(p, error, correlationId: reqId)
+                refuse(p, error, correlationId: reqId, rule: error.details?["rule"]?.string ?? "")
             default:
                 if error.code == .invalidParameters { badMessages.add() }
                 log.warn("request.failed", ["conn": .int(Int64(c.id)), "type": .string(m.type), "code": .string(error.code.rawValue),
@@ -334,11 +361,41 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         }
     }
 
-    /// AUTH_001: the error, then close 1008.
-    func refuse(_ p: Peer, _ e: HubError, correlationId: String?) {
+    /// The authorization check every request passes (docs/security.md, "Rules"): the rules of
+    /// `request.type` in `table`, in order, against the peer's identity. A refusal is
+    /// `AUTH_001` naming the rule and an `auth.denied` log line; `rules` nil (a type the
+    /// endpoint does not know) is `PARAM_001`.
+    func authorize(_ p: Peer, _ table: [String: [AccessRule]], _ request: AccessRequest) throws(HubError) {
+        guard let rules = Access.rules(table, request.type) else {
+            throw HubError(.invalidParameters, "unknown event type '\(request.type)' for \(p.role == .agent ? "an agent" : "a web client")")
+        }
+        do { try Access.check(rules, p.caller, request) } catch {
+            throw denied(who: p.caller, request: request, error, conn: p.conn)
+        }
+    }
+
+    /// Logs a refusal (`auth.denied`) and makes its `AUTH_001` error.
+    func denied(who: Caller, request: AccessRequest, _ d: AccessDenial, conn: Connection?) -> HubError {
+        deniedRequests.add()
+        var fields: JSONValue = ["who": .string(who.who), "what": .string(request.target.isEmpty ? request.type : "\(request.type) \(request.target)"),
+                                 "rule": .string(d.rule.rawValue), "reason": .string(d.reason)]
+        if let conn { fields.set("conn", .int(Int64(conn.id))) }
+        log.warn("auth.denied", fields)
+        return HubError(.authenticationFailed, "\(request.type): refused by rule '\(d.rule.rawValue)': \(d.reason)",
+                        details: ["rule": .string(d.rule.rawValue), "type": .string(request.type)])
+    }
+
+    /// AUTH_001 for a request: an identity that failed (registration, token, revocation) is
+    /// refused and its connection closed with 1008; a valid identity refused by a rule keeps
+    /// its connection (`Access`).
+    func refuse(_ p: Peer, _ e: HubError, correlationId: String?, rule: String) {
+        if let r = e.details?["rule"]?.string, let ar = AccessRule(rawValue: r), !ar.closesConnection {
+            send(p, HubEnvelope.error(e, correlationId: correlationId))
+            return
+        }
         rejectedAuth.add()
         log.warn("auth.refused", ["conn": .int(Int64(p.conn.id)), "role": .string(p.role == .agent ? "agent" : "web"),
-                                  "reason": .string(e.message), "remote": .string(p.conn.remoteAddress)])
+                                  "rule": .string(rule), "reason": .string(e.message), "remote": .string(p.conn.remoteAddress)])
         send(p, HubEnvelope.error(e, correlationId: correlationId))
         p.closing = true
         close(p.conn, code: 1008, reason: "AUTH_001")
@@ -410,6 +467,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         let submits = batchSubmits
         batchSubmits.removeAll(keepingCapacity: true)
         do {
+            try writeSessionHeads()
             try journal.commitBatch()
         } catch {
             log.error("journal.commit_failed", ["reason": .string(error.message), "submits": .int(Int64(submits.count)),
@@ -461,13 +519,19 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         for (id, a) in agents where !a.online && a.inFlight.isEmpty && now - a.lastSeenMs > 3_600_000 {
             agents.removeValue(forKey: id)
         }
-        // Sessions nobody watches, past the window.
-        for (id, s) in sessions where s.watchers.isEmpty && now - s.lastActivityMs > config.recoveryWindowMs {
-            sessions.removeValue(forKey: id)
+        // Session events past the recovery window leave the replay log (once a second).
+        if now - lastWindowPruneMs >= 1000 {
+            lastWindowPruneMs = now
+            pruneReplayWindow(nowMs: now)
         }
-        // Tasks another process (orchestra-hub dead requeue) put back in the queue.
+        // Another process changed the journal: users and keys (revocations take effect) and
+        // tasks it put back in the queue (orchestra-hub dead requeue).
         if let v = try? journal.dataVersion(), v != lastDataVersion {
             lastDataVersion = v
+            do { try reloadAccounts() } catch {
+                log.error("journal.read_failed", ["what": "users and keys", "reason": .string(error.message)])
+            }
+            enforceRevocations()
             if let recs = try? journal.unfinishedTasks() {
                 for rec in recs where live[rec.id] == nil && rec.state == .queued {
                     live[rec.id] = LiveTask(rec)
@@ -486,6 +550,19 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     public func handleHTTP(_ request: HTTPRequestInfo) -> HTTPResponse? {
         guard request.method == "GET" || request.method == "HEAD" else {
             return HTTPResponse.json(405, HubError(.invalidParameters, "only GET").info())
+        }
+        let type = "GET \(request.path)"
+        guard let rules = Access.rules(Access.http, type) else { return nil }
+        // A token is read only where a rule asks for one.
+        var caller = Caller.anonymous
+        if rules.contains(.anyUser), case .success(let who) = verifyWebToken(request) {
+            caller = .user(name: who.user, role: who.role)
+        }
+        let req = AccessRequest(type: type)
+        do { try Access.check(rules, caller, req) } catch {
+            let e = denied(who: caller, request: req, error, conn: nil)
+            return HTTPResponse(status: 401, headers: [HTTPField("Content-Type", "application/json"), HTTPField("WWW-Authenticate", "Bearer")],
+                                body: e.info().jsonBytes)
         }
         switch request.path {
         case "/health": return HTTPResponse.json(200, healthJSON())

@@ -19,16 +19,23 @@ public struct HubConfig: Sendable {
     public var rateLimitPerMinute = 100
     public var maxConnections = 10_000
     public var maxMessageSize = 1 << 20
-    /// Origins allowed to upgrade (empty: any).
+    /// Origins allowed to upgrade, for requests that carry an `Origin` (browsers); empty: any.
     public var allowedOrigins: [String] = []
+    /// How long a session's events are kept for a watcher that resumes (the recovery window).
     public var recoveryWindowMs: Int64 = 300_000
-    public var recoveryMaxEvents = 10_000
+    /// Byte budget of one session's replay log; chunks beyond it are dropped oldest first.
+    public var replaySessionBytes = 8 << 20
+    /// Byte budget of every session's replay log together.
+    public var replayHubBytes = 256 << 20
     public var registerTimeoutMs: UInt64 = 10_000
     /// Lifetime of the tokens `auth.refresh` issues.
     public var tokenTTLSeconds: Int64 = 3600
     public var maxClockSkewMs: Int64 = 300_000
     public var tlsCertFile: String? = nil
     public var tlsKeyFile: String? = nil
+    /// The key web tokens are signed with, when the operator keeps it outside the journal
+    /// (`--jwt-key-file`, `ORC_HUB_JWT_KEY`); nil: the journal's.
+    public var jwtKey: [UInt8]? = nil
 
     public init() {}
 }

@@ -6,8 +6,39 @@ import OrchestraNet
 let serveFlags: Set<String> = [
     "host", "port", "journal", "durability", "log-level", "strategy", "max-load-per-agent", "lease-ms", "heartbeat-ms",
     "max-attempts", "rate-limit", "max-connections", "max-message-size", "allow-origin", "recovery-window-ms",
-    "tls-cert", "tls-key", "port-file",
+    "replay-session-bytes", "replay-hub-bytes", "jwt-key-file", "tls-cert", "tls-key", "port-file",
 ]
+
+/// The token key an operator keeps outside the journal: `--jwt-key-file PATH` (or
+/// ORC_HUB_JWT_KEY_FILE), or ORC_HUB_JWT_KEY; hex, at least 32 bytes. Nil: the journal's.
+func jwtKey(_ args: Arguments) throws(OrchestraError) -> [UInt8]? {
+    var text: String
+    var source: String
+    if let path = args.get("jwt-key-file") {
+        source = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw OrchestraError(.io, "--jwt-key-file \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) == 0, st.st_mode & 0o077 != 0 {
+            printErr("orchestra-hub: warning: --jwt-key-file \(path) has mode \(String(st.st_mode & 0o777, radix: 8)): other users can read the token key; chmod 600 it")
+        }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = read(fd, &buf, buf.count)
+        guard n >= 0 else { throw OrchestraError(.io, "--jwt-key-file \(path): \(String(cString: strerror(errno)))") }
+        text = String(decoding: buf[0..<n], as: UTF8.self)
+    } else if let env = getenv("ORC_HUB_JWT_KEY") {
+        source = "ORC_HUB_JWT_KEY"
+        text = String(cString: env)
+    } else {
+        return nil
+    }
+    while let last = text.last, last == "\n" || last == "\r" || last == " " { text.removeLast() }
+    guard let key = Secrets.fromHex(text), key.count >= 32 else {
+        throw OrchestraError(.invalidArgument, "\(source): the token key must be hex, at least 64 digits (32 bytes): openssl rand -hex 32")
+    }
+    return key
+}
 
 func config(from args: Arguments) throws(UsageError) -> HubConfig {
     try args.check(known: serveFlags)
@@ -37,6 +68,9 @@ func config(from args: Arguments) throws(UsageError) -> HubConfig {
     if let v = try args.int("max-connections", 1...1_000_000) { c.maxConnections = Int(v) }
     if let v = try args.int("max-message-size", 1024...(256 << 20)) { c.maxMessageSize = Int(v) }
     if let v = try args.int("recovery-window-ms", 0...86_400_000) { c.recoveryWindowMs = v }
+    if let v = try args.int("replay-session-bytes", 65_536...(1 << 30)) { c.replaySessionBytes = Int(v) }
+    if let v = try args.int("replay-hub-bytes", 65_536...(1 << 40)) { c.replayHubBytes = Int(v) }
+    if c.replayHubBytes < c.replaySessionBytes { throw UsageError("--replay-hub-bytes must be at least --replay-session-bytes") }
     c.allowedOrigins = args.all("allow-origin")
     c.tlsCertFile = args.get("tls-cert")
     c.tlsKeyFile = args.get("tls-key")
@@ -45,8 +79,9 @@ func config(from args: Arguments) throws(UsageError) -> HubConfig {
 }
 
 func serve(_ args: Arguments) throws(UsageError) {
-    let c = try config(from: args)
+    var c = try config(from: args)
     let log = Logger(level: c.logLevel)
+    do { c.jwtKey = try jwtKey(args) } catch { throw UsageError(error.message) }
     // SIGINT and SIGTERM are taken by sigwait below: block them before any thread starts, so
     // every thread inherits the mask and none is interrupted.
     var set = sigset_t()

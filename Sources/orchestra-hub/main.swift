@@ -7,22 +7,29 @@ import OrchestraNet
 
 let usage = """
 usage: orchestra-hub [serve] [flags]            run the hub
-       orchestra-hub key add ID [--secret HEX]  add an agent key (prints the secret once)
-       orchestra-hub key list | key remove ID
-       orchestra-hub user add NAME [--role user|admin] [--password P]   (or ORC_HUB_PASSWORD)
-       orchestra-hub user list | user remove NAME
+       orchestra-hub key add ID [--secret HEX] [--agents PATTERNS]   add an agent key (prints the secret once)
+       orchestra-hub key list | key remove ID | key disable ID | key enable ID
+       orchestra-hub key set-agents ID PATTERNS   limit a key to agent ids ('build-*,ci-1'; '*' = any)
+       orchestra-hub agent list | agent unbind ID   agent ids and the keys they are bound to
+       orchestra-hub user add NAME [--role admin|user|viewer] [--password P]   (or ORC_HUB_PASSWORD)
+       orchestra-hub user list | user remove NAME | user disable NAME | user enable NAME
+       orchestra-hub user set-role NAME admin|user|viewer
        orchestra-hub token --user NAME [--ttl SECONDS]   issue a JWT for a web client
+       orchestra-hub token revoke --user NAME     refuse every token issued to NAME so far
        orchestra-hub dead list | dead requeue ID   the dead-letter list
        orchestra-hub task ID                      one task as JSON
+       orchestra-hub migrate                      bring the journal's schema up to date
        orchestra-hub --version
 
 Every subcommand takes --journal PATH. Every flag can also be set with the environment
 variable ORC_HUB_<FLAG> (--max-load-per-agent → ORC_HUB_MAX_LOAD_PER_AGENT); flags win.
+Changes to keys and users take effect in a running hub within a second: removed, disabled
+or revoked identities have their connections closed (docs/security.md).
 
 serve flags:
   --host ADDR               listen address (127.0.0.1)
   --port N                  port for WebSocket and HTTP (7420; 0 picks one, printed in the log)
-  --journal PATH            SQLite journal, WAL mode (./var/orchestra.db)
+  --journal PATH            SQLite journal, WAL mode, created 0600 (./var/orchestra.db)
   --durability normal|full  normal survives a crash of the hub; full also a power loss (normal)
   --log-level debug|info|warn|error   (info)
   --strategy S              default load balancer: round-robin, least-connections,
@@ -34,8 +41,13 @@ serve flags:
   --rate-limit N            requests a minute per web connection, 0 = none (100)
   --max-connections N       (10000)
   --max-message-size BYTES  larger messages close the connection with 1009 (1048576)
-  --allow-origin ORIGIN     allowed Origin of upgrades, repeatable (default: any)
+  --allow-origin ORIGIN     allowed Origin of browser upgrades, repeatable (default: any);
+                            requests without an Origin (agents, SDKs) are not affected
   --recovery-window-ms N    how long a session's events are kept for resuming (300000)
+  --replay-session-bytes N  byte budget of one session's replay log (8388608)
+  --replay-hub-bytes N      byte budget of all replay logs together (268435456)
+  --jwt-key-file PATH       sign web tokens with the key in PATH (hex, at least 64 digits)
+                            instead of the journal's; or ORC_HUB_JWT_KEY=<hex>
   --tls-cert FILE --tls-key FILE   serve wss:// and https://
   --port-file PATH          write the port listened on to PATH (for scripts and tests)
 """
@@ -70,13 +82,21 @@ switch command {
 case "serve":
     do { try serve(args) } catch { fail(error.message) }
 case "key":
-    do { try args.check(known: ["journal", "secret"]) } catch { fail(error.message) }
+    do { try args.check(known: ["journal", "secret", "agents"]) } catch { fail(error.message) }
     let j = openJournal()
     defer { j.close() }
+    func id(_ usage: String, count: Int = 2) -> String {
+        guard args.positional.count == count else { fail(usage) }
+        return args.positional[1]
+    }
+    func scope(_ text: String) -> AgentIdScope? {
+        if text == "*" { return nil }
+        guard let s = AgentIdScope(text) else { fail("agent id patterns: comma-separated ids or prefixes ending in '*' ('build-*,ci-1')") }
+        return s
+    }
     switch args.positional.first {
     case "add":
-        guard args.positional.count == 2 else { fail("key add ID") }
-        let id = args.positional[1]
+        let id = id("key add ID")
         let secret: [UInt8]
         if let hex = args.get("secret") {
             guard let s = Secrets.fromHex(hex), s.count >= 16 else { fail("--secret must be at least 32 hex characters") }
@@ -84,52 +104,113 @@ case "key":
         } else {
             secret = Secrets.random(32)
         }
+        let agents = args.get("agents").flatMap(scope)
         do {
-            guard try j.addKey(id: id, secret: secret, nowMs: now()) else { fail("key '\(id)' exists", code: 1) }
+            guard try j.addKey(id: id, secret: secret, agents: agents, nowMs: now()) else { fail("key '\(id)' exists", code: 1) }
         } catch { fail(error.message, code: 1) }
         printOut(HMACSHA256.hex(secret))
     case "list":
-        do { for k in try j.listKeys() { printOut("\(k.id)\t\(k.createdMs)") } } catch { fail(error.message, code: 1) }
+        do {
+            for k in try j.keyAccounts() {
+                printOut("\(k.id)\t\(k.createdMs)\t\(k.disabled ? "disabled" : "enabled")\t\(k.agents?.text ?? "*")")
+            }
+        } catch { fail(error.message, code: 1) }
     case "remove":
-        guard args.positional.count == 2 else { fail("key remove ID") }
-        do { guard try j.removeKey(id: args.positional[1]) else { fail("no key '\(args.positional[1])'", code: 1) } } catch { fail(error.message, code: 1) }
-    default: fail("key add|list|remove")
+        let id = id("key remove ID")
+        do { guard try j.removeKey(id: id) else { fail("no key '\(id)'", code: 1) } } catch { fail(error.message, code: 1) }
+    case "disable", "enable":
+        let verb = args.positional.first!
+        let id = id("key \(verb) ID")
+        do { guard try j.setKeyDisabled(id: id, verb == "disable") else { fail("no key '\(id)'", code: 1) } } catch { fail(error.message, code: 1) }
+    case "set-agents":
+        let id = id("key set-agents ID PATTERNS", count: 3)
+        do { guard try j.setKeyAgents(id: id, scope(args.positional[2])) else { fail("no key '\(id)'", code: 1) } } catch { fail(error.message, code: 1) }
+    default: fail("key add|list|remove|disable|enable|set-agents")
+    }
+case "agent":
+    do { try args.check(known: ["journal"]) } catch { fail(error.message) }
+    let j = openJournal()
+    defer { j.close() }
+    switch args.positional.first {
+    case "list", nil:
+        do { for b in try j.agentBindings() { printOut("\(b.agentId)\t\(b.keyId)\t\(b.createdMs)") } } catch { fail(error.message, code: 1) }
+    case "unbind":
+        guard args.positional.count == 2 else { fail("agent unbind ID") }
+        let id = args.positional[1]
+        do { guard try j.unbindAgent(agentId: id) else { fail("agent '\(id)' is not bound to a key", code: 1) } } catch { fail(error.message, code: 1) }
+    default: fail("agent list|unbind ID")
     }
 case "user":
     do { try args.check(known: ["journal", "role", "password"]) } catch { fail(error.message) }
     let j = openJournal()
     defer { j.close() }
+    func role(_ text: String) -> UserRole {
+        guard let r = UserRole(rawValue: text) else { fail("roles: admin, user, viewer") }
+        return r
+    }
+    func name(_ usage: String, count: Int = 2) -> String {
+        guard args.positional.count == count else { fail(usage) }
+        return args.positional[1]
+    }
     switch args.positional.first {
     case "add":
-        guard args.positional.count == 2 else { fail("user add NAME") }
-        let role = args.get("role") ?? "user"
-        guard role == "user" || role == "admin" else { fail("--role user|admin") }
+        let n = name("user add NAME")
+        let r = role(args.get("role") ?? "user")
         let password = args.get("password") ?? Secrets.randomHex(12)
         do {
-            guard try j.addUser(name: args.positional[1], passwordHash: PasswordHash.hash(password), role: role, nowMs: now()) else {
-                fail("user '\(args.positional[1])' exists", code: 1)
+            guard try j.addUser(name: n, passwordHash: PasswordHash.hash(password), role: r, nowMs: now()) else {
+                fail("user '\(n)' exists", code: 1)
             }
         } catch { fail(error.message, code: 1) }
         if args.get("password") == nil { printOut(password) }
     case "list":
-        do { for u in try j.listUsers() { printOut("\(u.name)\t\(u.role)") } } catch { fail(error.message, code: 1) }
+        do { for u in try j.userAccounts() { printOut("\(u.name)\t\(u.role.rawValue)\(u.disabled ? "\tdisabled" : "")") } } catch { fail(error.message, code: 1) }
     case "remove":
-        guard args.positional.count == 2 else { fail("user remove NAME") }
-        do { guard try j.removeUser(name: args.positional[1]) else { fail("no user '\(args.positional[1])'", code: 1) } } catch { fail(error.message, code: 1) }
-    default: fail("user add|list|remove")
+        let n = name("user remove NAME")
+        do { guard try j.removeUser(name: n) else { fail("no user '\(n)'", code: 1) } } catch { fail(error.message, code: 1) }
+    case "disable", "enable":
+        let verb = args.positional.first!
+        let n = name("user \(verb) NAME")
+        do { guard try j.setUserDisabled(name: n, verb == "disable") else { fail("no user '\(n)'", code: 1) } } catch { fail(error.message, code: 1) }
+    case "set-role":
+        let n = name("user set-role NAME admin|user|viewer", count: 3)
+        let r = role(args.positional[2])
+        do { guard try j.setUserRole(name: n, r) else { fail("no user '\(n)'", code: 1) } } catch { fail(error.message, code: 1) }
+    default: fail("user add|list|remove|disable|enable|set-role")
     }
 case "token":
-    do { try args.check(known: ["journal", "user", "ttl"]) } catch { fail(error.message) }
-    guard let user = args.get("user") else { fail("token --user NAME") }
-    let ttl: Int64
-    do { ttl = try args.int("ttl", -86_400 * 365...86_400 * 365) ?? 3600 } catch { fail(error.message) }
+    do { try args.check(known: ["journal", "user", "ttl", "jwt-key-file"]) } catch { fail(error.message) }
+    guard let user = args.get("user") ?? (args.positional.count == 2 ? args.positional[1] : nil) else {
+        fail("token --user NAME | token revoke --user NAME")
+    }
     let j = openJournal()
     defer { j.close() }
+    if args.positional.first == "revoke" {
+        do {
+            guard let g = try j.revokeTokens(name: user, nowMs: now()) else { fail("no user '\(user)'", code: 1) }
+            printOut("revoked every token of \(user) (generation \(g))")
+        } catch { fail(error.message, code: 1) }
+        exit(0)
+    }
+    guard args.positional.isEmpty else { fail("token --user NAME | token revoke --user NAME") }
+    let ttl: Int64
+    do { ttl = try args.int("ttl", -86_400 * 365...86_400 * 365) ?? 3600 } catch { fail(error.message) }
     do {
-        guard let u = try j.user(name: user) else { fail("no user '\(user)' (orchestra-hub user add \(user))", code: 1) }
-        let secret = try Hub.jwtSecret(j)
-        printOut(JWT.issue(subject: user, role: u.role, ttlSeconds: ttl, secret: secret, nowSeconds: now() / 1000))
+        guard let u = try j.user(name: user)?.account else { fail("no user '\(user)' (orchestra-hub user add \(user))", code: 1) }
+        if u.disabled { fail("user '\(user)' is disabled (orchestra-hub user enable \(user))", code: 1) }
+        var secret = try jwtKey(args)
+        if secret == nil { secret = try Hub.jwtSecret(j) }
+        printOut(Hub.issueToken(u, ttlSeconds: ttl, secret: secret!, nowSeconds: now() / 1000))
     } catch { fail(error.message, code: 1) }
+case "migrate":
+    do { try args.check(known: ["journal"]) } catch { fail(error.message) }
+    let j = openJournal()
+    defer { j.close() }
+    if let from = j.migratedFrom {
+        printOut("migrated \(journalPath) from schema version \(from) to \(Journal.schemaVersion)")
+    } else {
+        printOut("\(journalPath) is at schema version \(Journal.schemaVersion)")
+    }
 case "dead":
     do { try args.check(known: ["journal"]) } catch { fail(error.message) }
     let j = openJournal()

@@ -421,7 +421,7 @@ final class SharedCounter: @unchecked Sendable {
             #expect(h.reason(Self.payload([(f, nil)])) == "missing field '\(f)'")
         }
         #expect(h.reason(Self.payload([("agentId", 7)])) == "field 'agentId' must be a string")
-        #expect(h.reason(Self.payload([("agentId", "")]))?.hasPrefix("field 'agentId' must be 1..256") == true)
+        #expect(h.reason(Self.payload([("agentId", "")]))?.hasPrefix("field 'agentId' must be 1..128") == true)
         #expect(h.reason(Self.payload([("agentId", .string(String(repeating: "a", count: 257)))]))?.hasPrefix("field 'agentId'") == true)
         #expect(h.reason(Self.payload([("keyId", nil), ("keyId", .null)])) == "field 'keyId' must be a string")
         #expect(h.reason(Self.payload([("timestamp", "1700000000000")]))?.hasPrefix("field 'timestamp' must be an integer") == true)

@@ -204,7 +204,10 @@ async def test_health_agents_and_metrics(hub):
     assert h["status"] == "ok" and h["agents"] == {"total": 1, "healthy": 1} and h["uptimeSeconds"] >= 0
     assert set(h["tasks"]) >= {"queued", "assigned", "running", "succeeded", "failed"}
     assert h["queues"]["pending"] == 0
-    with urllib.request.urlopen(f"http://127.0.0.1:{hub.port}/health/agents", timeout=5) as resp:
+    # The registry names agents and what they run: a user's token (any role) reads it.
+    req = urllib.request.Request(f"http://127.0.0.1:{hub.port}/health/agents",
+                                 headers={"Authorization": "Bearer " + hub.token("watcher", role="viewer")})
+    with urllib.request.urlopen(req, timeout=5) as resp:
         agents = json.loads(resp.read())["agents"]
     assert agents[0]["id"] == "a1" and agents[0]["capabilities"] == ["gpu", "shell"] and "secret" not in json.dumps(agents)
     with urllib.request.urlopen(f"http://127.0.0.1:{hub.port}/metrics", timeout=5) as resp:

@@ -6,8 +6,10 @@ extension Hub {
     func handleAgent(_ p: Peer, _ m: Message) throws(HubError) {
         let type = m.type
         guard let agentId = p.agentId, let a = agents[agentId], a.connection === p.conn else {
+            // Before registration only agent.register is heard (and anything else closes).
             guard type == "agent.register" else {
-                throw HubError(.authenticationFailed, "\(type) before agent.register: register first")
+                throw denied(who: p.caller, request: AccessRequest(type: type),
+                             AccessDenial(rule: .registerFirst, reason: "\(type) before agent.register: register first"), conn: p.conn)
             }
             try register(p, m)
             return
@@ -15,6 +17,20 @@ extension Hub {
         let now = wallClockMillis()
         a.lastSeenMs = now
         let f = Fields(type, try HubEnvelope.payload(of: m))
+        // The task a task.* or worker.* message is about, for the lease rule.
+        var req = AccessRequest(type: type)
+        var t: LiveTask? = nil
+        if type != "agent.heartbeat" && type != "agent.register", Access.agent[type] != nil {
+            let taskId = try f.id("taskId")
+            t = live[taskId]
+            req.target = "task \(taskId)"
+            // The lease of the attempt the message names (its current one when it names none):
+            // a late message of an earlier attempt is not a claim on the lease, only stale.
+            if let t, t.rec.state == .assigned, f.v["attempt"]?.int.map({ $0 == Int64(t.rec.attempt) }) ?? true {
+                req.task = TaskFacts(owner: t.rec.submitter, sessionId: t.rec.sessionId, leasedTo: t.rec.agentId)
+            }
+        }
+        try authorize(p, Access.agent, req)
         switch type {
         case "agent.heartbeat":
             if let info = try f.object("systemInfo") {
@@ -24,13 +40,13 @@ extension Hub {
             }
             for id in a.inFlight { live[id]?.leaseDeadlineMs = now + config.leaseMs }
         case "task.accepted":
-            guard let t = try current(f, a) else { return }
+            guard let t = try current(t, f, a) else { return }
             t.running = true
             t.leaseDeadlineMs = now + config.leaseMs
             log.debug("task.accepted", ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "agentId": .string(a.id), "traceId": .string(t.rec.traceId)])
             publish(t, m)
         case "task.rejected":
-            guard let t = try current(f, a) else { return }
+            guard let t = try current(t, f, a) else { return }
             let reason = try f.optionalString("reason") ?? ""
             a.inFlight.remove(t.rec.id)
             t.rec.rejectedBy.append(a.id)
@@ -40,50 +56,55 @@ extension Hub {
             requeue(t, why: "rejected by \(a.id): \(reason)", rejection: true)
             dispatch()
         case "task.progress":
-            guard let t = try current(f, a) else { return }
+            guard let t = try current(t, f, a) else { return }
             _ = try f.optionalDouble("progress")
             t.leaseDeadlineMs = now + config.leaseMs
             publish(t, m)
         case "task.stream":
-            guard let t = try current(f, a) else { return }
+            guard let t = try current(t, f, a) else { return }
             let seq = try f.int("seq")
             t.leaseDeadlineMs = now + config.leaseMs
             if seq < t.nextSeq { return }  // a duplicate
             if seq > t.nextSeq {
-                guard t.early.count < 4096 else { throw HubError(.resourceExhausted, "task.stream: more than 4096 chunks ahead of seq \(t.nextSeq)") }
-                t.early[seq] = m
+                let size = m.payload?.count ?? 0
+                guard t.early.count < 4096, t.earlyBytes + size <= config.replaySessionBytes else {
+                    throw HubError(.resourceExhausted, "task.stream: more than 4096 chunks or \(config.replaySessionBytes) bytes ahead of seq \(t.nextSeq)")
+                }
+                if t.early.updateValue(m, forKey: seq) == nil { t.earlyBytes += size }
                 return
             }
             publish(t, m)
             t.nextSeq += 1
             while let next = t.early.removeValue(forKey: t.nextSeq) {
+                t.earlyBytes -= next.payload?.count ?? 0
                 publish(t, next)
                 t.nextSeq += 1
             }
         case "task.result":
-            guard let t = try current(f, a) else { return }
+            guard let t = try current(t, f, a) else { return }
             let success = try f.bool("success")
             // Chunks still waiting for a gap go out before the result, in order.
             for seq in t.early.keys.sorted() { publish(t, t.early[seq]!) }
             t.early.removeAll()
+            t.earlyBytes = 0
             finish(t, success: success, result: f.v["result"], error: try f.optionalString("error"),
                    errorCode: success ? nil : .taskExecutionFailed, dead: false, event: m)
         case "worker.output", "worker.status":
-            let taskId = try f.string("taskId")
-            if let t = live[taskId], t.rec.agentId == a.id { publish(t, m) }
+            if let t, t.rec.agentId == a.id, t.rec.state == .assigned { publish(t, m) }
         default:
             throw HubError(.invalidParameters, "unknown event type '\(type)' for an agent")
         }
     }
 
-    /// The task a task.* message of `a` is about, when it is the current attempt; nil (the
-    /// message is ignored and logged) for an old attempt or a finished task.
-    func current(_ f: Fields, _ a: AgentEntry) throws(HubError) -> LiveTask? {
-        let taskId = try f.string("taskId")
+    /// `t` when the message is about its current attempt; nil (the message is ignored and
+    /// logged) for an old attempt, a finished or unknown task. The lease rule has already
+    /// refused messages about a task leased to another agent.
+    func current(_ t: LiveTask?, _ f: Fields, _ a: AgentEntry) throws(HubError) -> LiveTask? {
         let attempt = try f.int("attempt")
-        guard let t = live[taskId], t.rec.agentId == a.id, Int64(t.rec.attempt) == attempt, t.rec.state == .assigned else {
+        guard let t, t.rec.agentId == a.id, Int64(t.rec.attempt) == attempt, t.rec.state == .assigned else {
+            let taskId = f.v["taskId"]?.string ?? ""
             log.info("task.stale_message", ["taskId": .string(taskId), "attempt": .int(attempt), "agentId": .string(a.id), "type": .string(f.event),
-                                            "currentAttempt": .int(Int64(live[taskId]?.rec.attempt ?? -1))])
+                                            "currentAttempt": .int(Int64(t?.rec.attempt ?? -1))])
             return nil
         }
         return t
@@ -106,8 +127,25 @@ extension Hub {
         if let dbError { throw HubError.database(dbError) }
         let claims: RegistrationClaims
         switch verdict {
-        case .failure(let f): throw HubError(.authenticationFailed, "agent.register: \(f.reason)")
+        case .failure(let f) where f.isMalformed: throw HubError(.invalidParameters, "agent.register: \(f.reason)")
+        case .failure(let f): throw HubError(.authenticationFailed, "agent.register: \(f.reason)", details: ["rule": "agent.signature"])
         case .success(let c): claims = c
+        }
+        // The key's scope and the id's binding (the first key that registered it keeps it).
+        let bound: String?
+        let key: KeyAccount?
+        do {
+            bound = try journal.agentBinding(agentId: claims.agentId)
+            key = try journal.keyAccount(id: claims.keyId)
+        } catch { throw HubError.database(error) }
+        if let key { keyAccounts[key.id] = key }
+        try authorize(p, Access.agent, AccessRequest(
+            type: "agent.register", registration: RegistrationFacts(agentId: claims.agentId, keyId: claims.keyId, boundKey: bound, scope: key?.agents),
+            target: "agent \(claims.agentId) key \(claims.keyId)"))
+        if bound == nil {
+            do { _ = try journaled { () throws(OrchestraError) in try journal.bindAgent(agentId: claims.agentId, keyId: claims.keyId, nowMs: now) } } catch {
+                throw HubError.database(error)
+            }
         }
         let f = Fields("agent.register", payload)
         let name = try f.optionalString("name", maxLength: 256) ?? claims.agentId
@@ -151,6 +189,7 @@ extension Hub {
             agents[a.id] = a
         }
         p.agentId = a.id
+        p.keyId = claims.keyId
 
         // Tasks the agent still runs: kept when they are still its own (same attempt).
         var kept: [JSONValue] = []

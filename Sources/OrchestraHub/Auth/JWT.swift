@@ -81,14 +81,15 @@ public enum JWT {
         return .success(claims)
     }
 
-    /// A token for a user or service: claims `sub`, `role`, `iat` (now), `exp` (now + ttl),
-    /// `jti` (32 random hex characters) and `typ` ("access", or e.g. "refresh").
-    public static func issue(subject: String, role: String, ttlSeconds: Int64, secret: [UInt8], nowSeconds: Int64, type: String = "access") -> String {
+    /// A token for a user or service: claims `sub`, `role`, `extra` (in order), `iat` (now),
+    /// `exp` (now + ttl), `jti` (32 random hex characters) and `typ` ("access", or e.g.
+    /// "refresh").
+    public static func issue(subject: String, role: String, ttlSeconds: Int64, secret: [UInt8], nowSeconds: Int64,
+                             type: String = "access", extra: [(String, JSONValue)] = []) -> String {
         let (sum, overflow) = nowSeconds.addingReportingOverflow(ttlSeconds)
         let exp = overflow ? (ttlSeconds > 0 ? Int64.max : Int64.min) : sum
-        let claims: JSONValue = .object([
-            ("sub", .string(subject)), ("role", .string(role)), ("iat", .int(nowSeconds)),
-            ("exp", .int(exp)), ("jti", .string(Secrets.randomHex(16))), ("typ", .string(type)),
+        let claims: JSONValue = .object([("sub", .string(subject)), ("role", .string(role))] + extra + [
+            ("iat", .int(nowSeconds)), ("exp", .int(exp)), ("jti", .string(Secrets.randomHex(16))), ("typ", .string(type)),
         ])
         return sign(claims: claims, secret: secret)
     }

@@ -32,8 +32,8 @@ public struct RegistrationClaims: Sendable, Equatable {
 
 /// The signature check of `agent.register` (docs/protocol.md, "Agents").
 public enum RegistrationAuth {
-    /// Longest `agentId` and `keyId`, in UTF-8 bytes.
-    public static let maxIdBytes = 256
+    /// Longest `agentId` and `keyId`, in UTF-8 bytes (every id of the protocol has this limit).
+    public static let maxIdBytes = Fields.maxIdBytes
 
     /// Checks an agent.register payload (docs/protocol.md): fields agentId, keyId, timestamp (ms),
     /// nonce (16..128 chars, [A-Za-z0-9_-]), signature (hex).

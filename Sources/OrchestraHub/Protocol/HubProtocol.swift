@@ -76,6 +76,21 @@ public enum HubEnvelope {
         return v
     }
 
+    /// PARAM_001 unless `headers.protocol` is absent or a JSON integer from 1 to the hub's
+    /// version (written plainly: no sign, fraction, exponent or leading zero; not a string).
+    public static func checkProtocol(_ m: Message) throws(HubError) {
+        guard let v = m.header(HubEnvelope.protocolKey) else { return }
+        let bad = HubError(.invalidParameters, "headers.protocol must be an integer from 1 to \(hubProtocolVersion) (this hub's version)",
+                           details: ["field": "headers.protocol", "protocol": .int(hubProtocolVersion)])
+        guard case .json(let bytes) = v, let first = bytes.first, first >= 0x31, first <= 0x39, bytes.count <= 18,
+              bytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw bad }
+        var n: Int64 = 0
+        for b in bytes { n = n * 10 + Int64(b - 0x30) }
+        guard n <= hubProtocolVersion else { throw bad }
+    }
+
+    static let protocolKey = Array("protocol".utf8)
+
     /// A header holding a JSON value.
     public static func setHeader(_ m: Message, _ key: String, _ v: JSONValue) {
         try? m.setHeader(Array(key.utf8), .json(v.jsonBytes))
@@ -108,6 +123,20 @@ public struct Fields {
         guard let s = x.string else { throw bad(key, "must be a string") }
         guard s.utf8.count <= maxLength else { throw bad(key, "is longer than \(maxLength) bytes") }
         return s
+    }
+
+    /// Longest id (`taskId`, `sessionId`, `agentId`, `keyId`), in UTF-8 bytes.
+    public static let maxIdBytes = 128
+
+    /// A required id: a non-empty string of at most `maxIdBytes` bytes.
+    public func id(_ key: String) throws(HubError) -> String {
+        try string(key, maxLength: Fields.maxIdBytes)
+    }
+
+    /// An optional id: absent (or null), else as `id`.
+    public func optionalId(_ key: String) throws(HubError) -> String? {
+        guard let x = v[key], !x.isNull else { return nil }
+        return try id(key)
     }
 
     public func int(_ key: String) throws(HubError) -> Int64 {

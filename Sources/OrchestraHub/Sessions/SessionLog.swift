@@ -1,54 +1,130 @@
 import OrchestraCore
 
-/// A web session's events, numbered 1, 2, 3… and kept for the recovery window, so a client
-/// that reconnects resumes from its last offset without gaps. Touched on the I/O thread only.
+/// A web session: its owner and the users it is shared with, its watchers, and the index of
+/// its replay log. Events are numbered 1, 2, 3… (the head is the last number given, kept in
+/// the journal, so numbering continues after a restart); their bytes live in the journal's
+/// `session_events`, and this index says which are kept, when they were made and how large
+/// they are. Touched on the hub's I/O thread only.
 final class SessionLog {
+    /// One kept event of the index.
+    struct Entry {
+        let offset: Int64
+        let atMs: Int64
+        /// Its cost against the byte budgets (`SessionLog.cost`).
+        let cost: Int
+    }
+
     let id: String
-    private(set) var nextOffset: Int64 = 1
-    /// (offset, time, event), oldest first.
-    private var events: [(offset: Int64, atMs: Int64, message: Message)] = []
-    private var head = 0
+    var owner: String
+    var sharedWith: Set<String>
+    /// The last offset given (0: none yet).
+    var head: Int64
     /// Connection ids watching this session, and their users.
     var watchers: [UInt64: String] = [:]
-    var lastActivityMs: Int64
+    /// The head must be written to the journal with the open batch.
+    var headDirty = false
+    /// Kept events by kind, each oldest first (`first` is the oldest still kept).
+    private var states = Ring()
+    private var chunks = Ring()
+    /// What the kept events cost, together.
+    private(set) var keptCost = 0
 
-    init(id: String, nowMs: Int64) {
+    /// The journal's cost of one event beyond its bytes (row, index entry): budgets count it,
+    /// so a flood of tiny chunks is bounded as well as a few large ones.
+    static let overheadPerEvent = 128
+
+    static func cost(bytes: Int) -> Int { bytes + overheadPerEvent }
+
+    init(id: String, owner: String, sharedWith: Set<String>, head: Int64) {
         self.id = id
-        self.lastActivityMs = nowMs
+        self.owner = owner
+        self.sharedWith = sharedWith
+        self.head = head
     }
 
-    var count: Int { events.count - head }
-
-    /// The oldest offset still kept (nextOffset when none is).
-    var oldestOffset: Int64 { head < events.count ? events[head].offset : nextOffset }
-
-    /// Numbers and keeps `m` (its `offset` header is set); returns the offset.
-    func append(_ m: Message, nowMs: Int64, windowMs: Int64, maxEvents: Int) -> Int64 {
-        let offset = nextOffset
-        nextOffset += 1
-        HubEnvelope.setHeader(m, "offset", .int(offset))
-        events.append((offset, nowMs, m))
-        lastActivityMs = nowMs
-        prune(nowMs: nowMs, windowMs: windowMs, maxEvents: maxEvents)
-        return offset
-    }
-
-    /// Drops events older than the window or beyond the count limit.
-    func prune(nowMs: Int64, windowMs: Int64, maxEvents: Int) {
-        while head < events.count && (count > maxEvents || nowMs - events[head].atMs > windowMs) {
-            head += 1
-        }
-        if head > 1024 && head * 2 > events.count {
-            events.removeFirst(head)
-            head = 0
+    /// The oldest offset still kept (head + 1 when none is).
+    var oldestOffset: Int64 {
+        switch (states.first?.offset, chunks.first?.offset) {
+        case let (a?, b?): return min(a, b)
+        case let (a?, nil): return a
+        case let (nil, b?): return b
+        case (nil, nil): return head + 1
         }
     }
 
-    /// Events after `offset`, in order; nil when some of them are no longer kept.
-    func events(after offset: Int64) -> [Message]? {
-        if offset + 1 < oldestOffset { return nil }
-        var out: [Message] = []
-        for i in head..<events.count where events[i].offset > offset { out.append(events[i].message) }
-        return out
+    var keptEvents: Int { states.count + chunks.count }
+
+    /// Takes the next offset for a new event (the caller journals it, then calls `kept`).
+    func nextOffset() -> Int64 {
+        head += 1
+        headDirty = true
+        return head
+    }
+
+    /// Adds a journaled event to the index.
+    func kept(offset: Int64, atMs: Int64, bytes: Int, kind: SessionEventKind) {
+        let e = Entry(offset: offset, atMs: atMs, cost: SessionLog.cost(bytes: bytes))
+        keptCost += e.cost
+        if kind == .state { states.append(e) } else { chunks.append(e) }
+    }
+
+    /// Drops the oldest chunks until the kept cost is at most `target` or no chunk is left.
+    /// Returns the offsets dropped (oldest..newest; the journal drops the chunks between them)
+    /// and what they cost; nil when nothing was dropped.
+    func dropOldestChunks(downTo target: Int) -> (range: ClosedRange<Int64>, cost: Int)? {
+        guard keptCost > target, let first = chunks.first?.offset else { return nil }
+        var last = first, freed = 0
+        while keptCost > target, let e = chunks.popFirst() {
+            keptCost -= e.cost
+            freed += e.cost
+            last = e.offset
+        }
+        return (first...last, freed)
+    }
+
+    /// Drops every event made before `cutoffMs`. Returns, per kind, the offsets dropped
+    /// (oldest..newest: every event of that kind between them is gone) and what they cost.
+    func dropOlder(thanMs cutoffMs: Int64) -> (ranges: [(ClosedRange<Int64>, SessionEventKind)], cost: Int) {
+        var ranges: [(ClosedRange<Int64>, SessionEventKind)] = []
+        var freed = 0
+        func drop(_ ring: inout Ring, _ kind: SessionEventKind) {
+            guard let first = ring.first, first.atMs < cutoffMs else { return }
+            var last = first.offset
+            while let e = ring.first, e.atMs < cutoffMs {
+                _ = ring.popFirst()
+                keptCost -= e.cost
+                freed += e.cost
+                last = e.offset
+            }
+            ranges.append((first.offset...last, kind))
+        }
+        drop(&states, .state)
+        drop(&chunks, .chunk)
+        return (ranges, freed)
+    }
+
+    /// A deque of entries (array with a moving head, compacted when half is dead).
+    private struct Ring {
+        private var items: [Entry] = []
+        private var start = 0
+
+        var count: Int { items.count - start }
+        var first: Entry? { start < items.count ? items[start] : nil }
+
+        mutating func append(_ e: Entry) { items.append(e) }
+
+        mutating func popFirst() -> Entry? {
+            guard start < items.count else { return nil }
+            let e = items[start]
+            start += 1
+            if start == items.count {
+                items.removeAll(keepingCapacity: items.count <= 1024)
+                start = 0
+            } else if start > 1024 && start * 2 > items.count {
+                items.removeFirst(start)
+                start = 0
+            }
+            return e
+        }
     }
 }

@@ -5,7 +5,7 @@ import OrchestraNet
 extension Hub {
     /// Journals a new task and queues it. Returns the task (existing one for a known id).
     func submit(_ f: Fields, submitter: Peer, pinnedAgent: String? = nil, traceId: String?) throws(HubError) -> (TaskRecord, Bool) {
-        let given = try f.optionalString("taskId", maxLength: 128)
+        let given = try f.optionalId("taskId")
         let taskId = given ?? String(decoding: Message.newId(), as: UTF8.self)
         let now = wallClockMillis()
         if let t = live[taskId] { return (t.rec, false) }
@@ -18,9 +18,9 @@ extension Hub {
                            details: ["field": "strategy"])
         }
         let maxAttempts = Int(try f.optionalInt("maxAttempts", in: 1...100) ?? Int64(config.maxAttempts))
-        let sessionId = try f.optionalString("sessionId", maxLength: 128)
+        let sessionId = try f.optionalId("sessionId")
         var pinned = pinnedAgent
-        if pinned == nil { pinned = try f.optionalString("agentId", maxLength: 128) }
+        if pinned == nil { pinned = try f.optionalId("agentId") }
         var spec: JSONValue = [
             "type": .string(try f.optionalString("type", maxLength: 128) ?? "custom"),
             "tool": .string(try f.optionalString("tool", maxLength: 128) ?? "custom"),
@@ -41,6 +41,7 @@ extension Hub {
             // A retried submit of a task that exists (finished, or another hub's): its state.
             do { return (try journal.task(id: taskId) ?? rec, false) } catch { throw HubError.database(error) }
         }
+        if let sessionId, sessions[sessionId] == nil { _ = try createSession(sessionId, owner: submitter.user) }
         let t = LiveTask(rec)
         t.submitter = submitter.conn.id
         live[taskId] = t
@@ -201,8 +202,9 @@ extension Hub {
         dispatch()
     }
 
-    /// Sends a task event to its session's watchers (numbered in the session log) and, for
-    /// task.result, to the submitter when it does not watch that session.
+    /// Sends a task event to its session's watchers (numbered and kept in the session's
+    /// replay log) and, for task.result, task.stream and task.progress, to the submitter when
+    /// it does not watch that session.
     @discardableResult
     func publish(_ t: LiveTask, _ m: Message) -> Message {
         // The common case of an agent's message to a submitter that watches no session: when
@@ -217,10 +219,9 @@ extension Hub {
         }
         HubEnvelope.setHeader(m, "traceId", .string(t.rec.traceId))
         var delivered: Set<UInt64> = []
-        if let sid = t.rec.sessionId {
-            let s = session(sid)
-            _ = s.append(m, nowMs: wallClockMillis(), windowMs: config.recoveryWindowMs, maxEvents: config.recoveryMaxEvents)
+        if let sid = t.rec.sessionId, let s = sessions[sid] ?? (try? createSession(sid, owner: t.rec.submitter ?? "")) {
             var encoded: [WireFormat: [UInt8]] = [:]
+            encoded[.json] = record(m, in: s)
             for connId in s.watchers.keys {
                 guard let p = webPeers[connId] else { continue }
                 if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
@@ -235,10 +236,14 @@ extension Hub {
         return m
     }
 
-    func session(_ id: String) -> SessionLog {
-        if let s = sessions[id] { return s }
-        let s = SessionLog(id: id, nowMs: wallClockMillis())
-        sessions[id] = s
-        return s
+    /// The task.result event of a finished task, from its record (a retried submit of a task
+    /// that finished meanwhile gets it).
+    func resultEvent(_ rec: TaskRecord) -> Message {
+        var payload: JSONValue = ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(rec.agentId ?? ""),
+                                  "success": .bool(rec.state == .succeeded), "duration": .int(rec.updatedMs - rec.createdMs)]
+        if let r = rec.result { payload.set("result", r) }
+        if let e = rec.error { payload.set("error", .string(e)) }
+        if let c = rec.errorCode { payload.set("errorCode", .string(c)) }
+        return HubEnvelope.make("task.result", payload, headers: [("traceId", .string(rec.traceId))])
     }
 }

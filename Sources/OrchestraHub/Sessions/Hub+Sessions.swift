@@ -1,0 +1,124 @@
+import OrchestraCore
+import OrchestraNet
+
+/// Sessions and their replay logs (docs/protocol.md, "Web sessions"): offsets that continue
+/// across restarts, events kept in the journal for the recovery window, stream chunks within a
+/// byte budget per session and per hub.
+extension Hub {
+    /// Makes a session owned by `owner` (journaled with the open batch).
+    func createSession(_ id: String, owner: String) throws(HubError) -> SessionLog {
+        if let s = sessions[id] { return s }
+        do { _ = try journaled { () throws(OrchestraError) in try journal.insertSession(id: id, owner: owner, nowMs: wallClockMillis()) } } catch {
+            throw HubError.database(error)
+        }
+        let s = SessionLog(id: id, owner: owner, sharedWith: [], head: 0)
+        sessions[id] = s
+        log.info("session.created", ["sessionId": .string(id), "owner": .string(owner)])
+        return s
+    }
+
+    /// The kind of a session event: task state events are kept for the whole window, the rest
+    /// (output) within the byte budget.
+    static func eventKind(_ type: String) -> SessionEventKind {
+        switch type {
+        case "task.assign", "task.accepted", "task.rejected", "task.result": return .state
+        default: return .chunk
+        }
+    }
+
+    /// Numbers `m` (its `offset` header), journals it in the session's replay log with the
+    /// open batch (so no watcher sees an offset the journal does not have) and keeps the log
+    /// within its budgets. Returns its JSON encoding, which watchers speaking JSON get as is.
+    func record(_ m: Message, in s: SessionLog) -> [UInt8] {
+        let now = wallClockMillis()
+        if !s.headDirty { dirtyHeads.append(s) }
+        let offset = s.nextOffset()
+        HubEnvelope.setHeader(m, "offset", .int(offset))
+        let bytes = (try? EnvelopeCodec.encode(m, format: .json)) ?? []
+        let kind = Hub.eventKind(m.type)
+        do {
+            try journaled { () throws(OrchestraError) in
+                try journal.appendSessionEvent(sessionId: s.id, offset: offset, atMs: now, kind: kind, frame: bytes)
+            }
+        } catch {
+            // The batch will fail to commit too; what it sends is dropped with it.
+            log.error("journal.write_failed", ["sessionId": .string(s.id), "offset": .int(offset), "reason": .string(error.message)])
+            return bytes
+        }
+        let before = s.keptCost
+        s.kept(offset: offset, atMs: now, bytes: bytes.count, kind: kind)
+        replayCost += s.keptCost - before
+        if s.keptCost > config.replaySessionBytes { dropChunks(of: s, downTo: config.replaySessionBytes) }
+        if replayCost > config.replayHubBytes { trimHubBudget() }
+        return bytes
+    }
+
+    /// Drops the session's oldest chunks from the replay log until it costs at most `target`.
+    func dropChunks(of s: SessionLog, downTo target: Int) {
+        guard let (range, freed) = s.dropOldestChunks(downTo: target) else { return }
+        replayCost -= freed
+        replayDropped.add(UInt64(freed))
+        do {
+            try journaled { () throws(OrchestraError) in try journal.deleteSessionEvents(sessionId: s.id, range, kind: .chunk) }
+        } catch {
+            log.error("journal.write_failed", ["sessionId": .string(s.id), "reason": .string(error.message)])
+        }
+        log.debug("session.replay_dropped", ["sessionId": .string(s.id), "from": .int(range.lowerBound), "to": .int(range.upperBound),
+                                             "bytes": .int(Int64(freed)), "oldestOffset": .int(s.oldestOffset)])
+    }
+
+    /// Over the hub's budget: the sessions that cost most drop their oldest chunks until every
+    /// log together costs at most 7/8 of the budget (so the next event does not trim again).
+    func trimHubBudget() {
+        let target = config.replayHubBytes - config.replayHubBytes / 8
+        var byCost = sessions.values.filter { $0.keptCost > 0 }.sorted { $0.keptCost > $1.keptCost }
+        while replayCost > target, let s = byCost.first {
+            // Take the largest down to the next largest (or to what the budget still needs).
+            let next = byCost.count > 1 ? byCost[1].keptCost : 0
+            let goal = max(next, s.keptCost - (replayCost - target))
+            let before = s.keptCost
+            dropChunks(of: s, downTo: goal)
+            byCost.removeFirst()
+            if s.keptCost == before { continue }   // only state events left in it
+            if s.keptCost > 0 {
+                let i = byCost.firstIndex { $0.keptCost <= s.keptCost } ?? byCost.count
+                byCost.insert(s, at: i)
+            }
+        }
+    }
+
+    /// Drops the events past the recovery window from every replay log.
+    func pruneReplayWindow(nowMs: Int64) {
+        let cutoff = nowMs - config.recoveryWindowMs
+        for s in sessions.values where s.keptEvents > 0 {
+            let (ranges, freed) = s.dropOlder(thanMs: cutoff)
+            guard freed > 0 else { continue }
+            replayCost -= freed
+            do {
+                try journaled { () throws(OrchestraError) in
+                    for (range, kind) in ranges { try journal.deleteSessionEvents(sessionId: s.id, range, kind: kind) }
+                }
+            } catch {
+                log.error("journal.write_failed", ["sessionId": .string(s.id), "reason": .string(error.message)])
+            }
+        }
+    }
+
+    /// Writes the head offsets that moved in this batch (before it commits).
+    func writeSessionHeads() throws(OrchestraError) {
+        guard !dirtyHeads.isEmpty else { return }
+        let now = wallClockMillis()
+        for s in dirtyHeads { try journal.setSessionHead(id: s.id, head: s.head, nowMs: now) }
+        for s in dirtyHeads { s.headDirty = false }
+        dirtyHeads.removeAll(keepingCapacity: true)
+    }
+
+    /// Sends an event kept in the journal (its JSON encoding) to a watcher in its format.
+    func sendStored(_ p: Peer, _ frame: [UInt8]) {
+        if p.format == .json {
+            deliver(p.conn, .json, frame)
+        } else if let m = try? frame.withUnsafeBytes({ (b) throws(OrchestraError) in try EnvelopeCodec.decode(b, format: .json) }) {
+            send(p, m)
+        }
+    }
+}
