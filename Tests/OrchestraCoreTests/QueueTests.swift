@@ -2,6 +2,7 @@ import Testing
 import Glibc
 import Synchronization
 @testable import OrchestraCore
+import OrchestraTestSupport
 
 /// A message whose id is "n" (for order checks).
 private func msg(_ n: Int, _ p: Priority? = nil, ttl: Int64? = nil) -> Message {
@@ -44,24 +45,6 @@ private final class Thread: @unchecked Sendable {
         }, ctx)
     }
     func join() { pthread_join(tid, nil) }
-}
-
-/// Waits (bounded) until `cond` holds; returns whether it did.
-private func eventually(_ cond: () -> Bool) -> Bool {
-    for _ in 0..<20_000 {
-        if cond() { return true }
-        usleep(500)
-    }
-    return cond()
-}
-
-/// `eventually` for async tests: sleeps without blocking a cooperative-pool thread.
-private func eventuallyAsync(_ cond: () -> Bool) async -> Bool {
-    for _ in 0..<20_000 {
-        if cond() { return true }
-        try? await Task.sleep(nanoseconds: 500_000)
-    }
-    return cond()
 }
 
 private func readable(_ fd: Int32) -> Bool {
