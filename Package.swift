@@ -43,7 +43,7 @@ let package = Package(
             dependencies: ["OrchestraCore", "OrchestraNet", "OrchestraHub", "COrchestra"],
             path: "Sources/Orchestra"
         ),
-        // What the test suites share (a bounded wait for a condition: `eventually`).
+        // What the test suites share: a bounded wait for a condition (`eventually`), a pthread.
         .target(
             name: "OrchestraTestSupport",
             path: "Tests/OrchestraTestSupport"
