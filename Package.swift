@@ -43,19 +43,24 @@ let package = Package(
             dependencies: ["OrchestraCore", "OrchestraNet", "OrchestraHub", "COrchestra"],
             path: "Sources/Orchestra"
         ),
+        // What the test suites share: a bounded wait for a condition (`eventually`), a pthread.
+        .target(
+            name: "OrchestraTestSupport",
+            path: "Tests/OrchestraTestSupport"
+        ),
         .testTarget(
             name: "OrchestraCoreTests",
-            dependencies: ["OrchestraCore"],
+            dependencies: ["OrchestraCore", "OrchestraTestSupport"],
             path: "Tests/OrchestraCoreTests"
         ),
         .testTarget(
             name: "OrchestraHubTests",
-            dependencies: ["OrchestraHub", "OrchestraNet", "OrchestraCore"],
+            dependencies: ["OrchestraHub", "OrchestraNet", "OrchestraCore", "OrchestraTestSupport"],
             path: "Tests/OrchestraHubTests"
         ),
         .testTarget(
             name: "OrchestraNetTests",
-            dependencies: ["OrchestraNet", "OrchestraCore"],
+            dependencies: ["OrchestraNet", "OrchestraCore", "OrchestraTestSupport"],
             path: "Tests/OrchestraNetTests"
         ),
     ]

@@ -159,6 +159,28 @@ func expectSameMessage(_ a: Message, _ b: Message, sourceLocation: SourceLocatio
             if case .success = r { Issue.record("base64 \"\(bad)\" was accepted") }
         }
     }
+
+    /// The URL-safe form (JWTs) is the standard one with '-' and '_' for '+' and '/' and no
+    /// padding, for every length and byte; it decodes padded or not, and refuses the standard
+    /// alphabet's two characters.
+    @Test func base64URLIsTheStandardFormRespelled() {
+        func respell(_ s: String) -> String {
+            String(s.map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
+        }
+        var rng: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for n in 0..<70 {
+            let raw = (0..<n).map { _ -> UInt8 in
+                rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
+                return UInt8(truncatingIfNeeded: rng)
+            }
+            let standard = String(decoding: Base64.encode(raw), as: UTF8.self)
+            let url = Base64URL.encode(raw)
+            #expect(url == respell(standard).filter { $0 != "=" }, "\(n) bytes")
+            #expect(Base64URL.decode(url) == raw, "\(n) bytes")
+            #expect(Base64URL.decode(respell(standard)) == raw, "\(n) bytes, padded")
+            if standard.contains("+") || standard.contains("/") { #expect(Base64URL.decode(standard) == nil) }
+        }
+    }
 }
 
 @Suite struct CodecJSONEnvelopeTests {

@@ -2,6 +2,7 @@ import Testing
 import Glibc
 import Synchronization
 @testable import OrchestraCore
+import OrchestraTestSupport
 
 /// The MessagePack envelope {"id":"i","type":"t","payload":<payload>}, `payload` given as
 /// raw MessagePack bytes.
@@ -17,22 +18,6 @@ private func packed(_ json: String) throws -> [UInt8] {
 }
 
 private func base(_ a: [UInt8]?) -> UnsafeRawPointer? { a?.withUnsafeBytes { $0.baseAddress } }
-
-/// Runs `body` on a new pthread; `join` waits for it.
-private final class Thread: @unchecked Sendable {
-    private var tid = pthread_t()
-    private let body: () -> Void
-    init(_ body: @escaping () -> Void) {
-        self.body = body
-        let ctx = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&tid, nil, { p in
-            let t = Unmanaged<Thread>.fromOpaque(p!).takeRetainedValue()
-            t.body()
-            return nil
-        }, ctx)
-    }
-    func join() { pthread_join(tid, nil) }
-}
 
 /// What the reader threads saw, behind a pthread mutex (TSan does not see the futex inside
 /// Synchronization.Mutex and reported the appends as a race; it does see pthread mutexes).
@@ -255,7 +240,7 @@ private final class Seen: @unchecked Sendable {
             let d = try EnvelopeCodec.decode(wire, format: .msgpack)
             let seen = Seen()
             let threads = (0..<4).map { _ in
-                Thread { let p = d.payload ?? []; seen.add(base(p), p) }
+                TestThread { let p = d.payload ?? []; seen.add(base(p), p) }
             }
             for t in threads { t.join() }
             let all = seen.all

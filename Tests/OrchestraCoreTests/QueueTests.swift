@@ -2,6 +2,7 @@ import Testing
 import Glibc
 import Synchronization
 @testable import OrchestraCore
+import OrchestraTestSupport
 
 /// A message whose id is "n" (for order checks).
 private func msg(_ n: Int, _ p: Priority? = nil, ttl: Int64? = nil) -> Message {
@@ -28,40 +29,6 @@ private final class DropLog: @unchecked Sendable {
     private let m = Shared<[(String, DropReason)]>([])
     var entries: [(String, DropReason)] { m.withLock { $0 } }
     func add(_ msg: Message, _ r: DropReason) { m.withLock { $0.append((msg.id, r)) } }
-}
-
-/// Runs `body` on a new pthread; `join` waits for it.
-private final class Thread: @unchecked Sendable {
-    private var tid = pthread_t()
-    private let body: () -> Void
-    init(_ body: @escaping () -> Void) {
-        self.body = body
-        let ctx = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&tid, nil, { p in
-            let t = Unmanaged<Thread>.fromOpaque(p!).takeRetainedValue()
-            t.body()
-            return nil
-        }, ctx)
-    }
-    func join() { pthread_join(tid, nil) }
-}
-
-/// Waits (bounded) until `cond` holds; returns whether it did.
-private func eventually(_ cond: () -> Bool) -> Bool {
-    for _ in 0..<20_000 {
-        if cond() { return true }
-        usleep(500)
-    }
-    return cond()
-}
-
-/// `eventually` for async tests: sleeps without blocking a cooperative-pool thread.
-private func eventuallyAsync(_ cond: () -> Bool) async -> Bool {
-    for _ in 0..<20_000 {
-        if cond() { return true }
-        try? await Task.sleep(nanoseconds: 500_000)
-    }
-    return cond()
 }
 
 private func readable(_ fd: Int32) -> Bool {
@@ -145,7 +112,7 @@ private func readable(_ fd: Int32) -> Bool {
         let q = try MessageQueue(QueueOptions(capacity: 1, policy: .block, pushTimeoutMs: -1))
         try q.push(msg(1))
         let done = Atomic<Int>(0)
-        let t = Thread {
+        let t = TestThread {
             do { try q.push(msg(2)); done.store(1, ordering: .sequentiallyConsistent) }
             catch { done.store(-1, ordering: .sequentiallyConsistent) }
         }
@@ -161,8 +128,8 @@ private func readable(_ fd: Int32) -> Bool {
         // Readers on an empty queue.
         let q = try MessageQueue()
         let readerCodes = Shared<[ErrorCode]>([])
-        let readers = (0..<3).map { (_: Int) -> Thread in
-            Thread {
+        let readers = (0..<3).map { (_: Int) -> TestThread in
+            TestThread {
                 do { _ = try q.pop(timeoutMs: -1) } catch { readerCodes.withLock { $0.append((error as? OrchestraError)?.code ?? .internal) } }
             }
         }
@@ -170,8 +137,8 @@ private func readable(_ fd: Int32) -> Bool {
         let w = try MessageQueue(QueueOptions(capacity: 1, policy: .block, pushTimeoutMs: -1))
         try w.push(msg(0))
         let writerCodes = Shared<[ErrorCode]>([])
-        let writers = (1...3).map { (i: Int) -> Thread in
-            Thread {
+        let writers = (1...3).map { (i: Int) -> TestThread in
+            TestThread {
                 do { try w.push(msg(i)) } catch { writerCodes.withLock { $0.append((error as? OrchestraError)?.code ?? .internal) } }
             }
         }
@@ -193,7 +160,7 @@ private func readable(_ fd: Int32) -> Bool {
         try q.push(msg(1))
         let blocked = try MessageQueue()
         let code = Shared<OrchestraError?>(nil)
-        let t = Thread {
+        let t = TestThread {
             do { _ = try blocked.pop(timeoutMs: -1) } catch { code.withLock { $0 = error as? OrchestraError } }
         }
         #expect(eventually { blocked.waiterCounts.sync == 1 })
@@ -272,7 +239,7 @@ private func readable(_ fd: Int32) -> Bool {
     @Test func blockedPopIsHandedTheMessage() throws {
         let q = try MessageQueue()
         let got = Shared<String?>(nil)
-        let t = Thread {
+        let t = TestThread {
             if let m = try? q.pop(timeoutMs: -1) { got.withLock { $0 = m.id } }
         }
         #expect(eventually { q.waiterCounts.sync == 1 })
@@ -330,9 +297,9 @@ private func readable(_ fd: Int32) -> Bool {
         let popped = Atomic<Int>(0)
         let sum = Atomic<Int>(0)
         let xor = Atomic<Int>(0)
-        var threads: [Thread] = []
+        var threads: [TestThread] = []
         for c in 0..<consumers {
-            threads.append(Thread {
+            threads.append(TestThread {
                 var localN = 0, localSum = 0, localXor = 0
                 while true {
                     do {
@@ -350,9 +317,9 @@ private func readable(_ fd: Int32) -> Bool {
                 xor.bitwiseXor(localXor, ordering: .relaxed)
             })
         }
-        var prods: [Thread] = []
+        var prods: [TestThread] = []
         for p in 0..<producers {
-            prods.append(Thread {
+            prods.append(TestThread {
                 var i = 0
                 while i < perProducer {
                     if p % 2 == 0 {
@@ -391,13 +358,13 @@ private func readable(_ fd: Int32) -> Bool {
         let q = try MessageQueue(QueueOptions(capacity: 0, spinMicroseconds: 0))
         let got = Atomic<Int>(0)
         let readers = (0..<2).map { _ in
-            Thread {
+            TestThread {
                 while (try? q.pop(timeoutMs: -1)) != nil { got.add(1, ordering: .relaxed) }
             }
         }
         let n = 3_000
         let producers = (0..<2).map { p in
-            Thread {
+            TestThread {
                 for i in 0..<(n / 2) {
                     try? q.push(msg(p * n + i))
                     if i % 7 == 0 { usleep(50) }
@@ -417,7 +384,7 @@ private func readable(_ fd: Int32) -> Bool {
         let q = try MessageQueue(QueueOptions(capacity: 37, policy: .reject))
         let accepted = Atomic<Int>(0)
         let threads = (0..<4).map { p in
-            Thread {
+            TestThread {
                 for i in 0..<200 {
                     if p % 2 == 0 {
                         if (try? q.push(msg(p * 1000 + i))) != nil { accepted.add(1, ordering: .relaxed) }
@@ -470,7 +437,7 @@ private func readable(_ fd: Int32) -> Bool {
             let ok = Atomic<Int>(0)
             let popped = Atomic<Int>(0)
             let producers = (0..<3).map { p in
-                Thread {
+                TestThread {
                     var i = 0
                     while true {
                         if p == 2 {
@@ -486,7 +453,7 @@ private func readable(_ fd: Int32) -> Bool {
                 }
             }
             let readers = (0..<2).map { _ in
-                Thread {
+                TestThread {
                     while (try? q.pop(timeoutMs: -1)) != nil { popped.add(1, ordering: .relaxed) }
                 }
             }

@@ -43,4 +43,46 @@ import Testing
             }
         }
     }
+
+    /// Every reader of JSON strings (the scanner, the tree, the envelope's text fields, header
+    /// keys and values, extension keys, JSONText's compact form and the JSON -> MessagePack
+    /// transcoding) gives the same bytes for each escape, and they are the bytes RFC 8259
+    /// says (written out here, not computed by the code under test).
+    @Test func everyReaderUnescapesAlike() throws {
+        let long = String(repeating: "x", count: 40)
+        let cases: [(String, [UInt8])] = [
+            (#"plain"#, Array("plain".utf8)),
+            (#"\"\\\/\b\f\n\r\t"#, [0x22, 0x5C, 0x2F, 0x08, 0x0C, 0x0A, 0x0D, 0x09]),
+            (#"\u0000\u001f\u007F"#, [0x00, 0x1F, 0x7F]),
+            (#"\u00e9\u00C9"#, [0xC3, 0xA9, 0xC3, 0x89]),
+            (#"\u20ac\uFFFF"#, [0xE2, 0x82, 0xAC, 0xEF, 0xBF, 0xBF]),
+            (#"\ud83d\ude00\uDBFF\uDFFF"#, [0xF0, 0x9F, 0x98, 0x80, 0xF4, 0x8F, 0xBF, 0xBF]),
+            (#"a\u0062c"# + long + #"\n"#, Array("abc".utf8) + Array(long.utf8) + [0x0A]),
+        ]
+        for (escaped, want) in cases {
+            let quoted = "\"" + escaped + "\""
+            let scanned = try bytes(quoted).withUnsafeBytes { (b) throws(OrchestraError) -> [UInt8] in
+                var sc = JSONScanner(b, maxDepth: 1)
+                return try sc.readString()
+            }
+            #expect(scanned == want, "scanner: \(escaped)")
+            let tree = try JSONValue.parse("{" + quoted + ":" + quoted + "}")
+            #expect(tree.object.map { Array($0[0].0.utf8) } == want, "tree key: \(escaped)")
+            #expect(tree.object.flatMap { $0[0].1.string }.map { Array($0.utf8) } == want, "tree value: \(escaped)")
+            let envelope = #"{"id":"# + quoted + #","type":"t","headers":{"# + quoted + ":" + quoted + #"},"x-"# + escaped + #"":1}"#
+            let m = try EnvelopeCodec.decode(bytes(envelope), format: .json)
+            #expect(m.idBytes == want, "id: \(escaped)")
+            #expect(m.headers.first?.key == want, "header key: \(escaped)")
+            #expect(m.headers.first?.value == .string(want), "header value: \(escaped)")
+            #expect(m.extensions.first?.key == Array("x-".utf8) + want, "extension key: \(escaped)")
+            var compact = ByteWriter(capacity: 16)
+            bytes(quoted).withUnsafeBytes { JSONText.writeCompact($0, into: &compact) }
+            var rewritten = ByteWriter(capacity: 16)
+            want.withUnsafeBytes { JSONWriter.writeValidString($0, into: &rewritten) }
+            #expect(Array(compact.bytes) == Array(rewritten.bytes), "compact: \(escaped)")
+            var mp: [UInt8] = []
+            try jsonToMsgPack(bytes(quoted), into: &mp, what: "test")
+            #expect(Array(mp.dropFirst(want.count < 32 ? 1 : 2)) == want, "msgpack: \(escaped)")
+        }
+    }
 }

@@ -2,6 +2,7 @@ import Testing
 import Glibc
 import OrchestraCore
 @testable import OrchestraHub
+import OrchestraTestSupport
 
 private func b64(_ s: String) -> String { Base64URL.encode(Array(s.utf8)) }
 
@@ -16,22 +17,6 @@ private func jwtReason(_ r: Result<JSONValue, JWTError>) -> String? { failure(r)
 private func handmade(header: String, claims: String, secret: [UInt8]) -> String {
     let input = b64(header) + "." + b64(claims)
     return input + "." + Base64URL.encode(HMACSHA256.mac(key: secret, data: Array(input.utf8)))
-}
-
-/// Runs `body` on a new pthread; `join` waits for it.
-final class TestThread: @unchecked Sendable {
-    private var tid = pthread_t()
-    private let body: () -> Void
-    init(_ body: @escaping () -> Void) {
-        self.body = body
-        let ctx = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&tid, nil, { p in
-            let t = Unmanaged<TestThread>.fromOpaque(p!).takeRetainedValue()
-            t.body()
-            return nil
-        }, ctx)
-    }
-    func join() { pthread_join(tid, nil) }
 }
 
 @Suite struct Base64URLTests {

@@ -3,6 +3,7 @@ import OrchestraCore
 import OrchestraNet
 import Testing
 @testable import OrchestraHub
+import OrchestraTestSupport
 
 /// A hub peer on a real server over 127.0.0.1: answers agent.register, assigns one task and
 /// records what the agent sends (for ThreadSanitizer: actions from the test thread and from
@@ -34,15 +35,6 @@ private final class Peer: ServerHandler, @unchecked Sendable {
 
     func types() -> [String] { lock.withLock { received.map(\.type).filter { $0 != "agent.heartbeat" } } }
     func heartbeats() -> Int { lock.withLock { received.filter { $0.type == "agent.heartbeat" }.count } }
-}
-
-/// Polls `cond` every millisecond for at most 10 s.
-private func eventually(_ cond: () -> Bool) -> Bool {
-    for _ in 0..<10_000 {
-        if cond() { return true }
-        usleep(1000)
-    }
-    return cond()
 }
 
 @Suite(.serialized) struct HubAgentTests {

@@ -2,6 +2,7 @@ import Testing
 import Glibc
 import OrchestraCore
 @testable import OrchestraHub
+import OrchestraTestSupport
 
 /// Reads a file descriptor to its end on a thread of its own.
 private final class PipeReader: @unchecked Sendable {

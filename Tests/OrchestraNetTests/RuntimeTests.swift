@@ -3,6 +3,7 @@ import OrchestraCore
 @testable import OrchestraNet
 import Synchronization
 import Testing
+import OrchestraTestSupport
 
 /// A counter and a log shared with the I/O thread, behind a pthread mutex (visible to TSan).
 private final class Log: @unchecked Sendable {
@@ -10,14 +11,6 @@ private final class Log: @unchecked Sendable {
     private var items: [Int] = []
     func add(_ v: Int) { lock.withLock { items.append(v) } }
     var all: [Int] { lock.withLock { items } }
-}
-
-private func eventually(_ cond: () -> Bool) -> Bool {
-    for _ in 0..<10_000 {
-        if cond() { return true }
-        usleep(500)
-    }
-    return cond()
 }
 
 @Suite struct RuntimeTests {

@@ -3,6 +3,7 @@ import OrchestraCore
 @testable import OrchestraNet
 import Synchronization
 import Testing
+import OrchestraTestSupport
 
 /// Events seen on the I/O thread, behind a pthread mutex (visible to TSan).
 private final class Events: @unchecked Sendable {
@@ -14,15 +15,6 @@ private final class Events: @unchecked Sendable {
     var all: [String] { lock.withLock { items } }
     var received: [(Opcode, [UInt8])] { lock.withLock { messages } }
     func has(_ prefix: String) -> Bool { all.contains { $0.hasPrefix(prefix) } }
-}
-
-private func eventually(_ seconds: Double = 10, _ cond: () -> Bool) -> Bool {
-    let end = monotonicNanos() + UInt64(seconds * 1e9)
-    while monotonicNanos() < end {
-        if cond() { return true }
-        usleep(1000)
-    }
-    return cond()
 }
 
 /// Echoes every message; answers /health over plain HTTP; refuses upgrades with ?deny.

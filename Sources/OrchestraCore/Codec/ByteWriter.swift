@@ -133,6 +133,9 @@ public struct ByteWriter: ~Copyable {
     @inline(__always)
     mutating func advance(_ n: Int) { count &+= n }
 
+    /// Forgets the bytes written (keeps the memory, for reuse as scratch).
+    mutating func removeAll() { count = 0 }
+
     /// Removes `n` bytes at `offset`, moving the rest down.
     mutating func remove(_ n: Int, at offset: Int) {
         let b = base.unsafelyUnwrapped

@@ -2,7 +2,6 @@
 // members of a payload or write a payload of known shape: the members of an object as byte
 // ranges of its text, the compact form of validated text (byte for byte what
 // `JSONValue.parse(text).jsonBytes` gives), and an object writer.
-import Glibc
 
 public enum JSONText {
     /// Validates `text` as `JSONValue.parse` does (one JSON value, whitespace around it, valid
@@ -65,7 +64,7 @@ public enum JSONText {
         let n = text.count
         guard n > 0, let p = text.baseAddress else { return }
         var i = 0
-        var decoded: [UInt8] = []
+        var decoded = ByteWriter(capacity: 64)   // an escaped string, unescaped
         while i < n {
             let c = p.load(fromByteOffset: i, as: UInt8.self)
             switch c {
@@ -80,9 +79,12 @@ public enum JSONText {
                     continue
                 }
                 var s = JSONScanner(text, maxDepth: 0, pos: i)
-                decoded.removeAll(keepingCapacity: true)
-                do { try s.scanString(into: &decoded, decode: true) } catch { return }
-                decoded.withUnsafeBytes { JSONWriter.writeValidString($0, into: &w) }
+                guard let (start, end, _) = try? s.scanStringRaw() else { return }
+                let raw = UnsafeRawBufferPointer(rebasing: text[start..<end])
+                decoded.removeAll()
+                decoded.reserve(raw.count)
+                JSONScanner.unescapeChecked(raw, into: &decoded)
+                JSONWriter.writeValidString(decoded.bytes, into: &w)
                 i = s.pos
             case 0x2D, 0x30...0x39:
                 var j = i + 1
@@ -164,9 +166,7 @@ public enum JSONText {
             JSONWriter.writeInt(v, into: &w)
             return
         }
-        var chars = [CChar](repeating: 0, count: t.count + 1)
-        for (k, b) in t.enumerated() { chars[k] = CChar(bitPattern: b) }
-        JSONWriter.writeNumber(strtod(chars, nil), into: &w)
+        JSONWriter.writeNumber(parseDouble(t), into: &w)
     }
 }
 
@@ -232,13 +232,5 @@ public struct JSONObjectWriter: ~Copyable {
     public consuming func finish() -> [UInt8] {
         writer.append(0x7D)
         return makeBytes(writer.bytes)
-    }
-}
-
-extension JSONWriter {
-    /// Appends `s` as a JSON string (Swift strings are valid UTF-8, so nothing can fail).
-    public static func writeString(_ s: String, into w: inout ByteWriter) {
-        var s = s
-        s.withUTF8 { writeValidString(UnsafeRawBufferPointer($0), into: &w) }
     }
 }

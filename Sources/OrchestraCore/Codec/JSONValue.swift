@@ -1,5 +1,3 @@
-import Glibc
-
 /// A parsed JSON value (RFC 8259), for the places that must look inside a payload: the hub's
 /// control messages, tokens, configuration. The envelope codec never builds these; routing
 /// stays on the envelope.
@@ -88,8 +86,8 @@ public enum JSONValue: Equatable, Sendable {
     /// Parses exactly one JSON value. Throws `.parse` naming the byte offset, or `.tooBig`.
     public static func parse(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits = .default) throws(OrchestraError) -> JSONValue {
         try JSONValidator.validate(bytes, limits: limits)
-        var p = JSONTreeParser(bytes: bytes)
-        return p.value()
+        var p = JSONTreeParser(JSONScanner(bytes, maxDepth: DecodeLimits.depthCeiling))
+        return try p.value()
     }
 
     public static func parse(_ bytes: [UInt8], limits: DecodeLimits = .default) throws(OrchestraError) -> JSONValue {
@@ -104,47 +102,48 @@ public enum JSONValue: Equatable, Sendable {
 
     /// Appends compact JSON text. Doubles that are not finite are written as `null`.
     public func write(into out: inout [UInt8]) {
+        out.appendWritten(capacity: 64) { write(into: &$0) }
+    }
+
+    /// Appends compact JSON text to `w`.
+    func write(into w: inout ByteWriter) {
         switch self {
-        case .null: out.append(contentsOf: "null".utf8)
-        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .int(let i): JSONWriter.writeInt(i, into: &out)
-        case .double(let d):
-            if d.isFinite { JSONWriter.writeDouble(d, into: &out) } else { out.append(contentsOf: "null".utf8) }
-        case .string(let s): JSONValue.writeString(s, into: &out)
+        case .null: w.append("null")
+        case .bool(let b): if b { w.append("true") } else { w.append("false") }
+        case .int(let i): JSONWriter.writeInt(i, into: &w)
+        case .double(let d): JSONWriter.writeNumber(d, into: &w)
+        case .string(let s): JSONWriter.writeString(s, into: &w)
         case .array(let a):
-            out.append(0x5B)
+            w.append(0x5B)
             for (i, v) in a.enumerated() {
-                if i > 0 { out.append(0x2C) }
-                v.write(into: &out)
+                if i > 0 { w.append(0x2C) }
+                v.write(into: &w)
             }
-            out.append(0x5D)
+            w.append(0x5D)
         case .object(let members):
-            out.append(0x7B)
+            w.append(0x7B)
             for (i, (k, v)) in members.enumerated() {
-                if i > 0 { out.append(0x2C) }
-                JSONValue.writeString(k, into: &out)
-                out.append(0x3A)
-                v.write(into: &out)
+                if i > 0 { w.append(0x2C) }
+                JSONWriter.writeString(k, into: &w)
+                w.append(0x3A)
+                v.write(into: &w)
             }
-            out.append(0x7D)
+            w.append(0x7D)
         }
     }
 
     /// Compact JSON text as bytes.
     public var jsonBytes: [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        write(into: &out)
-        return out
+        var w = ByteWriter(capacity: 64)
+        write(into: &w)
+        return makeBytes(w.bytes)
     }
 
     /// Compact JSON text.
-    public var jsonText: String { String(decoding: jsonBytes, as: UTF8.self) }
-
-    /// Swift Strings are valid Unicode, so their UTF-8 never fails the writer's check.
-    static func writeString(_ s: String, into out: inout [UInt8]) {
-        var s = s
-        s.withUTF8 { JSONWriter.writeValidString(UnsafeRawBufferPointer($0), into: &out) }
+    public var jsonText: String {
+        var w = ByteWriter(capacity: 64)
+        write(into: &w)
+        return String(decoding: w.bytes, as: UTF8.self)
     }
 }
 
@@ -160,142 +159,61 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(floatLiteral d: Double) { self = .double(d) }
 }
 
-/// Builds the tree from text the validator already accepted, so it checks nothing itself.
+/// Builds the tree from text the validator already accepted, with the scanner's primitives
+/// (so it finds no error of its own; one would still be thrown, not trapped).
 private struct JSONTreeParser {
-    let bytes: UnsafeRawBufferPointer
-    var pos = 0
+    var s: JSONScanner
 
-    mutating func skipWS() {
-        while pos < bytes.count {
-            let c = bytes[pos]
-            if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { pos += 1 } else { break }
-        }
-    }
+    init(_ s: JSONScanner) { self.s = s }
 
-    mutating func value() -> JSONValue {
-        skipWS()
-        let c = bytes[pos]
+    mutating func value() throws(OrchestraError) -> JSONValue {
+        s.skipWhitespace()
+        let c = try s.peek("a value")
         switch c {
         case 0x7B:
-            pos += 1
+            s.pos += 1
             var members: [(String, JSONValue)] = []
-            skipWS()
-            if bytes[pos] == 0x7D { pos += 1; return .object(members) }
+            s.skipWhitespace()
+            if try s.peek("'}' or a key") == 0x7D { s.pos += 1; return .object(members) }
             while true {
-                skipWS()
-                let k = string()
-                skipWS()
-                pos += 1  // ':'
-                let v = value()
-                members.append((k, v))
-                skipWS()
-                let d = bytes[pos]
-                pos += 1
-                if d == 0x7D { return .object(members) }
+                s.skipWhitespace()
+                let k = try string()
+                try s.expect(0x3A, "after object key")
+                members.append((k, try value()))
+                if try s.consumeObjectEnd() { return .object(members) }
             }
         case 0x5B:
-            pos += 1
+            s.pos += 1
             var items: [JSONValue] = []
-            skipWS()
-            if bytes[pos] == 0x5D { pos += 1; return .array(items) }
+            s.skipWhitespace()
+            if try s.peek("']' or a value") == 0x5D { s.pos += 1; return .array(items) }
             while true {
-                items.append(value())
-                skipWS()
-                let d = bytes[pos]
-                pos += 1
+                items.append(try value())
+                s.skipWhitespace()
+                let d = try s.peek("',' or ']'")
+                s.pos += 1
                 if d == 0x5D { return .array(items) }
             }
-        case 0x22: return .string(string())
-        case 0x74: pos += 4; return .bool(true)
-        case 0x66: pos += 5; return .bool(false)
-        case 0x6E: pos += 4; return .null
-        default: return number()
+        case 0x22: return .string(try string())
+        case 0x74: try s.scanLiteral("true"); return .bool(true)
+        case 0x66: try s.scanLiteral("false"); return .bool(false)
+        case 0x6E: try s.scanLiteral("null"); return .null
+        default: return try number()
         }
     }
 
-    mutating func number() -> JSONValue {
-        let start = pos
-        var integral = true
-        while pos < bytes.count {
-            let c = bytes[pos]
-            if c == 0x2E || c == 0x65 || c == 0x45 { integral = false }
-            else if !(isJSONDigit(c) || c == 0x2D || c == 0x2B) { break }
-            pos += 1
-        }
-        let text = UnsafeRawBufferPointer(rebasing: bytes[start..<pos])
+    mutating func number() throws(OrchestraError) -> JSONValue {
+        let start = s.pos
+        let integral = try s.scanNumber()
+        let text = UnsafeRawBufferPointer(rebasing: s.bytes[start..<s.pos])
         if integral, let i = parseInt64(text) { return .int(i) }
-        var chars = [CChar](repeating: 0, count: text.count + 1)
-        for (i, b) in text.enumerated() { chars[i] = CChar(bitPattern: b) }
-        return .double(strtod(chars, nil))
+        return .double(parseDouble(text))
     }
 
-    func parseInt64(_ t: UnsafeRawBufferPointer) -> Int64? {
-        var i = 0
-        let neg = t[0] == 0x2D
-        if neg { i = 1 }
-        var v: UInt64 = 0
-        while i < t.count {
-            let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(UInt64(t[i] - 0x30))
-            if o1 || o2 { return nil }
-            v = a
-            i += 1
-        }
-        if neg { return v <= UInt64(Int64.max) + 1 ? (v == UInt64(Int64.max) + 1 ? Int64.min : -Int64(v)) : nil }
-        return v <= UInt64(Int64.max) ? Int64(v) : nil
-    }
-
-    mutating func hex4() -> UInt32 {
-        var v: UInt32 = 0
-        for _ in 0..<4 {
-            let c = bytes[pos]
-            pos += 1
-            let d: UInt32
-            switch c {
-            case 0x30...0x39: d = UInt32(c - 0x30)
-            case 0x41...0x46: d = UInt32(c - 0x41 + 10)
-            default: d = UInt32(c - 0x61 + 10)
-            }
-            v = v << 4 | d
-        }
-        return v
-    }
-
-    mutating func string() -> String {
-        pos += 1  // opening quote
-        let start = pos
-        // Fast path: no escapes.
-        while bytes[pos] != 0x22 && bytes[pos] != 0x5C { pos += 1 }
-        if bytes[pos] == 0x22 {
-            let s = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self)
-            pos += 1
-            return s
-        }
-        var out = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<pos]))
-        while true {
-            let c = bytes[pos]
-            pos += 1
-            if c == 0x22 { break }
-            if c != 0x5C { out.append(c); continue }
-            let e = bytes[pos]
-            pos += 1
-            switch e {
-            case 0x6E: out.append(0x0A)
-            case 0x72: out.append(0x0D)
-            case 0x74: out.append(0x09)
-            case 0x62: out.append(0x08)
-            case 0x66: out.append(0x0C)
-            case 0x75:
-                // The validator accepted the text, so a high surrogate has its low half.
-                var scalar = hex4()
-                if scalar >= 0xD800 && scalar < 0xDC00 {
-                    pos += 2
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (hex4() - 0xDC00)
-                }
-                out.append(contentsOf: String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8)
-            default: out.append(e)  // " \ /
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
+    mutating func string() throws(OrchestraError) -> String {
+        let (start, end, escaped) = try s.scanStringRaw()
+        let raw = UnsafeRawBufferPointer(rebasing: s.bytes[start..<end])
+        if !escaped { return String(decoding: raw, as: UTF8.self) }
+        return String(decoding: JSONScanner.unescaped(raw), as: UTF8.self)
     }
 }

@@ -24,36 +24,6 @@ public struct ServerOptions: Sendable {
     public init() {}
 }
 
-/// What an upgrade request or a plain HTTP request looked like, for the hooks.
-public struct HTTPRequestInfo: Sendable {
-    public let method: String
-    public let path: String
-    public let query: String?
-    /// Header fields in arrival order, names as sent.
-    public let headers: [HTTPField]
-    public let remoteAddress: String
-    /// The subprotocol the server would choose (upgrades only).
-    public let subprotocol: String?
-
-    /// The first field with this name (case-insensitive).
-    public func header(_ name: String) -> String? {
-        let n = name.lowercased()
-        return headers.first { $0.name.lowercased() == n }?.value
-    }
-}
-
-/// An answer to a request: a refusal of an upgrade, or a plain HTTP response.
-public struct HTTPResponse: Sendable {
-    public var status: Int
-    public var headers: [HTTPField]
-    public var body: [UInt8]
-    public init(status: Int, headers: [HTTPField] = [], body: [UInt8] = []) {
-        self.status = status
-        self.headers = headers
-        self.body = body
-    }
-}
-
 /// The server's hooks, called on the I/O thread, plus the connection events.
 public protocol ServerHandler: WebSocketHandler {
     /// An upgrade passed the RFC 6455 checks: accept it (nil) or refuse it with a response
