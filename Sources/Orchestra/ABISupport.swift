@@ -5,6 +5,11 @@ import Glibc
 import OrchestraCore
 import COrchestra
 
+/// ORC_OK as the Int32 every fallible function returns.
+var orcOK: Int32 {
+    @inline(__always) get { ORC_OK.rawValue }
+}
+
 /// The calling thread's last error message, NUL-terminated, owned by a pthread key.
 private let lastErrorKey: pthread_key_t = {
     var key = pthread_key_t()
@@ -57,7 +62,7 @@ func fail(_ code: ErrorCode, _ message: String) -> Int32 {
 func abiCall(_ body: () throws(OrchestraError) -> Void) -> Int32 {
     do {
         try body()
-        return ORC_OK
+        return orcOK
     } catch {
         return fail(error)
     }
@@ -189,14 +194,14 @@ func mallocCopy(_ bytes: UnsafeRawBufferPointer) -> UnsafeMutableRawPointer? {
 
 @_cdecl("orc_strerror")
 public func orc_strerror(_ code: Int32) -> UnsafePointer<CChar> {
-    if code == ORC_OK { return successCString }
+    if code == orcOK { return successCString }
     guard let c = ErrorCode(rawValue: code) else { return unknownCodeCString }
     return errorStrings[Int(-c.rawValue)].summary
 }
 
 @_cdecl("orc_err_name")
 public func orc_err_name(_ code: Int32) -> UnsafePointer<CChar> {
-    if code == ORC_OK { return okNameCString }
+    if code == orcOK { return okNameCString }
     guard let c = ErrorCode(rawValue: code) else { return unknownNameCString }
     return errorStrings[Int(-c.rawValue)].name
 }

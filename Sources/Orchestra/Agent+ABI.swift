@@ -238,9 +238,17 @@ public func orc_agent_event_free(_ e: OpaquePointer?) {
     (unmanaged(e) as Unmanaged<CAgentEvent>).release()
 }
 
+@_cdecl("orc_agent_event_get_kind")
+public func orc_agent_event_get_kind(_ e: OpaquePointer?, _ out: UnsafeMutablePointer<orc_agent_event_kind_t>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let c = try handle(e, CAgentEvent.self, "ev")
+        try required(out, "out").pointee = orc_agent_event_kind_t(UInt32(c.event.kind.rawValue))
+    }
+}
+
 @_cdecl("orc_agent_event_kind")
 public func orc_agent_event_kind(_ e: OpaquePointer?) -> Int32 {
-    withEvent(e, ORC_EINVAL) { $0.event.kind.rawValue }
+    withEvent(e, ORC_EINVAL.rawValue) { $0.event.kind.rawValue }
 }
 
 @_cdecl("orc_agent_event_attempt")

@@ -17,7 +17,7 @@ private func withQueue(_ q: OpaquePointer?, _ body: (MessageQueue) throws(Orches
         }
     }
     if let err { return fail(err) }
-    return ORC_OK
+    return orcOK
 }
 
 @inline(__always)

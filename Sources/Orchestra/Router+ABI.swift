@@ -145,5 +145,5 @@ public func orc_subject_matches(
         let s = try cBytes(subject, subjectLen, "subject")
         matched = try Subject.matches(pattern: p, subject: s)
     }
-    return rc != ORC_OK ? rc : (matched ? 1 : 0)
+    return rc != orcOK ? rc : (matched ? 1 : 0)
 }

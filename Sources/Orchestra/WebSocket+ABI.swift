@@ -86,7 +86,7 @@ private func closeArgs(_ code: Int32, _ reason: UnsafePointer<CChar>?) throws(Or
     return (UInt16(code), try optionalText(reason, "reason") ?? "")
 }
 
-private func status(_ s: SendStatus) -> Int32 { s == .aboveHighWatermark ? ORC_WS_ABOVE_HIGH_WATERMARK : ORC_OK }
+private func status(_ s: SendStatus) -> Int32 { s == .aboveHighWatermark ? ORC_WS_ABOVE_HIGH_WATERMARK : orcOK }
 
 // MARK: Callbacks
 
@@ -275,7 +275,7 @@ public func orc_server_send(_ s: OpaquePointer?, _ id: UInt64, _ op: Int32, _ da
         guard let c = server.connection(id: id) else { throw OrchestraError(.notFound, "no open connection \(id)") }
         st = try c.send(o, bytes)
     }
-    return rc == ORC_OK ? status(st) : rc
+    return rc == orcOK ? status(st) : rc
 }
 
 @_cdecl("orc_server_connection_stats")
@@ -395,7 +395,7 @@ public func orc_client_send(_ c: OpaquePointer?, _ op: Int32, _ data: UnsafePoin
         let client = try handle(c, Client.self, "client")
         st = try client.send(try opcode(op), try cBytes(data, len, "data"))
     }
-    return rc == ORC_OK ? status(st) : rc
+    return rc == orcOK ? status(st) : rc
 }
 
 @_cdecl("orc_client_ping")
@@ -456,7 +456,7 @@ public func orc_conn_send(_ c: OpaquePointer?, _ op: Int32, _ data: UnsafePointe
         let conn = try handle(c, Connection.self, "conn")
         st = try conn.send(try opcode(op), try cBytes(data, len, "data"))
     }
-    return rc == ORC_OK ? status(st) : rc
+    return rc == orcOK ? status(st) : rc
 }
 
 @_cdecl("orc_conn_close")
