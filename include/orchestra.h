@@ -553,6 +553,11 @@ int orc_queue_fd(orc_queue_t *q, int *fd);
 /** The number of queued messages now (0 for NULL). Any thread. */
 size_t orc_queue_depth(const orc_queue_t *q);
 
+/** The number of readers waiting now in a pop (orc_queue_pop, _pop_batch, _pop_payloads with
+ *  a timeout) because the queue was empty, polling or asleep (0 for NULL): a test or a
+ *  diagnostic can tell that a reader blocked instead of sleeping and hoping. Any thread. */
+size_t orc_queue_waiting_readers(const orc_queue_t *q);
+
 /** Called for every message the queue drops, after the queue lock is released, on the thread
  *  whose call caused the drop (push for overflow, pop for expired, orc_queue_free for freed).
  *  `msg` is borrowed for the call: orc_msg_retain it to keep it. Do not call orc_queue_free

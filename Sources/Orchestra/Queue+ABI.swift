@@ -162,6 +162,12 @@ public func orc_queue_depth(_ q: OpaquePointer?) -> Int {
     return Unmanaged<MessageQueue>.fromOpaque(UnsafeRawPointer(q))._withUnsafeGuaranteedRef { $0.depth }
 }
 
+@_cdecl("orc_queue_waiting_readers")
+public func orc_queue_waiting_readers(_ q: OpaquePointer?) -> Int {
+    guard let q else { return 0 }
+    return Unmanaged<MessageQueue>.fromOpaque(UnsafeRawPointer(q))._withUnsafeGuaranteedRef { $0.waitingReaders }
+}
+
 /// Holds a C drop callback and its user_data; user_data_free runs when the last reference
 /// (the queue's handler, or a call in progress) goes away.
 private final class DropCallback: @unchecked Sendable {
