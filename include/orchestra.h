@@ -1260,7 +1260,7 @@ uint64_t orc_msg_connection_id(const orc_msg_t *msg);
  * attempt already in flight is a duplicate and is ignored; a task.cancel for one not in
  * flight is ignored.
  *
- * EVENTS reach the user one of two ways, chosen at orc_agent_new (DESIGN.md section 3):
+ * EVENTS reach the user one of two ways, chosen at orc_agent_new (docs/abi.md, Threads):
  *   1. a queue (options.on_event == NULL): orc_agent_next_event pops them, waiting with a
  *      timeout; orc_agent_fd gives a file descriptor that is readable while an event waits
  *      (for poll/epoll/asyncio add_reader);

@@ -1,6 +1,6 @@
 // The envelope codec: one Message <-> JSON text or MessagePack bytes.
 //
-// JSON object keys (camelCase, as in the design documents), written in this order:
+// JSON object keys (camelCase, as docs/protocol.md names them), written in this order:
 //   id, type, timestamp, version, source, target, correlationId, replyTo, ttl, priority,
 //   contentType, headers, metadata, <extensions>, payload
 // Optional fields are written only when present; contentType only when not application/json;

@@ -1,10 +1,10 @@
 import Glibc
 import Synchronization
 
-/// The h2A message queue (DESIGN.md section 5): non-blocking push with direct hand-off to a
-/// waiting reader, four priority lanes (FIFO within a lane), a bound with a backpressure policy,
-/// per-message TTL, close (drain, then `.closed`) and fail (`.failed` for everyone), batch
-/// operations, a readiness eventfd and statistics.
+/// The h2A message queue (include/orchestra.h, section QUEUE): non-blocking push with direct
+/// hand-off to a waiting reader, four priority lanes (FIFO within a lane), a bound with a
+/// backpressure policy, per-message TTL, close (drain, then `.closed`) and fail (`.failed` for
+/// everyone), batch operations, a readiness eventfd and statistics.
 ///
 /// Two mutexes, so that pushes and pops do not wait for each other. Producers append to an
 /// intake ring under the producer mutex and publish its tail; whoever next takes the queue

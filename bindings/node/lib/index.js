@@ -1,7 +1,7 @@
 'use strict';
 // The Node binding of liborchestra: loads orchestra.node (the N-API addon in ../src, built by
 // CMake) and adds the JavaScript conveniences on top of its native classes. Protocol logic
-// lives in the library; this file only shapes values (DESIGN.md: bindings stay thin).
+// lives in the library; this file only shapes values (bindings stay thin: docs/abi.md).
 
 const fs = require('node:fs');
 const path = require('node:path');
