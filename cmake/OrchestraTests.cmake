@@ -61,6 +61,13 @@ if(ORC_CXX)
     -fsyntax-only -x c++ ${CMAKE_SOURCE_DIR}/include/orchestra.h)
 endif()
 
+# One error table, one copy of the header's enums: the tables the bindings load, the Swift
+# error type, the Python exceptions and docs/abi.md against include/orchestra.h.
+find_program(ORC_PYTHON3 python3)
+if(ORC_PYTHON3)
+  add_test(NAME abi.consistency COMMAND ${ORC_PYTHON3} ${CMAKE_SOURCE_DIR}/scripts/abi-tables --check)
+endif()
+
 # Installed-package consumers: pkg-config and find_package(orchestra), from a fresh prefix.
 add_test(NAME install.consumers
   COMMAND ${CMAKE_SOURCE_DIR}/Tests/install/run.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})

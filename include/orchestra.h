@@ -56,25 +56,41 @@ int orc_version(void);
 /** The library's version as a static string, e.g. "0.1.0". Any thread. */
 const char *orc_version_string(void);
 
-#define ORC_OK          0    /* success */
-#define ORC_EINVAL     (-1)  /* invalid argument (NULL pointer, bad length, bad option) */
-#define ORC_ENOMEM     (-2)  /* out of memory */
-#define ORC_EPARSE     (-3)  /* malformed input (JSON, MessagePack, base64, deflate data) */
-#define ORC_ETOOBIG    (-4)  /* a size or depth limit was exceeded */
-#define ORC_EAGAIN     (-5)  /* the operation would block (e.g. pop on an empty queue) */
-#define ORC_ETIMEDOUT  (-6)  /* a timeout expired */
-#define ORC_ECLOSED    (-7)  /* the object is closed (a closed queue that has been drained) */
-#define ORC_EFAILED    (-8)  /* the object was failed with orc_queue_fail(); see orc_last_error() */
-#define ORC_EFULL      (-9)  /* a bounded queue is full (reject policy, or block timed out) */
-#define ORC_ENOSPC    (-10)  /* the caller's buffer is too small; the needed size is reported */
-#define ORC_ECRYPTO   (-11)  /* authentication failed (tampered data, wrong key) or a crypto error */
-#define ORC_ENOTFOUND (-12)  /* no such item (header, subscription, metric) */
-#define ORC_ESTATE    (-13)  /* the object is in the wrong state for this call */
-#define ORC_ENOTSUP   (-14)  /* not supported */
-#define ORC_EVERSION  (-15)  /* unsupported version */
-#define ORC_EIO       (-16)  /* I/O or system call error */
-#define ORC_EINTERNAL (-17)  /* a bug in liborchestra: please report it */
-#define ORC_ETLS      (-18)  /* TLS: handshake failed, certificate rejected, corrupt or truncated record */
+/** The error table: XX(name, value, description) for every ORC_E* code, in order of value
+ *  (-1, -2, ... with no gap). It is the one definition of the codes: the enum below, the
+ *  library's orc_strerror/orc_err_name texts, the Swift error type, the bindings' tables and
+ *  docs/abi.md are made from it or checked against it (the abi.consistency test). A program
+ *  can expand it too, as libuv's UV_ERRNO_MAP:
+ *      #define NAME_CASE(name, value, text) case ORC_##name: return #name;
+ *      switch (rc) { ORC_ERRNO_MAP(NAME_CASE) default: return "?"; }
+ *  Detailed explanations of each code: docs/abi.md, section Errors. */
+#define ORC_ERRNO_MAP(XX)                                                                       \
+    XX(EINVAL,      -1, "invalid argument")                                                     \
+    XX(ENOMEM,      -2, "out of memory")                                                        \
+    XX(EPARSE,      -3, "malformed input")                                                      \
+    XX(ETOOBIG,     -4, "size or depth limit exceeded")                                         \
+    XX(EAGAIN,      -5, "operation would block")                                                \
+    XX(ETIMEDOUT,   -6, "timed out")                                                            \
+    XX(ECLOSED,     -7, "closed")                                                               \
+    XX(EFAILED,     -8, "failed (the object was put into an error state)")                      \
+    XX(EFULL,       -9, "full")                                                                 \
+    XX(ENOSPC,     -10, "buffer too small")                                                     \
+    XX(ECRYPTO,    -11, "cryptographic failure (authentication failed or bad key)")             \
+    XX(ENOTFOUND,  -12, "not found")                                                            \
+    XX(ESTATE,     -13, "invalid state for this operation")                                     \
+    XX(ENOTSUP,    -14, "not supported")                                                        \
+    XX(EVERSION,   -15, "unsupported version")                                                  \
+    XX(EIO,        -16, "I/O error")                                                            \
+    XX(EINTERNAL,  -17, "internal error")                                                       \
+    XX(ETLS,       -18, "TLS failure (handshake, certificate verification or a corrupt record)")
+
+/** ORC_OK (0, success) and the ORC_E* codes of ORC_ERRNO_MAP: ORC_EINVAL (-1) ... */
+typedef enum orc_errno {
+    ORC_OK = 0,
+#define ORC_ERRNO_ENUM_(name, value, text) ORC_##name = (value),
+    ORC_ERRNO_MAP(ORC_ERRNO_ENUM_)
+#undef ORC_ERRNO_ENUM_
+} orc_errno_t;
 
 /** A static description of `code` ("invalid argument"); "unknown error code" for a value not
  *  in the table. Never NULL. Any thread. */
@@ -536,6 +552,11 @@ int orc_queue_fd(orc_queue_t *q, int *fd);
 
 /** The number of queued messages now (0 for NULL). Any thread. */
 size_t orc_queue_depth(const orc_queue_t *q);
+
+/** The number of readers waiting now in a pop (orc_queue_pop, _pop_batch, _pop_payloads with
+ *  a timeout) because the queue was empty, polling or asleep (0 for NULL): a test or a
+ *  diagnostic can tell that a reader blocked instead of sleeping and hoping. Any thread. */
+size_t orc_queue_waiting_readers(const orc_queue_t *q);
 
 /** Called for every message the queue drops, after the queue lock is released, on the thread
  *  whose call caused the drop (push for overflow, pop for expired, orc_queue_free for freed).
@@ -1091,7 +1112,8 @@ int orc_server_send(orc_server_t *server, uint64_t conn_id, int opcode, const ui
 /** The counters of the open connection with this id. ORC_ENOTFOUND when none. Any thread. */
 int orc_server_connection_stats(orc_server_t *server, uint64_t conn_id, orc_conn_stats_t *out);
 
-/** Closes the connection with this id (see orc_conn_close). ORC_ENOTFOUND when none. */
+/** Closes the connection with this id (see orc_conn_close). ORC_ENOTFOUND when none. Any
+ *  thread. */
 int orc_server_close_connection(orc_server_t *server, uint64_t conn_id, int code, const char *reason);
 
 /** Stops listening and starts the closing handshake (code, e.g. 1001, and a UTF-8 reason of
@@ -1160,7 +1182,8 @@ int orc_client_connect(orc_client_t *client);
  *  (closed for good), ORC_EFULL (offline buffer or send buffer full). Any thread. */
 int orc_client_send(orc_client_t *client, int opcode, const uint8_t *data, size_t len);
 
-/** Pings the open connection (the RTT lands in the stats). ORC_ECLOSED when not open. */
+/** Pings the open connection (the RTT lands in the stats). ORC_ECLOSED when not open. Any
+ *  thread. */
 int orc_client_ping(orc_client_t *client);
 
 /** Closes for good: the closing handshake if open, else stops connecting. code 1000..4999 as
@@ -1237,7 +1260,7 @@ uint64_t orc_msg_connection_id(const orc_msg_t *msg);
  * attempt already in flight is a duplicate and is ignored; a task.cancel for one not in
  * flight is ignored.
  *
- * EVENTS reach the user one of two ways, chosen at orc_agent_new (DESIGN.md section 3):
+ * EVENTS reach the user one of two ways, chosen at orc_agent_new (docs/abi.md, Threads):
  *   1. a queue (options.on_event == NULL): orc_agent_next_event pops them, waiting with a
  *      timeout; orc_agent_fd gives a file descriptor that is readable while an event waits
  *      (for poll/epoll/asyncio add_reader);
@@ -1377,7 +1400,11 @@ int orc_agent_fd(orc_agent_t *agent, int *fd);
  *  event. Any thread. */
 void orc_agent_event_free(orc_agent_event_t *ev);
 
-/** The event's kind (an orc_agent_event_kind_t value), or ORC_EINVAL for NULL. Any thread. */
+/** Stores the event's kind in *out. Errors: ORC_EINVAL (NULL ev or out). Any thread. */
+int orc_agent_event_get_kind(const orc_agent_event_t *ev, orc_agent_event_kind_t *out);
+/** The event's kind (an orc_agent_event_kind_t value), or ORC_EINVAL for NULL: a value and an
+ *  error share the int. Kept for programs built against 0.1; new code calls
+ *  orc_agent_event_get_kind. Any thread. */
 int orc_agent_event_kind(const orc_agent_event_t *ev);
 /** The task attempt (1, 2, ...), 0 when the event has none or ev is NULL. Any thread. */
 uint32_t orc_agent_event_attempt(const orc_agent_event_t *ev);
@@ -1392,7 +1419,8 @@ const char *orc_agent_event_input(const orc_agent_event_t *ev, size_t *len);
 const char *orc_agent_event_reason(const orc_agent_event_t *ev, size_t *len);
 const char *orc_agent_event_code(const orc_agent_event_t *ev, size_t *len);
 /** The whole payload of the hub's envelope as JSON text (fields this version does not
- *  extract are there); NULL for events the agent made itself (STATE, re-assigned CANCEL). */
+ *  extract are there); NULL for events the agent made itself (STATE, re-assigned CANCEL).
+ *  Any thread. */
 const char *orc_agent_event_payload_json(const orc_agent_event_t *ev, size_t *len);
 
 /** Every commonly read field of an event at once (orc_agent_event_view). The strings are

@@ -1,10 +1,14 @@
-// Shared plumbing of the C ABI layer: the per-thread last-error message, error returns and
-// checked conversion of C pointers and lengths. No protocol logic lives in this module.
+// Shared plumbing of the C ABI layer: the per-thread last-error message, error returns, and
+// checked conversion of C pointers, lengths, text arguments and struct_size fields. No
+// protocol logic lives in this module.
 import Glibc
 import OrchestraCore
 import COrchestra
 
-
+/// ORC_OK as the Int32 every fallible function returns.
+var orcOK: Int32 {
+    @inline(__always) get { ORC_OK.rawValue }
+}
 
 /// The calling thread's last error message, NUL-terminated, owned by a pthread key.
 private let lastErrorKey: pthread_key_t = {
@@ -58,7 +62,7 @@ func fail(_ code: ErrorCode, _ message: String) -> Int32 {
 func abiCall(_ body: () throws(OrchestraError) -> Void) -> Int32 {
     do {
         try body()
-        return ORC_OK
+        return orcOK
     } catch {
         return fail(error)
     }
@@ -85,18 +89,79 @@ func required<T>(_ p: T?, _ what: StaticString) throws(OrchestraError) -> T {
     return p
 }
 
-/// A NUL-terminated UTF-8 option string (names in options structs), at most 1024 bytes.
-func optionName(_ p: UnsafePointer<CChar>, _ what: StaticString) throws(OrchestraError) -> String {
-    let maxLength = 1024
-    let len = strnlen(p, maxLength + 1)
-    guard len <= maxLength else {
-        throw OrchestraError(.invalidArgument, "\(what) is longer than \(maxLength) bytes")
-    }
-    let bytes = UnsafeRawBufferPointer(start: p, count: len)
+/// A size_t argument or field as an Int: values above Int.max are an error.
+@inline(__always)
+func cSize(_ v: Int, _ what: StaticString) throws(OrchestraError) -> Int {
+    guard v >= 0 else { throw OrchestraError(.invalidArgument, "\(what) \(UInt(bitPattern: v)) is too large") }
+    return v
+}
+
+/// Bytes that must be UTF-8, as a String.
+func utf8String(_ bytes: UnsafeRawBufferPointer, _ what: StaticString) throws(OrchestraError) -> String {
     if let bad = UTF8Validator.firstInvalidOffset(bytes) {
         throw OrchestraError(.invalidArgument, "\(what) is not valid UTF-8 (byte \(bad))")
     }
     return String(decoding: bytes, as: UTF8.self)
+}
+
+/// A required NUL-terminated UTF-8 argument or option string of at most `max` bytes (1024:
+/// names, hosts, paths of options structs).
+func text(_ p: UnsafePointer<CChar>?, _ what: StaticString, max: Int = 1024) throws(OrchestraError) -> String {
+    guard let p else { throw OrchestraError(.invalidArgument, "\(what) is NULL") }
+    let len = strnlen(p, max + 1)
+    guard len <= max else { throw OrchestraError(.invalidArgument, "\(what) is longer than \(max) bytes") }
+    return try utf8String(UnsafeRawBufferPointer(start: p, count: len), what)
+}
+
+/// An optional one: NULL is nil.
+func optionalText(_ p: UnsafePointer<CChar>?, _ what: StaticString, max: Int = 1024) throws(OrchestraError) -> String? {
+    guard let p else { return nil }
+    return try text(p, what, max: max)
+}
+
+// MARK: Structs that start with struct_size (options, stats, results, views)
+
+/// The struct_size field every sized struct of the header starts with.
+@inline(__always)
+private func structSizeField<T>(_ p: UnsafePointer<T>) -> Int {
+    UnsafeRawPointer(p).load(as: Int.self)
+}
+
+/// orc_<object>_options_init_sized: checks the caller's sizeof, zero-fills the struct and sets
+/// its struct_size to this library's size; the caller then sets the non-zero defaults.
+func structToInit<T>(_ p: UnsafeMutablePointer<T>?, _ structSize: Int, _ type: StaticString) throws(OrchestraError) -> UnsafeMutablePointer<T> {
+    let p = try required(p, "opts")
+    let mine = MemoryLayout<T>.size
+    guard structSize >= mine else {
+        throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than this library's \(type) (\(mine) bytes)")
+    }
+    memset(p, 0, mine)
+    UnsafeMutableRawPointer(p).storeBytes(of: mine, as: Int.self)
+    return p
+}
+
+/// Options given to orc_<object>_new: filled by the header's orc_<object>_options_init first
+/// (struct_size at least this library's size; a newer header's larger struct is fine). `type`
+/// is the struct's C name, orc_<object>_options_t.
+func initialisedOptions<T>(_ p: UnsafePointer<T>, _ type: StaticString) throws(OrchestraError) -> T {
+    let got = structSizeField(p)
+    let mine = MemoryLayout<T>.size
+    guard got >= mine else {
+        let initName = "\(type)".dropLast(2) + "_init"
+        throw OrchestraError(.invalidArgument, "options not initialised with \(initName) (struct_size \(UInt(bitPattern: got)), expected at least \(mine))")
+    }
+    return p.pointee
+}
+
+/// A struct the caller sized for the library to fill (stats, a publish result, an event
+/// view): struct_size at least this library's size. Returns the caller's struct_size.
+func callerSized<T>(_ p: UnsafeMutablePointer<T>, _ arg: StaticString, _ type: StaticString) throws(OrchestraError) -> Int {
+    let got = structSizeField(UnsafePointer(p))
+    let mine = MemoryLayout<T>.size
+    guard got >= mine else {
+        throw OrchestraError(.invalidArgument, "\(arg)->struct_size \(UInt(bitPattern: got)) is smaller than \(type) (\(mine) bytes); set it to sizeof *\(arg)")
+    }
+    return got
 }
 
 // MARK: Handles. An orc_x_t* is an unretained Unmanaged<X> reference.
@@ -129,14 +194,14 @@ func mallocCopy(_ bytes: UnsafeRawBufferPointer) -> UnsafeMutableRawPointer? {
 
 @_cdecl("orc_strerror")
 public func orc_strerror(_ code: Int32) -> UnsafePointer<CChar> {
-    if code == ORC_OK { return successCString }
+    if code == orcOK { return successCString }
     guard let c = ErrorCode(rawValue: code) else { return unknownCodeCString }
     return errorStrings[Int(-c.rawValue)].summary
 }
 
 @_cdecl("orc_err_name")
 public func orc_err_name(_ code: Int32) -> UnsafePointer<CChar> {
-    if code == ORC_OK { return okNameCString }
+    if code == orcOK { return okNameCString }
     guard let c = ErrorCode(rawValue: code) else { return unknownNameCString }
     return errorStrings[Int(-c.rawValue)].name
 }

@@ -87,23 +87,13 @@ private final class CAgentEvent {
     }
 }
 
-/// A NUL-terminated UTF-8 argument of at most `max` bytes; nil for NULL when optional.
-private func text(_ p: UnsafePointer<CChar>?, _ what: StaticString, optional: Bool = false, max: Int = 64 << 20) throws(OrchestraError) -> String? {
-    guard let p else {
-        if optional { return nil }
-        throw OrchestraError(.invalidArgument, "\(what) is NULL")
-    }
-    let len = strnlen(p, max + 1)
-    guard len <= max else { throw OrchestraError(.invalidArgument, "\(what) is longer than \(max) bytes") }
-    let bytes = UnsafeRawBufferPointer(start: p, count: len)
-    if let bad = UTF8Validator.firstInvalidOffset(bytes) {
-        throw OrchestraError(.invalidArgument, "\(what) is not valid UTF-8 (byte \(bad))")
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
+/// The longest text argument of an action (a stream chunk's length is its own).
+private let maxText = 64 << 20
+/// The longest id, name or version.
+private let maxName = 65_536
 
 private func taskKey(_ id: UnsafePointer<CChar>?, _ attempt: UInt32) throws(OrchestraError) -> TaskKey {
-    let s = try text(id, "task_id", max: 65_536)!
+    let s = try text(id, "task_id", max: maxName)
     guard !s.isEmpty else { throw OrchestraError(.invalidArgument, "task_id is empty") }
     return TaskKey(s, attempt)
 }
@@ -125,14 +115,8 @@ private func withEvent<R>(_ e: OpaquePointer?, _ empty: R, _ body: (CAgentEvent)
 @_cdecl("orc_agent_options_init_sized")
 public func orc_agent_options_init_sized(_ opts: UnsafeMutablePointer<orc_agent_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
-        let o = try required(opts, "opts")
-        let mine = MemoryLayout<orc_agent_options_t>.size
-        guard structSize >= mine else {
-            throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than orc_agent_options_t (\(mine))")
-        }
-        memset(o, 0, mine)
+        let o = try structToInit(opts, structSize, "orc_agent_options_t")
         let d = HubAgentOptions(url: "", agentId: "", keyId: "", secret: [])
-        o.pointee.struct_size = mine
         o.pointee.max_concurrency = UInt32(d.maxConcurrency)
         o.pointee.request_timeout_ms = UInt32(d.requestTimeoutMs)
         o.pointee.connect_timeout_ms = UInt32(d.connectTimeoutMs)
@@ -148,28 +132,25 @@ public func orc_agent_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_agent_
         let out = try required(out, "out")
         out.pointee = nil
         let runtime = try handle(rt, Runtime.self, "rt")
-        let o = try required(opts, "opts").pointee
-        guard o.struct_size >= MemoryLayout<orc_agent_options_t>.size else {
-            throw OrchestraError(.invalidArgument, "opts not initialised with orc_agent_options_init (struct_size \(UInt(bitPattern: o.struct_size)))")
-        }
+        let o = try initialisedOptions(try required(opts, "opts"), "orc_agent_options_t")
         guard o.url != nil else { throw OrchestraError(.invalidArgument, "url is required") }
         guard o.agent_id != nil else { throw OrchestraError(.invalidArgument, "agent_id is required") }
         guard o.key_id != nil else { throw OrchestraError(.invalidArgument, "key_id is required") }
-        let url = try text(o.url, "url", max: 8192)!
+        let url = try text(o.url, "url", max: 8192)
         let secret = try cBytes(o.secret, o.secret_len, "secret")
-        var ao = HubAgentOptions(url: url, agentId: try text(o.agent_id, "agent_id", max: 65_536)!,
-                                 keyId: try text(o.key_id, "key_id", max: 65_536)!, secret: Array(secret))
-        ao.name = try text(o.name, "name", optional: true, max: 65_536)
-        if let v = try text(o.version, "version", optional: true, max: 65_536) { ao.version = v }
-        guard o.capabilities_count >= 0 else { throw OrchestraError(.invalidArgument, "capabilities_count is too large") }
-        if o.capabilities_count > 0 {
+        var ao = HubAgentOptions(url: url, agentId: try text(o.agent_id, "agent_id", max: maxName),
+                                 keyId: try text(o.key_id, "key_id", max: maxName), secret: Array(secret))
+        ao.name = try optionalText(o.name, "name", max: maxName)
+        if let v = try optionalText(o.version, "version", max: maxName) { ao.version = v }
+        let capabilities = try cSize(o.capabilities_count, "capabilities_count")
+        if capabilities > 0 {
             let list = try required(o.capabilities, "capabilities")
-            for i in 0..<o.capabilities_count {
+            for i in 0..<capabilities {
                 guard let c = list[i] else { throw OrchestraError(.invalidArgument, "capabilities[\(i)] is NULL") }
-                ao.capabilities.append(try text(c, "capability", max: 65_536)!)
+                ao.capabilities.append(try text(c, "capability", max: maxName))
             }
         }
-        if let m = try text(o.metadata_json, "metadata_json", optional: true) {
+        if let m = try optionalText(o.metadata_json, "metadata_json", max: maxText) {
             let v: JSONValue
             do throws(OrchestraError) { v = try JSONValue.parse(m) } catch {
                 throw OrchestraError(.invalidArgument, "metadata_json: \(error.message)")
@@ -182,9 +163,8 @@ public func orc_agent_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_agent_
         ao.connectTimeoutMs = UInt64(o.connect_timeout_ms)
         ao.reconnectInitialDelayMs = UInt64(o.reconnect_initial_delay_ms)
         ao.reconnectMaxDelayMs = UInt64(o.reconnect_max_delay_ms)
-        if url.lowercased().hasPrefix("wss://") {
-            ao.tls = try TLSContext.client(caFile: try text(o.tls_ca_file, "tls_ca_file", optional: true, max: 4096),
-                                           useSystemStore: true, verifyPeer: o.tls_verify != 0)
+        ao.tls = try TLSContext.client(forURL: url) { () throws(OrchestraError) in
+            ClientTLSSettings(caFile: try optionalText(o.tls_ca_file, "tls_ca_file", max: 4096), verifyPeer: o.tls_verify != 0)
         }
         var callback: CAgentCallback? = nil
         var onEvent: ((AgentEvent) -> Void)? = nil
@@ -258,9 +238,17 @@ public func orc_agent_event_free(_ e: OpaquePointer?) {
     (unmanaged(e) as Unmanaged<CAgentEvent>).release()
 }
 
+@_cdecl("orc_agent_event_get_kind")
+public func orc_agent_event_get_kind(_ e: OpaquePointer?, _ out: UnsafeMutablePointer<orc_agent_event_kind_t>?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let c = try handle(e, CAgentEvent.self, "ev")
+        try required(out, "out").pointee = orc_agent_event_kind_t(UInt32(c.event.kind.rawValue))
+    }
+}
+
 @_cdecl("orc_agent_event_kind")
 public func orc_agent_event_kind(_ e: OpaquePointer?) -> Int32 {
-    withEvent(e, ORC_EINVAL) { $0.event.kind.rawValue }
+    withEvent(e, ORC_EINVAL.rawValue) { $0.event.kind.rawValue }
 }
 
 @_cdecl("orc_agent_event_attempt")
@@ -277,13 +265,9 @@ public func orc_agent_event_state(_ e: OpaquePointer?) -> orc_agent_state_t {
 @_cdecl("orc_agent_event_view")
 public func orc_agent_event_view(_ e: OpaquePointer?, _ view: UnsafeMutablePointer<orc_agent_event_view_t>?) -> Int32 {
     abiCall { () throws(OrchestraError) in
-        guard let e else { throw OrchestraError(.invalidArgument, "ev is NULL") }
+        let c = try handle(e, CAgentEvent.self, "ev")
         let view = try required(view, "view")
-        let mine = MemoryLayout<orc_agent_event_view_t>.size
-        guard view.pointee.struct_size >= mine else {
-            throw OrchestraError(.invalidArgument, "view->struct_size \(UInt(bitPattern: view.pointee.struct_size)) is smaller than orc_agent_event_view_t (\(mine) bytes); set it to sizeof *view")
-        }
-        let c = (unmanaged(e) as Unmanaged<CAgentEvent>).takeUnretainedValue()
+        let size = try callerSized(view, "view", "orc_agent_event_view_t")
         let ev = c.event
         // A present field whose copy could not be made (out of memory) is an error, not absent.
         func string(_ f: CAgentEvent.Field) throws(OrchestraError) -> (UnsafePointer<CChar>?, Int) {
@@ -294,7 +278,7 @@ public func orc_agent_event_view(_ e: OpaquePointer?, _ view: UnsafeMutablePoint
         let id = try string(.taskId), payload = try string(.payloadJSON), input = try string(.input)
         let reason = try string(.reason), code = try string(.code)
         view.pointee = orc_agent_event_view_t(
-            struct_size: view.pointee.struct_size, kind: ev.kind.rawValue,
+            struct_size: size, kind: ev.kind.rawValue,
             state: orc_agent_state_t(UInt32((ev.kind == .state ? ev.state : .closed).rawValue)),
             attempt: ev.attempt, task_id: id.0, task_id_len: id.1, payload_json: payload.0,
             payload_json_len: payload.1, input: input.0, input_len: input.1, reason: reason.0,
@@ -359,7 +343,7 @@ public func orc_agent_reject(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>
     abiCall { () throws(OrchestraError) in
         let agent = try handle(a, CAgent.self, "agent").agent
         let key = try taskKey(taskId, attempt)
-        try agent.reject(key, reason: try text(reason, "reason", optional: true) ?? "rejected")
+        try agent.reject(key, reason: try optionalText(reason, "reason", max: maxText) ?? "rejected")
     }
 }
 
@@ -369,7 +353,7 @@ public func orc_agent_progress(_ a: OpaquePointer?, _ taskId: UnsafePointer<CCha
     abiCall { () throws(OrchestraError) in
         let agent = try handle(a, CAgent.self, "agent").agent
         let key = try taskKey(taskId, attempt)
-        try agent.progress(key, percent: percent, step: try text(step, "step", optional: true))
+        try agent.progress(key, percent: percent, step: try optionalText(step, "step", max: maxText))
     }
 }
 
@@ -379,7 +363,7 @@ public func orc_agent_stream(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>
     abiCall { () throws(OrchestraError) in
         let agent = try handle(a, CAgent.self, "agent").agent
         let key = try taskKey(taskId, attempt)
-        let t = try text(type, "type", max: 64)!
+        let t = try text(type, "type", max: 64)
         try agent.stream(key, type: t, data: try cBytes(data, len, "data"))
     }
 }
@@ -390,8 +374,8 @@ public func orc_agent_result(_ a: OpaquePointer?, _ taskId: UnsafePointer<CChar>
     abiCall { () throws(OrchestraError) in
         let agent = try handle(a, CAgent.self, "agent").agent
         let key = try taskKey(taskId, attempt)
-        try agent.result(key, success: success != 0, resultJSON: try text(resultJSON, "result_json", optional: true),
-                         error: try text(error, "error", optional: true))
+        try agent.result(key, success: success != 0, resultJSON: try optionalText(resultJSON, "result_json", max: maxText),
+                         error: try optionalText(error, "error", max: maxText))
     }
 }
 
@@ -401,8 +385,8 @@ public func orc_agent_worker_output(_ a: OpaquePointer?, _ taskId: UnsafePointer
     abiCall { () throws(OrchestraError) in
         let agent = try handle(a, CAgent.self, "agent").agent
         let key = try taskKey(taskId, attempt)
-        try agent.workerOutput(key, type: try text(type, "type", max: 64)!, content: try text(content, "content")!,
-                               detailsJSON: try text(details, "details_json", optional: true))
+        try agent.workerOutput(key, type: try text(type, "type", max: 64), content: try text(content, "content", max: maxText),
+                               detailsJSON: try optionalText(details, "details_json", max: maxText))
     }
 }
 
@@ -412,6 +396,6 @@ public func orc_agent_worker_status(_ a: OpaquePointer?, _ taskId: UnsafePointer
     abiCall { () throws(OrchestraError) in
         let agent = try handle(a, CAgent.self, "agent").agent
         let key = try taskKey(taskId, attempt)
-        try agent.workerStatus(key, status: try text(status, "status", max: 64)!, message: try text(message, "message", optional: true))
+        try agent.workerStatus(key, status: try text(status, "status", max: 64), message: try optionalText(message, "message", max: maxText))
     }
 }

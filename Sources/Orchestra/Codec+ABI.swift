@@ -15,13 +15,10 @@ func wireFormat(_ f: orc_format_t) throws(OrchestraError) -> WireFormat {
 @_cdecl("orc_decode_options_init_sized")
 public func orc_decode_options_init_sized(_ opts: UnsafeMutablePointer<orc_decode_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
-        let opts = try required(opts, "opts")
-        guard structSize >= MemoryLayout<orc_decode_options_t>.size else {
-            throw OrchestraError(.invalidArgument, "struct_size \(structSize) is smaller than orc_decode_options_t (\(MemoryLayout<orc_decode_options_t>.size))")
-        }
+        let o = try structToInit(opts, structSize, "orc_decode_options_t")
         let d = DecodeLimits.default
-        opts.pointee = orc_decode_options_t(struct_size: MemoryLayout<orc_decode_options_t>.size,
-                                            max_size: d.maxSize, max_depth: Int32(d.maxDepth))
+        o.pointee.max_size = d.maxSize
+        o.pointee.max_depth = Int32(d.maxDepth)
     }
 }
 
@@ -114,17 +111,15 @@ public func orc_msg_decode(_ format: orc_format_t, _ data: UnsafeRawPointer?, _ 
         let input = try cBytes(data, len, "data")
         let f = try wireFormat(format)
         var limits = DecodeLimits.default
-        if let o = opts {
-            guard o.pointee.struct_size >= MemoryLayout<orc_decode_options_t>.size else {
-                throw OrchestraError(.invalidArgument, "options not initialised with orc_decode_options_init")
-            }
-            guard o.pointee.max_size > 0 else { throw OrchestraError(.invalidArgument, "max_size must be greater than 0") }
-            let depth = Int(o.pointee.max_depth)
+        if let p = opts {
+            let o = try initialisedOptions(p, "orc_decode_options_t")
+            guard o.max_size > 0 else { throw OrchestraError(.invalidArgument, "max_size must be greater than 0") }
+            let depth = Int(o.max_depth)
             guard depth >= 1 && depth <= DecodeLimits.depthCeiling else {
                 throw OrchestraError(.invalidArgument, "max_depth \(depth) is outside 1...\(DecodeLimits.depthCeiling)")
             }
             // size_t values above Int.max arrive negative: they mean "no practical limit".
-            limits = DecodeLimits(maxSize: o.pointee.max_size < 0 ? Int.max : o.pointee.max_size, maxDepth: depth)
+            limits = DecodeLimits(maxSize: o.max_size < 0 ? Int.max : o.max_size, maxDepth: depth)
         }
         out.pointee = retainedHandle(try EnvelopeCodec.decode(input, format: f, limits: limits))
     }
@@ -189,14 +184,7 @@ public func orc_msg_decrypt(_ msg: OpaquePointer?, _ cipher: OpaquePointer?) -> 
 /// The value at `path` ("a.b.c") of JSON text.
 private func jsonMember(_ json: UnsafePointer<CChar>?, _ len: Int, _ path: UnsafePointer<CChar>?) throws(OrchestraError) -> JSONValue {
     let bytes = try cBytes(UnsafeRawPointer(json), len, "json")
-    let path = try optionName(try required(path, "path"), "path")
-    var v = try JSONValue.parse(bytes)
-    for key in path.split(separator: ".", omittingEmptySubsequences: false) {
-        guard case .object = v else { throw OrchestraError(.notFound, "no member '\(path)': a step before '\(key)' is not an object") }
-        guard let next = v[String(key)] else { throw OrchestraError(.notFound, "no member '\(path)' (missing '\(key)')") }
-        v = next
-    }
-    return v
+    return try JSONValue.member(atPath: try text(path, "path"), of: bytes)
 }
 
 @_cdecl("orc_json_get_string")

@@ -52,11 +52,7 @@ public func orc_metrics_register_queue(_ m: OpaquePointer?, _ q: OpaquePointer?,
     abiCall { () throws(OrchestraError) in
         let r = try handle(m, MetricsRegistry.self, "m")
         let queue = try handle(q, MessageQueue.self, "q")
-        let bytes = try cBytes(name, len, "name")
-        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
-            throw OrchestraError(.invalidArgument, "queue name is not valid UTF-8 (byte \(bad))")
-        }
-        queue.register(in: r, name: String(decoding: bytes, as: UTF8.self))
+        queue.register(in: r, name: try utf8String(try cBytes(name, len, "name"), "queue name"))
     }
 }
 
@@ -88,11 +84,7 @@ public func orc_metrics_register_router(_ m: OpaquePointer?, _ r: OpaquePointer?
     abiCall { () throws(OrchestraError) in
         let registry = try handle(m, MetricsRegistry.self, "m")
         let router = try handle(r, Router.self, "r")
-        let bytes = try cBytes(name, len, "name")
-        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
-            throw OrchestraError(.invalidArgument, "router name is not valid UTF-8 (byte \(bad))")
-        }
-        router.register(in: registry, name: String(decoding: bytes, as: UTF8.self))
+        router.register(in: registry, name: try utf8String(try cBytes(name, len, "name"), "router name"))
     }
 }
 
@@ -124,10 +116,6 @@ public func orc_metrics_set_help(_ m: OpaquePointer?, _ name: UnsafePointer<CCha
     abiCall { () throws(OrchestraError) in
         let registry = try handle(m, MetricsRegistry.self, "m")
         let n = try metricName(name, nameLen)
-        let bytes = try cBytes(help, helpLen, "help")
-        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
-            throw OrchestraError(.invalidArgument, "help is not valid UTF-8 (byte \(bad))")
-        }
-        try registry.setHelp(n, String(decoding: bytes, as: UTF8.self))
+        try registry.setHelp(n, try utf8String(try cBytes(help, helpLen, "help"), "help"))
     }
 }

@@ -17,7 +17,7 @@ private func withQueue(_ q: OpaquePointer?, _ body: (MessageQueue) throws(Orches
         }
     }
     if let err { return fail(err) }
-    return ORC_OK
+    return orcOK
 }
 
 @inline(__always)
@@ -28,16 +28,12 @@ private func msgRef(_ p: OpaquePointer) -> Unmanaged<Message> {
 @_cdecl("orc_queue_options_init_sized")
 public func orc_queue_options_init_sized(_ opts: UnsafeMutablePointer<orc_queue_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
-        let o = try required(opts, "opts")
-        let mine = MemoryLayout<orc_queue_options_t>.size
-        guard structSize >= mine else {
-            throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than this library's orc_queue_options_t (\(mine) bytes)")
-        }
+        let o = try structToInit(opts, structSize, "orc_queue_options_t")
         let d = QueueOptions()
-        o.pointee = orc_queue_options_t(
-            struct_size: mine, capacity: d.capacity,
-            policy: orc_queue_policy_t(rawValue: numericCast(d.policy.rawValue)),
-            push_timeout_ms: d.pushTimeoutMs, name: nil, spin_us: Int32(d.spinMicroseconds))
+        o.pointee.capacity = d.capacity
+        o.pointee.policy = orc_queue_policy_t(rawValue: numericCast(d.policy.rawValue))
+        o.pointee.push_timeout_ms = d.pushTimeoutMs
+        o.pointee.spin_us = Int32(d.spinMicroseconds)
     }
 }
 
@@ -48,22 +44,16 @@ public func orc_queue_new(_ opts: UnsafePointer<orc_queue_options_t>?, _ out: Un
         out.pointee = nil
         var options = QueueOptions()
         if let p = opts {
-            let o = p.pointee
-            let mine = MemoryLayout<orc_queue_options_t>.size
-            guard o.struct_size >= mine else {
-                throw OrchestraError(.invalidArgument, "options not initialised with orc_queue_options_init (struct_size \(UInt(bitPattern: o.struct_size)), expected at least \(mine))")
-            }
-            guard o.capacity >= 0 else {
-                throw OrchestraError(.invalidArgument, "capacity \(UInt(bitPattern: o.capacity)) is too large")
-            }
+            let o = try initialisedOptions(p, "orc_queue_options_t")
+            let capacity = try cSize(o.capacity, "capacity")
             guard let policy = QueuePolicy(rawValue: Int32(truncatingIfNeeded: o.policy.rawValue)), o.policy.rawValue <= 3 else {
                 throw OrchestraError(.invalidArgument, "policy \(o.policy.rawValue) is not an orc_queue_policy_t value (0...3)")
             }
-            options.capacity = o.capacity
+            options.capacity = capacity
             options.policy = policy
             options.pushTimeoutMs = o.push_timeout_ms
             options.spinMicroseconds = Int(o.spin_us)
-            if let name = o.name { options.name = try optionName(name, "queue name") }
+            if let name = try optionalText(o.name, "queue name") { options.name = name }
         }
         out.pointee = retainedHandle(try MessageQueue(options))
     }
@@ -88,8 +78,7 @@ public func orc_queue_push_batch(_ q: OpaquePointer?, _ msgs: UnsafePointer<Opaq
                                  _ accepted: UnsafeMutablePointer<Int>?) -> Int32 {
     accepted?.pointee = 0
     return withQueue(q) { (queue) throws(OrchestraError) in
-        guard n >= 0 else { throw OrchestraError(.invalidArgument, "n \(UInt(bitPattern: n)) is too large") }
-        if n == 0 { return }
+        if try cSize(n, "n") == 0 { return }
         let base = try required(msgs, "msgs")
         let r = queue.pushBatch(count: n) { i in base[i].map(msgRef) }
         accepted?.pointee = r.accepted
@@ -135,33 +124,14 @@ public func orc_queue_pop_payloads(_ q: OpaquePointer?, _ timeoutMs: Int64, _ bu
         guard max > 0 else {
             throw OrchestraError(.invalidArgument, max == 0 ? "max is 0" : "max \(UInt(bitPattern: max)) is too large")
         }
-        guard cap >= 0 else { throw OrchestraError(.invalidArgument, "cap \(UInt(bitPattern: cap)) is too large") }
+        let cap = try cSize(cap, "cap")
         guard buf != nil || cap == 0 else { throw OrchestraError(.invalidArgument, "buf is NULL and cap is \(cap)") }
-        var used = 0
-        var n = 0
-        while n < max {
-            let m: Unmanaged<Message>
-            do throws(OrchestraError) {
-                m = try queue.popUnmanaged(timeoutMs: n == 0 ? timeoutMs : 0)
-            } catch {
-                if n == 0 { throw error }
-                break   // empty (or closed, failed) after some: those are the batch
-            }
-            let msg = m.takeRetainedValue()
-            let payload = msg.payload
-            let len = payload?.count ?? 0
-            if len > cap - used {
-                overflow.pointee = OpaquePointer(Unmanaged.passRetained(msg).toOpaque())
-                break
-            }
-            if let payload, len > 0, let buf {
-                payload.withUnsafeBytes { (buf + used).copyMemory(from: $0.baseAddress!, byteCount: len) }
-            }
-            lens[n] = len
-            types[n] = orc_content_type_t(rawValue: UInt32(msg.contentType.rawValue))
-            used += len
-            n += 1
+        let dst = UnsafeMutableRawBufferPointer(start: buf, count: cap)
+        let (n, over) = try queue.popPayloads(into: dst, max: max, timeoutMs: timeoutMs) { i, len, ct in
+            lens[i] = len
+            types[i] = orc_content_type_t(rawValue: UInt32(ct.rawValue))
         }
+        if let over { overflow.pointee = retainedHandle(over) }
         count.pointee = n
     }
 }
@@ -174,11 +144,7 @@ public func orc_queue_close(_ q: OpaquePointer?) -> Int32 {
 @_cdecl("orc_queue_fail")
 public func orc_queue_fail(_ q: OpaquePointer?, _ code: Int32, _ message: UnsafePointer<CChar>?, _ len: Int) -> Int32 {
     withQueue(q) { (queue) throws(OrchestraError) in
-        let bytes = try cBytes(message, len, "message")
-        if let bad = UTF8Validator.firstInvalidOffset(bytes) {
-            throw OrchestraError(.invalidArgument, "message is not valid UTF-8 (byte \(bad))")
-        }
-        queue.fail(code: code, message: String(decoding: bytes, as: UTF8.self))
+        queue.fail(code: code, message: try utf8String(try cBytes(message, len, "message"), "message"))
     }
 }
 
@@ -194,6 +160,12 @@ public func orc_queue_fd(_ q: OpaquePointer?, _ fd: UnsafeMutablePointer<Int32>?
 public func orc_queue_depth(_ q: OpaquePointer?) -> Int {
     guard let q else { return 0 }
     return Unmanaged<MessageQueue>.fromOpaque(UnsafeRawPointer(q))._withUnsafeGuaranteedRef { $0.depth }
+}
+
+@_cdecl("orc_queue_waiting_readers")
+public func orc_queue_waiting_readers(_ q: OpaquePointer?) -> Int {
+    guard let q else { return 0 }
+    return Unmanaged<MessageQueue>.fromOpaque(UnsafeRawPointer(q))._withUnsafeGuaranteedRef { $0.waitingReaders }
 }
 
 /// Holds a C drop callback and its user_data; user_data_free runs when the last reference
@@ -235,13 +207,10 @@ public func orc_queue_set_drop_callback(_ q: OpaquePointer?, _ cb: orc_drop_cb?,
 public func orc_queue_stats(_ q: OpaquePointer?, _ out: UnsafeMutablePointer<orc_queue_stats_t>?) -> Int32 {
     withQueue(q) { (queue) throws(OrchestraError) in
         let out = try required(out, "out")
-        let mine = MemoryLayout<orc_queue_stats_t>.size
-        guard out.pointee.struct_size >= mine else {
-            throw OrchestraError(.invalidArgument, "out->struct_size \(UInt(bitPattern: out.pointee.struct_size)) is smaller than orc_queue_stats_t (\(mine) bytes); set it to sizeof *out")
-        }
+        let size = try callerSized(out, "out", "orc_queue_stats_t")
         let s = queue.stats
         out.pointee = orc_queue_stats_t(
-            struct_size: out.pointee.struct_size, pushed: s.pushed, popped: s.popped, handed_off: s.handedOff,
+            struct_size: size, pushed: s.pushed, popped: s.popped, handed_off: s.handedOff,
             dropped_overflow: s.droppedOverflow, expired: s.expired, rejected: s.rejected,
             blocked_pushes: s.blockedPushes, depth: s.depth, depth_high_water: s.depthHighWater,
             wait_p50_ns: s.waitP50Ns, wait_p95_ns: s.waitP95Ns, wait_p99_ns: s.waitP99Ns,

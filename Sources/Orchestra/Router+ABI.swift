@@ -101,12 +101,7 @@ public func orc_router_publish(
     abiCall { () throws(OrchestraError) in
         let router = try handle(r, Router.self, "router")
         let message = try handle(msg, Message.self, "msg")
-        if let result {
-            let mine = MemoryLayout<orc_publish_result_t>.size
-            if result.pointee.struct_size < mine {
-                throw OrchestraError(.invalidArgument, "result->struct_size \(UInt(bitPattern: result.pointee.struct_size)) is smaller than orc_publish_result_t (\(mine) bytes); set it to sizeof *result")
-            }
-        }
+        if let result { _ = try callerSized(result, "result", "orc_publish_result_t") }
         let res = try router.publish(message)
         if let result {
             result.pointee = orc_publish_result_t(
@@ -123,13 +118,10 @@ public func orc_router_stats(_ r: OpaquePointer?, _ out: UnsafeMutablePointer<or
     abiCall { () throws(OrchestraError) in
         let router = try handle(r, Router.self, "router")
         let out = try required(out, "out")
-        let mine = MemoryLayout<orc_router_stats_t>.size
-        if out.pointee.struct_size < mine {
-            throw OrchestraError(.invalidArgument, "out->struct_size \(UInt(bitPattern: out.pointee.struct_size)) is smaller than orc_router_stats_t (\(mine) bytes); set it to sizeof *out")
-        }
+        _ = try callerSized(out, "out", "orc_router_stats_t")
         let s = router.stats
         out.pointee = orc_router_stats_t(
-            struct_size: mine, published: s.published, delivered: s.delivered,
+            struct_size: MemoryLayout<orc_router_stats_t>.size, published: s.published, delivered: s.delivered,
             handler_failures: s.handlerFailures, middleware_stops: s.middlewareStops,
             middleware_failures: s.middlewareFailures, unhandled: s.unhandled,
             subscriptions: s.subscriptions)
@@ -153,5 +145,5 @@ public func orc_subject_matches(
         let s = try cBytes(subject, subjectLen, "subject")
         matched = try Subject.matches(pattern: p, subject: s)
     }
-    return rc != ORC_OK ? rc : (matched ? 1 : 0)
+    return rc != orcOK ? rc : (matched ? 1 : 0)
 }

@@ -7,12 +7,7 @@ import OrchestraNet
 @_cdecl("orc_runtime_options_init_sized")
 public func orc_runtime_options_init_sized(_ opts: UnsafeMutablePointer<orc_runtime_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
-        let o = try required(opts, "opts")
-        let mine = MemoryLayout<orc_runtime_options_t>.size
-        guard structSize >= mine else {
-            throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than this library's orc_runtime_options_t (\(mine) bytes)")
-        }
-        o.pointee = orc_runtime_options_t(struct_size: mine, name: nil, embedded: 0)
+        _ = try structToInit(opts, structSize, "orc_runtime_options_t")
     }
 }
 
@@ -24,12 +19,8 @@ public func orc_runtime_new(_ opts: UnsafePointer<orc_runtime_options_t>?, _ out
         var name = "orchestra-io"
         var embedded = false
         if let p = opts {
-            let o = p.pointee
-            let mine = MemoryLayout<orc_runtime_options_t>.size
-            guard o.struct_size >= mine else {
-                throw OrchestraError(.invalidArgument, "options not initialised with orc_runtime_options_init (struct_size \(UInt(bitPattern: o.struct_size)), expected at least \(mine))")
-            }
-            if let n = o.name { name = try optionName(n, "runtime name") }
+            let o = try initialisedOptions(p, "orc_runtime_options_t")
+            if let n = try optionalText(o.name, "runtime name") { name = n }
             guard o.embedded == 0 || o.embedded == 1 else {
                 throw OrchestraError(.invalidArgument, "embedded must be 0 or 1, not \(o.embedded)")
             }

@@ -21,22 +21,17 @@ private func wsDefaults() -> orc_ws_options_t {
         compression_mem_level: d.compressionMemLevel)
 }
 
-private func size(_ v: Int, _ what: StaticString) throws(OrchestraError) -> Int {
-    guard v >= 0 else { throw OrchestraError(.invalidArgument, "\(what) \(UInt(bitPattern: v)) is too large") }
-    return v
-}
-
 private func wsOptions(_ o: orc_ws_options_t) throws(OrchestraError) -> WebSocketOptions {
     var w = WebSocketOptions()
-    w.maxFrameSize = try size(o.max_frame_size, "max_frame_size")
-    w.maxMessageSize = try size(o.max_message_size, "max_message_size")
+    w.maxFrameSize = try cSize(o.max_frame_size, "max_frame_size")
+    w.maxMessageSize = try cSize(o.max_message_size, "max_message_size")
     w.pingIntervalMs = UInt64(o.ping_interval_ms)
     w.pongTimeoutMs = UInt64(o.pong_timeout_ms)
     w.closeTimeoutMs = UInt64(o.close_timeout_ms)
     w.handshakeTimeoutMs = UInt64(o.handshake_timeout_ms)
-    w.highWatermark = try size(o.high_watermark, "high_watermark")
-    w.lowWatermark = try size(o.low_watermark, "low_watermark")
-    w.maxBuffered = try size(o.max_buffered, "max_buffered")
+    w.highWatermark = try cSize(o.high_watermark, "high_watermark")
+    w.lowWatermark = try cSize(o.low_watermark, "low_watermark")
+    w.maxBuffered = try cSize(o.max_buffered, "max_buffered")
     guard let policy = SlowConsumerPolicy(rawValue: Int32(bitPattern: o.slow_consumer.rawValue)) else {
         throw OrchestraError(.invalidArgument, "slow_consumer \(o.slow_consumer.rawValue) is not an orc_slow_consumer_t")
     }
@@ -49,7 +44,7 @@ private func wsOptions(_ o: orc_ws_options_t) throws(OrchestraError) -> WebSocke
         d.clientMaxWindowBits = o.client_max_window_bits == 0 ? nil : Int(o.client_max_window_bits)
         w.perMessageDeflate = d
     }
-    w.compressionThreshold = try size(o.compression_threshold, "compression_threshold")
+    w.compressionThreshold = try cSize(o.compression_threshold, "compression_threshold")
     w.compressionLevel = o.compression_level
     w.compressionMemLevel = o.compression_mem_level
     try w.validate()
@@ -61,7 +56,7 @@ private func strings(_ p: UnsafePointer<UnsafePointer<CChar>?>?, _ n: Int, _ wha
     let list = try required(p, what)
     var out: [String] = []
     for i in 0..<n {
-        out.append(try optionName(try required(list[i], what), what))
+        out.append(try text(list[i], what))
     }
     return out
 }
@@ -71,18 +66,11 @@ private func fields(_ p: UnsafePointer<orc_http_header_t>?, _ n: Int) throws(Orc
     let list = try required(p, "headers")
     var out: [HTTPField] = []
     for i in 0..<n {
-        let f = HTTPField(try optionName(try required(list[i].name, "header name"), "header name"),
-                          try optionName(try required(list[i].value, "header value"), "header value"))
+        let f = HTTPField(try text(list[i].name, "header name"), try text(list[i].value, "header value"))
         guard f.isValid else { throw OrchestraError(.invalidArgument, "header field \(f.name) is not a valid HTTP field") }
         out.append(f)
     }
     return out
-}
-
-private func checkSize(_ got: Int, _ mine: Int, _ what: StaticString) throws(OrchestraError) {
-    guard got >= mine else {
-        throw OrchestraError(.invalidArgument, "\(what) not initialised with its _options_init (struct_size \(UInt(bitPattern: got)), expected at least \(mine))")
-    }
 }
 
 private func opcode(_ v: Int32) throws(OrchestraError) -> Opcode {
@@ -95,10 +83,10 @@ private func opcode(_ v: Int32) throws(OrchestraError) -> Opcode {
 
 private func closeArgs(_ code: Int32, _ reason: UnsafePointer<CChar>?) throws(OrchestraError) -> (UInt16, String) {
     guard code >= 0 && code <= 0xFFFF else { throw OrchestraError(.invalidArgument, "close code \(code) out of range") }
-    return (UInt16(code), reason == nil ? "" : try optionName(reason!, "reason"))
+    return (UInt16(code), try optionalText(reason, "reason") ?? "")
 }
 
-private func status(_ s: SendStatus) -> Int32 { s == .aboveHighWatermark ? ORC_WS_ABOVE_HIGH_WATERMARK : ORC_OK }
+private func status(_ s: SendStatus) -> Int32 { s == .aboveHighWatermark ? ORC_WS_ABOVE_HIGH_WATERMARK : orcOK }
 
 // MARK: Callbacks
 
@@ -192,7 +180,7 @@ private final class CHandler: ServerHandler, ClientHandler, @unchecked Sendable 
     /// Copies a hook's response; a malformed one becomes a 500 (or the fallback status).
     private func response(_ r: orc_http_response_t, fallbackStatus: Int) -> HTTPResponse {
         var out = HTTPResponse(status: (100...599).contains(Int(r.status)) ? Int(r.status) : fallbackStatus)
-        if let ct = r.content_type, let s = try? optionName(ct, "content_type") { out.headers.append(HTTPField("Content-Type", s)) }
+        if let ct = r.content_type, let s = try? text(ct, "content_type") { out.headers.append(HTTPField("Content-Type", s)) }
         if let extra = try? fields(r.headers, r.header_count) { out.headers += extra }
         if let body = try? cBytes(r.body, r.body_len, "body") { out.body = Array(body) }
         return out
@@ -204,11 +192,7 @@ private final class CHandler: ServerHandler, ClientHandler, @unchecked Sendable 
 @_cdecl("orc_server_options_init_sized")
 public func orc_server_options_init_sized(_ opts: UnsafeMutablePointer<orc_server_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
-        let o = try required(opts, "opts")
-        let mine = MemoryLayout<orc_server_options_t>.size
-        try checkSize(structSize, mine, "struct_size")
-        memset(o, 0, mine)
-        o.pointee.struct_size = mine
+        let o = try structToInit(opts, structSize, "orc_server_options_t")
         o.pointee.backlog = 511
         o.pointee.ws = wsDefaults()
     }
@@ -220,23 +204,22 @@ public func orc_server_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_serve
         let out = try required(out, "out")
         out.pointee = nil
         let runtime = try handle(rt, Runtime.self, "rt")
-        let o = try required(opts, "opts").pointee
-        try checkSize(o.struct_size, MemoryLayout<orc_server_options_t>.size, "opts")
+        let o = try initialisedOptions(try required(opts, "opts"), "orc_server_options_t")
         var so = ServerOptions()
-        if let h = o.host { so.host = try optionName(h, "host") }
+        if let h = try optionalText(o.host, "host") { so.host = h }
         so.port = o.port
         so.backlog = o.backlog
         so.ipv6Only = o.ipv6_only != 0
-        so.paths = try strings(o.paths, try size(o.path_count, "path_count"), "paths")
-        so.subprotocols = try strings(o.subprotocols, try size(o.subprotocol_count, "subprotocol_count"), "subprotocols")
-        so.maxConnections = try size(o.max_connections, "max_connections")
+        so.paths = try strings(o.paths, try cSize(o.path_count, "path_count"), "paths")
+        so.subprotocols = try strings(o.subprotocols, try cSize(o.subprotocol_count, "subprotocol_count"), "subprotocols")
+        so.maxConnections = try cSize(o.max_connections, "max_connections")
         so.websocket = try wsOptions(o.ws)
         switch (o.tls_cert_file, o.tls_key_file) {
         case (nil, nil):
             if o.tls_client_ca_file != nil { throw OrchestraError(.invalidArgument, "tls_client_ca_file needs tls_cert_file and tls_key_file") }
         case (let cert?, let key?):
-            so.tls = try TLSContext.server(certFile: try optionName(cert, "tls_cert_file"), keyFile: try optionName(key, "tls_key_file"),
-                                           clientCAFile: try o.tls_client_ca_file.map { (p) throws(OrchestraError) in try optionName(p, "tls_client_ca_file") })
+            so.tls = try TLSContext.server(certFile: try text(cert, "tls_cert_file"), keyFile: try text(key, "tls_key_file"),
+                                           clientCAFile: try optionalText(o.tls_client_ca_file, "tls_client_ca_file"))
         default:
             throw OrchestraError(.invalidArgument, "tls_cert_file and tls_key_file go together")
         }
@@ -292,7 +275,7 @@ public func orc_server_send(_ s: OpaquePointer?, _ id: UInt64, _ op: Int32, _ da
         guard let c = server.connection(id: id) else { throw OrchestraError(.notFound, "no open connection \(id)") }
         st = try c.send(o, bytes)
     }
-    return rc == ORC_OK ? status(st) : rc
+    return rc == orcOK ? status(st) : rc
 }
 
 @_cdecl("orc_server_connection_stats")
@@ -338,12 +321,8 @@ public func orc_server_free(_ s: OpaquePointer?) {
 @_cdecl("orc_client_options_init_sized")
 public func orc_client_options_init_sized(_ opts: UnsafeMutablePointer<orc_client_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
-        let o = try required(opts, "opts")
-        let mine = MemoryLayout<orc_client_options_t>.size
-        try checkSize(structSize, mine, "struct_size")
-        memset(o, 0, mine)
+        let o = try structToInit(opts, structSize, "orc_client_options_t")
         let d = ClientOptions()
-        o.pointee.struct_size = mine
         o.pointee.connect_timeout_ms = UInt32(d.connectTimeoutMs)
         o.pointee.reconnect_initial_delay_ms = UInt32(d.reconnectInitialDelayMs)
         o.pointee.reconnect_max_delay_ms = UInt32(d.reconnectMaxDelayMs)
@@ -362,7 +341,7 @@ public func orc_client_new(_ rt: OpaquePointer?, _ url: UnsafePointer<CChar>?, _
         let out = try required(out, "out")
         out.pointee = nil
         let runtime = try handle(rt, Runtime.self, "rt")
-        let u = try optionName(try required(url, "url"), "url")
+        let u = try text(url, "url")
         var co = ClientOptions()
         var cb = orc_ws_callbacks_t()
         var onState: (@convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, orc_client_state_t, UnsafePointer<CChar>?) -> Void)? = nil
@@ -370,33 +349,27 @@ public func orc_client_new(_ rt: OpaquePointer?, _ url: UnsafePointer<CChar>?, _
         var events = false
         var free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)? = nil
         if let p = opts {
-            let o = p.pointee
-            try checkSize(o.struct_size, MemoryLayout<orc_client_options_t>.size, "opts")
-            co.headers = try fields(o.headers, try size(o.header_count, "header_count"))
-            co.subprotocols = try strings(o.subprotocols, try size(o.subprotocol_count, "subprotocol_count"), "subprotocols")
+            let o = try initialisedOptions(p, "orc_client_options_t")
+            co.headers = try fields(o.headers, try cSize(o.header_count, "header_count"))
+            co.subprotocols = try strings(o.subprotocols, try cSize(o.subprotocol_count, "subprotocol_count"), "subprotocols")
             co.connectTimeoutMs = UInt64(o.connect_timeout_ms)
             co.reconnect = o.reconnect != 0
             co.reconnectInitialDelayMs = UInt64(o.reconnect_initial_delay_ms)
             co.reconnectMaxDelayMs = UInt64(o.reconnect_max_delay_ms)
             co.reconnectMaxAttempts = Int(o.reconnect_max_attempts)
-            co.offlineBufferMessages = try size(o.offline_buffer_messages, "offline_buffer_messages")
-            co.offlineBufferBytes = try size(o.offline_buffer_bytes, "offline_buffer_bytes")
+            co.offlineBufferMessages = try cSize(o.offline_buffer_messages, "offline_buffer_messages")
+            co.offlineBufferBytes = try cSize(o.offline_buffer_bytes, "offline_buffer_bytes")
             co.websocket = try wsOptions(o.ws)
             cb = o.callbacks
             onState = o.on_state
             if let q = o.queue { queue = try handle(q, MessageQueue.self, "queue") }
             events = o.queue_events != 0
             free = o.user_data_free
-            if u.lowercased().hasPrefix("wss://") {
-                func path(_ p: UnsafePointer<CChar>?, _ what: StaticString) throws(OrchestraError) -> String? {
-                    guard let p else { return nil }
-                    return try optionName(p, what)
-                }
-                co.tls = try TLSContext.client(caFile: try path(o.tls_ca_file, "tls_ca_file"),
-                                               useSystemStore: o.tls_use_system_store != 0,
-                                               verifyPeer: o.tls_verify_peer != 0,
-                                               certFile: try path(o.tls_cert_file, "tls_cert_file"),
-                                               keyFile: try path(o.tls_key_file, "tls_key_file"))
+            co.tls = try TLSContext.client(forURL: u) { () throws(OrchestraError) in
+                ClientTLSSettings(caFile: try optionalText(o.tls_ca_file, "tls_ca_file"),
+                                  useSystemStore: o.tls_use_system_store != 0, verifyPeer: o.tls_verify_peer != 0,
+                                  certFile: try optionalText(o.tls_cert_file, "tls_cert_file"),
+                                  keyFile: try optionalText(o.tls_key_file, "tls_key_file"))
             }
         }
         if co.connectTimeoutMs == 0 { throw OrchestraError(.invalidArgument, "connect_timeout_ms must be positive") }
@@ -422,7 +395,7 @@ public func orc_client_send(_ c: OpaquePointer?, _ op: Int32, _ data: UnsafePoin
         let client = try handle(c, Client.self, "client")
         st = try client.send(try opcode(op), try cBytes(data, len, "data"))
     }
-    return rc == ORC_OK ? status(st) : rc
+    return rc == orcOK ? status(st) : rc
 }
 
 @_cdecl("orc_client_ping")
@@ -483,7 +456,7 @@ public func orc_conn_send(_ c: OpaquePointer?, _ op: Int32, _ data: UnsafePointe
         let conn = try handle(c, Connection.self, "conn")
         st = try conn.send(try opcode(op), try cBytes(data, len, "data"))
     }
-    return rc == ORC_OK ? status(st) : rc
+    return rc == orcOK ? status(st) : rc
 }
 
 @_cdecl("orc_conn_close")

@@ -224,14 +224,22 @@ static orc_agent_event_t *next_event(orc_agent_t *a) {
     return rc == ORC_OK ? ev : NULL;
 }
 
+/* The event's kind by orc_agent_event_get_kind, which must agree with the older
+ * orc_agent_event_kind; -1 when they differ or the call fails. */
+static int kind_of(const orc_agent_event_t *ev) {
+    orc_agent_event_kind_t k;
+    if (orc_agent_event_get_kind(ev, &k) != ORC_OK) return -1;
+    return (int)k == orc_agent_event_kind(ev) ? (int)k : -1;
+}
+
 static int is_state(const orc_agent_event_t *ev, orc_agent_state_t s) {
-    return ev && orc_agent_event_kind(ev) == ORC_AGENT_EVENT_STATE && orc_agent_event_state(ev) == s;
+    return ev && kind_of(ev) == ORC_AGENT_EVENT_STATE && orc_agent_event_state(ev) == s;
 }
 
 static int is_task_event(const orc_agent_event_t *ev, int kind, const char *task_id, uint32_t attempt) {
     size_t len = 0;
     const char *id = ev ? orc_agent_event_task_id(ev, &len) : NULL;
-    return ev && orc_agent_event_kind(ev) == kind && id && len == strlen(task_id) &&
+    return ev && kind_of(ev) == kind && id && len == strlen(task_id) &&
            memcmp(id, task_id, len) == 0 && id[len] == 0 && orc_agent_event_attempt(ev) == attempt;
 }
 
@@ -365,6 +373,9 @@ static void test_arguments(orc_runtime_t *rt) {
     /* Getters and frees are NULL-safe. */
     size_t len = 7;
     CHECK(orc_agent_event_kind(NULL) == ORC_EINVAL);
+    orc_agent_event_kind_t kind = ORC_AGENT_EVENT_TASK;
+    CHECK_RC(orc_agent_event_get_kind(NULL, &kind), ORC_EINVAL);
+    CHECK(kind == ORC_AGENT_EVENT_TASK);   /* untouched on an error */
     CHECK(orc_agent_event_attempt(NULL) == 0);
     CHECK(orc_agent_event_state(NULL) == ORC_AGENT_CLOSED);
     CHECK(orc_agent_event_task_id(NULL, &len) == NULL && len == 0);
@@ -466,6 +477,7 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK_RC(orc_agent_event_view(ev, NULL), ORC_EINVAL);
     v.struct_size = sizeof v;
     CHECK_RC(orc_agent_event_view(NULL, &v), ORC_EINVAL);
+    CHECK_RC(orc_agent_event_get_kind(ev, NULL), ORC_EINVAL);
     orc_agent_event_free(ev);
     ev = next_event(a);
     CHECK(is_task_event(ev, ORC_AGENT_EVENT_TASK, "t2", 1));   /* not the duplicate t1 */

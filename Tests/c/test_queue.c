@@ -260,25 +260,49 @@ static void *push_thread(void *arg) {
     return NULL;
 }
 
+/* Waits until `n` readers wait in a pop of q (polling or asleep): then they have blocked.
+ * Bounded (10 s) so that a reader that never blocks fails the CHECK instead of hanging. */
+static int readers_waiting(orc_queue_t *q, size_t n) {
+    for (int i = 0; i < 10000; i++) {
+        if (orc_queue_waiting_readers(q) == n) return 1;
+        usleep(1000);
+    }
+    return 0;
+}
+
+/* Waits until the queue's stats count `n` pushes that had to wait for room. Bounded too. */
+static int pushes_blocked(orc_queue_t *q, uint64_t n) {
+    orc_queue_stats_t st;
+    for (int i = 0; i < 10000; i++) {
+        st.struct_size = sizeof st;
+        if (orc_queue_stats(q, &st) == ORC_OK && st.blocked_pushes == n) return 1;
+        usleep(1000);
+    }
+    return 0;
+}
+
 static void test_blocking(void) {
     /* a blocked pop is woken by a push and gets that message */
     orc_queue_t *q = new_queue(0, ORC_POLICY_BLOCK, -1);
     struct popper p = { q, 1, NULL };
     pthread_t t;
+    CHECK(orc_queue_waiting_readers(q) == 0);
+    CHECK(orc_queue_waiting_readers(NULL) == 0);
     CHECK(pthread_create(&t, NULL, pop_thread, &p) == 0);
-    usleep(20000);   /* very likely blocked by now; the result is the same either way */
+    CHECK(readers_waiting(q, 1));
     orc_msg_t *m = new_msg(-1);
     CHECK_OK(orc_queue_push(q, m));
     pthread_join(t, NULL);
     CHECK_RC(p.rc, ORC_OK);
     CHECK(p.msg == m);
     orc_msg_release(p.msg);
+    CHECK(orc_queue_waiting_readers(q) == 0);
 
     /* blocked pops are woken by close */
     struct popper ps[3] = { { q, 1, NULL }, { q, 1, NULL }, { q, 1, NULL } };
     pthread_t ts[3];
     for (int i = 0; i < 3; i++) CHECK(pthread_create(&ts[i], NULL, pop_thread, &ps[i]) == 0);
-    usleep(20000);
+    CHECK(readers_waiting(q, 3));
     CHECK_OK(orc_queue_close(q));
     for (int i = 0; i < 3; i++) {
         pthread_join(ts[i], NULL);
@@ -294,17 +318,17 @@ static void test_blocking(void) {
     CHECK_OK(orc_queue_push(q, new_msg(-1)));
     struct pusher pu = { q, new_msg(-1), 1 };
     CHECK(pthread_create(&t, NULL, push_thread, &pu) == 0);
-    usleep(20000);
+    CHECK(pushes_blocked(q, 1));
     CHECK_OK(orc_queue_pop(q, -1, &m));
     orc_msg_release(m);
     pthread_join(t, NULL);
     CHECK_RC(pu.rc, ORC_OK);
     struct pusher pu2 = { q, new_msg(-1), 1 };
     CHECK(pthread_create(&t, NULL, push_thread, &pu2) == 0);
-    usleep(20000);
+    CHECK(pushes_blocked(q, 2));
     CHECK_OK(orc_queue_close(q));
     pthread_join(t, NULL);
-    CHECK_RC(pu2.rc, ORC_ECLOSED);   /* (or ORC_OK had it not blocked: it did, the queue was full) */
+    CHECK_RC(pu2.rc, ORC_ECLOSED);
     orc_msg_release(pu2.msg);
     CHECK_OK(orc_queue_pop(q, -1, &m));   /* drains, then closed */
     CHECK(m == pu.msg);
@@ -346,7 +370,7 @@ static void test_polling_readers(void) {
     struct popper p = { q, 1, NULL };
     pthread_t t;
     CHECK(pthread_create(&t, NULL, pop_thread, &p) == 0);
-    usleep(20000);
+    CHECK(readers_waiting(q, 1));
     orc_msg_t *m = new_msg(-1);
     CHECK_OK(orc_queue_push(q, m));
     pthread_join(t, NULL);
@@ -355,11 +379,12 @@ static void test_polling_readers(void) {
     orc_msg_release(p.msg);
     /* a pop whose timeout is shorter than the poll time times out */
     CHECK_RC(orc_queue_pop(q, 30, &m), ORC_ETIMEDOUT);
+    CHECK(orc_queue_waiting_readers(q) == 0);   /* a reader that gave up no longer counts */
     /* close ends polling waits */
     struct popper ps[2] = { { q, 1, NULL }, { q, 1, NULL } };
     pthread_t ts[2];
     for (int i = 0; i < 2; i++) CHECK(pthread_create(&ts[i], NULL, pop_thread, &ps[i]) == 0);
-    usleep(20000);
+    CHECK(readers_waiting(q, 2));
     CHECK_OK(orc_queue_close(q));
     for (int i = 0; i < 2; i++) {
         pthread_join(ts[i], NULL);
@@ -371,7 +396,7 @@ static void test_polling_readers(void) {
     q = new_polling_queue(1000000);
     struct popper pf = { q, 1, NULL };
     CHECK(pthread_create(&t, NULL, pop_thread, &pf) == 0);
-    usleep(20000);
+    CHECK(readers_waiting(q, 1));
     CHECK_OK(orc_queue_fail(q, 3, "gone", 4));
     pthread_join(t, NULL);
     CHECK_RC(pf.rc, ORC_EFAILED);
@@ -381,7 +406,7 @@ static void test_polling_readers(void) {
     q = new_polling_queue(0);
     struct popper p0 = { q, 1, NULL };
     CHECK(pthread_create(&t, NULL, pop_thread, &p0) == 0);
-    usleep(20000);
+    CHECK(readers_waiting(q, 1));
     m = new_msg(-1);
     CHECK_OK(orc_queue_push(q, m));
     pthread_join(t, NULL);
@@ -396,7 +421,7 @@ static void test_fail(void) {
     struct popper p = { q, 1, NULL };
     pthread_t t;
     CHECK(pthread_create(&t, NULL, pop_thread, &p) == 0);
-    usleep(20000);
+    CHECK(readers_waiting(q, 1));
     CHECK_OK(orc_queue_fail(q, 17, "agent crashed", 13));
     pthread_join(t, NULL);
     CHECK_RC(p.rc, ORC_EFAILED);

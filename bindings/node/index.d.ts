@@ -11,11 +11,13 @@ export interface OrchestraError extends Error {
   errno: number;
 }
 
+// BEGIN generated: ErrorCodeName (scripts/abi-tables)
 export type ErrorCodeName =
   | 'ORC_EINVAL' | 'ORC_ENOMEM' | 'ORC_EPARSE' | 'ORC_ETOOBIG' | 'ORC_EAGAIN'
   | 'ORC_ETIMEDOUT' | 'ORC_ECLOSED' | 'ORC_EFAILED' | 'ORC_EFULL' | 'ORC_ENOSPC'
   | 'ORC_ECRYPTO' | 'ORC_ENOTFOUND' | 'ORC_ESTATE' | 'ORC_ENOTSUP' | 'ORC_EVERSION'
-  | 'ORC_EIO' | 'ORC_EINTERNAL';
+  | 'ORC_EIO' | 'ORC_EINTERNAL' | 'ORC_ETLS';
+// END generated: ErrorCodeName
 
 /** The codes by name: codes.ORC_EFULL === -9. */
 export const codes: Readonly<Record<ErrorCodeName, number>>;
@@ -28,8 +30,10 @@ export const libraryVersionNumber: number;
 /** The orchestra.node file that was loaded. */
 export const addonPath: string;
 
+// BEGIN generated: Priority (scripts/abi-tables)
 export const Priority: Readonly<{ LOW: 0; NORMAL: 1; HIGH: 2; CRITICAL: 3 }>;
 export type PriorityValue = 0 | 1 | 2 | 3;
+// END generated: Priority
 
 export type ContentType = 'json' | 'text' | 'binary';
 export type Format = 'json' | 'msgpack';
@@ -401,7 +405,9 @@ export class Server extends EventEmitter implements AsyncIterable<ServerEvent> {
   once(event: 'close', listener: () => void): this;
 }
 
+// BEGIN generated: ClientState (scripts/abi-tables)
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closing' | 'closed';
+// END generated: ClientState
 
 /** A WebSocket client with optional reconnection and an offline buffer. */
 export class Client extends EventEmitter implements AsyncIterable<{ data: WsData; isBinary: boolean }> {
@@ -443,7 +449,9 @@ export class Client extends EventEmitter implements AsyncIterable<{ data: WsData
 
 // ------------------------------------------------------------------------------------ Agent
 
+// BEGIN generated: AgentState (scripts/abi-tables)
 export type AgentState = 'connecting' | 'registered' | 'disconnected' | 'failed' | 'closed';
+// END generated: AgentState
 
 export interface AgentOptions {
   /** The hub's agent endpoint: 'ws://127.0.0.1:7420/agent' or 'wss://...'. */

@@ -1,6 +1,7 @@
 // The envelope codec: one Message <-> JSON text or MessagePack bytes.
 //
-// JSON object keys (camelCase; the same str keys in MessagePack), written in this order:
+// JSON object keys (camelCase, as docs/protocol.md names them; the same str keys in
+// MessagePack), written in this order:
 //   id, type, timestamp, version, source, target, correlationId, replyTo, ttl, priority,
 //   contentType, headers, metadata, <extensions>, payload
 // Optional fields are written only when present; contentType only when not application/json;

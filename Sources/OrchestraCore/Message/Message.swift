@@ -1,7 +1,7 @@
 import CSSL
 import Synchronization
 
-/// Message priority: four lanes in the queue, LOW..CRITICAL as in the design documents.
+/// Message priority: four lanes in the queue, LOW..CRITICAL (orc_priority_t of the header).
 public enum Priority: UInt8, Sendable, CaseIterable, Comparable {
     case low = 0, normal = 1, high = 2, critical = 3
 
@@ -72,7 +72,7 @@ public enum TextField: Int32, Sendable, CaseIterable {
     }
 }
 
-/// The one envelope of every layer (DESIGN.md section 4).
+/// The one envelope of every layer (docs/protocol.md; include/orchestra.h, section MESSAGE).
 ///
 /// A message is a reference type; the C ABI exposes it reference counted
 /// (`orc_msg_retain`/`orc_msg_release`) so one message can fan out without copies. A message

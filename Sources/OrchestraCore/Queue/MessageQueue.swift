@@ -1,10 +1,10 @@
 import Glibc
 import Synchronization
 
-/// The h2A message queue (DESIGN.md section 5): non-blocking push with direct hand-off to a
-/// waiting reader, four priority lanes (FIFO within a lane), a bound with a backpressure policy,
-/// per-message TTL, close (drain, then `.closed`) and fail (`.failed` for everyone), batch
-/// operations, a readiness eventfd and statistics.
+/// The h2A message queue (include/orchestra.h, section QUEUE): non-blocking push with direct
+/// hand-off to a waiting reader, four priority lanes (FIFO within a lane), a bound with a
+/// backpressure policy, per-message TTL, close (drain, then `.closed`) and fail (`.failed` for
+/// everyone), batch operations, a readiness eventfd and statistics.
 ///
 /// Two mutexes, so that pushes and pops do not wait for each other. Producers append to an
 /// intake ring under the producer mutex and publish its tail; whoever next takes the queue
@@ -81,6 +81,9 @@ public final class MessageQueue: @unchecked Sendable {
         var syncTail: UnsafeMutablePointer<SyncWaiter>? = nil
         var asyncWaiters: [AsyncWaiter] = []
         var nextWaiterId: UInt64 = 0
+        /// Synchronous readers inside a pop that found the queue empty and wait (polling or
+        /// asleep); see `waitingReaders`.
+        var waitingReaders = 0
         /// How long the next reader polls (ns): halved after a poll that found nothing (the
         /// writer is slow, or not running because the CPUs are busy), doubled back up to
         /// `spinNanos` after one that did.
@@ -845,6 +848,7 @@ public final class MessageQueue: @unchecked Sendable {
             if timeoutMs == 0 { err = OrchestraError(.wouldBlock, "\(label) is empty"); break }
             if !deadlineSet {
                 deadlineSet = true
+                s.pointee.waitingReaders += 1
                 if timeoutMs > 0 { deadline = MessageQueue.deadline(afterMs: timeoutMs) }
             }
             if !polled && s.pointee.pollBudget > 0 {
@@ -918,6 +922,7 @@ public final class MessageQueue: @unchecked Sendable {
                 break outer
             }
         }
+        if deadlineSet { s.pointee.waitingReaders -= 1 }
         if n > 0 && s.pointee.blockedWriters > 0 {
             madeRoomLocked(n)
         } else if !pending.isEmpty && s.pointee.blockedWriters > 0 {
@@ -1061,6 +1066,14 @@ public final class MessageQueue: @unchecked Sendable {
             syncFD()
         }
         return s.pointee.efd
+    }
+
+    /// Readers waiting now in a pop because the queue was empty: synchronous ones polling or
+    /// asleep, and asynchronous ones (for tests and diagnostics: a test can tell that a reader
+    /// blocked instead of sleeping and hoping).
+    public var waitingReaders: Int {
+        lock(); defer { unlock() }
+        return s.pointee.waitingReaders + s.pointee.asyncWaiters.count
     }
 
     /// How many readers wait now (for tests and diagnostics).

@@ -1,5 +1,6 @@
 // The subject router: subscriptions with wildcards, ordered middleware, isolated handler
-// failures and a dead-letter hook (DESIGN.md section 6). See Subject.swift for the grammar.
+// failures and a dead-letter hook (include/orchestra.h, section ROUTER). See Subject.swift
+// for the grammar.
 import Synchronization
 
 /// Identifies one subscription of a router. Never 0; never reused by the same router.

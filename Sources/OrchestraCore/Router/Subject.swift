@@ -1,4 +1,5 @@
-// Subject grammar, validation and tokenisation for the router (DESIGN.md section 6).
+// Subject grammar, validation and tokenisation for the router (include/orchestra.h, section
+// ROUTER).
 //
 // A subject is a dot-separated list of non-empty tokens ("task.stream"). A pattern may also
 // use two wildcard tokens: `*` matches exactly one token and `>` matches one or more trailing

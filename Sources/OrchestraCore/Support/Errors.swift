@@ -1,5 +1,7 @@
-// The one table of liborchestra error codes. include/orchestra.h mirrors these values as
-// ORC_E* macros; Tests/c/test_abi.c checks that every name and value agree.
+// liborchestra's error codes in Swift. Their one definition is ORC_ERRNO_MAP in
+// include/orchestra.h: the abi.consistency test (scripts/abi-tables --check) fails when a case,
+// its name or its summary differs from the header's row, and Tests/c/test_abi.c checks what
+// the library's orc_err_name and orc_strerror return (made from this type) against every row.
 
 /// A liborchestra error code. Raw values are the negative `ORC_E*` codes of the C ABI.
 public enum ErrorCode: Int32, CaseIterable, Sendable {

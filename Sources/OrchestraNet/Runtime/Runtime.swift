@@ -3,7 +3,7 @@ import Glibc
 import OrchestraCore
 import Synchronization
 
-/// A libuv loop on an I/O thread of its own (DESIGN.md section 3), like a ZeroMQ context: all
+/// A libuv loop on an I/O thread of its own (docs/abi.md, Threads), like a ZeroMQ context: all
 /// socket work happens on that thread and nothing else touches its libuv handles.
 ///
 /// Any thread may `post` work to it. Posts go through a lock-free multi-producer mailbox (a

@@ -10,6 +10,27 @@ public enum TLSRole: Sendable {
     case server
 }
 
+/// What a TLS client trusts and presents (see `TLSContext.client`).
+public struct ClientTLSSettings: Sendable {
+    /// A PEM file of CAs to trust besides (or instead of) the system's store.
+    public var caFile: String? = nil
+    public var useSystemStore = true
+    /// false turns certificate and host name checking off (tests only).
+    public var verifyPeer = true
+    /// A client certificate and its key (PEM) for servers that ask for one.
+    public var certFile: String? = nil
+    public var keyFile: String? = nil
+
+    public init(caFile: String? = nil, useSystemStore: Bool = true, verifyPeer: Bool = true,
+                certFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.useSystemStore = useSystemStore
+        self.verifyPeer = verifyPeer
+        self.certFile = certFile
+        self.keyFile = keyFile
+    }
+}
+
 /// A TLS configuration (an OpenSSL `SSL_CTX`): role, certificate and key, trust store and
 /// verification policy. TLS 1.2 is the minimum version; renegotiation and compression are off.
 ///
@@ -110,6 +131,16 @@ public final class TLSContext: @unchecked Sendable {
             throw error
         }
         return TLSContext(ctx: ctx, role: .client, verifiesPeer: verifyPeer)
+    }
+
+    /// The context a client for `url` connects with: nil for a ws:// URL (no TLS); for wss://
+    /// one made by `client(...)` from the settings `settings()` gives (asked only then, so
+    /// settings that only TLS needs are not read for a ws:// URL).
+    public static func client(forURL url: String, _ settings: () throws(OrchestraError) -> ClientTLSSettings) throws(OrchestraError) -> TLSContext? {
+        guard WebSocketURL.isSecure(url) else { return nil }
+        let s = try settings()
+        return try client(caFile: s.caFile, useSystemStore: s.useSystemStore, verifyPeer: s.verifyPeer,
+                          certFile: s.certFile, keyFile: s.keyFile)
     }
 
     private static func newContext(_ method: OpaquePointer?) throws(OrchestraError) -> OpaquePointer {

@@ -17,12 +17,16 @@ public struct WebSocketURL: Sendable, Equatable {
         return port == (secure ? 443 : 80) ? h : "\(h):\(port)"
     }
 
+    /// Whether `url` names a wss:// (TLS) endpoint: its scheme, in any case, is wss.
+    public static func isSecure(_ url: String) -> Bool {
+        url.prefix(6).lowercased() == "wss://"
+    }
+
     public init(_ s: String) throws(OrchestraError) {
         func bad(_ why: String) -> OrchestraError { OrchestraError(.invalidArgument, "invalid WebSocket URL \"\(s)\": \(why)") }
         var rest: Substring
-        let lower = s.lowercased()
-        if lower.hasPrefix("ws://") { secure = false; rest = s.dropFirst(5) }
-        else if lower.hasPrefix("wss://") { secure = true; rest = s.dropFirst(6) }
+        if WebSocketURL.isSecure(s) { secure = true; rest = s.dropFirst(6) }
+        else if s.lowercased().hasPrefix("ws://") { secure = false; rest = s.dropFirst(5) }
         else { throw bad("the scheme must be ws:// or wss://") }
         if let hash = rest.firstIndex(of: "#") {
             guard rest[hash...].count == 1 else { throw bad("a WebSocket URL has no fragment (RFC 6455 section 3)") }

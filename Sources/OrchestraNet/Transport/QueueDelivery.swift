@@ -1,6 +1,7 @@
 import OrchestraCore
 
-/// Delivers a server's or client's traffic into an h2A queue (DESIGN.md section 3, first way):
+/// Delivers a server's or client's traffic into an h2A queue (include/orchestra.h, section
+/// WEBSOCKET, the second way of receiving):
 /// each text or binary message becomes a `Message` of type `ws.message` whose payload holds
 /// the bytes (content type text or binary) and whose `connectionId` says where it came from.
 /// With `events`, the connection's life goes into the queue too: `ws.open` and `ws.close`

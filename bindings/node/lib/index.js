@@ -1,7 +1,7 @@
 'use strict';
 // The Node binding of liborchestra: loads orchestra.node (the N-API addon in ../src, built by
 // CMake) and adds the JavaScript conveniences on top of its native classes. Protocol logic
-// lives in the library; this file only shapes values (DESIGN.md: bindings stay thin).
+// lives in the library; this file only shapes values (bindings stay thin: docs/abi.md).
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -44,17 +44,38 @@ function loadAddon() {
 
 const { native, addonPath } = loadAddon();
 const { Message, Queue } = native;
+// The header's enums and constants (lib/abi.js, written from include/orchestra.h by
+// scripts/abi-tables and checked against it by the abi.consistency test).
+const abi = require('./abi');
 
 // ----------------------------------------------------------------------------- constants
 
+/** The library's error codes by name, read from the library itself: orc_err_name over -1,
+ *  -2, ... until it answers ORC_EUNKNOWN (the codes run without a gap: ORC_ERRNO_MAP). */
+function libraryCodes() {
+  const out = {};
+  for (let code = -1; code > -1000; code--) {
+    const name = native.errorName(code);
+    if (name === 'ORC_EUNKNOWN') break;
+    out[name] = code;
+  }
+  return out;
+}
+
 /** Error codes: codes.ORC_EFULL === -9; errors thrown by the binding carry `code` (the name)
  *  and `errno` (the number). */
-const codes = Object.freeze(Object.fromEntries(
-  Array.from({ length: 17 }, (_, i) => [native.errorName(-(i + 1)), -(i + 1)])));
+const codes = Object.freeze(libraryCodes());
 
-const Priority = Object.freeze({ LOW: 0, NORMAL: 1, HIGH: 2, CRITICAL: 3 });
-const CONTENT_TYPES = ['json', 'text', 'binary'];
-const CONTENT_CODE = { json: 0, text: 1, binary: 2 };
+/** A header enum's value names in lower case, indexed by value: ['connecting', 'open', ...]. */
+function lowerNames(cType) {
+  const names = [];
+  for (const [name, value] of Object.entries(abi.enums[cType].values)) names[value] = name.toLowerCase();
+  return Object.freeze(names);
+}
+
+const Priority = Object.freeze({ ...abi.enums.orc_priority_t.values });
+const CONTENT_TYPES = lowerNames('orc_content_type_t');
+const CONTENT_CODE = Object.freeze(Object.fromEntries(CONTENT_TYPES.map((name, value) => [name, value])));
 
 function invalid(message) {
   const e = new TypeError(message);
@@ -171,7 +192,7 @@ Object.defineProperties(Message.prototype, {
       const code = CONTENT_CODE[ct];
       if (code === undefined) throw invalid("contentType must be 'json', 'text' or 'binary'");
       let data = value;
-      if (code === 0 && !isBytes(value)) {
+      if (code === CONTENT_CODE.json && !isBytes(value)) {
         data = JSON.stringify(value);
         if (data === undefined) throw invalid('the payload has no JSON form');
       } else if (typeof value !== 'string' && !isBytes(value)) {
@@ -354,7 +375,7 @@ const EV_PONG = 4;
 const EV_CLOSE = 5;
 const EV_STATE = 6;
 
-const STATES = ['connecting', 'open', 'reconnecting', 'closing', 'closed'];
+const STATES = lowerNames('orc_client_state_t');
 
 /** A FIFO of events for `for await`, fed while an iterator is active. */
 class EventChannel {
@@ -803,12 +824,11 @@ class Client extends EventEmitter {
 
 const ag = native._agent;
 // Event kinds and states of orc_agent_event_kind_t / orc_agent_state_t.
-const AG_TASK = 1;
-const AG_CANCEL = 2;
-const AG_INPUT = 3;
-const AG_STATE = 4;
-const AG_ERROR = 5;
-const AGENT_STATES = ['connecting', 'registered', 'disconnected', 'failed', 'closed'];
+const {
+  ORC_AGENT_EVENT_TASK: AG_TASK, ORC_AGENT_EVENT_CANCEL: AG_CANCEL, ORC_AGENT_EVENT_INPUT: AG_INPUT,
+  ORC_AGENT_EVENT_STATE: AG_STATE, ORC_AGENT_EVENT_ERROR: AG_ERROR,
+} = abi.constants;
+const AGENT_STATES = lowerNames('orc_agent_state_t');
 
 /** An error envelope from the hub: `code` is the hub's code ('AUTH_001', 'PARAM_001', ...),
  *  `hubMessage` its message; `taskId`/`attempt` when it was about a task, `payload` the whole

@@ -3,7 +3,7 @@
  * JS Errors with a `code`, argument conversion and wrapping of library handles.
  *
  * The addon is a thin wrapper over include/orchestra.h: it converts values and handles and
- * calls the C ABI; protocol logic stays in the library (DESIGN.md). Each part lives in its own
+ * calls the C ABI; protocol logic stays in the library (docs/abi.md). Each part lives in its own
  * file with one init function called from addon.c:
  *   message.c  Message (orc_msg_t)         queue.c  Queue (orc_queue_t)
  *   ws.c       Runtime, Server, Client, Connection (orc_runtime_*, orc_server_*, orc_client_*,

@@ -14,7 +14,7 @@
  * environment's own libuv loop (napi_get_uv_event_loop). lib/index.js then pops a batch with
  * timeout 0 and waits again on ORC_EAGAIN. We chose this over a worker thread blocked in
  * orc_queue_pop plus a napi_threadsafe_function because it is what the fd exists for
- * (DESIGN.md section 3, the same path Python's asyncio takes): no extra thread per queue, no
+ * (docs/abi.md, Threads; the same path Python's asyncio takes): no extra thread per queue, no
  * thread hop and no cross-thread hand-off per wake-up, a whole batch per wake-up, nothing to
  * join at exit, and closing or failing the queue wakes the waiter through the same fd.
  *

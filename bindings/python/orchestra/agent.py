@@ -29,24 +29,25 @@ from enum import IntEnum
 from typing import (Any, AsyncIterator, Callable, Dict, Iterator, Mapping, Optional, Sequence,
                     Tuple, Union)
 
-from . import _lib
+from . import _abi, _lib
 from .errors import Closed, InvalidArgument, StateError, check, error_for
 from .ws import Runtime
 
 log = logging.getLogger("orchestra.agent")
 
-_EAGAIN, _ETIMEDOUT, _ECLOSED = -5, -6, -7
-_TASK, _CANCEL, _INPUT, _STATE, _ERROR = 1, 2, 3, 4, 5
+_EAGAIN, _ETIMEDOUT, _ECLOSED = _abi.ORC_EAGAIN, _abi.ORC_ETIMEDOUT, _abi.ORC_ECLOSED
+_TASK, _CANCEL, _INPUT, _STATE, _ERROR = (_abi.ORC_AGENT_EVENT_TASK, _abi.ORC_AGENT_EVENT_CANCEL, _abi.ORC_AGENT_EVENT_INPUT,
+                                          _abi.ORC_AGENT_EVENT_STATE, _abi.ORC_AGENT_EVENT_ERROR)
 
 
 class AgentState(IntEnum):
     """``orc_agent_state_t``: CONNECTING -> REGISTERED -> DISCONNECTED -> CONNECTING ...;
     FAILED (the hub refused the registration; the agent stops) and CLOSED are final."""
-    CONNECTING = 0
-    REGISTERED = 1
-    DISCONNECTED = 2
-    FAILED = 3
-    CLOSED = 4
+    CONNECTING = _abi.ORC_AGENT_CONNECTING
+    REGISTERED = _abi.ORC_AGENT_REGISTERED
+    DISCONNECTED = _abi.ORC_AGENT_DISCONNECTED
+    FAILED = _abi.ORC_AGENT_FAILED
+    CLOSED = _abi.ORC_AGENT_CLOSED
 
 
 class HubError(Exception):
@@ -128,7 +129,7 @@ class _C:
             cls.free = f("orc_agent_free", None, vp)
         except AttributeError as e:
             from .errors import Unsupported
-            raise Unsupported(-14, f"{_lib.path} has no agent API ({e}); build a newer liborchestra") from None
+            raise Unsupported(_abi.ORC_ENOTSUP, f"{_lib.path} has no agent API ({e}); build a newer liborchestra") from None
         cls.ready = True
 
 
@@ -212,12 +213,12 @@ def _secret_bytes(secret: Union[bytes, bytearray, memoryview, str]) -> bytes:
         try:
             b = bytes.fromhex(secret.strip())
         except ValueError:
-            raise InvalidArgument(-1, "secret: a str secret must be hex digits (as `orchestra-hub key add` "
+            raise InvalidArgument(_abi.ORC_EINVAL, "secret: a str secret must be hex digits (as `orchestra-hub key add` "
                                       "prints it); pass bytes for a raw secret") from None
     else:
         raise TypeError(f"secret must be bytes or a hex str, not {type(secret).__name__}")
     if not b:
-        raise InvalidArgument(-1, "secret must not be empty")
+        raise InvalidArgument(_abi.ORC_EINVAL, "secret must not be empty")
     return b
 
 
@@ -234,7 +235,7 @@ def _ms(seconds: Optional[float], what: str) -> Optional[int]:
         return None
     ms = int(seconds * 1000)
     if not 1 <= ms <= 0xFFFFFFFF:
-        raise InvalidArgument(-1, f"{what} must be between 0.001 and 4294967 seconds")
+        raise InvalidArgument(_abi.ORC_EINVAL, f"{what} must be between 0.001 and 4294967 seconds")
     return ms
 
 
@@ -258,7 +259,7 @@ class _Core:
             raise TypeError("capabilities must be a sequence of str (e.g. ['shell']), not a single string")
         caps = [_utf8(c, "capabilities[]") for c in capabilities]
         if not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 0xFFFFFFFF:
-            raise InvalidArgument(-1, "max_concurrency must be an int >= 1")
+            raise InvalidArgument(_abi.ORC_EINVAL, "max_concurrency must be an int >= 1")
         self._runtime = runtime or Runtime.shared()
         o = _Options()
         check(_C.options_init(byref(o), sizeof(o)))
@@ -391,7 +392,7 @@ class _TaskBase:
     def _ptr(self) -> int:
         ptr = self._agent._ptr
         if not ptr:
-            raise Closed(-7, "the agent was freed")
+            raise Closed(_ECLOSED, "the agent was freed")
         return ptr
 
     def accept(self) -> None:
@@ -636,7 +637,7 @@ class Agent(_Core):
             if self._failure is not None:
                 raise self._failure
             if st == AgentState.CLOSED or self._ended:
-                raise Closed(-7, "the agent was closed before it registered")
+                raise Closed(_ECLOSED, "the agent was closed before it registered")
             await self._changed()
 
     async def tasks(self) -> AsyncIterator[AgentTask]:
@@ -740,7 +741,7 @@ class SyncAgent(_Core):
         rt = kwargs.get("runtime")
         if rt is not None and rt.embedded:
             # Its waits block the calling thread: nothing would run the runtime meanwhile.
-            raise StateError(-13, "SyncAgent needs a runtime with its own I/O thread, not an embedded one")
+            raise StateError(_abi.ORC_ESTATE, "SyncAgent needs a runtime with its own I/O thread, not an embedded one")
         super().__init__(*args, **kwargs)
         self._cond = threading.Condition()
         self._pumping = False    # a thread is popping events (without holding _cond)
@@ -817,9 +818,9 @@ class SyncAgent(_Core):
         check(_C.start(self._ptr))
         if not self._wait(lambda: self.state == AgentState.REGISTERED or self._failure is not None, timeout):
             if self._ended:
-                raise Closed(-7, "the agent was closed before it registered")
+                raise Closed(_ECLOSED, "the agent was closed before it registered")
             from .errors import Timeout
-            raise Timeout(-6, f"not registered within {timeout} s (state {self.state.name}: {self.reason})")
+            raise Timeout(_ETIMEDOUT, f"not registered within {timeout} s (state {self.state.name}: {self.reason})")
         if self._failure is not None:
             raise self._failure
         return self

@@ -1,4 +1,4 @@
-"""Python exceptions for the ORC_E* codes of include/orchestra.h."""
+"""Python exceptions for the ORC_E* codes of include/orchestra.h (ORC_ERRNO_MAP)."""
 from __future__ import annotations
 
 from . import _lib
@@ -36,12 +36,33 @@ class IOFailure(OrchestraError, OSError): pass
 class InternalError(OrchestraError): pass
 class TLSError(OrchestraError): pass
 
-_BY_CODE = {
-    -1: InvalidArgument, -2: NoMemory, -3: ParseError, -4: TooBig, -5: WouldBlock,
-    -6: Timeout, -7: Closed, -8: Failed, -9: Full, -10: NoSpace, -11: CryptoError,
-    -12: NotFound, -13: StateError, -14: Unsupported, -15: VersionError, -16: IOFailure,
-    -17: InternalError, -18: TLSError,
+#: The exception class of each ORC_E* name. The abi.consistency test fails when a name of the
+#: header's ORC_ERRNO_MAP has no class here, or a class a name the header does not have.
+_BY_NAME = {
+    "ORC_EINVAL": InvalidArgument, "ORC_ENOMEM": NoMemory, "ORC_EPARSE": ParseError,
+    "ORC_ETOOBIG": TooBig, "ORC_EAGAIN": WouldBlock, "ORC_ETIMEDOUT": Timeout,
+    "ORC_ECLOSED": Closed, "ORC_EFAILED": Failed, "ORC_EFULL": Full, "ORC_ENOSPC": NoSpace,
+    "ORC_ECRYPTO": CryptoError, "ORC_ENOTFOUND": NotFound, "ORC_ESTATE": StateError,
+    "ORC_ENOTSUP": Unsupported, "ORC_EVERSION": VersionError, "ORC_EIO": IOFailure,
+    "ORC_EINTERNAL": InternalError, "ORC_ETLS": TLSError,
 }
+
+
+def _library_codes() -> dict:
+    """The loaded library's codes by value, read from the library: orc_err_name over -1, -2,
+    ... until it answers ORC_EUNKNOWN (the codes have no gap; bounded)."""
+    codes = {}
+    for code in range(-1, -1001, -1):
+        name = _lib.orc_err_name(code).decode()
+        if name == "ORC_EUNKNOWN":
+            break
+        codes[code] = name
+    return codes
+
+
+#: The exception class of each code the library has (a code this package has no class for,
+#: from a newer library, raises OrchestraError itself).
+_BY_CODE = {code: _BY_NAME.get(name, OrchestraError) for code, name in _library_codes().items()}
 
 
 def error_for(code: int) -> OrchestraError:

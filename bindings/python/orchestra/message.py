@@ -7,26 +7,26 @@ from ctypes import byref, c_int, c_int64, c_size_t, c_void_p
 from enum import IntEnum
 from typing import Any, Iterator, Optional, Union
 
-from . import _lib
+from . import _abi, _lib
 from .errors import NotFound, check
 
 
 class Priority(IntEnum):
-    LOW = 0
-    NORMAL = 1
-    HIGH = 2
-    CRITICAL = 3
+    LOW = _abi.ORC_PRIORITY_LOW
+    NORMAL = _abi.ORC_PRIORITY_NORMAL
+    HIGH = _abi.ORC_PRIORITY_HIGH
+    CRITICAL = _abi.ORC_PRIORITY_CRITICAL
 
 
 class ContentType(IntEnum):
-    JSON = 0
-    TEXT = 1
-    BINARY = 2
+    JSON = _abi.ORC_CONTENT_JSON
+    TEXT = _abi.ORC_CONTENT_TEXT
+    BINARY = _abi.ORC_CONTENT_BINARY
 
 
-_FIELDS = {"id": 0, "type": 1, "version": 2, "source": 3, "target": 4,
-           "correlation_id": 5, "reply_to": 6}
-_FORMATS = {"json": 0, "msgpack": 1}
+_FIELDS = {name.lower(): value for name, value in _abi.ENUMS["orc_field_t"][1].items()}
+_FORMATS = {name.lower(): value for name, value in _abi.ENUMS["orc_format_t"][1].items()}
+_ENOTFOUND = _abi.ORC_ENOTFOUND
 
 Payload = Union[bytes, bytearray, memoryview, str, Any]
 
@@ -48,7 +48,7 @@ def _text_field(name: str):
     def get(self: "Message") -> Optional[str]:
         ptr, n = c_void_p(), c_size_t()
         rc = _lib.orc_msg_get(self._ptr, field, byref(ptr), byref(n))
-        if rc == -12:  # ORC_ENOTFOUND: the field is absent
+        if rc == _ENOTFOUND:  # the field is absent
             return None
         check(rc)
         return ctypes.string_at(ptr, n.value).decode("utf-8") if n.value else ""
@@ -124,7 +124,7 @@ class Message:
         """Milliseconds since the Unix epoch, or None."""
         v = c_int64()
         rc = _lib.orc_msg_timestamp(self._ptr, byref(v))
-        if rc == -12:
+        if rc == _ENOTFOUND:
             return None
         check(rc)
         return v.value
@@ -137,7 +137,7 @@ class Message:
     def ttl_ms(self) -> Optional[int]:
         v = c_int64()
         rc = _lib.orc_msg_ttl(self._ptr, byref(v))
-        if rc == -12:
+        if rc == _ENOTFOUND:
             return None
         check(rc)
         return v.value
@@ -169,7 +169,7 @@ class Message:
         k = _utf8(key)
         ptr, n, is_json = c_void_p(), c_size_t(), c_int()
         rc = _lib.orc_msg_header_get(self._ptr, k, len(k), byref(ptr), byref(n), byref(is_json))
-        if rc == -12:
+        if rc == _ENOTFOUND:
             return default
         check(rc)
         raw = ctypes.string_at(ptr, n.value) if n.value else b""
@@ -178,7 +178,7 @@ class Message:
     def remove_header(self, key: str) -> bool:
         k = _utf8(key)
         rc = _lib.orc_msg_header_remove(self._ptr, k, len(k))
-        if rc == -12:
+        if rc == _ENOTFOUND:
             return False
         check(rc)
         return True
@@ -221,7 +221,7 @@ class Message:
     def _payload_raw(self) -> Optional[tuple[bytes, ContentType]]:
         ptr, n, ct = c_void_p(), c_size_t(), c_int()
         rc = _lib.orc_msg_payload(self._ptr, byref(ptr), byref(n), byref(ct))
-        if rc == -12:
+        if rc == _ENOTFOUND:
             return None
         check(rc)
         return (ctypes.string_at(ptr, n.value) if n.value else b""), ContentType(ct.value)

@@ -5,7 +5,7 @@ import ctypes
 import json
 from ctypes import byref, c_size_t, c_void_p
 
-from . import _lib
+from . import _abi, _lib
 from .errors import check
 from .queue import Queue
 from .router import Router
@@ -73,8 +73,8 @@ class Metrics:
 
     def prometheus(self) -> str:
         """The Prometheus text exposition (format 0.0.4)."""
-        return self._render(0).decode()
+        return self._render(_abi.ORC_METRICS_PROMETHEUS).decode()
 
     def snapshot(self) -> dict:
         """A JSON snapshot: name -> value, or {count, sum, p50, p95, p99, max} for histograms."""
-        return json.loads(self._render(1))
+        return json.loads(self._render(_abi.ORC_METRICS_JSON))

@@ -8,25 +8,25 @@ from ctypes import byref, c_int, c_size_t, c_void_p
 from enum import IntEnum
 from typing import Callable, Iterable, List, Optional
 
-from . import _lib
+from . import _abi, _lib
 from .errors import Closed, WouldBlock, check, error_for
 from .message import Message
 
-_EAGAIN, _ETIMEDOUT, _ECLOSED = -5, -6, -7
+_EAGAIN, _ETIMEDOUT, _ECLOSED = _abi.ORC_EAGAIN, _abi.ORC_ETIMEDOUT, _abi.ORC_ECLOSED
 
 
 class Policy(IntEnum):
     """What a full queue does with a new message."""
-    BLOCK = 0        #: the producer waits up to push_timeout_ms, then Full
-    REJECT = 1       #: push raises Full at once; the message stays with the caller
-    DROP_OLDEST = 2  #: the oldest lower-or-equal priority message is dropped (drop callback)
-    DROP_NEWEST = 3  #: the new message is dropped (drop callback)
+    BLOCK = _abi.ORC_POLICY_BLOCK              #: the producer waits up to push_timeout_ms, then Full
+    REJECT = _abi.ORC_POLICY_REJECT            #: push raises Full at once; the message stays with the caller
+    DROP_OLDEST = _abi.ORC_POLICY_DROP_OLDEST  #: the oldest lower-or-equal priority message is dropped (drop callback)
+    DROP_NEWEST = _abi.ORC_POLICY_DROP_NEWEST  #: the new message is dropped (drop callback)
 
 
 class DropReason(IntEnum):
-    OVERFLOW = 1
-    EXPIRED = 2
-    FREED = 3
+    OVERFLOW = _abi.ORC_DROP_OVERFLOW
+    EXPIRED = _abi.ORC_DROP_EXPIRED
+    FREED = _abi.ORC_DROP_FREED
 
 
 def _timeout_ms(timeout: Optional[float]) -> int:
@@ -124,7 +124,7 @@ class Queue:
         """No more pushes; readers drain what is left, then get Closed."""
         check(_lib.orc_queue_close(self._ptr))
 
-    def fail(self, message: str, code: int = -8) -> None:
+    def fail(self, message: str, code: int = _abi.ORC_EFAILED) -> None:
         """Puts the queue into an error state that readers and writers receive."""
         b = message.encode()
         check(_lib.orc_queue_fail(self._ptr, code, b, len(b)))

@@ -7,7 +7,7 @@ from ctypes import byref, c_uint64, c_void_p
 from enum import IntEnum
 from typing import Callable, Dict, Optional
 
-from . import _lib
+from . import _abi, _lib
 from .errors import check
 from .message import Message
 
@@ -15,8 +15,8 @@ Handler = Callable[[Message], None]
 
 
 class Action(IntEnum):
-    CONTINUE = 0
-    STOP = 1
+    CONTINUE = _abi.ORC_ROUTE_CONTINUE
+    STOP = _abi.ORC_ROUTE_STOP
 
 
 def _borrowed(ptr: int) -> Message:
@@ -91,7 +91,7 @@ class Router:
 
     def unsubscribe(self, subscription_id: int) -> bool:
         rc = _lib.orc_router_unsubscribe(self._ptr, subscription_id)
-        if rc == -12:
+        if rc == _abi.ORC_ENOTFOUND:
             return False
         check(rc)
         return True

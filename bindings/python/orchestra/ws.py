@@ -23,30 +23,30 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import AsyncIterator, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
-from . import _lib
+from . import _abi, _lib
 from .errors import Closed, InvalidArgument, check, error_for
 from .message import Message
 from .queue import _EAGAIN, _ECLOSED, Policy, Queue, _adopt
 
 Data = Union[str, bytes, bytearray, memoryview]
 
-TEXT, BINARY = 1, 2
-_ABOVE_HIGH_WATERMARK = 1
+TEXT, BINARY = _abi.ORC_WS_TEXT, _abi.ORC_WS_BINARY
+_ABOVE_HIGH_WATERMARK = _abi.ORC_WS_ABOVE_HIGH_WATERMARK
 
 
 class SlowConsumer(IntEnum):
     """What a connection does when a send finds ``max_buffered`` bytes already waiting."""
-    CLOSE_1008 = 0
-    CLOSE_1013 = 1
-    DROP = 2
+    CLOSE_1008 = _abi.ORC_SLOW_CONSUMER_CLOSE_1008
+    CLOSE_1013 = _abi.ORC_SLOW_CONSUMER_CLOSE_1013
+    DROP = _abi.ORC_SLOW_CONSUMER_DROP
 
 
 class ClientState(IntEnum):
-    CONNECTING = 0
-    OPEN = 1
-    RECONNECTING = 2
-    CLOSING = 3
-    CLOSED = 4
+    CONNECTING = _abi.ORC_CLIENT_CONNECTING
+    OPEN = _abi.ORC_CLIENT_OPEN
+    RECONNECTING = _abi.ORC_CLIENT_RECONNECTING
+    CLOSING = _abi.ORC_CLIENT_CLOSING
+    CLOSED = _abi.ORC_CLIENT_CLOSED
 
 
 # ---------------------------------------------------------------------------------- C types
@@ -143,7 +143,7 @@ _msg_payload = _lib.orc_msg_payload
 _msg_release = _lib.orc_msg_release
 _queue_pop_batch = _lib.orc_queue_pop_batch
 _queue_pop_payloads = _lib.orc_queue_pop_payloads
-_CT_TEXT = 1   # ORC_CONTENT_TEXT
+_CT_TEXT = _abi.ORC_CONTENT_TEXT
 
 
 # ---------------------------------------------------------------------------------- runtime
@@ -614,7 +614,7 @@ class Server:
             s = _Stats()
             rc = _server_connection_stats(self._ptr, connection, byref(s))
             if rc < 0:
-                raise Closed(-7, f"connection {connection} closed while waiting for its send buffer to drain")
+                raise Closed(_ECLOSED, f"connection {connection} closed while waiting for its send buffer to drain")
             if s.buffered_amount <= self._low_watermark:
                 return
             fut = loop.create_future()
@@ -790,7 +790,7 @@ class Client:
                 return
             if st == ClientState.CLOSED:
                 from .errors import IOFailure
-                raise IOFailure(-16, f"connection closed: {self._reason or 'closed'}")
+                raise IOFailure(_abi.ORC_EIO, f"connection closed: {self._reason or 'closed'}")
             waiter = self._state_change()
             # The state may have changed between the read and the registration.
             if self.state != st:
@@ -837,7 +837,7 @@ class Client:
                 return data
             if closed:
                 inbox.unwatch()
-                raise Closed(-7, f"client closed: {self._reason or 'closed'}")
+                raise Closed(_ECLOSED, f"client closed: {self._reason or 'closed'}")
             await inbox.wait()
 
     async def recv_many(self, limit: int = 64) -> List[Union[str, bytes]]:
@@ -857,7 +857,7 @@ class Client:
                 return items
             if closed:
                 inbox.unwatch()
-                raise Closed(-7, f"client closed: {self._reason or 'closed'}")
+                raise Closed(_ECLOSED, f"client closed: {self._reason or 'closed'}")
             await inbox.wait()
 
     def __aiter__(self):
