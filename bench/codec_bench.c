@@ -1,5 +1,5 @@
 /* Envelope codec benchmarks through the C ABI, on the shared benchmark envelopes
- * (../shared/bench/envelope_small.json and envelope_large.json from the project root):
+ * (bench/data/envelope_small.json and envelope_large.json):
  *
  *   codec.json.<size>.decode     orc_msg_decode(ORC_FORMAT_JSON) of the file + orc_msg_release
  *   codec.json.<size>.encode     orc_msg_encode(ORC_FORMAT_JSON) of the decoded message into a
@@ -19,7 +19,7 @@
  *
  * Output: one JSON object per line: {"name": ..., "value": ..., "unit": ..., "bytes": ...}.
  * Usage: codec_bench [--quick] [--data DIR] [--iters N] [--only NAME-PART]
- *   --data   folder holding envelope_small.json and envelope_large.json (default ../shared/bench)
+ *   --data   folder holding envelope_small.json and envelope_large.json (default bench/data, from the project root)
  *   --iters  a fixed iteration count per metric instead of timing for a while (for callgrind)
  *   --only   only the metrics whose name contains NAME-PART (e.g. small, json.large.decode)
  */
@@ -219,7 +219,7 @@ static void bench_file(const plan_t *plan, const char *dir, const char *size) {
 
 int main(int argc, char **argv) {
     plan_t plan = {1.5, 0};
-    const char *dir = "../shared/bench";
+    const char *dir = "bench/data";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) plan.seconds = 0.5;
         else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) dir = argv[++i];

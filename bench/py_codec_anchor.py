@@ -1,5 +1,5 @@
 """The anchors for bench/codec_bench.c: orjson and msgpack (Python C extensions) on the same
-envelopes (../shared/bench/envelope_small.json and envelope_large.json from the project root).
+envelopes (bench/data/envelope_small.json and envelope_large.json).
 
   codec.json.<size>.decode.baseline     orjson.loads(file bytes)
   codec.json.<size>.encode.baseline     orjson.dumps(the parsed dict)
@@ -88,7 +88,7 @@ def bench_file(seconds, data_dir, size):
 
 def main():
     seconds = 0.5 if "--quick" in sys.argv else 1.5
-    data_dir = ROOT.parent / "shared" / "bench"
+    data_dir = ROOT / "bench" / "data"
     if "--data" in sys.argv:
         data_dir = Path(sys.argv[sys.argv.index("--data") + 1])
     for size in ("small", "large"):

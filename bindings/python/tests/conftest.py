@@ -13,10 +13,7 @@ import pytest
 
 @pytest.fixture
 def shared_bench() -> Path:
-    p = Path(__file__).resolve().parents[3] / ".." / "shared" / "bench"
-    if not p.exists():
-        pytest.skip("../shared/bench is not beside the repository")
-    return p.resolve()
+    return Path(__file__).resolve().parents[3] / "bench" / "data"
 
 
 @pytest.fixture(scope="session")
