@@ -177,12 +177,22 @@ public final class Hub: ServerHandler, @unchecked Sendable {
                 orphaned += 1
             }
         }
-        for r in try journal.sessions() {
-            sessions[r.id] = SessionLog(id: r.id, owner: r.owner, sharedWith: Set(r.sharedWith), head: r.head)
-        }
-        for e in try journal.sessionEventIndex() {
-            guard let s = sessions[e.sessionId] else { continue }
-            s.kept(offset: e.offset, atMs: e.atMs, bytes: e.bytes, kind: e.kind)
+        // The sessions with a replay log (the hub's budget counts them all); the others are
+        // loaded when a request names them.
+        let index = try journal.sessionEventIndex()
+        var i = 0
+        while i < index.count {
+            let sid = index[i].sessionId
+            guard let r = try journal.session(id: sid) else {
+                while i < index.count && index[i].sessionId == sid { i += 1 }   // events of a session that is gone
+                continue
+            }
+            let s = SessionLog(id: sid, owner: r.owner, sharedWith: Set(r.sharedWith), head: r.head)
+            while i < index.count && index[i].sessionId == sid {
+                s.kept(offset: index[i].offset, atMs: index[i].atMs, bytes: index[i].bytes, kind: index[i].kind)
+                i += 1
+            }
+            sessions[sid] = s
         }
         replayCost = sessions.values.reduce(0) { $0 + $1.keptCost }
         try reloadAccounts()

@@ -241,14 +241,22 @@ async def test_admins_do_everything_users_are_refused_admin_requests(hub):
 
 async def test_set_role_applies_to_open_connections(hub):
     hub.start()
-    bob, = await users(hub, ("bob", "user"))
-    assert (await bob.request("task.submit", {"parameters": {}}))["type"] == "task.submitted"
+    bob, root = await users(hub, ("bob", "user"), ("root", "admin"))
+    assert (await bob.request("task.submit", {"parameters": {}, "sessionId": "bobs"}))["type"] == "task.submitted"
+    assert (await root.request("session.join", {"sessionId": "bobs"}))["type"] == "session.updated"
     hub.cli("user", "set-role", "bob", "viewer")
+    hub.cli("user", "set-role", "root", "user")
     await asyncio.sleep(1.0)   # the hub rereads users within a quarter of a second
     denied(await bob.request("task.submit", {"parameters": {}}), "role.submit")
     assert [e for e in hub.events("auth.role_changed") if e["user"] == "bob" and e["to"] == "viewer"]
     assert not bob.closed.done()
+    # The former admin no longer reads bob's session: the watch ends, and it may not join again.
+    left = await root.wait(lambda: [e for e in root.events if e["type"] == "session.updated" and e["payload"].get("status") == "left"],
+                           what="the end of root's watch")
+    assert left[0]["payload"]["sessionId"] == "bobs"
+    denied(await root.request("session.join", {"sessionId": "bobs"}), "session.read")
     await bob.close()
+    await root.close()
 
 
 async def test_a_shared_session_admits_named_users_only(hub):

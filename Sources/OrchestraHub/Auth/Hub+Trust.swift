@@ -96,6 +96,7 @@ extension Hub {
                 log.info("auth.role_changed", ["conn": .int(Int64(p.conn.id)), "user": .string(p.user),
                                                "from": .string(p.userRole.rawValue), "to": .string(account.role.rawValue)])
                 p.userRole = account.role
+                recheckWatches(p)
             }
         }
         for a in agents.values {

@@ -53,6 +53,25 @@ extension Journal {
         return out
     }
 
+    /// One session with its shares, or nil.
+    public func session(id: String) throws(OrchestraError) -> SessionRecord? {
+        let s = try db.prepare("SELECT owner, head, created_ms FROM sessions WHERE id = ?1")
+        defer { s.reset() }
+        try s.bind(1, id)
+        guard try s.step(what: "read session \"\(id)\"") else { return nil }
+        let r = RowReader(s: s, journal: self, row: "session \"\(id)\"")
+        var rec = SessionRecord(id: id, owner: try r.text(0, "owner"), head: try r.int64(1, "head"), sharedWith: [],
+                                createdMs: try r.int64(2, "created_ms"))
+        s.reset()
+        let q = try db.prepare("SELECT user_name FROM session_shares WHERE session_id = ?1 ORDER BY user_name")
+        defer { q.reset() }
+        try q.bind(1, id)
+        while try q.step(what: "read the shares of session \"\(id)\"") {
+            rec.sharedWith.append(try RowReader(s: q, journal: self, row: "a share of session \"\(id)\"").text(0, "user_name"))
+        }
+        return rec
+    }
+
     /// Creates a session owned by `owner`, head 0. False when it exists.
     public func insertSession(id: String, owner: String, nowMs: Int64) throws(OrchestraError) -> Bool {
         let s = try db.prepare("INSERT INTO sessions (id, owner, head, created_ms, updated_ms) VALUES (?1, ?2, 0, ?3, ?3) ON CONFLICT (id) DO NOTHING")
@@ -100,10 +119,14 @@ extension Journal {
         try s.run(what: "append event \(offset) of session \"\(sessionId)\"")
     }
 
-    /// The replay log's index: every kept event without its bytes, by session and offset.
-    public func sessionEventIndex() throws(OrchestraError) -> [SessionEventEntry] {
-        let s = try db.prepare("SELECT session_id, event_offset, at_ms, kind, length(frame) FROM session_events ORDER BY session_id, event_offset")
+    /// The replay log's index: every kept event without its bytes, by session and offset
+    /// (of one session when `sessionId` is given).
+    public func sessionEventIndex(sessionId: String? = nil) throws(OrchestraError) -> [SessionEventEntry] {
+        let columns = "SELECT session_id, event_offset, at_ms, kind, length(frame) FROM session_events"
+        let s = try db.prepare(sessionId == nil ? "\(columns) ORDER BY session_id, event_offset"
+                                                : "\(columns) WHERE session_id = ?1 ORDER BY event_offset")
         defer { s.reset() }
+        if let sessionId { try s.bind(1, sessionId) }
         var out: [SessionEventEntry] = []
         while try s.step(what: "read the session events") {
             var r = RowReader(s: s, journal: self, row: "a session event")

@@ -5,9 +5,32 @@ import OrchestraNet
 /// across restarts, events kept in the journal for the recovery window, stream chunks within a
 /// byte budget per session and per hub.
 extension Hub {
-    /// Makes a session owned by `owner` (journaled with the open batch).
-    func createSession(_ id: String, owner: String) throws(HubError) -> SessionLog {
+    /// The session `id`, from memory or the journal (loaded with its replay log's index);
+    /// nil when there is none. Sessions nobody uses leave memory (`evictIdleSessions`).
+    func sessionLog(_ id: String) throws(HubError) -> SessionLog? {
         if let s = sessions[id] { return s }
+        do {
+            guard let r = try journal.session(id: id) else { return nil }
+            let s = SessionLog(id: id, owner: r.owner, sharedWith: Set(r.sharedWith), head: r.head)
+            for e in try journal.sessionEventIndex(sessionId: id) { s.kept(offset: e.offset, atMs: e.atMs, bytes: e.bytes, kind: e.kind) }
+            sessions[id] = s
+            replayCost += s.keptCost
+            return s
+        } catch { throw HubError.database(error) }
+    }
+
+    /// Forgets the sessions that hold nothing in memory worth keeping: no watcher, no event
+    /// in the replay log, no head to write (the journal has them; `sessionLog` loads them).
+    func evictIdleSessions() {
+        for (id, s) in sessions where s.watchers.isEmpty && s.keptEvents == 0 && !s.headDirty {
+            sessions.removeValue(forKey: id)
+        }
+    }
+
+    /// Makes a session owned by `owner` (journaled with the open batch); an existing one is
+    /// returned as it is.
+    func createSession(_ id: String, owner: String) throws(HubError) -> SessionLog {
+        if let s = try sessionLog(id) { return s }
         do { _ = try journaled { () throws(OrchestraError) in try journal.insertSession(id: id, owner: owner, nowMs: wallClockMillis()) } } catch {
             throw HubError.database(error)
         }
@@ -90,6 +113,7 @@ extension Hub {
     /// Drops the events past the recovery window from every replay log.
     func pruneReplayWindow(nowMs: Int64) {
         let cutoff = nowMs - config.recoveryWindowMs
+        defer { evictIdleSessions() }
         for s in sessions.values where s.keptEvents > 0 {
             let (ranges, freed) = s.dropOlder(thanMs: cutoff)
             guard freed > 0 else { continue }

@@ -32,7 +32,7 @@ extension Hub {
                 live = self.live[id]
                 record = live?.rec
             }
-            if let sid = try f.optionalId("sessionId") { session = sessions[sid] }
+            if let sid = try f.optionalId("sessionId") { session = try sessionLog(sid) }
         case "task.cancel", "worker.input":
             let id = try f.id("taskId")
             live = self.live[id]
@@ -43,9 +43,9 @@ extension Hub {
             if let live { record = live.rec } else {
                 do { record = try journal.task(id: id) } catch { throw HubError.database(error) }
             }
-            if let sid = record?.sessionId { session = sessions[sid] }
+            if let sid = record?.sessionId { session = try sessionLog(sid) }
         case "session.join", "session.share":
-            session = sessions[try f.id("sessionId")]
+            session = try sessionLog(try f.id("sessionId"))
         default:
             break
         }
@@ -173,25 +173,22 @@ extension Hub {
     func join(_ p: Peer, _ m: Message, _ f: Fields, _ existing: SessionLog?) throws(HubError) {
         let sid = try f.id("sessionId")
         let last = try f.optionalInt("lastOffset", in: 0...Int64.max)
-        let s: SessionLog
-        if let existing {
-            s = existing
-        } else {
-            guard p.userRole != .viewer else {
-                throw HubError(.invalidParameters, "session.join: no session '\(sid)' (viewers watch sessions that exist)",
-                               details: ["sessionId": .string(sid)])
-            }
-            s = try createSession(sid, owner: p.user)
+        if existing == nil && p.userRole == .viewer {
+            throw HubError(.invalidParameters, "session.join: no session '\(sid)' (viewers watch sessions that exist)",
+                           details: ["sessionId": .string(sid)])
         }
+        // A new session has no event yet: head 0, oldest 1.
+        let head = existing?.head ?? 0, oldest = existing?.oldestOffset ?? 1
+        if let last, last > head || last < oldest - 1 {
+            let why = last > head ? "is past the session's last event (\(head))"
+                : "is older than the replay log, which starts at \(oldest) (recovery window and byte budget)"
+            throw HubError(.invalidParameters, "session.join: lastOffset \(last) \(why)",
+                           details: ["sessionId": .string(sid), "oldestOffset": .int(oldest), "headOffset": .int(head)])
+        }
+        let s: SessionLog
+        if let existing { s = existing } else { s = try createSession(sid, owner: p.user) }
         var replay: [(offset: Int64, frame: [UInt8])] = []
         if let last {
-            let oldest = s.oldestOffset
-            if last > s.head || last < oldest - 1 {
-                let why = last > s.head ? "is past the session's last event (\(s.head))"
-                    : "is older than the replay log, which starts at \(oldest) (recovery window and byte budget)"
-                throw HubError(.invalidParameters, "session.join: lastOffset \(last) \(why)",
-                               details: ["sessionId": .string(sid), "oldestOffset": .int(oldest), "headOffset": .int(s.head)])
-            }
             do { replay = try journal.sessionEvents(sessionId: sid, after: last) } catch { throw HubError.database(error) }
         }
         s.watchers[p.conn.id] = p.user
@@ -221,14 +218,25 @@ extension Hub {
             throw HubError.database(error)
         }
         s.sharedWith = names
-        for (connId, user) in s.watchers {
-            guard let w = webPeers[connId], w.userRole == .user, user != s.owner, !names.contains(user) else { continue }
-            s.watchers.removeValue(forKey: connId)
-            w.sessions.remove(sid)
-            send(w, HubEnvelope.make("session.updated", ["sessionId": .string(sid), "status": "left", "reason": "no longer shared with you"]))
-        }
+        for connId in s.watchers.keys { if let w = webPeers[connId] { recheckWatches(w) } }
         log.info("session.shared", ["sessionId": .string(sid), "by": .string(p.user), "users": .array(names.sorted().map { .string($0) })])
         send(p, sessionUpdated(s, correlationId: m.id))
+    }
+
+    /// Ends the watches the peer may no longer have (the session was unshared, its role
+    /// changed): the session.join rules, asked again.
+    func recheckWatches(_ p: Peer) {
+        for sid in p.sessions.sorted() {
+            guard let s = sessions[sid], let rules = Access.web["session.join"] else { continue }
+            let req = AccessRequest(type: "session.join", session: SessionFacts(owner: s.owner, sharedWith: s.sharedWith),
+                                    target: "session \(sid)")
+            do { try Access.check(rules, p.caller, req) } catch {
+                s.watchers.removeValue(forKey: p.conn.id)
+                p.sessions.remove(sid)
+                log.info("session.watch_ended", ["sessionId": .string(sid), "user": .string(p.user), "rule": .string(error.rule.rawValue)])
+                send(p, HubEnvelope.make("session.updated", ["sessionId": .string(sid), "status": "left", "reason": .string(error.reason)]))
+            }
+        }
     }
 
     func sessionUpdated(_ s: SessionLog, correlationId: String?, extra: [(String, JSONValue)] = []) -> Message {

@@ -41,7 +41,7 @@ extension Hub {
             // A retried submit of a task that exists (finished, or another hub's): its state.
             do { return (try journal.task(id: taskId) ?? rec, false) } catch { throw HubError.database(error) }
         }
-        if let sessionId, sessions[sessionId] == nil { _ = try createSession(sessionId, owner: submitter.user) }
+        if let sessionId { _ = try createSession(sessionId, owner: submitter.user) }
         let t = LiveTask(rec)
         t.submitter = submitter.conn.id
         live[taskId] = t
