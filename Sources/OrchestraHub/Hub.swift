@@ -404,6 +404,17 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             return
         }
         rejectedAuth.add()
+        if AccessRule(rawValue: rule) == nil {
+            // An identity refused before any rule of the table ran (token, signature, timeout,
+            // revocation): the same auth.denied line as a rule's refusal.
+            let who: String
+            switch p.caller {
+            case .user(let name, _) where name.isEmpty: who = "unauthenticated"
+            default: who = p.caller.who
+            }
+            log.warn("auth.denied", ["who": .string(who), "what": .string(p.role == .agent ? "agent connection" : "web connection"),
+                                     "rule": .string(rule), "reason": .string(e.message), "conn": .int(Int64(p.conn.id))])
+        }
         log.warn("auth.refused", ["conn": .int(Int64(p.conn.id)), "role": .string(p.role == .agent ? "agent" : "web"),
                                   "rule": .string(rule), "reason": .string(e.message), "remote": .string(p.conn.remoteAddress)])
         send(p, HubEnvelope.error(e, correlationId: correlationId))

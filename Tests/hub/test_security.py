@@ -398,6 +398,7 @@ async def test_a_removed_user_is_closed_within_a_second_and_refused_after_a_rest
     err = [e for e in alice.events if e["type"] == "error"]
     assert err and err[-1]["payload"]["code"] == "AUTH_001" and "removed" in err[-1]["payload"]["message"]
     assert [e for e in hub.events("auth.revoked") if e.get("user") == "alice"]
+    assert [e for e in denials(hub, "revocation") if e["who"] == "alice (user)"]
     # Others are not disturbed.
     assert (await bob.request("agents.list", {}))["type"] == "agents.updated"
     # The token is refused now, and after a restart; a new user of the same name does not revive it.
@@ -424,6 +425,7 @@ async def test_disable_and_token_revoke(hub):
     assert await asyncio.wait_for(alice.closed, 10) == 1008
     ws = await connect(f"{hub.url}/web?token={old}")
     assert "revoked" in json.loads(await asyncio.wait_for(ws.recv(), 10))["payload"]["message"]
+    assert [e for e in denials(hub, "web.token") if e["who"] == "unauthenticated" and "revoked" in e["reason"]]
     fresh = hub.cli("token", "--user", "alice").stdout.strip()
     alice = await Web.open(hub, fresh)
     assert (await alice.request("agents.list", {}))["type"] == "agents.updated"

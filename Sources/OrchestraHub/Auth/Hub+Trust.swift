@@ -111,9 +111,6 @@ extension Hub {
 
     /// Ends a connection whose identity was revoked.
     func revoke(_ p: Peer, _ why: String) {
-        rejectedAuth.add()
-        send(p, HubEnvelope.error(HubError(.authenticationFailed, "revoked: \(why)", details: ["rule": "revocation"]), correlationId: nil))
-        p.closing = true
-        close(p.conn, code: 1008, reason: "AUTH_001 revoked")
+        refuse(p, HubError(.authenticationFailed, "revoked: \(why)", details: ["rule": "revocation"]), correlationId: nil, rule: "revocation")
     }
 }
