@@ -1,9 +1,9 @@
 // C ABI of the agent SDK (header section AGENTS): option, handle, string and event
-// conversion only; the protocol lives in OrchestraHub/AgentSDK.
+// conversion only; the protocol lives in OrchestraAgent.
 import COrchestra
 import Glibc
 import OrchestraCore
-import OrchestraHub
+import OrchestraAgent
 import OrchestraNet
 
 typealias AgentEventFn = @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, OpaquePointer?) -> Void

@@ -2,7 +2,8 @@ import Glibc
 import OrchestraCore
 import OrchestraNet
 import Testing
-@testable import OrchestraHub
+@testable import OrchestraAgent
+import OrchestraWire
 import OrchestraTestSupport
 
 /// A hub peer on a real server over 127.0.0.1: answers agent.register, assigns one task and

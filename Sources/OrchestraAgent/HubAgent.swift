@@ -2,6 +2,7 @@ import CSSL
 import Glibc
 import OrchestraCore
 import OrchestraNet
+import OrchestraWire
 import Synchronization
 
 /// Settings of a `HubAgent`.
@@ -308,11 +309,11 @@ public final class HubAgent: @unchecked Sendable {
         payload.set("signature", .string(AgentSignature.sign(secret: options.secret, agentId: options.agentId, timestamp: now, nonce: nonce)))
         payload.set("inFlight", .array(inFlight.map { ["taskId": .string($0.taskId), "attempt": .int(Int64($0.attempt))] }))
         do throws(OrchestraError) {
-            let (id, bytes) = try envelope("agent.register", payload)
+            let (id, bytes) = try envelope(.agentRegister, payload)
             registerId = id
             try HubAgent.send(bytes, c.send)
         } catch {
-            lossReason = ("cannot send agent.register: \(error.message)", "CONN_001")
+            lossReason = ("cannot send agent.register: \(error.message)", HubErrorCode.connectionFailed.rawValue)
             try? c.close(code: 1011, reason: "cannot register")
             return
         }
@@ -326,9 +327,9 @@ public final class HubAgent: @unchecked Sendable {
 
     private func registerTimedOut(_ gen: UInt64) {
         guard gen == generation, let c = connection, !lock.withLock({ registered }) else { return }
-        let why = "CONN_002: no agent.registered within \(options.requestTimeoutMs) ms"
-        lossReason = (why, "CONN_002")
-        try? c.close(code: 1000, reason: "CONN_002")
+        let code = HubErrorCode.connectionTimeout.rawValue
+        lossReason = ("\(code): no agent.registered within \(options.requestTimeoutMs) ms", code)
+        try? c.close(code: 1000, reason: code)
     }
 
     fileprivate func didClose(_ c: Connection, code: UInt16, reason: String) {
@@ -381,12 +382,12 @@ public final class HubAgent: @unchecked Sendable {
         if m.typeBytes == HubAgent.assignType, assignReceivedFast(m, text) { return }
         let payload = (try? JSONValue.parse(text)) ?? .object([])
         let payloadJSON = String(decoding: text.isEmpty ? Array("{}".utf8) : text, as: UTF8.self)
-        switch m.type {
-        case "agent.registered": registeredReceived(c, m, payload)
-        case "error": errorReceived(c, m, payload, payloadJSON)
-        case "task.assign": assignReceived(m, payload, payloadJSON)
-        case "task.cancel": cancelReceived(payload, payloadJSON)
-        case "worker.input": inputReceived(payload, payloadJSON)
+        switch WireEvent(rawValue: m.type) {
+        case .agentRegistered?: registeredReceived(c, m, payload)
+        case .error?: errorReceived(c, m, payload, payloadJSON)
+        case .taskAssign?: assignReceived(m, payload, payloadJSON)
+        case .taskCancel?: cancelReceived(payload, payloadJSON)
+        case .workerInput?: inputReceived(payload, payloadJSON)
         default: break   // forward compatible: unknown events are ignored
         }
     }
@@ -394,7 +395,7 @@ public final class HubAgent: @unchecked Sendable {
     private func registeredReceived(_ c: Connection, _ m: Message, _ p: JSONValue) {
         if let corr = m.correlationId, corr != registerId { return }   // an answer to an older register
         if p["success"]?.bool == false {
-            fail(reason: "registration refused: \(p["message"]?.string ?? "success false")", code: p["code"]?.string ?? "AUTH_001")
+            fail(reason: "registration refused: \(p["message"]?.string ?? "success false")", code: p["code"]?.string ?? HubErrorCode.authenticationFailed.rawValue)
             return
         }
         let assigned = Set(p["assignedTasks"]?.array?.compactMap(\.string) ?? [])
@@ -432,14 +433,15 @@ public final class HubAgent: @unchecked Sendable {
     }
 
     private func errorReceived(_ c: Connection, _ m: Message, _ p: JSONValue, _ json: String) {
-        let code = p["code"]?.string ?? "SYS_001"
+        let code = p["code"]?.string ?? HubErrorCode.internalError.rawValue
         let message = p["message"]?.string ?? ""
         let isRegister = !lock.withLock({ registered }) && (m.correlationId == nil || m.correlationId == registerId)
         if isRegister {
             let why = message.isEmpty ? code : "\(code): \(message)"
-            if code == "AUTH_001" || code == "PARAM_001" {
+            switch HubErrorCode(rawValue: code) {
+            case .authenticationFailed?, .invalidParameters?:
                 fail(reason: why, code: code)
-            } else {
+            default:
                 // Transient (SYS_001, DB_001, RES_001): try again on a new connection.
                 lossReason = (why, code)
                 try? c.close(code: 1000, reason: "registration failed")
@@ -453,12 +455,12 @@ public final class HubAgent: @unchecked Sendable {
 
     private func assignReceived(_ m: Message, _ p: JSONValue, _ json: String) {
         guard let taskId = p["taskId"]?.string, !taskId.isEmpty else {
-            emit(AgentEvent(kind: .error, reason: "task.assign without a taskId", code: "PARAM_001", payloadJSON: json))
+            emit(AgentEvent(kind: .error, reason: "task.assign without a taskId", code: HubAgent.invalidParameters, payloadJSON: json))
             return
         }
         let a = p["attempt"]?.int ?? 1
         guard a >= 1 && a <= Int64(UInt32.max) else {
-            emit(AgentEvent(kind: .error, taskId: taskId, reason: "task.assign with attempt \(a)", code: "PARAM_001", payloadJSON: json))
+            emit(AgentEvent(kind: .error, taskId: taskId, reason: "task.assign with attempt \(a)", code: HubAgent.invalidParameters, payloadJSON: json))
             return
         }
         let key = TaskKey(taskId, UInt32(a))
@@ -469,7 +471,8 @@ public final class HubAgent: @unchecked Sendable {
                         parametersJSON: params.jsonText, payloadJSON: json))
     }
 
-    private static let assignType = Array("task.assign".utf8)
+    private static let assignType = WireEvent.taskAssign.bytes
+    private static let invalidParameters = HubErrorCode.invalidParameters.rawValue
 
     /// task.assign without a JSONValue tree: taskId and attempt read from the payload's text,
     /// the task and its parameters as compact slices of it (the bytes the tree would write).
@@ -586,7 +589,7 @@ public final class HubAgent: @unchecked Sendable {
             "systemInfo": ["cpu": .double(s.cpu), "memory": .double(s.memory), "disk": .double(s.disk)],
             "load": .int(Int64(load)),
         ]
-        guard let (_, bytes) = try? envelope("agent.heartbeat", payload) else { return }
+        guard let (_, bytes) = try? envelope(.agentHeartbeat, payload) else { return }
         lock.withLock {
             guard registered, !stopped else { return }
             try? HubAgent.send(bytes, client.send)
@@ -718,9 +721,9 @@ public final class HubAgent: @unchecked Sendable {
         }
     }
 
-    private static let acceptedType = Array("task.accepted".utf8), rejectedType = Array("task.rejected".utf8),
-        progressType = Array("task.progress".utf8), streamType = Array("task.stream".utf8), resultType = Array("task.result".utf8),
-        outputType = Array("worker.output".utf8), statusType = Array("worker.status".utf8)
+    private static let acceptedType = WireEvent.taskAccepted.bytes, rejectedType = WireEvent.taskRejected.bytes,
+        progressType = WireEvent.taskProgress.bytes, streamType = WireEvent.taskStream.bytes, resultType = WireEvent.taskResult.bytes,
+        outputType = WireEvent.workerOutput.bytes, statusType = WireEvent.workerStatus.bytes
     private static let version = Array("1.0".utf8)
 
     private static func isJSONWhitespace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 }
@@ -780,8 +783,8 @@ public final class HubAgent: @unchecked Sendable {
 
     /// A JSON envelope of `type` with `payload` (agent.register, agent.heartbeat); returns its
     /// id and bytes. The payload is checked (metadata comes from the user and may be too deep).
-    private func envelope(_ type: String, _ payload: JSONValue) throws(OrchestraError) -> (String, [UInt8]) {
-        let m = Message(type: type, source: options.agentId)
+    private func envelope(_ type: WireEvent, _ payload: JSONValue) throws(OrchestraError) -> (String, [UInt8]) {
+        let m = Message(type: type.rawValue, source: options.agentId)
         try m.setPayload(json: payload.jsonBytes)
         return (m.id, try EnvelopeCodec.encode(m, format: .json))
     }
