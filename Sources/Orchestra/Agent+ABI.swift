@@ -286,6 +286,37 @@ public func orc_agent_event_view(_ e: OpaquePointer?, _ view: UnsafeMutablePoint
     }
 }
 
+/// What orc_agent_event_set_task_data attaches: the caller's pointer, and the function that
+/// frees it, called once when the agent and every event let go of it (its deinit).
+private final class CTaskData {
+    let pointer: UnsafeMutableRawPointer
+    /// nil once the attach failed: the caller still owns the pointer.
+    var free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+    init(_ pointer: UnsafeMutableRawPointer, _ free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
+        self.pointer = pointer
+        self.free = free
+    }
+    deinit { free?(pointer) }
+}
+
+@_cdecl("orc_agent_event_set_task_data")
+public func orc_agent_event_set_task_data(_ e: OpaquePointer?, _ data: UnsafeMutableRawPointer?,
+                                          _ dataFree: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let c = try handle(e, CAgentEvent.self, "ev")
+        let d = CTaskData(try required(data, "data"), dataFree)
+        do throws(OrchestraError) { try c.event.attach(d) } catch {
+            d.free = nil
+            throw error
+        }
+    }
+}
+
+@_cdecl("orc_agent_event_task_data")
+public func orc_agent_event_task_data(_ e: OpaquePointer?) -> UnsafeMutableRawPointer? {
+    withEvent(e, nil) { ($0.event.taskData as? CTaskData)?.pointer }
+}
+
 @inline(__always)
 private func field(_ e: OpaquePointer?, _ f: CAgentEvent.Field, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
     let t = withEvent(e, nil) { $0.text(f) }

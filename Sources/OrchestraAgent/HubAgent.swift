@@ -81,6 +81,8 @@ public final class HubAgent: @unchecked Sendable {
         /// The assign's traceId header as text (a JSON value as its JSON text), sent back as a
         /// string header on every message about the task.
         let traceId: [UInt8]?
+        /// What the user attached (AgentEvent.attach), shared with the events about the attempt.
+        let task = TaskSlot()
         var nextSeq: UInt64 = 0
     }
 
@@ -143,7 +145,7 @@ public final class HubAgent: @unchecked Sendable {
 
     public var state: AgentState { AgentState(rawValue: stateShared.load(ordering: .acquiring)) ?? .closed }
 
-    /// Task attempts in flight now.
+    /// Task attempts in flight now (none once the agent is closed or failed).
     public var inFlight: [TaskKey] {
         lock.withLock { tasks.sorted { $0.value.order < $1.value.order }.map(\.key) }
     }
@@ -247,15 +249,22 @@ public final class HubAgent: @unchecked Sendable {
     private func stop(as state: AgentState) -> Bool {
         let first: Bool = lock.withLock {
             guard !stopped else { return false }
-            stopped = true
-            registered = false
-            outbox.removeAll()
-            stateValue = state
-            stateShared.store(state.rawValue, ordering: .releasing)
+            stopAll(as: state)
             return true
         }
         if first { stopTimers() }
         return first
+    }
+
+    /// Under the lock: nothing more is sent; the outbox and the in-flight set go (the data
+    /// users attached to the attempts stays with the events that still carry it).
+    private func stopAll(as state: AgentState) {
+        stopped = true
+        registered = false
+        outbox.removeAll()
+        tasks.removeAll()
+        stateValue = state
+        stateShared.store(state.rawValue, ordering: .releasing)
     }
 
     /// The hub refused the registration: stop for good (no reconnect loop with the same
@@ -354,11 +363,7 @@ public final class HubAgent: @unchecked Sendable {
             // the client gave up by itself.
             let byUser: Bool = lock.withLock {
                 if stopped { return stateValue == .closed }
-                stopped = true
-                registered = false
-                outbox.removeAll()
-                stateValue = .closed
-                stateShared.store(AgentState.closed.rawValue, ordering: .releasing)
+                stopAll(as: .closed)
                 return false
             }
             stopTimers()
@@ -400,11 +405,11 @@ public final class HubAgent: @unchecked Sendable {
         }
         let assigned = Set(p["assignedTasks"]?.array?.compactMap(\.string) ?? [])
         let interval = UInt64(clamping: Swift.min(Swift.max(p["heartbeatIntervalMs"]?.int ?? 5000, 100), 3_600_000))
-        var dropped: [TaskKey] = []
+        var dropped: [(key: TaskKey, value: TaskRecord)] = []
         let ok: Bool = lock.withLock {
             guard !stopped, !registered else { return false }
-            dropped = tasks.filter { !assigned.contains($0.key.taskId) }.sorted { $0.value.order < $1.value.order }.map(\.key)
-            for k in dropped { tasks[k] = nil }
+            dropped = tasks.filter { !assigned.contains($0.key.taskId) }.sorted { $0.value.order < $1.value.order }
+            for (k, _) in dropped { tasks[k] = nil }
             let entries = outbox.release(assigned: assigned).send
             for (i, e) in entries.enumerated() {
                 do {
@@ -427,8 +432,8 @@ public final class HubAgent: @unchecked Sendable {
         }
         for id in old { try? runtime.stopTimer(id) }
         setState(.registered, reason: "registered with the hub")
-        for k in dropped {
-            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: "re-assigned by the hub"))
+        for (k, rec) in dropped {
+            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: "re-assigned by the hub", task: rec.task))
         }
     }
 
@@ -450,7 +455,9 @@ public final class HubAgent: @unchecked Sendable {
         }
         let details = p["details"]
         let attempt = details?["attempt"]?.int.map { UInt32(clamping: $0) } ?? 0
-        emit(AgentEvent(kind: .error, taskId: details?["taskId"]?.string, attempt: attempt, reason: message, code: code, payloadJSON: json))
+        let taskId = details?["taskId"]?.string
+        let task = taskId.flatMap { id in lock.withLock { tasks[TaskKey(id, attempt)]?.task } }
+        emit(AgentEvent(kind: .error, taskId: taskId, attempt: attempt, reason: message, code: code, payloadJSON: json, task: task))
     }
 
     private func assignReceived(_ m: Message, _ p: JSONValue, _ json: String) {
@@ -466,9 +473,9 @@ public final class HubAgent: @unchecked Sendable {
         let key = TaskKey(taskId, UInt32(a))
         let task = p["task"] ?? .object([])
         let params = task["parameters"] ?? .object([])
-        guard admit(key, traceId: HubAgent.traceId(of: m)) else { return }   // a duplicate
+        guard let slot = admit(key, traceId: HubAgent.traceId(of: m)) else { return }   // a duplicate
         emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: task.jsonText,
-                        parametersJSON: params.jsonText, payloadJSON: json))
+                        parametersJSON: params.jsonText, payloadJSON: json, task: slot))
     }
 
     private static let assignType = WireEvent.taskAssign.bytes
@@ -518,24 +525,25 @@ public final class HubAgent: @unchecked Sendable {
             attempt = a
         }
         let key = TaskKey(taskId, UInt32(attempt))
-        guard admit(key, traceId: HubAgent.traceId(of: m)) else { return true }   // a duplicate
+        guard let slot = admit(key, traceId: HubAgent.traceId(of: m)) else { return true }   // a duplicate
         let (taskJSON, parametersJSON): (String, String) = text.withUnsafeBytes { b in
             (taskRange.map { JSONText.compactString(UnsafeRawBufferPointer(rebasing: b[$0])) } ?? "{}",
              paramsRange.map { JSONText.compactString(UnsafeRawBufferPointer(rebasing: b[$0])) } ?? "{}")
         }
         emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: taskJSON,
-                        parametersJSON: parametersJSON, payloadJSON: String(decoding: text, as: UTF8.self)))
+                        parametersJSON: parametersJSON, payloadJSON: String(decoding: text, as: UTF8.self), task: slot))
         return true
     }
 
-    /// Takes an assigned attempt into the in-flight set; false for a duplicate (or when the
-    /// agent is stopped or not registered).
-    private func admit(_ key: TaskKey, traceId: [UInt8]?) -> Bool {
+    /// Takes an assigned attempt into the in-flight set and returns its slot; nil for a
+    /// duplicate (or when the agent is stopped or not registered).
+    private func admit(_ key: TaskKey, traceId: [UInt8]?) -> TaskSlot? {
         lock.withLock {
-            guard !stopped, registered, tasks[key] == nil else { return false }
+            guard !stopped, registered, tasks[key] == nil else { return nil }
             taskSerial &+= 1
-            tasks[key] = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: traceId)
-            return true
+            let rec = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: traceId)
+            tasks[key] = rec
+            return rec.task
         }
     }
 
@@ -556,14 +564,14 @@ public final class HubAgent: @unchecked Sendable {
     private func cancelReceived(_ p: JSONValue, _ json: String) {
         guard let taskId = p["taskId"]?.string else { return }
         let attempt = p["attempt"]?.int
-        let removed: [TaskKey] = lock.withLock {
-            let keys = tasks.keys.filter { $0.taskId == taskId && (attempt == nil || Int64($0.attempt) == attempt) }
-            for k in keys { tasks[k] = nil }
-            return keys.sorted { $0.attempt < $1.attempt }
+        let removed: [(key: TaskKey, value: TaskRecord)] = lock.withLock {
+            let found = tasks.filter { $0.key.taskId == taskId && (attempt == nil || Int64($0.key.attempt) == attempt) }
+            for (k, _) in found { tasks[k] = nil }
+            return found.sorted { $0.key.attempt < $1.key.attempt }
         }
         let reason = p["reason"]?.string ?? "cancelled by the hub"
-        for k in removed {
-            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: reason, payloadJSON: json))
+        for (k, rec) in removed {
+            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: reason, payloadJSON: json, task: rec.task))
         }
     }
 
@@ -575,8 +583,10 @@ public final class HubAgent: @unchecked Sendable {
         case let v?: input = v.jsonText
         case nil: input = ""
         }
-        let attempt: UInt32 = lock.withLock { tasks.keys.filter { $0.taskId == taskId }.map(\.attempt).max() ?? 0 }
-        emit(AgentEvent(kind: .input, taskId: taskId, attempt: attempt, input: input, payloadJSON: json))
+        // The latest attempt of the task in flight here (0 and no slot when none is).
+        let latest = lock.withLock { tasks.filter { $0.key.taskId == taskId }.max { $0.key.attempt < $1.key.attempt } }
+        emit(AgentEvent(kind: .input, taskId: taskId, attempt: latest?.key.attempt ?? 0, input: input, payloadJSON: json,
+                        task: latest?.value.task))
     }
 
     private func heartbeat(_ gen: UInt64) {
