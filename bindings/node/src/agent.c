@@ -10,6 +10,15 @@
  * (between start() and its final state), when lib/index.js refs it. orc_agent_free runs on a
  * JS thread (agentFree, the external's finalizer, or the environment's cleanup, before the
  * shared runtime goes).
+ *
+ * Tasks. The tasks in flight are the library's: on a TASK event on_event gives the attempt a
+ * slot of ours (orc_agent_event_set_task_data); once the JS thread has made the AgentTask for
+ * it, the slot holds a reference to that object, and every later event about the attempt
+ * (CANCEL, INPUT, ERROR) brings the slot back, so dispatch gets the task object itself. When
+ * the library lets go of the slot (the attempt is over, or the agent closed) it posts a RELEASE
+ * through the pump, after every event that carries the slot: on the JS thread the task's
+ * _release() runs (its inputs end) and the reference goes. A slot is a loan of the pump's, so
+ * the pump outlives it.
  */
 #include "addon.h"
 
@@ -21,11 +30,21 @@ static const napi_type_tag tag_agent = {0x6f72636167656e74ULL, 0x4d1f93b7a2c6e05
 /* The string fields of an event, in the order dispatch receives them. */
 enum { F_TASK_ID, F_TASK_JSON, F_PARAMS_JSON, F_INPUT, F_REASON, F_CODE, F_PAYLOAD_JSON, F_COUNT };
 
+/* Not a kind of the library's: the library let go of a task slot. */
+#define AEV_RELEASE 0
+
+/* A task attempt's slot (the data the library carries for it). */
+typedef struct task_slot {
+    struct pump *pump;   /* lent: posts the RELEASE */
+    napi_ref task;       /* JS thread: the AgentTask, once made (strong) */
+} task_slot;
+
 typedef struct aev {
     pump_item link;
     int kind;
     int state;
     uint32_t attempt;
+    task_slot *slot;          /* the attempt's slot, or NULL */
     const char *s[F_COUNT];   /* into data[], NULL when absent */
     size_t n[F_COUNT];
     char data[];
@@ -36,13 +55,35 @@ typedef struct agent_ctx {
     orc_agent_t *agent;             /* JS thread only */
 } agent_ctx;
 
-/* No JS: frees an event. */
-static void aev_drop(pump *p, pump_item *it) {
-    (void)p;
-    free(it);
+/* Any thread (the library's data_free): the slot comes back to the JS thread after every event
+ * that carries it. */
+static void slot_release(void *data) {
+    task_slot *slot = data;
+    aev *e = calloc(1, sizeof *e);
+    if (!e) {   /* out of memory: the reference leaks, the slot goes */
+        pump *p = slot->pump;
+        free(slot);
+        pump_return(p);
+        return;
+    }
+    e->kind = AEV_RELEASE;
+    e->slot = slot;
+    pump_post(slot->pump, &e->link);   /* dropped (aev_drop) when the tsfn is gone */
 }
 
-/* I/O thread: copy the event and post it. */
+/* No JS: frees an event; a RELEASE frees its slot (its reference goes with the environment). */
+static void aev_drop(pump *p, pump_item *it) {
+    (void)p;
+    aev *e = (aev *)it;
+    if (e->kind == AEV_RELEASE) {
+        pump *owner = e->slot->pump;
+        free(e->slot);
+        pump_return(owner);
+    }
+    free(e);
+}
+
+/* I/O thread: copy the event and post it; a TASK event's attempt gets its slot. */
 static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) {
     (void)agent;
     agent_ctx *c = ud;
@@ -64,6 +105,16 @@ static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) 
     e->kind = (int)kind;
     e->state = (int)orc_agent_event_state(ev);
     e->attempt = orc_agent_event_attempt(ev);
+    e->slot = orc_agent_event_task_data(ev);
+    if (e->kind == ORC_AGENT_EVENT_TASK && (e->slot = calloc(1, sizeof *e->slot)) != NULL) {
+        e->slot->pump = &c->p;
+        pump_lend(&c->p);
+        if (orc_agent_event_set_task_data(ev, e->slot, slot_release) != ORC_OK) {
+            free(e->slot);
+            e->slot = NULL;
+            pump_return(&c->p);
+        }
+    }
     char *p = e->data;
     for (int i = 0; i < F_COUNT; i++) {
         e->s[i] = NULL;
@@ -80,13 +131,36 @@ static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) 
 /* The library lets go of user_data (inside orc_agent_free). */
 static void lib_done(void *ud) { pump_unref(ud); }
 
+/* JS thread: the task object of a slot (NULL when none). */
+static napi_value slot_task(napi_env env, const task_slot *slot) {
+    napi_value v = NULL;
+    if (slot && slot->task && napi_get_reference_value(env, slot->task, &v) != napi_ok) v = NULL;
+    return v;
+}
+
+/* JS thread: a RELEASE: the task's _release() (its inputs end), then the reference goes. */
+static void release_slot(napi_env env, task_slot *slot) {
+    napi_value task = slot_task(env, slot), fn;
+    napi_valuetype t;
+    if (task && napi_get_named_property(env, task, "_release", &fn) == napi_ok &&
+        napi_typeof(env, fn, &t) == napi_ok && t == napi_function)
+        pump_call(env, task, fn, 0, NULL);
+    if (slot->task) napi_delete_reference(env, slot->task);
+    slot->task = NULL;
+}
+
 /* JS thread: dispatch(kind, state, attempt, taskId, taskJson, paramsJson, input, reason, code,
- * payloadJson), absent strings as null. */
+ * payloadJson, task), absent strings as null, task the attempt's AgentTask (undefined when
+ * none). For a TASK event dispatch returns the new AgentTask, which the slot then holds. */
 static void aev_deliver(napi_env env, pump *p, napi_value fn, pump_item *it) {
-    (void)p;
     aev *e = (aev *)it;
+    if (e->kind == AEV_RELEASE) {
+        release_slot(env, e->slot);
+        aev_drop(p, it);
+        return;
+    }
     if (fn) {
-        napi_value argv[3 + F_COUNT];
+        napi_value argv[4 + F_COUNT];
         bool ok = napi_create_int32(env, e->kind, &argv[0]) == napi_ok &&
                   napi_create_int32(env, e->state, &argv[1]) == napi_ok &&
                   napi_create_uint32(env, e->attempt, &argv[2]) == napi_ok;
@@ -94,12 +168,19 @@ static void aev_deliver(napi_env env, pump *p, napi_value fn, pump_item *it) {
             if (e->s[i]) ok = napi_create_string_utf8(env, e->n[i] ? e->s[i] : "", e->n[i], &argv[3 + i]) == napi_ok;
             else ok = napi_get_null(env, &argv[3 + i]) == napi_ok;
         }
-        if (ok) pump_call(env, NULL, fn, 3 + F_COUNT, argv);
+        napi_value task = slot_task(env, e->slot);
+        if (ok && !task) ok = napi_get_undefined(env, &task) == napi_ok;
+        argv[3 + F_COUNT] = task;
+        napi_value made = ok ? pump_call(env, NULL, fn, 4 + F_COUNT, argv) : NULL;
+        napi_valuetype t;
+        if (made && e->kind == ORC_AGENT_EVENT_TASK && e->slot && !e->slot->task &&
+            napi_typeof(env, made, &t) == napi_ok && t == napi_object)
+            napi_create_reference(env, made, 1, &e->slot->task);
     }
     free(e);
 }
 
-/* JS thread: free the library object. */
+/* JS thread: free the library object (its in-flight set goes: RELEASEs follow). */
 static void agent_free_object(pump *p) {
     agent_ctx *c = (agent_ctx *)p;
     if (c->agent) orc_agent_free(c->agent);   /* calls lib_done before it returns */
