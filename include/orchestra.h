@@ -1434,8 +1434,8 @@ const char *orc_agent_event_payload_json(const orc_agent_event_t *ev, size_t *le
  *  registration) and every event that carries it was freed (queue events: by
  *  orc_agent_event_free; callback events: when on_event returns). It runs on the thread that
  *  lets go last, which may be the I/O thread or a thread inside orc_agent_result,
- *  orc_agent_reject, orc_agent_close, orc_agent_free or orc_agent_event_free: it must not
- *  block and must not call back into the agent. On an error the caller keeps `data` and
+ *  orc_agent_reject, orc_agent_close, orc_agent_free or orc_agent_event_free (never under
+ *  a lock of the agent's): it must not block. On an error the caller keeps `data` and
  *  data_free is not called. Errors: ORC_EINVAL (NULL ev or data, not a TASK event),
  *  ORC_ESTATE (the attempt has its data already). Any thread, from on_event too (the usual
  *  place: the data is then set before any later event about the attempt is made). */

@@ -247,24 +247,30 @@ public final class HubAgent: @unchecked Sendable {
     /// Stops for good in `state` (closed or failed): nothing more is sent, the outbox is
     /// dropped, the timers stop. False when it had stopped already.
     private func stop(as state: AgentState) -> Bool {
+        var dropped: [TaskKey: TaskRecord] = [:]   // let go of after the lock (see stopAll)
         let first: Bool = lock.withLock {
             guard !stopped else { return false }
-            stopAll(as: state)
+            dropped = stopAll(as: state)
             return true
         }
+        withExtendedLifetime(dropped) {}
         if first { stopTimers() }
         return first
     }
 
     /// Under the lock: nothing more is sent; the outbox and the in-flight set go (the data
-    /// users attached to the attempts stays with the events that still carry it).
-    private func stopAll(as state: AgentState) {
+    /// users attached to the attempts stays with the events that still carry it). Returns the
+    /// in-flight records for the caller to let go of once the lock is released: their slots may
+    /// be the last holders of users' data, whose release (a C data_free) must not run under it.
+    private func stopAll(as state: AgentState) -> [TaskKey: TaskRecord] {
         stopped = true
         registered = false
         outbox.removeAll()
-        tasks.removeAll()
+        let dropped = tasks
+        tasks = [:]
         stateValue = state
         stateShared.store(state.rawValue, ordering: .releasing)
+        return dropped
     }
 
     /// The hub refused the registration: stop for good (no reconnect loop with the same
@@ -361,11 +367,13 @@ public final class HubAgent: @unchecked Sendable {
         case .closed:
             // After close (the closing handshake is over), after fail (already finished), or
             // the client gave up by itself.
+            var dropped: [TaskKey: TaskRecord] = [:]   // let go of after the lock (see stopAll)
             let byUser: Bool = lock.withLock {
                 if stopped { return stateValue == .closed }
-                stopAll(as: .closed)
+                dropped = stopAll(as: .closed)
                 return false
             }
+            withExtendedLifetime(dropped) {}
             stopTimers()
             finish(AgentEvent(kind: .state, state: .closed,
                               reason: byUser ? "closed by the user" : (reason.isEmpty ? "the connection closed" : reason)))
@@ -745,6 +753,8 @@ public final class HubAgent: @unchecked Sendable {
     /// `setPayload(json:)` enforced when payloads were built as trees.
     private func submit(_ key: TaskKey, _ type: [UInt8], finishes: Bool, capacity: Int = 160, recheck: Bool = false,
                         _ write: (inout TaskRecord, inout JSONObjectWriter) -> Void) throws(OrchestraError) {
+        var done: TaskRecord? = nil   // a finished record, let go of after the lock (see stopAll)
+        defer { withExtendedLifetime(done) {} }
         try lock.withLock { () throws(OrchestraError) in
             guard !stopped else { throw OrchestraError(.closed, "the agent is \(stateValue)") }
             // One lookup: the record is read and written back (or removed) through its index.
@@ -772,7 +782,7 @@ public final class HubAgent: @unchecked Sendable {
             } else {
                 try outbox.append(Array(w.bytes), task: key)
             }
-            if finishes { tasks.remove(at: index) } else { tasks.values[index] = rec }
+            if finishes { done = tasks.remove(at: index).value } else { tasks.values[index] = rec }
         }
     }
 

@@ -407,11 +407,19 @@ static void test_arguments(orc_runtime_t *rt) {
     orc_agent_free(a);
 }
 
-/* A task attempt's data (orc_agent_event_set_task_data): how often its data_free ran. */
+/* A task attempt's data (orc_agent_event_set_task_data): how often its data_free ran; with
+ * `agent` set, data_free also calls into the agent (which would deadlock if the agent held a
+ * lock of its own around data_free) and keeps what the call returned. */
 typedef struct {
     int freed;
+    orc_agent_t *agent;
+    int agent_rc;
 } tdata_t;
-static void tdata_free(void *p) { __atomic_add_fetch(&((tdata_t *)p)->freed, 1, __ATOMIC_SEQ_CST); }
+static void tdata_free(void *p) {
+    tdata_t *d = p;
+    if (d->agent) d->agent_rc = orc_agent_accept(d->agent, "no-such-task", 1);
+    __atomic_add_fetch(&d->freed, 1, __ATOMIC_SEQ_CST);
+}
 static int tdata_freed(tdata_t *d) { return __atomic_load_n(&d->freed, __ATOMIC_SEQ_CST); }
 
 /* The main exchange: register, tasks, stream order, results, heartbeats, an error, input;
@@ -487,6 +495,7 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK_RC(orc_agent_event_get_kind(ev, NULL), ORC_EINVAL);
     /* Each attempt takes one pointer of ours; the later events about it carry it. */
     static tdata_t d1, d2, d3, d5;
+    d1.agent = d5.agent = a;
     CHECK(orc_agent_event_task_data(ev) == NULL);
     CHECK(orc_agent_event_task_data(NULL) == NULL);
     CHECK_RC(orc_agent_event_set_task_data(NULL, &d1, tdata_free), ORC_EINVAL);
@@ -519,6 +528,7 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK_OK(orc_agent_result(a, "t1", 1, 1, "{\"exitCode\":0}", NULL));
     CHECK(tdata_freed(&d1) == 1);   /* out of flight, no event left (the I/O thread let go of
                                      * t1's TASK event before it made t3's): freed in the call */
+    CHECK(d1.agent_rc == ORC_ENOTFOUND);   /* ... after the agent's lock was released */
     CHECK_RC(orc_agent_stream(a, "t1", 1, "stdout", (const uint8_t *)"late", 4), ORC_ENOTFOUND);
     CHECK_RC(orc_agent_stream(a, "t1", 2, "stdout", (const uint8_t *)"x", 1), ORC_ENOTFOUND);
     CHECK_OK(orc_agent_accept(a, "t2", 1));
@@ -698,8 +708,9 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK(is_state(ev, ORC_AGENT_CLOSED));
     orc_agent_event_free(ev);
     /* The close dropped the in-flight set; the I/O thread, which made the CLOSED event after it
-     * let go of t5's TASK event, holds nothing either: freed once. */
+     * let go of t5's TASK event, holds nothing either: freed once, outside the agent's lock. */
     CHECK(tdata_freed(&d5) == 1);
+    CHECK(d5.agent_rc == ORC_ECLOSED);
     CHECK_RC(orc_agent_next_event(a, 1000, &ev), ORC_ECLOSED);
     orc_agent_free(a);
     peer_stop(&p);
