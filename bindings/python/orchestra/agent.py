@@ -322,6 +322,9 @@ class _Core:
         self._ptr = ptr.value
         del self._keep, self._caps
         self.agent_id = agent_id
+        # The library calls it for this agent's tasks up to orc_agent_free (in _free): kept
+        # alive with the agent, whatever order the interpreter's shutdown clears modules in.
+        self._release_ref = _release_ref
         self._on_error = on_error
         self._failure: Optional[HubError] = None
         self.reason = ""   #: why the agent last disconnected or failed
