@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "orchestra", type: .dynamic, targets: ["Orchestra"]),
         .library(name: "OrchestraCore", targets: ["OrchestraCore"]),
         .library(name: "OrchestraNet", targets: ["OrchestraNet"]),
+        .library(name: "OrchestraWire", targets: ["OrchestraWire"]),
+        .library(name: "OrchestraAgent", targets: ["OrchestraAgent"]),
         .library(name: "OrchestraHub", targets: ["OrchestraHub"]),
         .executable(name: "orchestra-hub", targets: ["orchestra-hub"]),
     ],
@@ -28,9 +30,22 @@ let package = Package(
             dependencies: ["OrchestraCore", "CSSL", "CZlib", "CUV"],
             path: "Sources/OrchestraNet"
         ),
+        // The vocabulary the hub and the agent SDK share: event names, error codes, the
+        // registration signature (HMAC-SHA256) and the protocol version.
+        .target(
+            name: "OrchestraWire",
+            dependencies: ["OrchestraCore", "CSSL"],
+            path: "Sources/OrchestraWire"
+        ),
+        // The agent SDK: the agent side of the hub protocol over a reconnecting client.
+        .target(
+            name: "OrchestraAgent",
+            dependencies: ["OrchestraWire", "OrchestraNet", "OrchestraCore", "CSSL"],
+            path: "Sources/OrchestraAgent"
+        ),
         .target(
             name: "OrchestraHub",
-            dependencies: ["OrchestraCore", "OrchestraNet", "CSSL", "CSQLite"],
+            dependencies: ["OrchestraWire", "OrchestraCore", "OrchestraNet", "CSSL", "CSQLite"],
             path: "Sources/OrchestraHub"
         ),
         .executableTarget(
@@ -40,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "Orchestra",
-            dependencies: ["OrchestraCore", "OrchestraNet", "OrchestraHub", "COrchestra"],
+            dependencies: ["OrchestraCore", "OrchestraNet", "OrchestraAgent", "COrchestra"],
             path: "Sources/Orchestra"
         ),
         // What the test suites share: a bounded wait for a condition (`eventually`), a pthread.
@@ -57,6 +72,11 @@ let package = Package(
             name: "OrchestraHubTests",
             dependencies: ["OrchestraHub", "OrchestraNet", "OrchestraCore", "OrchestraTestSupport"],
             path: "Tests/OrchestraHubTests"
+        ),
+        .testTarget(
+            name: "OrchestraAgentTests",
+            dependencies: ["OrchestraAgent", "OrchestraWire", "OrchestraNet", "OrchestraCore", "OrchestraTestSupport"],
+            path: "Tests/OrchestraAgentTests"
         ),
         .testTarget(
             name: "OrchestraNetTests",

@@ -1270,7 +1270,9 @@ uint64_t orc_msg_connection_id(const orc_msg_t *msg);
  * An event (orc_agent_event_t) is immutable. Its string getters return a pointer into the
  * event (UTF-8, also NUL-terminated for convenience; the length goes to *len when len is not
  * NULL), valid until orc_agent_event_free (queue events) or until the callback returns
- * (callback events); NULL when the event has no such field (and for a NULL event).
+ * (callback events); NULL when the event has no such field (and for a NULL event). A TASK
+ * event can take a pointer of the user's for its attempt (orc_agent_event_set_task_data);
+ * the later events about the attempt hand it back (orc_agent_event_task_data).
  *
  *   kind   fields
  *   TASK   task_id, attempt, task_json (the assign's "task" object), params_json (its
@@ -1422,6 +1424,28 @@ const char *orc_agent_event_code(const orc_agent_event_t *ev, size_t *len);
  *  extract are there); NULL for events the agent made itself (STATE, re-assigned CANCEL).
  *  Any thread. */
 const char *orc_agent_event_payload_json(const orc_agent_event_t *ev, size_t *len);
+
+/** Attaches `data` to the task attempt a TASK event reports (as libuv's handle->data): every
+ *  later event about that attempt (CANCEL, INPUT, ERROR) carries it, so a program or binding
+ *  finds its own task object from the event (orc_agent_event_task_data) without keeping a map
+ *  of the tasks in flight beside the agent's. Once per attempt. `data_free` (may be NULL) is
+ *  called exactly once with `data` when the agent lets go of it: after the attempt left the
+ *  in-flight set (orc_agent_result, orc_agent_reject, a CANCEL, orc_agent_close or a refused
+ *  registration) and every event that carries it was freed (queue events: by
+ *  orc_agent_event_free; callback events: when on_event returns). It runs on the thread that
+ *  lets go last, which may be the I/O thread or a thread inside orc_agent_result,
+ *  orc_agent_reject, orc_agent_close, orc_agent_free or orc_agent_event_free (never under
+ *  a lock of the agent's): it must not block. On an error the caller keeps `data` and
+ *  data_free is not called. Errors: ORC_EINVAL (NULL ev or data, not a TASK event),
+ *  ORC_ESTATE (the attempt has its data already). Any thread, from on_event too (the usual
+ *  place: the data is then set before any later event about the attempt is made). */
+int orc_agent_event_set_task_data(const orc_agent_event_t *ev, void *data, void (*data_free)(void *data));
+
+/** The data attached to the event's task attempt with orc_agent_event_set_task_data; NULL when
+ *  none was, when the event is about no task attempt in flight (a STATE event, an INPUT
+ *  with attempt 0, an ERROR about no task here), or for a NULL event. Valid while the
+ *  event is (the agent lets go of it after the event is freed). Any thread. */
+void *orc_agent_event_task_data(const orc_agent_event_t *ev);
 
 /** Every commonly read field of an event at once (orc_agent_event_view). The strings are
  *  those of the getters above (pointers into the event, NUL-terminated, NULL and length 0

@@ -1,9 +1,9 @@
 // C ABI of the agent SDK (header section AGENTS): option, handle, string and event
-// conversion only; the protocol lives in OrchestraHub/AgentSDK.
+// conversion only; the protocol lives in OrchestraAgent.
 import COrchestra
 import Glibc
 import OrchestraCore
-import OrchestraHub
+import OrchestraAgent
 import OrchestraNet
 
 typealias AgentEventFn = @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, OpaquePointer?) -> Void
@@ -284,6 +284,37 @@ public func orc_agent_event_view(_ e: OpaquePointer?, _ view: UnsafeMutablePoint
             payload_json_len: payload.1, input: input.0, input_len: input.1, reason: reason.0,
             reason_len: reason.1, code: code.0, code_len: code.1)
     }
+}
+
+/// What orc_agent_event_set_task_data attaches: the caller's pointer, and the function that
+/// frees it, called once when the agent and every event let go of it (its deinit).
+private final class CTaskData {
+    let pointer: UnsafeMutableRawPointer
+    /// nil once the attach failed: the caller still owns the pointer.
+    var free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
+    init(_ pointer: UnsafeMutableRawPointer, _ free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
+        self.pointer = pointer
+        self.free = free
+    }
+    deinit { free?(pointer) }
+}
+
+@_cdecl("orc_agent_event_set_task_data")
+public func orc_agent_event_set_task_data(_ e: OpaquePointer?, _ data: UnsafeMutableRawPointer?,
+                                          _ dataFree: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) -> Int32 {
+    abiCall { () throws(OrchestraError) in
+        let c = try handle(e, CAgentEvent.self, "ev")
+        let d = CTaskData(try required(data, "data"), dataFree)
+        do throws(OrchestraError) { try c.event.attach(d) } catch {
+            d.free = nil
+            throw error
+        }
+    }
+}
+
+@_cdecl("orc_agent_event_task_data")
+public func orc_agent_event_task_data(_ e: OpaquePointer?) -> UnsafeMutableRawPointer? {
+    withEvent(e, nil) { ($0.event.taskData as? CTaskData)?.pointer }
 }
 
 @inline(__always)

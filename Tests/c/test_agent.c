@@ -407,6 +407,21 @@ static void test_arguments(orc_runtime_t *rt) {
     orc_agent_free(a);
 }
 
+/* A task attempt's data (orc_agent_event_set_task_data): how often its data_free ran; with
+ * `agent` set, data_free also calls into the agent (which would deadlock if the agent held a
+ * lock of its own around data_free) and keeps what the call returned. */
+typedef struct {
+    int freed;
+    orc_agent_t *agent;
+    int agent_rc;
+} tdata_t;
+static void tdata_free(void *p) {
+    tdata_t *d = p;
+    if (d->agent) d->agent_rc = orc_agent_accept(d->agent, "no-such-task", 1);
+    __atomic_add_fetch(&d->freed, 1, __ATOMIC_SEQ_CST);
+}
+static int tdata_freed(tdata_t *d) { return __atomic_load_n(&d->freed, __ATOMIC_SEQ_CST); }
+
 /* The main exchange: register, tasks, stream order, results, heartbeats, an error, input;
  * then the peer drops the connection and checks the re-registration. */
 static void test_exchange(orc_runtime_t *rt) {
@@ -478,14 +493,28 @@ static void test_exchange(orc_runtime_t *rt) {
     v.struct_size = sizeof v;
     CHECK_RC(orc_agent_event_view(NULL, &v), ORC_EINVAL);
     CHECK_RC(orc_agent_event_get_kind(ev, NULL), ORC_EINVAL);
+    /* Each attempt takes one pointer of ours; the later events about it carry it. */
+    static tdata_t d1, d2, d3, d5;
+    d1.agent = d5.agent = a;
+    CHECK(orc_agent_event_task_data(ev) == NULL);
+    CHECK(orc_agent_event_task_data(NULL) == NULL);
+    CHECK_RC(orc_agent_event_set_task_data(NULL, &d1, tdata_free), ORC_EINVAL);
+    CHECK_RC(orc_agent_event_set_task_data(ev, NULL, tdata_free), ORC_EINVAL);
+    CHECK_OK(orc_agent_event_set_task_data(ev, &d1, tdata_free));
+    CHECK(orc_agent_event_task_data(ev) == &d1);
+    CHECK_RC(orc_agent_event_set_task_data(ev, &d2, tdata_free), ORC_ESTATE);
+    CHECK(orc_agent_event_task_data(ev) == &d1 && tdata_freed(&d2) == 0);   /* a refused one is still ours */
     orc_agent_event_free(ev);
+    CHECK(tdata_freed(&d1) == 0);   /* t1 is in flight: the agent holds it */
     ev = next_event(a);
     CHECK(is_task_event(ev, ORC_AGENT_EVENT_TASK, "t2", 1));   /* not the duplicate t1 */
     t = orc_agent_event_params_json(ev, &len);
     CHECK(t && strcmp(t, "{}") == 0);
+    CHECK_OK(orc_agent_event_set_task_data(ev, &d2, tdata_free));
     orc_agent_event_free(ev);
     ev = next_event(a);
     CHECK(is_task_event(ev, ORC_AGENT_EVENT_TASK, "t3", 2));
+    CHECK_OK(orc_agent_event_set_task_data(ev, &d3, NULL));   /* no free function: nothing is called */
     orc_agent_event_free(ev);
 
     /* 3. What the agent sends arrives in call order, streams numbered per task attempt. */
@@ -495,7 +524,11 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK_OK(orc_agent_progress(a, "t1", 1, 50.0, "half"));
     CHECK_OK(orc_agent_stream(a, "t1", 1, "stderr", (const uint8_t *)"", 0));
     CHECK_OK(orc_agent_worker_status(a, "t1", 1, "running", NULL));
+    CHECK(tdata_freed(&d1) == 0);
     CHECK_OK(orc_agent_result(a, "t1", 1, 1, "{\"exitCode\":0}", NULL));
+    CHECK(tdata_freed(&d1) == 1);   /* out of flight, no event left (the I/O thread let go of
+                                     * t1's TASK event before it made t3's): freed in the call */
+    CHECK(d1.agent_rc == ORC_ENOTFOUND);   /* ... after the agent's lock was released */
     CHECK_RC(orc_agent_stream(a, "t1", 1, "stdout", (const uint8_t *)"late", 4), ORC_ENOTFOUND);
     CHECK_RC(orc_agent_stream(a, "t1", 2, "stdout", (const uint8_t *)"x", 1), ORC_ENOTFOUND);
     CHECK_OK(orc_agent_accept(a, "t2", 1));
@@ -570,12 +603,16 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK(t && len == 9 && strcmp(t, "PARAM_001") == 0);
     t = orc_agent_event_reason(ev, &len);
     CHECK(t && strcmp(t, "task.stream: bad seq") == 0);
+    CHECK(orc_agent_event_task_data(ev) == &d2);
+    CHECK_RC(orc_agent_event_set_task_data(ev, &d5, tdata_free), ORC_EINVAL);   /* not a TASK event */
     orc_agent_event_free(ev);
     ev = next_event(a);
     CHECK(is_task_event(ev, ORC_AGENT_EVENT_INPUT, "t2", 1));
     t = orc_agent_event_input(ev, &len);
     CHECK(t && len == 4 && strcmp(t, "yes\n") == 0);
+    CHECK(orc_agent_event_task_data(ev) == &d2);
     orc_agent_event_free(ev);
+    CHECK(tdata_freed(&d2) == 0);
 
     /* 6. The peer drops the connection. While the agent is not registered, what it sends
      * waits: for t2 (still the agent's) and for t3 (re-assigned by the hub meanwhile). */
@@ -622,11 +659,13 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK(is_task_event(ev, ORC_AGENT_EVENT_CANCEL, "t3", 2));
     t = orc_agent_event_reason(ev, &len);
     CHECK(t && strstr(t, "re-assigned") != NULL);
+    CHECK(orc_agent_event_task_data(ev) == &d3);   /* out of flight, but the event holds it */
     orc_agent_event_free(ev);
     CHECK_RC(orc_agent_stream(a, "t3", 2, "stdout", (const uint8_t *)"x", 1), ORC_ENOTFOUND);
 
     /* The outbox, in order, without t3's message; then live sends. */
     CHECK_OK(orc_agent_result(a, "t2", 1, 0, NULL, "exit 3"));
+    CHECK(tdata_freed(&d2) == 1);
     json = expect(&p, c2, "task.stream", NULL);
     if (json) check_stream(json, "t2", 1, "stdout", "offline1");
     free(json);
@@ -650,8 +689,17 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK(is_task_event(ev, ORC_AGENT_EVENT_CANCEL, "t4", 1));
     t = orc_agent_event_reason(ev, &len);
     CHECK(t && strcmp(t, "cancelled by the hub") == 0);
+    CHECK(orc_agent_event_task_data(ev) == NULL);   /* t4 got none */
     orc_agent_event_free(ev);
     CHECK_RC(orc_agent_accept(a, "t4", 1), ORC_ENOTFOUND);
+
+    /* A task attempt still in flight when the agent closes: its data goes with the close. */
+    peer_send(&p, c2, "{\"id\":\"m5\",\"type\":\"task.assign\",\"payload\":{\"taskId\":\"t5\",\"attempt\":1,\"task\":{}}}");
+    ev = next_event(a);
+    CHECK(is_task_event(ev, ORC_AGENT_EVENT_TASK, "t5", 1));
+    CHECK_OK(orc_agent_event_set_task_data(ev, &d5, tdata_free));
+    orc_agent_event_free(ev);
+    CHECK(tdata_freed(&d5) == 0);
 
     /* 8. Close: the peer sees the close, the agent reports CLOSED, then ORC_ECLOSED. */
     CHECK_OK(orc_agent_close(a));
@@ -659,6 +707,10 @@ static void test_exchange(orc_runtime_t *rt) {
     ev = next_event(a);
     CHECK(is_state(ev, ORC_AGENT_CLOSED));
     orc_agent_event_free(ev);
+    /* The close dropped the in-flight set; the I/O thread, which made the CLOSED event after it
+     * let go of t5's TASK event, holds nothing either: freed once, outside the agent's lock. */
+    CHECK(tdata_freed(&d5) == 1);
+    CHECK(d5.agent_rc == ORC_ECLOSED);
     CHECK_RC(orc_agent_next_event(a, 1000, &ev), ORC_ECLOSED);
     orc_agent_free(a);
     peer_stop(&p);

@@ -19,16 +19,18 @@ swiftc "${flags[@]}" "${inc[@]}" -emit-library -static -emit-module -module-name
 mapfile -t net < <(find "$src/Sources/OrchestraNet" -name '*.swift' | sort)
 swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -emit-module -module-name OrchestraNet \
   "${net[@]}" "$src/Tests/fuzz/NetFuzzEntry.swift" -o libOrchestraNetFuzz.a
-mapfile -t hub < <(find "$src/Sources/OrchestraHub" -name '*.swift' | sort)
-swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -emit-module -module-name OrchestraHub \
-  "${hub[@]}" -o libOrchestraHub.a
+for module in OrchestraWire OrchestraAgent; do   # what the C ABI imports besides Core and Net
+  mapfile -t files < <(find "$src/Sources/$module" -name '*.swift' | sort)
+  swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -emit-module -module-name $module \
+    "${files[@]}" -o lib$module.a
+done
 swiftc "${flags[@]}" "${inc[@]}" -I . -emit-library -static -module-name Orchestra \
   "${abi[@]}" -o libOrchestra.a
 build_target() {  # name, extra C flags
   clang -c -g -O1 -fsanitize=fuzzer-no-link,address -I "$src/include" $2 \
     "$src/Tests/fuzz/fuzz_decode.c" -o "$1.o"
-  swiftc -sanitize=fuzzer,address "$1.o" libOrchestra.a libOrchestraHub.a libOrchestraNetFuzz.a libOrchestraCore.a \
-    -lz -lssl -lcrypto -luv -lsqlite3 -o "$1" 2> "$1.link.log" || { cat "$1.link.log"; exit 1; }
+  swiftc -sanitize=fuzzer,address "$1.o" libOrchestra.a libOrchestraAgent.a libOrchestraWire.a libOrchestraNetFuzz.a \
+    libOrchestraCore.a -lz -lssl -lcrypto -luv -o "$1" 2> "$1.link.log" || { cat "$1.link.log"; exit 1; }
 }
 build_net_target() {  # name, entry point
   clang -c -g -O1 -fsanitize=fuzzer-no-link,address -DORC_FUZZ_ENTRY=$2 \

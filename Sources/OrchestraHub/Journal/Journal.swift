@@ -71,7 +71,12 @@ public struct TaskRecord: Sendable, Equatable {
 }
 
 /// The hub's journal: tasks, agent keys, users, seen nonces and settings in one SQLite file
-/// (WAL mode). Every write is committed before the call returns.
+/// (WAL mode). Outside a batch every write is committed before the call returns. Inside a
+/// batch (`beginBatch`, group commit: the hub opens one per loop turn) writes join one open
+/// transaction and are committed by `commitBatch`, all or none: until then a write that
+/// returned is neither durable nor visible to another `Journal`, and a failed `commitBatch`
+/// rolls every write of the batch back. Whoever opens a batch acknowledges nothing of it
+/// before `commitBatch` succeeded.
 ///
 /// Threads: a `Journal` is used from one thread at a time — the hub's I/O thread, or a CLI
 /// command. It is `Sendable` so it can be handed to that thread; it has no lock of its own.

@@ -947,7 +947,11 @@ class AgentTask extends EventEmitter {
   _finish() {
     if (this.done) return;
     this.done = true;
-    this.agent._live.delete(`${this.attempt}:${this.id}`);
+    this._inputs.end();
+  }
+
+  /** The library let go of the attempt (it is over, or the agent closed): no more inputs. */
+  _release() {
     this._inputs.end();
   }
 
@@ -994,7 +998,6 @@ class Agent extends EventEmitter {
     this.agentId = o.agentId;
     this.url = o.url;
     this.reason = '';
-    this._live = new Map();
     this._tasks = new EventChannel();
     this._failure = null;
     this._startWaiters = [];
@@ -1010,25 +1013,24 @@ class Agent extends EventEmitter {
     return AGENT_STATES[ag.agentState(this._h)] ?? 'closed';
   }
 
-  _event(kind, state, attempt, taskId, taskJson, paramsJson, input, reason, code, payloadJson) {
+  // From the addon: `task` is the AgentTask of the event's attempt, which the library carries
+  // for it (orc_agent_event_set_task_data: the tasks in flight are the library's, not a map
+  // here); a TASK event returns the AgentTask it makes.
+  _event(kind, state, attempt, taskId, taskJson, paramsJson, input, reason, code, payloadJson, task) {
     switch (kind) {
       case AG_TASK: {
-        const task = new AgentTask(this, taskId, attempt, taskJson, paramsJson, payloadJson);
-        this._live.set(`${attempt}:${taskId}`, task);
-        this.emit('task', task);
-        this._tasks.push(task);
-        break;
+        const made = new AgentTask(this, taskId, attempt, taskJson, paramsJson, payloadJson);
+        this.emit('task', made);
+        this._tasks.push(made);
+        return made;
       }
       case AG_CANCEL: {
-        const task = this._live.get(`${attempt}:${taskId}`);
         if (!task) break;
         task._cancel(reason || 'cancelled');
         this.emit('cancel', task, task.cancelReason);
         break;
       }
       case AG_INPUT: {
-        let task = attempt ? this._live.get(`${attempt}:${taskId}`) : undefined;
-        if (!task && !attempt) for (const t of this._live.values()) if (t.id === taskId) task = t;
         if (!task) break;
         task._input(input ?? '');
         this.emit('input', task, input ?? '');
@@ -1080,7 +1082,7 @@ class Agent extends EventEmitter {
     ag.agentFree(this._h);
     this._rejectStart(this._failure ?? Object.assign(new Error('the agent was closed before it registered'),
       { code: 'ORC_ECLOSED', errno: codes.ORC_ECLOSED }));
-    for (const t of this._live.values()) t._inputs.end();
+    // The tasks still in flight end their inputs when the library lets go of them (_release).
     this._tasks.end(this._failure);
     const waiters = this._closeWaiters;
     this._closeWaiters = [];

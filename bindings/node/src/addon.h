@@ -7,13 +7,16 @@
  * file with one init function called from addon.c:
  *   message.c  Message (orc_msg_t)         queue.c  Queue (orc_queue_t)
  *   ws.c       Runtime, Server, Client, Connection (orc_runtime_*, orc_server_*, orc_client_*,
- *              orc_conn_*), events from the I/O thread through napi_threadsafe_function
- *   agent.c    Agent (orc_agent_*), events the same way
+ *              orc_conn_*)
+ *   agent.c    Agent (orc_agent_*)
+ *   pump.c     the event pump both use: events from the I/O thread to JS through one
+ *              napi_threadsafe_function per object, and the lifetime of the object's context
  */
 #ifndef ORC_NODE_ADDON_H
 #define ORC_NODE_ADDON_H
 
 #include <node_api.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,8 +24,7 @@
 #include "orchestra.h"
 
 struct nq_poll;
-struct ws_env;
-struct agent_env;
+struct pump;
 
 /* Per-environment state (main thread and every worker_thread get their own), stored with
  * napi_set_instance_data and freed when the environment is torn down. */
@@ -34,8 +36,9 @@ typedef struct orc_node_env {
     orc_msg_t *adopt_msg;        /* the message the next sentinel construction adopts */
     void *adopt_queue;           /* the shared queue the next sentinel construction adopts */
     struct nq_poll *polls;       /* readiness watchers of queues on this env's loop */
-    struct ws_env *ws;           /* live servers and clients, use of the shared runtime (ws.c) */
-    struct agent_env *agents;    /* live agents (agent.c) */
+    struct pump *pumps;          /* live servers, clients and agents (pump.c) */
+    bool uses_shared_runtime;    /* holds a reference to the process-wide runtime (ws.c) */
+    bool closing;                /* the environment's cleanup has run: make nothing new */
 } orc_node_env;
 
 orc_node_env *orc_node_env_get(napi_env env);
@@ -134,6 +137,79 @@ bool opt_num(napi_env env, napi_value obj, const char *key, int64_t min, int64_t
 bool opt_bool(napi_env env, napi_value obj, const char *key, int *out);
 bool opt_str(napi_env env, strpool *p, napi_value obj, const char *key, const char **out);
 bool opt_strs(napi_env env, strpool *p, napi_value obj, const char *key, const char ***out, size_t *count);
+
+/* -------------------------------------------------- the event pump (pump.c; see there) */
+
+typedef struct pump_item {
+    struct pump_item *next;
+} pump_item;
+
+struct pump;
+typedef struct pump_ops {
+    const char *what;   /* "server", "client", "agent": for "the agent was freed" */
+    /* JS thread: hands one item to `fn`, the object's dispatch function (NULL when it is gone:
+     * then only let go of what the item holds), and frees the item. */
+    void (*deliver)(napi_env env, struct pump *p, napi_value fn, pump_item *it);
+    /* Any thread, no JS: frees an item that will not be delivered. */
+    void (*drop)(struct pump *p, pump_item *it);
+    /* JS thread: frees the library object (orc_*_free); no callback of it runs afterwards. */
+    void (*free_object)(struct pump *p);
+} pump_ops;
+
+/* The first member of every context ws.c and agent.c make. */
+typedef struct pump {
+    pthread_mutex_t lock;
+    int refs;                   /* library + tsfn + JS external + one per loan */
+    int loans;                  /* objects out that post back (an agent's task slots) */
+    napi_threadsafe_function tsfn;
+    bool tsfn_live;             /* neither released nor finalized: may be called */
+    bool scheduled;             /* a tsfn call is on its way for the current list */
+    pump_item *head, *tail;
+    const pump_ops *ops;
+
+    /* JS thread only. */
+    napi_env env;
+    napi_ref dispatch;          /* weak unless refd: the JS object's dispatch function */
+    bool freed;                 /* free_object done */
+    bool refd;                  /* keeps the process alive */
+    nrt *runtime;               /* the reference the object holds */
+    struct pump *next_live;     /* in the environment's list while not freed */
+} pump;
+
+/* A context of `size` bytes (a struct whose first member is a pump) with its tsfn, holding
+ * `runtime` (a reference the caller gives it; on failure it stays the caller's). `dispatch` is
+ * the JS function that receives the events. Two references: the JS side's and the tsfn's;
+ * pump_retain adds the library's before the context is handed to it. NULL with an exception
+ * thrown. */
+void *pump_new(napi_env env, size_t size, napi_value dispatch, const char *name, const pump_ops *ops, nrt *runtime);
+void pump_retain(pump *p);
+void pump_unref(pump *p);
+/* Any thread: queues an item (the first of a batch schedules one tsfn call). False when the
+ * tsfn is gone: the item was dropped. */
+bool pump_post(pump *p, pump_item *it);
+/* JS thread: calls fn(...argv) on recv (NULL: undefined); a throw becomes an uncaught
+ * exception. The result, or NULL. */
+napi_value pump_call(napi_env env, napi_value recv, napi_value fn, size_t argc, const napi_value *argv);
+/* The JS owner of a context that holds its library object: an external carrying `tag`. */
+napi_value pump_external(napi_env env, pump *p, const napi_type_tag *tag);
+/* After orc_*_new with the context as user_data (the library's reference added): its
+ * external, or for rc < 0 the error thrown, the reference dropped and pump_new undone. */
+napi_value pump_made(napi_env env, pump *p, int rc, const napi_type_tag *tag);
+/* A context whose library object could not be made: undo pump_new. */
+void pump_abandon(napi_env env, pump *p);
+/* JS thread: frees the library object now (idempotent); what it still posts is dropped. */
+void pump_free(napi_env env, pump *p);
+/* Environment cleanup: frees every live context of the environment. */
+void pump_free_all(orc_node_env *d);
+/* Loans: an object that may post to the context from any thread after pump_free (the tsfn
+ * stays until the last is returned). pump_return: any thread. */
+void pump_lend(pump *p);
+void pump_return(pump *p);
+/* The context of an external carrying `tag` ("expected a <type> handle" otherwise); with
+ * `live`, ORC_ECLOSED once freed. NULL with an exception thrown. */
+void *pump_unwrap(napi_env env, napi_value v, const napi_type_tag *tag, const char *type, bool live);
+/* JS thread: whether the object keeps the process alive (and its dispatch function strong). */
+void pump_set_ref(napi_env env, pump *p, bool want);
 
 /* Part initialisers (one per file). */
 napi_value orc_node_init_message(napi_env env, napi_value exports, orc_node_env *data);

@@ -3,22 +3,25 @@
  * The JavaScript class (an EventEmitter with task objects and an async iterator) is in
  * lib/index.js; this file exposes plain functions over a tagged external and delivers events.
  *
- * Event delivery follows ws.c: the agent is made in callback mode; on_event runs on the I/O
- * thread, copies the event's fields into one block, appends it to the context's list under a
- * mutex and, when the list was empty, calls the context's napi_threadsafe_function once. On
- * the JS thread call_js takes the whole list and calls the dispatch function once per event,
- * in the library's order. The dispatch function is held weakly unless the agent keeps the
- * process alive (between start() and its final state), when lib/index.js refs it.
+ * Events go through the agent's event pump (pump.c), as a server's or a client's: the agent is
+ * made in callback mode; on_event runs on the I/O thread, copies the event's fields into one
+ * block and posts it; on the JS thread the dispatch function gets each event in the library's
+ * order. The dispatch function is held weakly unless the agent keeps the process alive
+ * (between start() and its final state), when lib/index.js refs it. orc_agent_free runs on a
+ * JS thread (agentFree, the external's finalizer, or the environment's cleanup, before the
+ * shared runtime goes).
  *
- * Lifetime as in ws.c: the context has three owners (the library through user_data_free, the
- * tsfn through its finalizer, the JS external through its finalizer). orc_agent_free runs on a
- * JS thread (agentFree, the external's finalizer, or the environment's cleanup, which runs
- * before ws.c's so the shared runtime outlives every agent).
+ * Tasks. The tasks in flight are the library's: on a TASK event on_event gives the attempt a
+ * slot of ours (orc_agent_event_set_task_data); once the JS thread has made the AgentTask for
+ * it, the slot holds a reference to that object, and every later event about the attempt
+ * (CANCEL, INPUT, ERROR) brings the slot back, so dispatch gets the task object itself. When
+ * the library lets go of the slot (the attempt is over, or the agent closed) it posts a RELEASE
+ * through the pump, after every event that carries the slot: on the JS thread the task's
+ * _release() runs (its inputs end) and the reference goes. A slot is a loan of the pump's, so
+ * the pump outlives it.
  */
 #include "addon.h"
 
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,53 +30,60 @@ static const napi_type_tag tag_agent = {0x6f72636167656e74ULL, 0x4d1f93b7a2c6e05
 /* The string fields of an event, in the order dispatch receives them. */
 enum { F_TASK_ID, F_TASK_JSON, F_PARAMS_JSON, F_INPUT, F_REASON, F_CODE, F_PAYLOAD_JSON, F_COUNT };
 
+/* Not a kind of the library's: the library let go of a task slot. */
+#define AEV_RELEASE 0
+
+/* A task attempt's slot (the data the library carries for it). */
+typedef struct task_slot {
+    struct pump *pump;   /* lent: posts the RELEASE */
+    napi_ref task;       /* JS thread: the AgentTask, once made (strong) */
+} task_slot;
+
 typedef struct aev {
-    struct aev *next;
+    pump_item link;
     int kind;
     int state;
     uint32_t attempt;
+    task_slot *slot;          /* the attempt's slot, or NULL */
     const char *s[F_COUNT];   /* into data[], NULL when absent */
     size_t n[F_COUNT];
     char data[];
 } aev;
 
 typedef struct agent_ctx {
-    pthread_mutex_t lock;
-    int refs;                       /* library + tsfn + JS external */
-    napi_threadsafe_function tsfn;
-    bool tsfn_live;
-    bool scheduled;
-    aev *head, *tail;
-
-    /* JS thread only. */
-    napi_env env;
-    napi_ref dispatch;              /* weak unless refd */
-    bool freed;
-    bool refd;
-    orc_agent_t *agent;
-    nrt *runtime;
-    struct agent_ctx *next_live;
+    pump p;                         /* first: the context is a pump */
+    orc_agent_t *agent;             /* JS thread only */
 } agent_ctx;
 
-typedef struct agent_env {
-    agent_ctx *live;
-} agent_env;
-
-static void ctx_unref(agent_ctx *c) {
-    pthread_mutex_lock(&c->lock);
-    int left = --c->refs;
-    pthread_mutex_unlock(&c->lock);
-    if (left == 0) {
-        for (aev *e = c->head, *n; e; e = n) {
-            n = e->next;
-            free(e);
-        }
-        pthread_mutex_destroy(&c->lock);
-        free(c);
+/* Any thread (the library's data_free): the slot comes back to the JS thread after every event
+ * that carries it. */
+static void slot_release(void *data) {
+    task_slot *slot = data;
+    aev *e = calloc(1, sizeof *e);
+    if (!e) {   /* out of memory: the reference leaks, the slot goes */
+        pump *p = slot->pump;
+        free(slot);
+        pump_return(p);
+        return;
     }
+    e->kind = AEV_RELEASE;
+    e->slot = slot;
+    pump_post(slot->pump, &e->link);   /* dropped (aev_drop) when the tsfn is gone */
 }
 
-/* I/O thread (or any thread the library calls from): copy and queue the event. */
+/* No JS: frees an event; a RELEASE frees its slot (its reference goes with the environment). */
+static void aev_drop(pump *p, pump_item *it) {
+    (void)p;
+    aev *e = (aev *)it;
+    if (e->kind == AEV_RELEASE) {
+        pump *owner = e->slot->pump;
+        free(e->slot);
+        pump_return(owner);
+    }
+    free(e);
+}
+
+/* I/O thread: copy the event and post it; a TASK event's attempt gets its slot. */
 static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) {
     (void)agent;
     agent_ctx *c = ud;
@@ -90,10 +100,21 @@ static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) 
         if (s[i]) total += n[i];
     aev *e = malloc(sizeof *e + total + 1);
     if (!e) return;   /* out of memory: the event is lost (nothing else can be done here) */
-    e->next = NULL;
-    e->kind = orc_agent_event_kind(ev);
+    orc_agent_event_kind_t kind = ORC_AGENT_EVENT_STATE;
+    orc_agent_event_get_kind(ev, &kind);
+    e->kind = (int)kind;
     e->state = (int)orc_agent_event_state(ev);
     e->attempt = orc_agent_event_attempt(ev);
+    e->slot = orc_agent_event_task_data(ev);
+    if (e->kind == ORC_AGENT_EVENT_TASK && (e->slot = calloc(1, sizeof *e->slot)) != NULL) {
+        e->slot->pump = &c->p;
+        pump_lend(&c->p);
+        if (orc_agent_event_set_task_data(ev, e->slot, slot_release) != ORC_OK) {
+            free(e->slot);
+            e->slot = NULL;
+            pump_return(&c->p);
+        }
+    }
     char *p = e->data;
     for (int i = 0; i < F_COUNT; i++) {
         e->s[i] = NULL;
@@ -104,133 +125,74 @@ static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) 
         e->n[i] = n[i];
         p += n[i];
     }
-    pthread_mutex_lock(&c->lock);
-    if (!c->tsfn_live) {
-        pthread_mutex_unlock(&c->lock);
-        free(e);
-        return;
-    }
-    if (c->tail) c->tail->next = e;
-    else c->head = e;
-    c->tail = e;
-    if (!c->scheduled &&
-        napi_call_threadsafe_function(c->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok)
-        c->scheduled = true;
-    pthread_mutex_unlock(&c->lock);
+    pump_post(&c->p, &e->link);
 }
 
 /* The library lets go of user_data (inside orc_agent_free). */
-static void lib_done(void *ud) { ctx_unref(ud); }
+static void lib_done(void *ud) { pump_unref(ud); }
 
-/* JS thread: deliver the listed events; dispatch(kind, state, attempt, taskId, taskJson,
- * paramsJson, input, reason, code, payloadJson), absent strings as null. */
-static void call_js(napi_env env, napi_value unused_fn, void *context, void *data) {
-    (void)unused_fn;
-    (void)data;
-    agent_ctx *c = context;
-    pthread_mutex_lock(&c->lock);
-    aev *list = c->head;
-    c->head = c->tail = NULL;
-    c->scheduled = false;
-    pthread_mutex_unlock(&c->lock);
-    napi_value fn = NULL, undef;
-    if (env) {
-        if (c->dispatch && napi_get_reference_value(env, c->dispatch, &fn) != napi_ok) fn = NULL;
-        napi_get_undefined(env, &undef);
+/* JS thread: the task object of a slot (NULL when none). */
+static napi_value slot_task(napi_env env, const task_slot *slot) {
+    napi_value v = NULL;
+    if (slot && slot->task && napi_get_reference_value(env, slot->task, &v) != napi_ok) v = NULL;
+    return v;
+}
+
+/* JS thread: a RELEASE: the task's _release() (its inputs end), then the reference goes. */
+static void release_slot(napi_env env, task_slot *slot) {
+    napi_value task = slot_task(env, slot), fn;
+    napi_valuetype t;
+    if (task && napi_get_named_property(env, task, "_release", &fn) == napi_ok &&
+        napi_typeof(env, fn, &t) == napi_ok && t == napi_function)
+        pump_call(env, task, fn, 0, NULL);
+    if (slot->task) napi_delete_reference(env, slot->task);
+    slot->task = NULL;
+}
+
+/* JS thread: dispatch(kind, state, attempt, taskId, taskJson, paramsJson, input, reason, code,
+ * payloadJson, task), absent strings as null, task the attempt's AgentTask (undefined when
+ * none). For a TASK event dispatch returns the new AgentTask, which the slot then holds. */
+static void aev_deliver(napi_env env, pump *p, napi_value fn, pump_item *it) {
+    aev *e = (aev *)it;
+    if (e->kind == AEV_RELEASE) {
+        release_slot(env, e->slot);
+        aev_drop(p, it);
+        return;
     }
-    for (aev *e = list, *n; e; e = n) {
-        n = e->next;
-        napi_handle_scope hs;
-        if (fn && napi_open_handle_scope(env, &hs) == napi_ok) {
-            napi_value argv[3 + F_COUNT], result;
-            bool ok = napi_create_int32(env, e->kind, &argv[0]) == napi_ok &&
-                      napi_create_int32(env, e->state, &argv[1]) == napi_ok &&
-                      napi_create_uint32(env, e->attempt, &argv[2]) == napi_ok;
-            for (int i = 0; ok && i < F_COUNT; i++) {
-                if (e->s[i]) ok = napi_create_string_utf8(env, e->n[i] ? e->s[i] : "", e->n[i], &argv[3 + i]) == napi_ok;
-                else ok = napi_get_null(env, &argv[3 + i]) == napi_ok;
-            }
-            if (ok && napi_call_function(env, undef, fn, 3 + F_COUNT, argv, &result) != napi_ok) {
-                bool pending = false;
-                napi_is_exception_pending(env, &pending);
-                if (pending) {   /* a throwing listener is an uncaught exception, as for any event */
-                    napi_value exc;
-                    napi_get_and_clear_last_exception(env, &exc);
-                    napi_fatal_exception(env, exc);
-                }
-            }
-            napi_close_handle_scope(env, hs);
+    if (fn) {
+        napi_value argv[4 + F_COUNT];
+        bool ok = napi_create_int32(env, e->kind, &argv[0]) == napi_ok &&
+                  napi_create_int32(env, e->state, &argv[1]) == napi_ok &&
+                  napi_create_uint32(env, e->attempt, &argv[2]) == napi_ok;
+        for (int i = 0; ok && i < F_COUNT; i++) {
+            if (e->s[i]) ok = napi_create_string_utf8(env, e->n[i] ? e->s[i] : "", e->n[i], &argv[3 + i]) == napi_ok;
+            else ok = napi_get_null(env, &argv[3 + i]) == napi_ok;
         }
-        free(e);
+        napi_value task = slot_task(env, e->slot);
+        if (ok && !task) ok = napi_get_undefined(env, &task) == napi_ok;
+        argv[3 + F_COUNT] = task;
+        napi_value made = ok ? pump_call(env, NULL, fn, 4 + F_COUNT, argv) : NULL;
+        napi_valuetype t;
+        if (made && e->kind == ORC_AGENT_EVENT_TASK && e->slot && !e->slot->task &&
+            napi_typeof(env, made, &t) == napi_ok && t == napi_object)
+            napi_create_reference(env, made, 1, &e->slot->task);
     }
+    free(e);
 }
 
-static void tsfn_finalize(napi_env env, void *data, void *hint) {
-    (void)env;
-    (void)hint;
-    agent_ctx *c = data;
-    pthread_mutex_lock(&c->lock);
-    c->tsfn_live = false;
-    pthread_mutex_unlock(&c->lock);
-    ctx_unref(c);
-}
-
-static agent_env *agent_env_of(napi_env env) {
-    orc_node_env *d = orc_node_env_get(env);
-    return d ? d->agents : NULL;
-}
-
-/* JS thread: free the library object (idempotent); events still listed are dropped. */
-static void agent_ctx_free(napi_env env, agent_ctx *c) {
-    if (c->freed) return;
-    c->freed = true;
-    agent_env *ae = agent_env_of(env);
-    if (ae) {
-        for (agent_ctx **pp = &ae->live; *pp; pp = &(*pp)->next_live)
-            if (*pp == c) {
-                *pp = c->next_live;
-                break;
-            }
-    }
+/* JS thread: free the library object (its in-flight set goes: RELEASEs follow). */
+static void agent_free_object(pump *p) {
+    agent_ctx *c = (agent_ctx *)p;
     if (c->agent) orc_agent_free(c->agent);   /* calls lib_done before it returns */
     c->agent = NULL;
-    pthread_mutex_lock(&c->lock);
-    if (c->tsfn_live) {
-        c->tsfn_live = false;
-        napi_release_threadsafe_function(c->tsfn, napi_tsfn_release);
-    }
-    pthread_mutex_unlock(&c->lock);
-    if (c->dispatch) napi_delete_reference(env, c->dispatch);
-    c->dispatch = NULL;
-    nrt_release(c->runtime);
-    c->runtime = NULL;
 }
 
-static void ext_finalize(napi_env env, void *data, void *hint) {
-    (void)hint;
-    agent_ctx *c = data;
-    agent_ctx_free(env, c);
-    ctx_unref(c);
-}
-
-static void agent_env_cleanup(void *arg) {
-    orc_node_env *d = arg;
-    agent_env *ae = d->agents;
-    if (!ae) return;
-    while (ae->live) agent_ctx_free(d->env, ae->live);
-    d->agents = NULL;
-    free(ae);
-}
+static const pump_ops agent_ops = {"agent", aev_deliver, aev_drop, agent_free_object};
 
 /* ----------------------------------------------------------------------- arguments */
 
 static agent_ctx *get_agent(napi_env env, napi_value v, bool live) {
-    agent_ctx *c = unwrap_ext(env, v, &tag_agent, "Agent");
-    if (c && live && c->freed) {
-        orc_node_throw_msg(env, ORC_ECLOSED, false, "the agent was freed");
-        return NULL;
-    }
-    return c;
+    return pump_unwrap(env, v, &tag_agent, "Agent", live);
 }
 
 /* A string argument into the pool; NULL with an exception when it is not a string (or holds
@@ -304,58 +266,21 @@ static napi_value agent_new(napi_env env, napi_callback_info info) {
         pool_free(&pool);
         return NULL;
     }
-    agent_ctx *c = calloc(1, sizeof *c);
-    napi_value name;
+    agent_ctx *c = pump_new(env, sizeof(agent_ctx), argv[1], "orchestra.Agent", &agent_ops, r);
     if (!c) {
         nrt_release(r);
         free(secret.heap);
         pool_free(&pool);
-        return orc_node_throw_msg(env, ORC_ENOMEM, false, "out of memory");
-    }
-    pthread_mutex_init(&c->lock, NULL);
-    c->env = env;
-    c->runtime = r;
-    c->refs = 2;   /* JS external + tsfn; the library's is added below */
-    if (napi_create_string_utf8(env, "orchestra.Agent", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-        napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, c, tsfn_finalize, c, call_js, &c->tsfn) != napi_ok) {
-        pthread_mutex_destroy(&c->lock);
-        free(c);
-        nrt_release(r);
-        free(secret.heap);
-        pool_free(&pool);
-        orc_node_throw_napi(env, "napi_create_threadsafe_function");
         return NULL;
     }
-    c->tsfn_live = true;
-    napi_unref_threadsafe_function(env, c->tsfn);
-    if (napi_create_reference(env, argv[1], 0, &c->dispatch) != napi_ok) c->dispatch = NULL;
     ao.on_event = on_event;
     ao.user_data = c;
     ao.user_data_free = lib_done;
-    c->refs++;   /* the library's, dropped by user_data_free (a failed new does not call it) */
+    pump_retain(&c->p);   /* the library's, dropped by user_data_free */
     int rc = orc_agent_new(r->rt, &ao, &c->agent);
     free(secret.heap);
     pool_free(&pool);
-    if (rc != ORC_OK) {
-        c->refs--;
-        orc_node_throw(env, rc);
-        c->agent = NULL;
-        agent_ctx_free(env, c);   /* releases the tsfn (its finalizer drops one) */
-        ctx_unref(c);             /* the JS side's */
-        return NULL;
-    }
-    napi_value v;
-    if (napi_create_external(env, c, ext_finalize, NULL, &v) != napi_ok ||
-        napi_type_tag_object(env, v, &tag_agent) != napi_ok) {
-        orc_node_throw_napi(env, "napi_create_external");
-        return NULL;
-    }
-    agent_env *ae = agent_env_of(env);
-    if (ae) {
-        c->next_live = ae->live;
-        ae->live = c;
-    }
-    return v;
+    return pump_made(env, &c->p, rc, &tag_agent);
 }
 
 /* ------------------------------------------------------------------------- actions */
@@ -492,7 +417,7 @@ static napi_value agent_free_js(napi_env env, napi_callback_info info) {
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     agent_ctx *c = get_agent(env, argc ? argv[0] : NULL, false);
     if (!c) return NULL;
-    agent_ctx_free(env, c);
+    pump_free(env, &c->p);
     return NULL;
 }
 
@@ -506,20 +431,7 @@ static napi_value agent_set_ref(napi_env env, napi_callback_info info) {
     if (!c) return NULL;
     bool want = false;
     if (argc >= 2) napi_get_value_bool(env, argv[1], &want);
-    pthread_mutex_lock(&c->lock);
-    bool live = c->tsfn_live;
-    pthread_mutex_unlock(&c->lock);
-    if (live && want != c->refd) {
-        uint32_t count;
-        if (want) {
-            napi_ref_threadsafe_function(env, c->tsfn);
-            if (c->dispatch) napi_reference_ref(env, c->dispatch, &count);
-        } else {
-            napi_unref_threadsafe_function(env, c->tsfn);
-            if (c->dispatch) napi_reference_unref(env, c->dispatch, &count);
-        }
-        c->refd = want;
-    }
+    pump_set_ref(env, &c->p, want);
     return NULL;
 }
 
@@ -528,10 +440,7 @@ static napi_value agent_set_ref(napi_env env, napi_callback_info info) {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
 
 napi_value orc_node_init_agent(napi_env env, napi_value exports, orc_node_env *d) {
-    agent_env *ae = calloc(1, sizeof *ae);
-    if (!ae) return orc_node_throw_msg(env, ORC_ENOMEM, false, "out of memory");
-    d->agents = ae;
-    NAPI_CALL(env, napi_add_env_cleanup_hook(env, agent_env_cleanup, d));
+    (void)d;   /* its agents are freed with the environment's other objects (ws.c's cleanup) */
     napi_property_descriptor fns[] = {
         FN("agentNew", agent_new), FN("agentStart", agent_start), FN("agentState", agent_state),
         FN("agentClose", agent_close), FN("agentFree", agent_free_js), FN("agentSetRef", agent_set_ref),

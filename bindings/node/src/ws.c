@@ -4,25 +4,13 @@
  * lib/index.js; this file exposes plain functions over "externals" (napi_external values
  * carrying a type tag) and delivers the library's events.
  *
- * Event delivery. The library calls our orc_ws_callbacks_t (and on_state) on its I/O thread.
- * Each callback copies what it needs (message bytes included) into an event, appends it to
- * the object's list under a mutex and, when the list was empty, calls the object's
- * napi_threadsafe_function once (non-blocking; the tsfn's own queue is unbounded). On the JS
- * thread the tsfn's call_js takes the whole list and calls the object's dispatch function once
- * per event, in the order the library produced them (so per connection: open, messages,
- * drains, pongs, close). One tsfn call per batch rather than per message: under load the I/O
- * thread appends to a list the JS thread has not taken yet, and no tsfn call is made at all.
- * The dispatch function is held weakly (the JS object holds it strongly), so an unreferenced
- * Server or Client can be collected; its events are then dropped.
- *
- * The tsfn keeps the process alive only while there is something to wait for: a listening
- * server, a client between connect() and its final 'closed' state. lib/index.js refs/unrefs it.
- *
- * Lifetime. A ws_ctx is shared by three owners, each dropping one reference: the library
- * (user_data_free, on the I/O thread, once it stops calling the callbacks), the tsfn (its
- * finalizer, on the JS thread: after the release in ws_free, or when the environment is torn
- * down), and the JS side (the external's finalizer). The mutex orders "the tsfn may be
- * called" against the release and the finalizer, as in queue.c's drop handler.
+ * Events. The library calls our orc_ws_callbacks_t (and on_state) on its I/O thread; each
+ * callback copies what it needs (message bytes included) into an event and posts it through the
+ * object's event pump (pump.c), which hands the events to the object's dispatch function on the
+ * JS thread in the order the library produced them (so per connection: open, messages, drains,
+ * pongs, close), and keeps the object's context alive while the library, the tsfn or JS holds
+ * it. The tsfn keeps the process alive only while there is something to wait for: a listening
+ * server, a client between connect() and its final 'closed' state (lib/index.js refs/unrefs it).
  *
  * Runtime. One orc_runtime_t per process serves every Server and Client unless a Runtime
  * object is passed: made on first use, kept while any environment (main thread or worker)
@@ -79,7 +67,7 @@ static nrt *shared_rt;
 enum { EV_OPEN = 1, EV_MESSAGE = 2, EV_DRAIN = 3, EV_PONG = 4, EV_CLOSE = 5, EV_STATE = 6 };
 
 typedef struct ev {
-    struct ev *next;
+    pump_item link;
     int kind;
     int a;                 /* opcode, close code or client state */
     int clean;
@@ -96,76 +84,26 @@ typedef struct ev {
 #define EXTERNAL_MIN (64u * 1024u)
 
 typedef struct ws_ctx {
-    pthread_mutex_t lock;
-    int refs;                       /* library + tsfn + JS external */
-    napi_threadsafe_function tsfn;
-    bool tsfn_live;                 /* neither released nor finalized: may be called */
-    bool scheduled;                 /* a tsfn call is on its way for the current list */
-    ev *head, *tail;
-
-    /* JS thread only. */
-    napi_env env;
-    napi_ref dispatch;              /* weak: the JS object's dispatch function */
-    bool is_client;
-    bool freed;                     /* orc_*_free done */
-    bool refd;
-    orc_server_t *server;
+    pump p;                         /* first: the context is a pump */
+    orc_server_t *server;           /* JS thread only */
     orc_client_t *client;
-    nrt *runtime;
-    struct ws_ctx *next_live;       /* in the environment's list while not freed */
 } ws_ctx;
 
 typedef struct conn_ref {
     orc_conn_t *conn;
 } conn_ref;
 
-/* Environment's live servers and clients, freed at its cleanup (before the runtime). */
-typedef struct ws_env {
-    ws_ctx *live;
-    bool uses_shared;
-} ws_env;
-
-static ws_env *ws_env_of(napi_env env) {
-    orc_node_env *d = orc_node_env_get(env);
-    return d ? d->ws : NULL;
+/* Frees an event that is not delivered (or what a delivered one still holds). */
+static void ev_drop(pump *p, pump_item *it) {
+    (void)p;
+    ev *e = (ev *)it;
+    orc_conn_release(e->conn);
+    if (e->external) free(e->data);
+    free(e);
 }
 
-static void ctx_unref(ws_ctx *c) {
-    pthread_mutex_lock(&c->lock);
-    int left = --c->refs;
-    pthread_mutex_unlock(&c->lock);
-    if (left == 0) {
-        for (ev *e = c->head, *n; e; e = n) {
-            n = e->next;
-            orc_conn_release(e->conn);
-            if (e->external) free(e->data);
-            free(e);
-        }
-        pthread_mutex_destroy(&c->lock);
-        free(c);
-    }
-}
-
-/* I/O thread: queue an event; the first of a batch schedules one tsfn call. */
-static void post(ws_ctx *c, ev *e) {
-    e->next = NULL;
-    pthread_mutex_lock(&c->lock);
-    if (!c->tsfn_live) {
-        pthread_mutex_unlock(&c->lock);
-        orc_conn_release(e->conn);
-        if (e->external) free(e->data);
-        free(e);
-        return;
-    }
-    if (c->tail) c->tail->next = e;
-    else c->head = e;
-    c->tail = e;
-    if (!c->scheduled) {
-        if (napi_call_threadsafe_function(c->tsfn, NULL, napi_tsfn_nonblocking) == napi_ok) c->scheduled = true;
-        /* napi_closing: the environment is going away; the list is freed with the context. */
-    }
-    pthread_mutex_unlock(&c->lock);
-}
+/* I/O thread: queue an event. */
+static void post(void *ud, ev *e) { pump_post(ud, &e->link); }
 
 static ev *ev_new(int kind, uint64_t id, const void *data, size_t len, bool nul) {
     bool ext = len >= EXTERNAL_MIN;
@@ -233,18 +171,13 @@ static void cb_state(void *ud, orc_client_t *client, orc_client_state_t state, c
     post(ud, e);
 }
 
-/* I/O thread (or the thread freeing the runtime): the library no longer calls us. */
-static void lib_done(ws_ctx *c) {
-    pthread_mutex_lock(&c->lock);
-    /* Nothing more will be posted; whatever is listed still reaches JS. */
-    pthread_mutex_unlock(&c->lock);
-    ctx_unref(c);
-}
+/* I/O thread (or the thread freeing the runtime): the library no longer calls us; whatever
+ * is listed still reaches JS. */
 static void server_user_data_free(void *cb_ud, void *hook_ud) {
     (void)hook_ud;
-    lib_done(cb_ud);
+    pump_unref(cb_ud);
 }
-static void client_user_data_free(void *ud) { lib_done(ud); }
+static void client_user_data_free(void *ud) { pump_unref(ud); }
 
 static void free_external_data(napi_env env, void *data, void *hint) {
     (void)env;
@@ -273,151 +206,80 @@ static napi_value make_conn(napi_env env, orc_conn_t *conn) {
     return v;
 }
 
-/* JS thread: deliver the listed events. env/fn are NULL when the tsfn is being torn down. */
-static void call_js(napi_env env, napi_value unused_fn, void *context, void *data) {
-    (void)unused_fn;
-    (void)data;
-    ws_ctx *c = context;
-    pthread_mutex_lock(&c->lock);
-    ev *list = c->head;
-    c->head = c->tail = NULL;
-    c->scheduled = false;
-    pthread_mutex_unlock(&c->lock);
-    if (!list) return;
-
-    napi_value fn = NULL, undef;
-    if (env) {
-        if (c->dispatch && napi_get_reference_value(env, c->dispatch, &fn) != napi_ok) fn = NULL;
-        napi_get_undefined(env, &undef);
-    }
-    for (ev *e = list, *n; e; e = n) {
-        n = e->next;
-        bool data_taken = false;
-        if (fn) {
-            napi_handle_scope hs;
-            if (napi_open_handle_scope(env, &hs) == napi_ok) {
-                napi_value argv[5];
-                size_t argc = 2;
-                napi_create_int32(env, e->kind, &argv[0]);
-                napi_create_double(env, (double)e->id, &argv[1]);
-                bool ok = true;
-                switch (e->kind) {
-                    case EV_OPEN:
-                        argv[2] = make_conn(env, e->conn);
-                        if (argv[2]) e->conn = NULL;  /* the external took the reference */
-                        else ok = false;
-                        argc = 3;
-                        break;
-                    case EV_MESSAGE:
-                        if (e->a == ORC_WS_TEXT) {
-                            ok = napi_create_string_utf8(env, e->len ? e->data : "", e->len, &argv[2]) == napi_ok;
-                        } else if (e->external) {
-                            ok = napi_create_external_buffer(env, e->len, e->data, free_external_data, NULL, &argv[2]) == napi_ok;
-                            if (ok) data_taken = true;
-                        } else {
-                            ok = napi_create_buffer_copy(env, e->len, e->len ? e->data : "", NULL, &argv[2]) == napi_ok;
-                        }
-                        napi_get_boolean(env, e->a != ORC_WS_TEXT, &argv[3]);
-                        argc = 4;
-                        break;
-                    case EV_PONG:
-                        napi_create_double(env, (double)e->rtt, &argv[2]);
-                        argc = 3;
-                        break;
-                    case EV_CLOSE:
-                        napi_create_int32(env, e->a, &argv[2]);
-                        ok = napi_create_string_utf8(env, e->data, e->len, &argv[3]) == napi_ok;
-                        napi_get_boolean(env, e->clean != 0, &argv[4]);
-                        argc = 5;
-                        break;
-                    case EV_STATE:
-                        napi_create_int32(env, e->a, &argv[2]);
-                        ok = napi_create_string_utf8(env, e->data, e->len, &argv[3]) == napi_ok;
-                        argc = 4;
-                        break;
-                    default:
-                        break;
-                }
-                if (ok) {
-                    napi_value result;
-                    /* A throw from a handler is an uncaught exception (as for any event). */
-                    if (napi_call_function(env, undef, fn, argc, argv, &result) != napi_ok) {
-                        bool pending = false;
-                        napi_is_exception_pending(env, &pending);
-                        if (pending) {
-                            napi_value exc;
-                            napi_get_and_clear_last_exception(env, &exc);
-                            napi_fatal_exception(env, exc);
-                        }
-                    }
-                }
-                napi_close_handle_scope(env, hs);
-            }
-        }
-        orc_conn_release(e->conn);
-        if (e->external && !data_taken) free(e->data);
-        free(e);
-    }
-}
-
-/* JS thread: the tsfn is gone (released by ws_free, or the environment is torn down). */
-static void tsfn_finalize(napi_env env, void *data, void *hint) {
-    (void)env;
-    (void)hint;
-    ws_ctx *c = data;
-    pthread_mutex_lock(&c->lock);
-    c->tsfn_live = false;
-    pthread_mutex_unlock(&c->lock);
-    ctx_unref(c);
-}
-
-/* JS thread: free the library object now (idempotent). Releases the tsfn after it: events
- * the library still produces (connections finishing their close) are dropped. */
-static void ws_free(napi_env env, ws_ctx *c) {
-    if (c->freed) return;
-    c->freed = true;
-    ws_env *we = ws_env_of(env);
-    if (we) {
-        for (ws_ctx **pp = &we->live; *pp; pp = &(*pp)->next_live)
-            if (*pp == c) {
-                *pp = c->next_live;
+/* JS thread: one event to dispatch(kind, id, ...). */
+static void ev_deliver(napi_env env, pump *p, napi_value fn, pump_item *it) {
+    ev *e = (ev *)it;
+    if (fn) {
+        napi_value argv[5];
+        size_t argc = 2;
+        napi_create_int32(env, e->kind, &argv[0]);
+        napi_create_double(env, (double)e->id, &argv[1]);
+        bool ok = true;
+        switch (e->kind) {
+            case EV_OPEN:
+                argv[2] = make_conn(env, e->conn);
+                if (argv[2]) e->conn = NULL;  /* the external took the reference */
+                else ok = false;
+                argc = 3;
                 break;
-            }
+            case EV_MESSAGE:
+                if (e->a == ORC_WS_TEXT) {
+                    ok = napi_create_string_utf8(env, e->len ? e->data : "", e->len, &argv[2]) == napi_ok;
+                } else if (e->external) {
+                    ok = napi_create_external_buffer(env, e->len, e->data, free_external_data, NULL, &argv[2]) == napi_ok;
+                    if (ok) e->external = false;   /* the Buffer took the block */
+                } else {
+                    ok = napi_create_buffer_copy(env, e->len, e->len ? e->data : "", NULL, &argv[2]) == napi_ok;
+                }
+                napi_get_boolean(env, e->a != ORC_WS_TEXT, &argv[3]);
+                argc = 4;
+                break;
+            case EV_PONG:
+                napi_create_double(env, (double)e->rtt, &argv[2]);
+                argc = 3;
+                break;
+            case EV_CLOSE:
+                napi_create_int32(env, e->a, &argv[2]);
+                ok = napi_create_string_utf8(env, e->data, e->len, &argv[3]) == napi_ok;
+                napi_get_boolean(env, e->clean != 0, &argv[4]);
+                argc = 5;
+                break;
+            case EV_STATE:
+                napi_create_int32(env, e->a, &argv[2]);
+                ok = napi_create_string_utf8(env, e->data, e->len, &argv[3]) == napi_ok;
+                argc = 4;
+                break;
+            default:
+                break;
+        }
+        if (ok) pump_call(env, NULL, fn, argc, argv);
     }
+    ev_drop(p, it);
+}
+
+/* JS thread: free the library object (the pump then releases the tsfn: events the library
+ * still produces, connections finishing their close, are dropped). */
+static void ws_free_object(pump *p) {
+    ws_ctx *c = (ws_ctx *)p;
     if (c->server) orc_server_free(c->server);
     if (c->client) orc_client_free(c->client);
     c->server = NULL;
     c->client = NULL;
-    pthread_mutex_lock(&c->lock);
-    if (c->tsfn_live) {
-        c->tsfn_live = false;
-        napi_release_threadsafe_function(c->tsfn, napi_tsfn_release);
-    }
-    pthread_mutex_unlock(&c->lock);
-    if (c->dispatch) napi_delete_reference(env, c->dispatch);
-    c->dispatch = NULL;
-    nrt_release(c->runtime);
-    c->runtime = NULL;
 }
 
-static void ctx_finalize(napi_env env, void *data, void *hint) {
-    (void)hint;
-    ws_ctx *c = data;
-    ws_free(env, c);
-    ctx_unref(c);
-}
+static const pump_ops server_ops = {"server", ev_deliver, ev_drop, ws_free_object};
+static const pump_ops client_ops = {"client", ev_deliver, ev_drop, ws_free_object};
 
-/* Environment cleanup: free this environment's servers and clients, then let go of the
- * shared runtime (the last environment frees it, joining its I/O thread). */
+/* Environment cleanup: free this environment's servers, clients and agents, then let go of
+ * the shared runtime (the last environment frees it, joining its I/O thread). */
 static void ws_env_cleanup(void *arg) {
     orc_node_env *d = arg;
-    ws_env *we = d->ws;
-    if (!we) return;
-    while (we->live) ws_free(d->env, we->live);
-    if (we->uses_shared) {
+    pump_free_all(d);
+    d->closing = true;
+    if (d->uses_shared_runtime) {
         /* Under the lock, so no other environment takes the runtime while it goes. The
-         * environments' references are the last ones: servers and clients hold theirs only
-         * while their environment's is held (freed above). */
+         * environments' references are the last ones: objects hold theirs only while their
+         * environment's is held (freed above). */
         pthread_mutex_lock(&shared_lock);
         nrt *r = shared_rt;
         bool last = r && atomic_fetch_sub(&r->refs, 1) == 1;
@@ -427,10 +289,8 @@ static void ws_env_cleanup(void *arg) {
             orc_runtime_free(r->rt);
             free(r);
         }
-        we->uses_shared = false;
+        d->uses_shared_runtime = false;
     }
-    d->ws = NULL;
-    free(we);
 }
 
 /* ----------------------------------------------------------------------- arguments */
@@ -450,12 +310,7 @@ void *unwrap_ext(napi_env env, napi_value v, const napi_type_tag *tag, const cha
 }
 
 static ws_ctx *get_ctx(napi_env env, napi_value v, bool client, bool live) {
-    ws_ctx *c = unwrap_ext(env, v, client ? &orc_node_tag_client : &orc_node_tag_server, client ? "Client" : "Server");
-    if (c && live && c->freed) {
-        orc_node_throw_msg(env, ORC_ECLOSED, false, client ? "the client was freed" : "the server was freed");
-        return NULL;
-    }
-    return c;
+    return pump_unwrap(env, v, client ? &orc_node_tag_client : &orc_node_tag_server, client ? "Client" : "Server", live);
 }
 
 bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *out) {
@@ -640,8 +495,8 @@ nrt *pick_runtime(napi_env env, napi_value o) {
         nrt_retain(*slot);
         return *slot;
     }
-    ws_env *we = ws_env_of(env);
-    if (!we) {
+    orc_node_env *d = orc_node_env_get(env);
+    if (!d || d->closing) {
         orc_node_throw_msg(env, ORC_EINTERNAL, false, "addon environment data missing");
         return NULL;
     }
@@ -650,9 +505,9 @@ nrt *pick_runtime(napi_env env, napi_value o) {
     if (!shared_rt) rc = nrt_new("orchestra-node-io", &shared_rt);
     nrt *r = shared_rt;
     if (rc == ORC_OK) {
-        if (!we->uses_shared) {
+        if (!d->uses_shared_runtime) {
             nrt_retain(r);     /* the environment's reference, dropped by ws_env_cleanup */
-            we->uses_shared = true;
+            d->uses_shared_runtime = true;
         }
         nrt_retain(r);         /* the caller's */
     }
@@ -662,67 +517,6 @@ nrt *pick_runtime(napi_env env, napi_value o) {
         return NULL;
     }
     return r;
-}
-
-/* A context and its tsfn; `dispatch` is the JS function that receives the events. */
-static ws_ctx *ctx_new(napi_env env, napi_value dispatch, bool client, const char *name) {
-    napi_valuetype t;
-    if (!dispatch || napi_typeof(env, dispatch, &t) != napi_ok || t != napi_function) {
-        orc_node_throw_msg(env, ORC_EINVAL, true, "dispatch must be a function");
-        return NULL;
-    }
-    ws_ctx *c = calloc(1, sizeof *c);
-    if (!c) {
-        orc_node_throw_msg(env, ORC_ENOMEM, false, "out of memory");
-        return NULL;
-    }
-    pthread_mutex_init(&c->lock, NULL);
-    c->env = env;
-    c->is_client = client;
-    c->refs = 2;    /* JS external + tsfn; the library's is added once it holds the context */
-    napi_value resource_name;
-    if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
-        napi_create_threadsafe_function(env, NULL, NULL, resource_name, 0, 1, c, tsfn_finalize, c, call_js,
-                                        &c->tsfn) != napi_ok) {
-        pthread_mutex_destroy(&c->lock);
-        free(c);
-        orc_node_throw_napi(env, "napi_create_threadsafe_function");
-        return NULL;
-    }
-    c->tsfn_live = true;
-    napi_unref_threadsafe_function(env, c->tsfn);
-    if (napi_create_reference(env, dispatch, 0, &c->dispatch) != napi_ok) c->dispatch = NULL;
-    return c;
-}
-
-/* Wraps a context in an external (the JS owner). On failure the context is freed. */
-static napi_value ctx_external(napi_env env, ws_ctx *c, const napi_type_tag *tag) {
-    napi_value v;
-    if (napi_create_external(env, c, ctx_finalize, NULL, &v) != napi_ok ||
-        napi_type_tag_object(env, v, tag) != napi_ok) {
-        orc_node_throw_napi(env, "napi_create_external");
-        return NULL;
-    }
-    ws_env *we = ws_env_of(env);
-    if (we) {
-        c->next_live = we->live;
-        we->live = c;
-    }
-    return v;
-}
-
-/* A context made but not handed to the library: undo. */
-static void ctx_abandon(napi_env env, ws_ctx *c) {
-    c->freed = true;
-    pthread_mutex_lock(&c->lock);
-    c->tsfn_live = false;
-    pthread_mutex_unlock(&c->lock);
-    napi_release_threadsafe_function(c->tsfn, napi_tsfn_release);   /* its finalizer drops one */
-    if (c->dispatch) napi_delete_reference(env, c->dispatch);
-    c->dispatch = NULL;
-    nrt_release(c->runtime);
-    c->runtime = NULL;
-    ctx_unref(c);   /* the JS side's */
 }
 
 static bool opt_queue(napi_env env, napi_value o, orc_queue_t **q, int *events) {
@@ -776,22 +570,21 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
         pool_free(&pool);
         return NULL;
     }
-    ws_ctx *c = ctx_new(env, argc >= 2 ? argv[1] : NULL, false, "orchestra.Server");
+    ws_ctx *c = pump_new(env, sizeof(ws_ctx), argc >= 2 ? argv[1] : NULL, "orchestra.Server", &server_ops, r);
     if (!c) {
         nrt_release(r);
         pool_free(&pool);
         return NULL;
     }
-    c->runtime = r;
     /* queueOnly: everything goes through options.queue; no callbacks, no events. */
     int queue_only = 0;
     if (o && !opt_bool(env, o, "queueOnly", &queue_only)) {
-        ctx_abandon(env, c);
+        pump_abandon(env, &c->p);
         pool_free(&pool);
         return NULL;
     }
     if (queue_only && !so.queue) {
-        ctx_abandon(env, c);
+        pump_abandon(env, &c->p);
         pool_free(&pool);
         return orc_node_throw_msg(env, ORC_EINVAL, false, "queueOnly needs a queue");
     }
@@ -804,18 +597,10 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
     }
     so.callbacks.user_data = c;
     so.user_data_free = server_user_data_free;
-    pthread_mutex_lock(&c->lock);
-    c->refs++;      /* the library's, dropped by user_data_free */
-    pthread_mutex_unlock(&c->lock);
+    pump_retain(&c->p);   /* the library's, dropped by user_data_free */
     int rc = orc_server_new(r->rt, &so, &c->server);
     pool_free(&pool);
-    if (rc != ORC_OK) {
-        ctx_unref(c);   /* a failed new calls no user_data_free */
-        orc_node_throw(env, rc);
-        ctx_abandon(env, c);
-        return NULL;
-    }
-    return ctx_external(env, c, &orc_node_tag_server);
+    return pump_made(env, &c->p, rc, &orc_node_tag_server);
 }
 
 /* serverListen(h) -> port. Blocks until the I/O thread listens (a short job). */
@@ -934,7 +719,7 @@ static napi_value ws_free_js(napi_env env, napi_callback_info info, bool client)
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     ws_ctx *c = get_ctx(env, argc ? argv[0] : NULL, client, false);
     if (!c) return NULL;
-    ws_free(env, c);
+    pump_free(env, &c->p);
     return NULL;
 }
 static napi_value server_free_js(napi_env env, napi_callback_info info) { return ws_free_js(env, info, false); }
@@ -953,24 +738,7 @@ static napi_value ws_set_ref(napi_env env, napi_callback_info info) {
     if (!c) return NULL;
     bool want = false;
     if (argc >= 2) napi_get_value_bool(env, argv[1], &want);
-    pthread_mutex_lock(&c->lock);
-    bool live = c->tsfn_live;
-    pthread_mutex_unlock(&c->lock);
-    if (live && want != c->refd) {
-        /* While it keeps the process alive, the object is also kept from the garbage
-         * collector: its dispatch function (which holds the object) becomes a strong
-         * reference. Otherwise an active server or client that only its own listeners refer
-         * to would be collected, and freed, mid-conversation. */
-        uint32_t count;
-        if (want) {
-            napi_ref_threadsafe_function(env, c->tsfn);
-            if (c->dispatch) napi_reference_ref(env, c->dispatch, &count);
-        } else {
-            napi_unref_threadsafe_function(env, c->tsfn);
-            if (c->dispatch) napi_reference_unref(env, c->dispatch, &count);
-        }
-        c->refd = want;
-    }
+    pump_set_ref(env, &c->p, want);
     return NULL;
 }
 
@@ -1142,14 +910,13 @@ static napi_value client_new(napi_env env, napi_callback_info info) {
         }
     }
     nrt *r = ok ? pick_runtime(env, o) : NULL;
-    ws_ctx *c = r ? ctx_new(env, argc >= 3 ? argv[2] : NULL, true, "orchestra.Client") : NULL;
+    ws_ctx *c = r ? pump_new(env, sizeof(ws_ctx), argc >= 3 ? argv[2] : NULL, "orchestra.Client", &client_ops, r) : NULL;
     if (!c) {
         nrt_release(r);
         free(headers);
         pool_free(&pool);
         return NULL;
     }
-    c->runtime = r;
     co.callbacks.on_message = cb_message;
     co.callbacks.on_drain = cb_drain;
     co.callbacks.on_pong = cb_pong;
@@ -1157,19 +924,11 @@ static napi_value client_new(napi_env env, napi_callback_info info) {
     co.callbacks.user_data = c;
     co.on_state = cb_state;
     co.user_data_free = client_user_data_free;
-    pthread_mutex_lock(&c->lock);
-    c->refs++;
-    pthread_mutex_unlock(&c->lock);
+    pump_retain(&c->p);   /* the library's, dropped by user_data_free */
     int rc = orc_client_new(r->rt, url, &co, &c->client);
     free(headers);
     pool_free(&pool);
-    if (rc != ORC_OK) {
-        ctx_unref(c);
-        orc_node_throw(env, rc);
-        ctx_abandon(env, c);
-        return NULL;
-    }
-    return ctx_external(env, c, &orc_node_tag_client);
+    return pump_made(env, &c->p, rc, &orc_node_tag_client);
 }
 
 #define CLIENT_FN(name, body)                                                        \
@@ -1283,9 +1042,6 @@ static napi_value runtime_close(napi_env env, napi_callback_info info) {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
 
 napi_value orc_node_init_ws(napi_env env, napi_value exports, orc_node_env *d) {
-    ws_env *we = calloc(1, sizeof *we);
-    if (!we) return orc_node_throw_msg(env, ORC_ENOMEM, false, "out of memory");
-    d->ws = we;
     NAPI_CALL(env, napi_add_env_cleanup_hook(env, ws_env_cleanup, d));
     napi_property_descriptor fns[] = {
         FN("runtimeNew", runtime_new), FN("runtimeClose", runtime_close),

@@ -301,6 +301,44 @@ test('reconnects listing the tasks in flight; a re-assigned task is cancelled', 
   await agent.close();
 });
 
+// node --expose-gc gives global.gc (the ctest entry passes it); otherwise enable it now.
+function collector() {
+  if (typeof global.gc === 'function') return global.gc;
+  require('node:v8').setFlagsFromString('--expose-gc');
+  return require('node:vm').runInNewContext('gc');
+}
+
+test('the library carries the tasks in flight; it lets go of them', T, async (t) => {
+  // The addon keeps no map of tasks: each attempt's slot in the library holds its AgentTask
+  // until the library lets go of it. A slot never let go would keep every task alive.
+  const gc = collector();
+  const hub = await hubFor(t, { k1: SECRET });
+  const agent = makeAgent(t, hub.url);
+  await agent.start();
+  const tasks = agent.tasks();
+  const refs = [];
+  for (let i = 0; i < 200; i++) {
+    hub.assign(`r${i}`, 1);
+    const { value: task } = await tasks.next();
+    refs.push(new WeakRef(task));
+    task.result();
+    await hub.next('task.result');
+  }
+  for (let i = 0; i < 4; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.ok(refs.filter((r) => r.deref() !== undefined).length < 20);
+
+  // A task still in flight when the agent closes: its inputs() end (the library let go).
+  hub.assign('open', 1);
+  const { value: open } = await tasks.next();
+  const waiting = open.inputs().next();
+  await agent.close();
+  assert.deepEqual(await waiting, { value: undefined, done: true });
+  assert.equal(open.done, false);   // not finished by the agent: only its inputs ended
+});
+
 test('a refused registration rejects start() with AuthError', T, async (t) => {
   const hub = await hubFor(t, { k1: Buffer.from('another secret') });
   const agent = makeAgent(t, hub.url);

@@ -13,6 +13,10 @@ Two forms:
 * :class:`SyncAgent` for scripts without asyncio: ``for task in agent.tasks(): ...`` pops
   events with ``orc_agent_next_event``; events that arrive while the body runs are routed
   whenever the agent is asked (``task.cancelled``, ``task.next_input()``, the next task).
+
+The tasks in flight are the library's: each TASK event's attempt carries a weak reference to
+its task object (``orc_agent_event_set_task_data``), which the CANCEL and INPUT events about the
+attempt hand back; this module keeps no map of its own.
 """
 from __future__ import annotations
 
@@ -23,11 +27,11 @@ import json
 import logging
 import threading
 import time
+import weakref
 from ctypes import (POINTER, Structure, byref, c_char_p, c_double, c_int, c_int64, c_size_t,
-                    c_uint32, c_void_p, sizeof)
+                    c_uint32, c_void_p, py_object, sizeof)
 from enum import IntEnum
-from typing import (Any, AsyncIterator, Callable, Dict, Iterator, Mapping, Optional, Sequence,
-                    Tuple, Union)
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from . import _abi, _lib
 from .errors import Closed, InvalidArgument, StateError, check, error_for
@@ -115,6 +119,8 @@ class _C:
             cls.event_attempt = f("orc_agent_event_attempt", c_uint32, vp)
             cls.event_state = f("orc_agent_event_state", c_int, vp)
             cls.event_view = f("orc_agent_event_view", c_int, vp, P(_View))
+            cls.set_task_data = f("orc_agent_event_set_task_data", c_int, vp, vp, _lib.FREE_CB)
+            cls.task_data = f("orc_agent_event_task_data", vp, vp)
             cls.getters = {name: f(f"orc_agent_event_{name}", c_void_p, vp, P(c_size_t))
                            for name in _FIELDS}
             cls.accept = f("orc_agent_accept", c_int, vp, c_char_p, c_uint32)
@@ -159,6 +165,31 @@ def _view_text(b: Optional[bytes], n: int, ev: int, name: str) -> Optional[str]:
 
 _STDOUT = b"stdout"
 
+# A task attempt's data in the library (orc_agent_event_set_task_data) is a weak reference to
+# its task object, with a reference of ours that the library's data_free drops: the agent
+# routes CANCEL and INPUT to the task object through it, and keeps no map of its own. Weak, so
+# that neither a dropped task nor a dropped agent (tasks refer to their agent) is kept alive by
+# the library; ctypes takes the GIL for the release on whichever thread the library calls it.
+_incref = ctypes.PYFUNCTYPE(None, py_object)(("Py_IncRef", ctypes.pythonapi))
+_decref = ctypes.PYFUNCTYPE(None, c_void_p)(("Py_DecRef", ctypes.pythonapi))
+_release_ref = _lib.FREE_CB(_decref)
+
+
+def _attach(ev: int, task: Any) -> None:
+    """Gives the TASK event's attempt a weak reference to `task` (see above)."""
+    ref = weakref.ref(task)
+    _incref(ref)
+    rc = _C.set_task_data(ev, id(ref), _release_ref)
+    if rc < 0:
+        _decref(id(ref))
+        raise error_for(rc)
+
+
+def _task_of(ev: int) -> Any:
+    """The task object of the event's attempt (None: no data, or the task was dropped)."""
+    p = _C.task_data(ev)
+    return ctypes.cast(p, py_object).value() if p else None
+
 
 def _compact_dumps() -> Callable[[Any], str]:
     """json.dumps(obj, separators=(",", ":")) (compact, as the library writes JSON). The
@@ -194,13 +225,15 @@ _NEEDED = {_TASK: ("task_id", "payload_json"), _CANCEL: ("task_id", "reason"), _
 
 
 class _Event:
-    """A popped event, copied out of the library's (which is freed at once)."""
-    __slots__ = ("kind", "attempt", "state") + _FIELDS
+    """A popped event, copied out of the library's (which is freed at once); `task` is the
+    task object of a CANCEL or INPUT event's attempt."""
+    __slots__ = ("kind", "attempt", "state", "task") + _FIELDS
 
     def __init__(self, ev: int) -> None:
         self.kind = kind = _C.event_kind(ev)
         self.attempt = _C.event_attempt(ev)
         self.state = _C.event_state(ev) if kind == _STATE else 0
+        self.task = _task_of(ev) if kind in (_CANCEL, _INPUT) else None
         needed = _NEEDED.get(kind, _FIELDS)
         for name in _FIELDS:
             setattr(self, name, _field(ev, name) if name in needed else None)
@@ -289,8 +322,10 @@ class _Core:
         self._ptr = ptr.value
         del self._keep, self._caps
         self.agent_id = agent_id
+        # The library calls it for this agent's tasks up to orc_agent_free (in _free): kept
+        # alive with the agent, whatever order the interpreter's shutdown clears modules in.
+        self._release_ref = _release_ref
         self._on_error = on_error
-        self._live: Dict[Tuple[str, int], Any] = {}   # task attempts in flight: their objects
         self._failure: Optional[HubError] = None
         self.reason = ""   #: why the agent last disconnected or failed
 
@@ -300,21 +335,21 @@ class _Core:
         return AgentState(_C.state(self._ptr)) if self._ptr else AgentState.CLOSED
 
     # Event routing, on whichever thread pumps (the loop's for Agent, under a lock for SyncAgent).
-    def _route(self, e: _Event):
-        """Routes one event; returns a new task object for TASK events, else None."""
+    def _route(self, e: _Event, ev: int):
+        """Routes one event (`ev`, the library's, still held); returns a new task object for
+        TASK events, else None. CANCEL and INPUT reach the task object the library carries
+        for their attempt."""
         if e.kind == _TASK:
             t = self._task_class(self, e.task_id or "", e.attempt, e.payload_json)
-            self._live[(t.id, t.attempt)] = t
+            _attach(ev, t)
             return t
         if e.kind == _CANCEL:
-            t = self._live.pop((e.task_id or "", e.attempt), None)
-            if t is not None:
-                t._cancel(e.reason or "cancelled")
+            if e.task is not None:
+                e.task._cancel(e.reason or "cancelled")
             return None
         if e.kind == _INPUT:
-            t = self._find(e.task_id or "", e.attempt)
-            if t is not None:
-                t._input(e.input or "")
+            if e.task is not None:
+                e.task._input(e.input or "")
             else:
                 log.warning("input for task %s, which is not in flight here: dropped", e.task_id)
             return None
@@ -330,23 +365,12 @@ class _Core:
                 log.warning("the hub answered an error: %s (task %s)", err, e.task_id)
         return None
 
-    def _find(self, task_id: str, attempt: int):
-        if attempt:
-            return self._live.get((task_id, attempt))
-        for (tid, _), t in self._live.items():
-            if tid == task_id:
-                return t
-        return None
-
     def _state_event(self, state: AgentState, reason: str, code: Optional[str]) -> None:
         if state in (AgentState.DISCONNECTED, AgentState.FAILED):
             self.reason = reason
         if state == AgentState.FAILED:
             cls = AuthError if code == "AUTH_001" else HubError
             self._failure = cls(code or "", reason or "the hub refused the registration")
-
-    def _finished(self, task) -> None:
-        self._live.pop((task.id, task.attempt), None)
 
     def _free(self) -> None:
         ptr, self._ptr = getattr(self, "_ptr", None), None
@@ -442,7 +466,6 @@ class _TaskBase:
 
     def _finish(self) -> None:
         self.done = True
-        self._agent._finished(self)
         self._end_inputs()
 
     def _cancel(self, reason: str) -> None:
@@ -465,7 +488,6 @@ class AgentTask(_TaskBase):
     # hot path (an asyncio.Event and a deque per task cost more than the rest of its setup).
     _cancelled: Optional[asyncio.Event] = None
     _inputs: Optional[collections.deque] = None
-    _input_waiter: Optional[asyncio.Future] = None
     _inputs_ended = False
 
     @property
@@ -482,30 +504,25 @@ class AgentTask(_TaskBase):
         self.cancelled.set()
 
     def _input(self, text: str) -> None:
+        # Routed by the agent's pump, which wakes the waiters (inputs()) once it is done.
         if self._inputs is None:
             self._inputs = collections.deque()
         self._inputs.append(text)
-        self._wake_input()
 
     def _end_inputs(self) -> None:
         self._inputs_ended = True
-        self._wake_input()
-
-    def _wake_input(self) -> None:
-        w, self._input_waiter = self._input_waiter, None
-        if w is not None and not w.done():
-            w.set_result(None)
+        self._agent._wake()   # type: ignore[attr-defined]
 
     async def inputs(self) -> AsyncIterator[str]:
         """The inputs sent to this task, in order, until it is done or the agent closes."""
+        agent: Agent = self._agent   # type: ignore[assignment]
         while True:
             if self._inputs:
                 yield self._inputs.popleft()
                 continue
-            if self._inputs_ended:
+            if self._inputs_ended or agent._ended:
                 return
-            self._input_waiter = asyncio.get_running_loop().create_future()
-            await self._input_waiter
+            await agent._changed()
 
 
 class Agent(_Core):
@@ -593,9 +610,9 @@ class Agent(_Core):
                     tid = _view_text(view.task_id, view.task_id_len, ev, "task_id") or ""
                     pj = _view_text(view.payload_json, view.payload_json_len, ev, "payload_json")
                     t = self._task_class(self, tid, attempt, pj)
-                    self._live[(tid, attempt)] = t
+                    _attach(ev, t)
                 else:
-                    t = self._route(_Event(ev))
+                    t = self._route(_Event(ev), ev)
             finally:
                 event_free(ev)
             if t is not None:
@@ -607,8 +624,7 @@ class Agent(_Core):
     def _end(self) -> None:
         self._ended = True
         self._unwatch()
-        for t in list(self._live.values()):
-            t._end_inputs()
+        self._wake()   # tasks(), inputs() and close() see the end
 
     def _wake(self) -> None:
         ws, self._waiters = self._waiters, []
@@ -761,15 +777,12 @@ class SyncAgent(_Core):
         with self._cond:
             if rc == _ECLOSED:
                 self._ended = True
-                for t in list(self._live.values()):
-                    t._end_inputs()
                 return False
             check(rc)
             try:
-                e = _Event(out.value)
+                t = self._route(_Event(out.value), out.value)
             finally:
                 _C.event_free(out.value)
-            t = self._route(e)
             if t is not None:
                 self._tasks.append(t)
             return True

@@ -2,12 +2,14 @@
 127.0.0.1: the peer checks the agent.register signature as docs/protocol.md defines it, answers
 agent.registered (or AUTH_001), assigns tasks and reads what the agent sends back."""
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
 import threading
 import time
 import uuid
+import weakref
 
 import pytest
 import websockets
@@ -258,6 +260,65 @@ def test_cancel_and_input_reach_the_task():
                 assert res["payload"]["error"] == "exit 2" and not t3.cancelled.is_set()
             assert await hub.closed.get() == 1000
     run(main())
+
+
+def _weakrefs():
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is weakref.ReferenceType)
+
+
+def test_the_library_carries_the_tasks_in_flight():
+    """The agent keeps no map of its tasks: the library carries a weak reference to each task
+    object (orc_agent_event_set_task_data) and lets go of it once the attempt is over. A task's
+    inputs() end when the agent closes; a dropped agent with a task in flight is collected."""
+    async def main():
+        async with FakeHub({"k1": SECRET}) as hub:
+            agent = make_agent(hub.url)
+            await agent.start()
+            tasks = agent.tasks()
+            # Finished attempts leave nothing behind (the library dropped its references).
+            await hub.assign("warm", 1)
+            (await tasks.__anext__()).result(True)
+            await hub.next("task.result")
+            before = _weakrefs()
+            for i in range(200):
+                await hub.assign(f"r{i}", 1)
+                (await tasks.__anext__()).result(True)
+                await hub.next("task.result")
+            assert _weakrefs() - before < 20        # one kept per task would be 200
+            # A task in flight: its inputs() end with the agent.
+            await hub.assign("open", 1)
+            task = await tasks.__anext__()
+            inputs = task.inputs()
+            waiting = asyncio.ensure_future(inputs.__anext__())
+            await asyncio.sleep(0)
+            await agent.close()
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(waiting, 10)
+            assert await hub.closed.get() == 1000
+
+    run(main())
+
+    def dropped(hub_url):
+        agent = make_agent(hub_url, cls=SyncAgent, secret=SECRET)
+        agent.start(timeout=20)
+        task = next(agent.tasks(timeout=20))
+        assert task.id == "held"
+        return weakref.ref(agent), weakref.ref(task)
+
+    async def main2():
+        async with FakeHub({"k1": SECRET}) as hub:
+            async def assign():
+                await asyncio.wait_for(hub.registered.wait(), 10)
+                await hub.assign("held", 1)
+            sender = asyncio.ensure_future(assign())
+            agent_ref, task_ref = await asyncio.to_thread(dropped, hub.url)
+            await sender
+            gc.collect()
+            assert agent_ref() is None and task_ref() is None   # nothing in C keeps them
+            assert await asyncio.wait_for(hub.closed.get(), 10) == 1000   # and it was closed
+
+    run(main2())
 
 
 @pytest.mark.parametrize("io", ["thread", "loop"])

@@ -2,7 +2,8 @@ import Glibc
 import OrchestraCore
 import OrchestraNet
 import Testing
-@testable import OrchestraHub
+@testable import OrchestraAgent
+import OrchestraWire
 import OrchestraTestSupport
 
 /// A hub peer on a real server over 127.0.0.1: answers agent.register, assigns one task and
@@ -58,6 +59,20 @@ private final class Peer: ServerHandler, @unchecked Sendable {
         #expect(e.kind == .state && e.state == .registered)
         e = try agent.nextEvent(timeoutMs: 10_000)
         #expect(e.kind == .task && e.taskId == "t1" && e.attempt == 1 && e.parametersJSON == #"{"n":1}"#)
+        // The user's object for the attempt: held while the attempt is in flight or an event
+        // about it is alive, then let go.
+        final class Job {}
+        weak var job: Job?
+        do {
+            let j = Job()
+            job = j
+            #expect(e.taskData == nil)
+            try e.attach(j)
+            #expect(e.taskData === j)
+            #expect(throws: OrchestraError(.state, "task t1 attempt 1 has its data already")) { try e.attach(Job()) }
+        }
+        e = AgentEvent(kind: .state)   // the TASK event goes; the in-flight record still holds the job
+        #expect(job != nil)
         let key = TaskKey("t1", 1)
         try agent.accept(key)
         for line in ["a", "b", "c"] {
@@ -65,6 +80,7 @@ private final class Peer: ServerHandler, @unchecked Sendable {
         }
         try agent.result(key, success: true, resultJSON: #"{"exitCode":0}"#)
         #expect(agent.inFlight.isEmpty)
+        #expect(throws: OrchestraError.self) { try e.attach(Job()) }   // not a TASK event
         #expect(eventually { peer.types().count >= 6 && peer.heartbeats() >= 2 })
         #expect(peer.types() == ["agent.register", "task.accepted", "task.stream", "task.stream", "task.stream", "task.result"])
         let seqs = peer.lock.withLock { peer.received.filter { $0.type == "task.stream" }.compactMap { $0.payload["seq"]?.int } }
@@ -72,6 +88,9 @@ private final class Peer: ServerHandler, @unchecked Sendable {
         agent.close()
         e = try agent.nextEvent(timeoutMs: 10_000)
         #expect(e.kind == .state && e.state == .closed)
+        // Out of flight and no event left (the I/O thread made the CLOSED event after it let go
+        // of the TASK event): the job is gone.
+        #expect(job == nil)
         #expect(throws: OrchestraError.self) { try agent.nextEvent(timeoutMs: 0) }
     }
 

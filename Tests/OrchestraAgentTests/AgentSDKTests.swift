@@ -1,7 +1,8 @@
 import Glibc
 import OrchestraCore
 import Testing
-@testable import OrchestraHub
+@testable import OrchestraAgent
+import OrchestraWire
 
 /// The pure parts of the agent SDK: systemInfo parsing, the outbox, the event queue, options.
 @Suite struct AgentSDKTests {

@@ -1,5 +1,6 @@
 import Glibc
 import OrchestraCore
+import Synchronization
 
 /// The states of a `HubAgent` (values as the C ABI's orc_agent_state_t).
 public enum AgentState: Int32, Sendable {
@@ -39,10 +40,20 @@ public final class AgentEvent: @unchecked Sendable {
     public let code: String?
     /// The payload of the hub's envelope as JSON text (nil for events the agent made).
     public let payloadJSON: String?
+    /// The slot of the task attempt the event is about, while the attempt was in flight when
+    /// the event was made (TASK, CANCEL, INPUT, ERROR); nil otherwise.
+    let task: TaskSlot?
 
-    public init(kind: AgentEventKind, taskId: String? = nil, attempt: UInt32 = 0, taskJSON: String? = nil,
-                parametersJSON: String? = nil, input: String? = nil, state: AgentState = .closed,
-                reason: String? = nil, code: String? = nil, payloadJSON: String? = nil) {
+    public convenience init(kind: AgentEventKind, taskId: String? = nil, attempt: UInt32 = 0, taskJSON: String? = nil,
+                            parametersJSON: String? = nil, input: String? = nil, state: AgentState = .closed,
+                            reason: String? = nil, code: String? = nil, payloadJSON: String? = nil) {
+        self.init(kind: kind, taskId: taskId, attempt: attempt, taskJSON: taskJSON, parametersJSON: parametersJSON,
+                  input: input, state: state, reason: reason, code: code, payloadJSON: payloadJSON, task: nil)
+    }
+
+    init(kind: AgentEventKind, taskId: String? = nil, attempt: UInt32 = 0, taskJSON: String? = nil,
+         parametersJSON: String? = nil, input: String? = nil, state: AgentState = .closed,
+         reason: String? = nil, code: String? = nil, payloadJSON: String? = nil, task: TaskSlot?) {
         self.kind = kind
         self.taskId = taskId
         self.attempt = attempt
@@ -53,6 +64,58 @@ public final class AgentEvent: @unchecked Sendable {
         self.reason = reason
         self.code = code
         self.payloadJSON = payloadJSON
+        self.task = task
+    }
+
+    /// What the user attached to the event's task attempt (`attach`), nil when nothing was
+    /// or the event is about no attempt in flight.
+    public var taskData: AnyObject? { task?.data }
+
+    /// TASK events: attaches `data` to the task attempt, as libuv's `handle->data`: every later
+    /// event about the attempt (CANCEL, INPUT, ERROR) carries it in `taskData`, so the user
+    /// routes them to its own task object without a map of its own. The agent holds `data`
+    /// while the attempt is in flight or an event about it is alive. Once per attempt: throws
+    /// `.state` when something was attached already, `.invalidArgument` for another kind.
+    public func attach(_ data: AnyObject) throws(OrchestraError) {
+        guard kind == .task, let task else {
+            throw OrchestraError(.invalidArgument, "data is attached to a task attempt through its TASK event")
+        }
+        guard task.set(data) else {
+            throw OrchestraError(.state, "task \(taskId ?? "") attempt \(attempt) has its data already")
+        }
+    }
+}
+
+/// The user's data of one task attempt: made when the attempt is admitted, held by its
+/// in-flight record and by every event about it; the data goes when the last of them does.
+/// Set once (a compare-exchange), read from any thread.
+final class TaskSlot: Sendable {
+    /// An `Unmanaged` +1 reference to the data; 0 while none is set.
+    private let bits = Atomic<UInt>(0)
+
+    init() {}
+
+    deinit {
+        let b = bits.load(ordering: .acquiring)
+        if b != 0 { Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: b)!).release() }
+    }
+
+    /// False when data was set already (`data` is not kept).
+    func set(_ data: AnyObject) -> Bool {
+        let u = Unmanaged.passRetained(data)
+        let b = UInt(bitPattern: u.toOpaque())
+        guard bits.compareExchange(expected: 0, desired: b, ordering: .acquiringAndReleasing).exchanged else {
+            u.release()
+            return false
+        }
+        return true
+    }
+
+    var data: AnyObject? {
+        let b = bits.load(ordering: .acquiring)
+        guard b != 0 else { return nil }
+        // The slot holds its reference until deinit, and the caller holds the slot.
+        return Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: b)!).takeUnretainedValue()
     }
 }
 

@@ -1,5 +1,4 @@
 import CSSL
-import OrchestraCore
 
 /// HMAC-SHA256 and the agent registration signature of docs/protocol.md.
 public enum HMACSHA256 {

@@ -2,6 +2,7 @@ import CSSL
 import Glibc
 import OrchestraCore
 import OrchestraNet
+import OrchestraWire
 import Synchronization
 
 /// Settings of a `HubAgent`.
@@ -80,6 +81,8 @@ public final class HubAgent: @unchecked Sendable {
         /// The assign's traceId header as text (a JSON value as its JSON text), sent back as a
         /// string header on every message about the task.
         let traceId: [UInt8]?
+        /// What the user attached (AgentEvent.attach), shared with the events about the attempt.
+        let task = TaskSlot()
         var nextSeq: UInt64 = 0
     }
 
@@ -142,7 +145,7 @@ public final class HubAgent: @unchecked Sendable {
 
     public var state: AgentState { AgentState(rawValue: stateShared.load(ordering: .acquiring)) ?? .closed }
 
-    /// Task attempts in flight now.
+    /// Task attempts in flight now (none once the agent is closed or failed).
     public var inFlight: [TaskKey] {
         lock.withLock { tasks.sorted { $0.value.order < $1.value.order }.map(\.key) }
     }
@@ -244,17 +247,30 @@ public final class HubAgent: @unchecked Sendable {
     /// Stops for good in `state` (closed or failed): nothing more is sent, the outbox is
     /// dropped, the timers stop. False when it had stopped already.
     private func stop(as state: AgentState) -> Bool {
+        var dropped: [TaskKey: TaskRecord] = [:]   // let go of after the lock (see stopAll)
         let first: Bool = lock.withLock {
             guard !stopped else { return false }
-            stopped = true
-            registered = false
-            outbox.removeAll()
-            stateValue = state
-            stateShared.store(state.rawValue, ordering: .releasing)
+            dropped = stopAll(as: state)
             return true
         }
+        withExtendedLifetime(dropped) {}
         if first { stopTimers() }
         return first
+    }
+
+    /// Under the lock: nothing more is sent; the outbox and the in-flight set go (the data
+    /// users attached to the attempts stays with the events that still carry it). Returns the
+    /// in-flight records for the caller to let go of once the lock is released: their slots may
+    /// be the last holders of users' data, whose release (a C data_free) must not run under it.
+    private func stopAll(as state: AgentState) -> [TaskKey: TaskRecord] {
+        stopped = true
+        registered = false
+        outbox.removeAll()
+        let dropped = tasks
+        tasks = [:]
+        stateValue = state
+        stateShared.store(state.rawValue, ordering: .releasing)
+        return dropped
     }
 
     /// The hub refused the registration: stop for good (no reconnect loop with the same
@@ -308,11 +324,11 @@ public final class HubAgent: @unchecked Sendable {
         payload.set("signature", .string(AgentSignature.sign(secret: options.secret, agentId: options.agentId, timestamp: now, nonce: nonce)))
         payload.set("inFlight", .array(inFlight.map { ["taskId": .string($0.taskId), "attempt": .int(Int64($0.attempt))] }))
         do throws(OrchestraError) {
-            let (id, bytes) = try envelope("agent.register", payload)
+            let (id, bytes) = try envelope(.agentRegister, payload)
             registerId = id
             try HubAgent.send(bytes, c.send)
         } catch {
-            lossReason = ("cannot send agent.register: \(error.message)", "CONN_001")
+            lossReason = ("cannot send agent.register: \(error.message)", HubErrorCode.connectionFailed.rawValue)
             try? c.close(code: 1011, reason: "cannot register")
             return
         }
@@ -326,9 +342,9 @@ public final class HubAgent: @unchecked Sendable {
 
     private func registerTimedOut(_ gen: UInt64) {
         guard gen == generation, let c = connection, !lock.withLock({ registered }) else { return }
-        let why = "CONN_002: no agent.registered within \(options.requestTimeoutMs) ms"
-        lossReason = (why, "CONN_002")
-        try? c.close(code: 1000, reason: "CONN_002")
+        let code = HubErrorCode.connectionTimeout.rawValue
+        lossReason = ("\(code): no agent.registered within \(options.requestTimeoutMs) ms", code)
+        try? c.close(code: 1000, reason: code)
     }
 
     fileprivate func didClose(_ c: Connection, code: UInt16, reason: String) {
@@ -351,15 +367,13 @@ public final class HubAgent: @unchecked Sendable {
         case .closed:
             // After close (the closing handshake is over), after fail (already finished), or
             // the client gave up by itself.
+            var dropped: [TaskKey: TaskRecord] = [:]   // let go of after the lock (see stopAll)
             let byUser: Bool = lock.withLock {
                 if stopped { return stateValue == .closed }
-                stopped = true
-                registered = false
-                outbox.removeAll()
-                stateValue = .closed
-                stateShared.store(AgentState.closed.rawValue, ordering: .releasing)
+                dropped = stopAll(as: .closed)
                 return false
             }
+            withExtendedLifetime(dropped) {}
             stopTimers()
             finish(AgentEvent(kind: .state, state: .closed,
                               reason: byUser ? "closed by the user" : (reason.isEmpty ? "the connection closed" : reason)))
@@ -381,12 +395,12 @@ public final class HubAgent: @unchecked Sendable {
         if m.typeBytes == HubAgent.assignType, assignReceivedFast(m, text) { return }
         let payload = (try? JSONValue.parse(text)) ?? .object([])
         let payloadJSON = String(decoding: text.isEmpty ? Array("{}".utf8) : text, as: UTF8.self)
-        switch m.type {
-        case "agent.registered": registeredReceived(c, m, payload)
-        case "error": errorReceived(c, m, payload, payloadJSON)
-        case "task.assign": assignReceived(m, payload, payloadJSON)
-        case "task.cancel": cancelReceived(payload, payloadJSON)
-        case "worker.input": inputReceived(payload, payloadJSON)
+        switch WireEvent(rawValue: m.type) {
+        case .agentRegistered?: registeredReceived(c, m, payload)
+        case .error?: errorReceived(c, m, payload, payloadJSON)
+        case .taskAssign?: assignReceived(m, payload, payloadJSON)
+        case .taskCancel?: cancelReceived(payload, payloadJSON)
+        case .workerInput?: inputReceived(payload, payloadJSON)
         default: break   // forward compatible: unknown events are ignored
         }
     }
@@ -394,16 +408,16 @@ public final class HubAgent: @unchecked Sendable {
     private func registeredReceived(_ c: Connection, _ m: Message, _ p: JSONValue) {
         if let corr = m.correlationId, corr != registerId { return }   // an answer to an older register
         if p["success"]?.bool == false {
-            fail(reason: "registration refused: \(p["message"]?.string ?? "success false")", code: p["code"]?.string ?? "AUTH_001")
+            fail(reason: "registration refused: \(p["message"]?.string ?? "success false")", code: p["code"]?.string ?? HubErrorCode.authenticationFailed.rawValue)
             return
         }
         let assigned = Set(p["assignedTasks"]?.array?.compactMap(\.string) ?? [])
         let interval = UInt64(clamping: Swift.min(Swift.max(p["heartbeatIntervalMs"]?.int ?? 5000, 100), 3_600_000))
-        var dropped: [TaskKey] = []
+        var dropped: [(key: TaskKey, value: TaskRecord)] = []
         let ok: Bool = lock.withLock {
             guard !stopped, !registered else { return false }
-            dropped = tasks.filter { !assigned.contains($0.key.taskId) }.sorted { $0.value.order < $1.value.order }.map(\.key)
-            for k in dropped { tasks[k] = nil }
+            dropped = tasks.filter { !assigned.contains($0.key.taskId) }.sorted { $0.value.order < $1.value.order }
+            for (k, _) in dropped { tasks[k] = nil }
             let entries = outbox.release(assigned: assigned).send
             for (i, e) in entries.enumerated() {
                 do {
@@ -426,20 +440,21 @@ public final class HubAgent: @unchecked Sendable {
         }
         for id in old { try? runtime.stopTimer(id) }
         setState(.registered, reason: "registered with the hub")
-        for k in dropped {
-            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: "re-assigned by the hub"))
+        for (k, rec) in dropped {
+            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: "re-assigned by the hub", task: rec.task))
         }
     }
 
     private func errorReceived(_ c: Connection, _ m: Message, _ p: JSONValue, _ json: String) {
-        let code = p["code"]?.string ?? "SYS_001"
+        let code = p["code"]?.string ?? HubErrorCode.internalError.rawValue
         let message = p["message"]?.string ?? ""
         let isRegister = !lock.withLock({ registered }) && (m.correlationId == nil || m.correlationId == registerId)
         if isRegister {
             let why = message.isEmpty ? code : "\(code): \(message)"
-            if code == "AUTH_001" || code == "PARAM_001" {
+            switch HubErrorCode(rawValue: code) {
+            case .authenticationFailed?, .invalidParameters?:
                 fail(reason: why, code: code)
-            } else {
+            default:
                 // Transient (SYS_001, DB_001, RES_001): try again on a new connection.
                 lossReason = (why, code)
                 try? c.close(code: 1000, reason: "registration failed")
@@ -448,28 +463,31 @@ public final class HubAgent: @unchecked Sendable {
         }
         let details = p["details"]
         let attempt = details?["attempt"]?.int.map { UInt32(clamping: $0) } ?? 0
-        emit(AgentEvent(kind: .error, taskId: details?["taskId"]?.string, attempt: attempt, reason: message, code: code, payloadJSON: json))
+        let taskId = details?["taskId"]?.string
+        let task = taskId.flatMap { id in lock.withLock { tasks[TaskKey(id, attempt)]?.task } }
+        emit(AgentEvent(kind: .error, taskId: taskId, attempt: attempt, reason: message, code: code, payloadJSON: json, task: task))
     }
 
     private func assignReceived(_ m: Message, _ p: JSONValue, _ json: String) {
         guard let taskId = p["taskId"]?.string, !taskId.isEmpty else {
-            emit(AgentEvent(kind: .error, reason: "task.assign without a taskId", code: "PARAM_001", payloadJSON: json))
+            emit(AgentEvent(kind: .error, reason: "task.assign without a taskId", code: HubAgent.invalidParameters, payloadJSON: json))
             return
         }
         let a = p["attempt"]?.int ?? 1
         guard a >= 1 && a <= Int64(UInt32.max) else {
-            emit(AgentEvent(kind: .error, taskId: taskId, reason: "task.assign with attempt \(a)", code: "PARAM_001", payloadJSON: json))
+            emit(AgentEvent(kind: .error, taskId: taskId, reason: "task.assign with attempt \(a)", code: HubAgent.invalidParameters, payloadJSON: json))
             return
         }
         let key = TaskKey(taskId, UInt32(a))
         let task = p["task"] ?? .object([])
         let params = task["parameters"] ?? .object([])
-        guard admit(key, traceId: HubAgent.traceId(of: m)) else { return }   // a duplicate
+        guard let slot = admit(key, traceId: HubAgent.traceId(of: m)) else { return }   // a duplicate
         emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: task.jsonText,
-                        parametersJSON: params.jsonText, payloadJSON: json))
+                        parametersJSON: params.jsonText, payloadJSON: json, task: slot))
     }
 
-    private static let assignType = Array("task.assign".utf8)
+    private static let assignType = WireEvent.taskAssign.bytes
+    private static let invalidParameters = HubErrorCode.invalidParameters.rawValue
 
     /// task.assign without a JSONValue tree: taskId and attempt read from the payload's text,
     /// the task and its parameters as compact slices of it (the bytes the tree would write).
@@ -515,24 +533,25 @@ public final class HubAgent: @unchecked Sendable {
             attempt = a
         }
         let key = TaskKey(taskId, UInt32(attempt))
-        guard admit(key, traceId: HubAgent.traceId(of: m)) else { return true }   // a duplicate
+        guard let slot = admit(key, traceId: HubAgent.traceId(of: m)) else { return true }   // a duplicate
         let (taskJSON, parametersJSON): (String, String) = text.withUnsafeBytes { b in
             (taskRange.map { JSONText.compactString(UnsafeRawBufferPointer(rebasing: b[$0])) } ?? "{}",
              paramsRange.map { JSONText.compactString(UnsafeRawBufferPointer(rebasing: b[$0])) } ?? "{}")
         }
         emit(AgentEvent(kind: .task, taskId: taskId, attempt: key.attempt, taskJSON: taskJSON,
-                        parametersJSON: parametersJSON, payloadJSON: String(decoding: text, as: UTF8.self)))
+                        parametersJSON: parametersJSON, payloadJSON: String(decoding: text, as: UTF8.self), task: slot))
         return true
     }
 
-    /// Takes an assigned attempt into the in-flight set; false for a duplicate (or when the
-    /// agent is stopped or not registered).
-    private func admit(_ key: TaskKey, traceId: [UInt8]?) -> Bool {
+    /// Takes an assigned attempt into the in-flight set and returns its slot; nil for a
+    /// duplicate (or when the agent is stopped or not registered).
+    private func admit(_ key: TaskKey, traceId: [UInt8]?) -> TaskSlot? {
         lock.withLock {
-            guard !stopped, registered, tasks[key] == nil else { return false }
+            guard !stopped, registered, tasks[key] == nil else { return nil }
             taskSerial &+= 1
-            tasks[key] = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: traceId)
-            return true
+            let rec = TaskRecord(order: taskSerial, assignedAtNs: monotonicNanos(), traceId: traceId)
+            tasks[key] = rec
+            return rec.task
         }
     }
 
@@ -553,14 +572,14 @@ public final class HubAgent: @unchecked Sendable {
     private func cancelReceived(_ p: JSONValue, _ json: String) {
         guard let taskId = p["taskId"]?.string else { return }
         let attempt = p["attempt"]?.int
-        let removed: [TaskKey] = lock.withLock {
-            let keys = tasks.keys.filter { $0.taskId == taskId && (attempt == nil || Int64($0.attempt) == attempt) }
-            for k in keys { tasks[k] = nil }
-            return keys.sorted { $0.attempt < $1.attempt }
+        let removed: [(key: TaskKey, value: TaskRecord)] = lock.withLock {
+            let found = tasks.filter { $0.key.taskId == taskId && (attempt == nil || Int64($0.key.attempt) == attempt) }
+            for (k, _) in found { tasks[k] = nil }
+            return found.sorted { $0.key.attempt < $1.key.attempt }
         }
         let reason = p["reason"]?.string ?? "cancelled by the hub"
-        for k in removed {
-            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: reason, payloadJSON: json))
+        for (k, rec) in removed {
+            emit(AgentEvent(kind: .cancel, taskId: k.taskId, attempt: k.attempt, reason: reason, payloadJSON: json, task: rec.task))
         }
     }
 
@@ -572,8 +591,10 @@ public final class HubAgent: @unchecked Sendable {
         case let v?: input = v.jsonText
         case nil: input = ""
         }
-        let attempt: UInt32 = lock.withLock { tasks.keys.filter { $0.taskId == taskId }.map(\.attempt).max() ?? 0 }
-        emit(AgentEvent(kind: .input, taskId: taskId, attempt: attempt, input: input, payloadJSON: json))
+        // The latest attempt of the task in flight here (0 and no slot when none is).
+        let latest = lock.withLock { tasks.filter { $0.key.taskId == taskId }.max { $0.key.attempt < $1.key.attempt } }
+        emit(AgentEvent(kind: .input, taskId: taskId, attempt: latest?.key.attempt ?? 0, input: input, payloadJSON: json,
+                        task: latest?.value.task))
     }
 
     private func heartbeat(_ gen: UInt64) {
@@ -586,7 +607,7 @@ public final class HubAgent: @unchecked Sendable {
             "systemInfo": ["cpu": .double(s.cpu), "memory": .double(s.memory), "disk": .double(s.disk)],
             "load": .int(Int64(load)),
         ]
-        guard let (_, bytes) = try? envelope("agent.heartbeat", payload) else { return }
+        guard let (_, bytes) = try? envelope(.agentHeartbeat, payload) else { return }
         lock.withLock {
             guard registered, !stopped else { return }
             try? HubAgent.send(bytes, client.send)
@@ -718,9 +739,9 @@ public final class HubAgent: @unchecked Sendable {
         }
     }
 
-    private static let acceptedType = Array("task.accepted".utf8), rejectedType = Array("task.rejected".utf8),
-        progressType = Array("task.progress".utf8), streamType = Array("task.stream".utf8), resultType = Array("task.result".utf8),
-        outputType = Array("worker.output".utf8), statusType = Array("worker.status".utf8)
+    private static let acceptedType = WireEvent.taskAccepted.bytes, rejectedType = WireEvent.taskRejected.bytes,
+        progressType = WireEvent.taskProgress.bytes, streamType = WireEvent.taskStream.bytes, resultType = WireEvent.taskResult.bytes,
+        outputType = WireEvent.workerOutput.bytes, statusType = WireEvent.workerStatus.bytes
     private static let version = Array("1.0".utf8)
 
     private static func isJSONWhitespace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 }
@@ -732,6 +753,8 @@ public final class HubAgent: @unchecked Sendable {
     /// `setPayload(json:)` enforced when payloads were built as trees.
     private func submit(_ key: TaskKey, _ type: [UInt8], finishes: Bool, capacity: Int = 160, recheck: Bool = false,
                         _ write: (inout TaskRecord, inout JSONObjectWriter) -> Void) throws(OrchestraError) {
+        var done: TaskRecord? = nil   // a finished record, let go of after the lock (see stopAll)
+        defer { withExtendedLifetime(done) {} }
         try lock.withLock { () throws(OrchestraError) in
             guard !stopped else { throw OrchestraError(.closed, "the agent is \(stateValue)") }
             // One lookup: the record is read and written back (or removed) through its index.
@@ -759,7 +782,7 @@ public final class HubAgent: @unchecked Sendable {
             } else {
                 try outbox.append(Array(w.bytes), task: key)
             }
-            if finishes { tasks.remove(at: index) } else { tasks.values[index] = rec }
+            if finishes { done = tasks.remove(at: index).value } else { tasks.values[index] = rec }
         }
     }
 
@@ -780,8 +803,8 @@ public final class HubAgent: @unchecked Sendable {
 
     /// A JSON envelope of `type` with `payload` (agent.register, agent.heartbeat); returns its
     /// id and bytes. The payload is checked (metadata comes from the user and may be too deep).
-    private func envelope(_ type: String, _ payload: JSONValue) throws(OrchestraError) -> (String, [UInt8]) {
-        let m = Message(type: type, source: options.agentId)
+    private func envelope(_ type: WireEvent, _ payload: JSONValue) throws(OrchestraError) -> (String, [UInt8]) {
+        let m = Message(type: type.rawValue, source: options.agentId)
         try m.setPayload(json: payload.jsonBytes)
         return (m.id, try EnvelopeCodec.encode(m, format: .json))
     }
