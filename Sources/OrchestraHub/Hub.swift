@@ -19,6 +19,8 @@ final class Peer {
     var tokenGeneration: Int64 = 0
     var tokenExpiry: Int64 = 0
     var sessions: Set<String> = []
+    /// Sessions whose replay this watcher waits for: their live events are held until then.
+    var resuming: [String: Resume] = [:]
     /// Token bucket of the rate limit.
     var tokens: Double
     var tokensAtMs: Int64
@@ -58,6 +60,9 @@ final class LiveTask {
     var submitter: UInt64 = 0
     /// After a restart: the agent that held it may claim it until then.
     var orphanUntilMs: Int64 = 0
+    /// Its outcome is being journaled (`Hub.finish`): no new lease, no lease expiry, its agent's
+    /// messages about it are stale.
+    var finishing = false
     /// The capabilities the task asks for (from its spec, read once).
     let needs: [String]
 
@@ -79,11 +84,13 @@ final class LiveTask {
 public final class Hub: ServerHandler, @unchecked Sendable {
     public let config: HubConfig
     public let runtime: Runtime
-    let journal: Journal
+    /// The journal (SQLite or PostgreSQL), used on the I/O thread only.
+    let store: HubStore
     public let log: Logger
     public let metrics = MetricsRegistry()
     var server: Server!
-    let jwtSecret: [UInt8]
+    /// The key web tokens are signed with (`--jwt-key-file`, or the journal's; set by `start`).
+    var jwtSecret: [UInt8] = []
     let startedMs = wallClockMillis()
     var timerId: UInt64 = 0
 
@@ -118,7 +125,10 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     var currentMessage: Message? = nil
     var currentFrame: UnsafeRawBufferPointer? = nil
     var currentFormat = WireFormat.json
-    var lastDataVersion: Int64 = 0
+    /// The last task counts read for /health (refreshed by the timer where reads are not
+    /// immediate).
+    var lastCounts: (byState: [TaskState: Int], dead: Int)? = nil
+    var lastCountsMs: Int64 = 0
 
     // metrics
     let submitted: Counter
@@ -131,14 +141,12 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     let replayDropped: Counter
     let taskLatency: HistogramMetric
 
-    /// Opens nothing itself: give it a runtime and an open journal. Loads the unfinished
-    /// tasks of the journal (after a restart: assigned tasks wait one lease for their agent).
-    public init(config: HubConfig, runtime: Runtime, journal: Journal, logger: Logger) throws(OrchestraError) {
+    /// Opens nothing itself: give it a runtime and an open journal; `start` loads its state.
+    public init(config: HubConfig, runtime: Runtime, store: HubStore, logger: Logger) throws(OrchestraError) {
         self.config = config
         self.runtime = runtime
-        self.journal = journal
+        self.store = store
         self.log = logger
-        if let key = config.jwtKey { jwtSecret = key } else { jwtSecret = try Hub.jwtSecret(journal) }
         submitted = try metrics.counter("orchestra_hub_tasks_submitted_total", help: "Tasks acknowledged to submitters")
         succeeded = try metrics.counter("orchestra_hub_tasks_finished_total", help: "Tasks finished, by outcome", labels: ["outcome": "succeeded"])
         failedCount = try metrics.counter("orchestra_hub_tasks_finished_total", labels: ["outcome": "failed"])
@@ -148,7 +156,6 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         deniedRequests = try metrics.counter("orchestra_hub_requests_denied_total", help: "Requests refused by the authorization check (AUTH_001, auth.denied)")
         replayDropped = try metrics.counter("orchestra_hub_replay_dropped_bytes_total", help: "Bytes of stream chunks dropped from replay logs over their byte budget")
         taskLatency = try metrics.histogram("orchestra_hub_task_duration_us", help: "Submit to result, microseconds")
-        try recover()
         metrics.register(owner: self) { hub in hub.gaugeSamples() }
     }
 
@@ -160,53 +167,69 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         return s
     }
 
-    /// Loads unfinished tasks, sessions and their replay logs, users and keys from the journal.
-    func recover() throws(OrchestraError) {
-        let now = wallClockMillis()
-        var requeued = 0, orphaned = 0
-        for rec in try journal.unfinishedTasks() {
-            let t = LiveTask(rec)
-            live[rec.id] = t
-            switch rec.state {
-            case .queued:
-                pending[rec.priority].append(rec.id)
-                requeued += 1
-            default:
-                t.orphanUntilMs = now + config.leaseMs
-                t.leaseDeadlineMs = now + config.leaseMs
-                orphaned += 1
+    /// Loads what the hub needs from the journal, on the I/O thread: the token key, the
+    /// unfinished tasks (after a restart, assigned tasks wait one lease for their agent), the
+    /// sessions with a replay log and those of unfinished tasks, users and keys.
+    func recover(_ done: @escaping (OrchestraError?) -> Void) {
+        func step<T>(_ r: Result<T, OrchestraError>, _ next: (T) -> Void) {
+            switch r {
+            case .success(let v): next(v)
+            case .failure(let e): done(e)
             }
         }
-        // The sessions with a replay log (the hub's budget counts them all); the others are
-        // loaded when a request names them.
-        let index = try journal.sessionEventIndex()
-        var i = 0
-        while i < index.count {
-            let sid = index[i].sessionId
-            guard let r = try journal.session(id: sid) else {
-                while i < index.count && index[i].sessionId == sid { i += 1 }   // events of a session that is gone
-                continue
+        let generated = HMACSHA256.hex(Secrets.random(32))
+        store.setting("jwt_secret", insertingIfAbsent: generated) { [self] r in step(r) { hex in
+            if let key = config.jwtKey {
+                jwtSecret = key
+            } else if let s = Secrets.fromHex(hex), s.count >= 32 {
+                jwtSecret = s
+            } else {
+                done(OrchestraError(.io, "\(store.label): the setting jwt_secret is not a hex key of at least 32 bytes"))
+                return
             }
-            let s = SessionLog(id: sid, owner: r.owner, sharedWith: Set(r.sharedWith), head: r.head)
-            while i < index.count && index[i].sessionId == sid {
-                s.kept(offset: index[i].offset, atMs: index[i].atMs, bytes: index[i].bytes, kind: index[i].kind)
-                i += 1
-            }
-            sessions[sid] = s
-        }
-        replayCost = sessions.values.reduce(0) { $0 + $1.keptCost }
-        try reloadAccounts()
-        lastDataVersion = try journal.dataVersion()
-        log.info("hub.recovered", ["queued": .int(Int64(requeued)), "awaitingAgents": .int(Int64(orphaned)),
-                                   "sessions": .int(Int64(sessions.count)), "replayBytes": .int(Int64(replayCost)),
-                                   "journal": .string(journal.path)])
-        for problem in journal.exposure() {
-            log.warn("journal.permissions", ["reason": .string(problem), "journal": .string(journal.path)])
-        }
+            store.unfinishedTasks { [self] r in step(r) { tasks in
+                let now = wallClockMillis()
+                var requeued = 0, orphaned = 0
+                for rec in tasks {
+                    let t = LiveTask(rec)
+                    live[rec.id] = t
+                    switch rec.state {
+                    case .queued:
+                        pending[rec.priority].append(rec.id)
+                        requeued += 1
+                    default:
+                        t.orphanUntilMs = now + config.leaseMs
+                        t.leaseDeadlineMs = now + config.leaseMs
+                        orphaned += 1
+                    }
+                }
+                let taskSessions = Set(tasks.compactMap(\.sessionId))
+                store.replayLogs(including: taskSessions) { [self] r in step(r) { logs in
+                    for (rec, entries) in logs {
+                        let s = SessionLog(id: rec.id, owner: rec.owner, sharedWith: Set(rec.sharedWith), head: rec.head)
+                        for e in entries { s.kept(offset: e.offset, atMs: e.atMs, bytes: e.bytes, kind: e.kind) }
+                        sessions[rec.id] = s
+                    }
+                    replayCost = sessions.values.reduce(0) { $0 + $1.keptCost }
+                    reloadAccounts { [self] e in
+                        if let e { done(e); return }
+                        _ = store.changedElsewhere()   // from here on, only others' changes count
+                        log.info("hub.recovered", ["queued": .int(Int64(requeued)), "awaitingAgents": .int(Int64(orphaned)),
+                                                   "sessions": .int(Int64(sessions.count)), "replayBytes": .int(Int64(replayCost)),
+                                                   "journal": .string(store.label)])
+                        done(nil)
+                    }
+                }}
+            }}
+        }}
     }
 
-    /// Listens. Any thread.
+    /// Loads the journal's state (on the I/O thread; the caller waits), then listens. Any
+    /// thread but the I/O thread.
     public func start() throws(OrchestraError) {
+        let loaded = Rendezvous<OrchestraError?>()
+        try runtime.post { [self] in recover { e in loaded.put(e) } }
+        if let e = loaded.take() { throw e }
         var o = ServerOptions()
         o.host = config.host
         o.port = config.port
@@ -261,7 +284,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             return HTTPResponse.json(403, HubError(.authenticationFailed, "origin not allowed").info())
         }
         if request.path == "/web" {
-            handshakeAuth[request.remoteAddress] = (verifyWebToken(request), wallClockMillis())
+            handshakeAuth[request.remoteAddress] = (verifyTokenClaims(request), wallClockMillis())
         }
         return nil
     }
@@ -286,14 +309,25 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         switch handshakeAuth.removeValue(forKey: c.remoteAddress)?.verdict ?? .failure(AuthFailure(reason: "no token")) {
         case .failure(let f):
             refuse(p, HubError(.authenticationFailed, f.reason), correlationId: nil, rule: "web.token")
-        case .success(let who):
-            p.user = who.user
-            p.userRole = who.role
-            p.tokenGeneration = who.generation
-            p.tokenExpiry = who.expiry
-            webPeers[c.id] = p
-            log.info("web.connected", ["conn": .int(Int64(c.id)), "user": .string(who.user), "role": .string(who.role.rawValue),
-                                       "remote": .string(c.remoteAddress)])
+        case .success(let claims):
+            // Nothing the client sends is read until its user is known to be valid.
+            c.holdReading()
+            checkUser(claims) { [self] verdict in
+                guard !p.closing, c.attachment === p else { return }
+                switch verdict {
+                case .failure(let f):
+                    refuse(p, HubError(.authenticationFailed, f.reason), correlationId: nil, rule: "web.token")
+                case .success(let who):
+                    p.user = who.user
+                    p.userRole = who.role
+                    p.tokenGeneration = who.generation
+                    p.tokenExpiry = who.expiry
+                    webPeers[c.id] = p
+                    log.info("web.connected", ["conn": .int(Int64(c.id)), "user": .string(who.user), "role": .string(who.role.rawValue),
+                                               "remote": .string(c.remoteAddress)])
+                }
+                c.resumeReading()
+            }
         }
     }
 
@@ -352,21 +386,28 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         currentFrame = bytes
         currentFormat = format
         defer { currentMessage = nil; currentFrame = nil }
-        do {
+        answer(p, reqId, type: m.type) { () throws(HubError) in
             try HubEnvelope.checkProtocol(m)
             switch p.role {
             case .agent: try handleAgent(p, m)
             case .web: try handleWeb(p, m)
             }
-        } catch {
+        }
+    }
+
+    /// Runs (part of) the handling of request `requestId` of `p`; a failure is answered with an
+    /// `error` envelope (AUTH_001 refusals through `refuse`). Handlers that continue after a
+    /// journal read or write run their continuation through it too.
+    func answer(_ p: Peer, _ requestId: String, type: String, _ body: () throws(HubError) -> Void) {
+        do { try body() } catch {
             switch error.code {
             case .authenticationFailed:
-                refuse(p, error, correlationId: reqId, rule: error.details?["rule"]?.string ?? "")
+                refuse(p, error, correlationId: requestId, rule: error.details?["rule"]?.string ?? "")
             default:
                 if error.code == .invalidParameters { badMessages.add() }
-                log.warn("request.failed", ["conn": .int(Int64(c.id)), "type": .string(m.type), "code": .string(error.code.rawValue),
+                log.warn("request.failed", ["conn": .int(Int64(p.conn.id)), "type": .string(type), "code": .string(error.code.rawValue),
                                             "reason": .string(error.message)])
-                send(p, HubEnvelope.error(error, correlationId: reqId))
+                send(p, HubEnvelope.error(error, correlationId: requestId))
             }
         }
     }
@@ -464,17 +505,34 @@ public final class Hub: ServerHandler, @unchecked Sendable {
 
     // MARK: group commit
 
-    /// Runs a journal write inside this loop turn's batch (opened on first use; committed by a
-    /// job that runs after the turn's other callbacks).
-    func journaled<R>(_ body: () throws(OrchestraError) -> R) throws(OrchestraError) -> R {
-        if !batchOpen {
-            try journal.beginBatch()
-            batchOpen = true
-            do { try runtime.post { [self] in commitBatch() } } catch {
-                // The runtime is stopping and takes no more jobs: shutdown commits (beginShutdown).
-            }
+    /// Opens this loop turn's batch if none is open (committed by a job that runs after the
+    /// turn's other callbacks). What the hub sends meanwhile waits for the commit.
+    func openBatch() throws(HubError) {
+        guard !batchOpen else { return }
+        do { try store.beginBatch() } catch { throw HubError.database(error) }
+        batchOpen = true
+        do { try runtime.post { [self] in commitBatch() } } catch {
+            // The runtime is stopping and takes no more jobs: shutdown commits (beginShutdown).
         }
-        return try body()
+    }
+
+    /// A journal write in this turn's batch: opens the batch, then runs `write`. A failure to
+    /// open it is logged (the caller's state stays as it was, the write did not happen).
+    @discardableResult
+    func journaled(_ what: @autoclosure () -> String, _ write: () -> Void) -> Bool {
+        do { try openBatch() } catch {
+            log.error("journal.write_failed", ["what": .string(what()), "reason": .string(error.message)])
+            return false
+        }
+        write()
+        return true
+    }
+
+    /// The completion of a write whose only outcome that matters is a failure: logged.
+    func logFailure<T>(_ what: @escaping @autoclosure () -> String) -> StoreDone<T> {
+        { [log] r in
+            if case .failure(let e) = r { log.error("journal.write_failed", ["what": .string(what()), "reason": .string(e.message)]) }
+        }
     }
 
     /// Commits the batch, then sends what waited for it. When the commit fails nothing of the
@@ -482,31 +540,31 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     /// messages that depended on it are not sent.
     func commitBatch() {
         guard batchOpen else { return }
+        writeSessionHeads()
         batchOpen = false
         let out = deferred
-        deferred.removeAll(keepingCapacity: true)
+        deferred = []
         let submits = batchSubmits
-        batchSubmits.removeAll(keepingCapacity: true)
-        do {
-            try writeSessionHeads()
-            try journal.commitBatch()
-        } catch {
-            log.error("journal.commit_failed", ["reason": .string(error.message), "submits": .int(Int64(submits.count)),
-                                                "messagesDropped": .int(Int64(out.count))])
-            for (connId, requestId, taskId) in submits {
-                if let t = live.removeValue(forKey: taskId) { pending[t.rec.priority].removeAll { $0 == taskId } }
-                if let p = webPeers[connId] {
-                    send(p, HubEnvelope.error(HubError.database(error), correlationId: requestId))
+        batchSubmits = []
+        store.commitBatch { [self] error in
+            if let error {
+                log.error("journal.commit_failed", ["reason": .string(error.message), "submits": .int(Int64(submits.count)),
+                                                    "messagesDropped": .int(Int64(out.count))])
+                for (connId, requestId, taskId) in submits {
+                    if let t = live.removeValue(forKey: taskId) { pending[t.rec.priority].removeAll { $0 == taskId } }
+                    if let p = webPeers[connId] {
+                        send(p, HubEnvelope.error(HubError.database(error), correlationId: requestId))
+                    }
                 }
+                for case .close(let c, let code, let reason) in out { try? c.close(code: code, reason: reason) }
+                return
             }
-            for case .close(let c, let code, let reason) in out { try? c.close(code: code, reason: reason) }
-            return
-        }
-        for o in out {
-            switch o {
-            case .send(let c, let opcode, let bytes): bytes.withUnsafeBytes { b in _ = try? c.send(opcode, b) }
-            case .close(let c, let code, let reason): try? c.close(code: code, reason: reason)
-            case .after(let body): body()
+            for o in out {
+                switch o {
+                case .send(let c, let opcode, let bytes): bytes.withUnsafeBytes { b in _ = try? c.send(opcode, b) }
+                case .close(let c, let code, let reason): try? c.close(code: code, reason: reason)
+                case .after(let body): body()
+                }
             }
         }
     }
@@ -524,7 +582,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         }
         // Expired leases, and orphans of a restart nobody claimed.
         var expired: [LiveTask] = []
-        for t in live.values where t.rec.state == .assigned && t.leaseDeadlineMs < now { expired.append(t) }
+        for t in live.values where t.rec.state == .assigned && !t.finishing && t.leaseDeadlineMs < now { expired.append(t) }
         for t in expired.sorted(by: { $0.rec.id < $1.rec.id }) {
             if let agentId = t.rec.agentId, let a = agents[agentId], a.inFlight.remove(t.rec.id) != nil, let c = a.connection {
                 send(c, HubEnvelope.make("task.cancel", ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)),
@@ -547,19 +605,27 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         }
         // Another process changed the journal: users and keys (revocations take effect) and
         // tasks it put back in the queue (orchestra-hub dead requeue).
-        if let v = try? journal.dataVersion(), v != lastDataVersion {
-            lastDataVersion = v
-            do { try reloadAccounts() } catch {
-                log.error("journal.read_failed", ["what": "users and keys", "reason": .string(error.message)])
+        if store.changedElsewhere() {
+            reloadAccounts { [self] e in
+                if let e { log.error("journal.read_failed", ["what": "users and keys", "reason": .string(e.message)]) }
+                enforceRevocations()
             }
-            enforceRevocations()
-            if let recs = try? journal.unfinishedTasks() {
+            store.unfinishedTasks { [self] r in
+                guard case .success(let recs) = r else { return }
+                var added = false
                 for rec in recs where live[rec.id] == nil && rec.state == .queued {
                     live[rec.id] = LiveTask(rec)
                     pending[rec.priority].append(rec.id)
+                    added = true
                     log.info("task.requeued", ["taskId": .string(rec.id), "by": "journal"])
                 }
+                if added { dispatch() }
             }
+        }
+        // Task counts for /health where reading them is not immediate.
+        if now - lastCountsMs >= 2000 {
+            lastCountsMs = now
+            store.taskCounts { [self] r in if case .success(let c) = r { lastCounts = c } }
         }
         if expired.count > 0 || pendingCount > 0 { dispatch() }
     }
@@ -574,10 +640,16 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         }
         let type = "GET \(request.path)"
         guard let rules = Access.rules(Access.http, type) else { return nil }
-        // A token is read only where a rule asks for one.
+        // A token is read only where a rule asks for one; the user is the one the hub last
+        // read from the journal (within a quarter of a second of a change).
         var caller = Caller.anonymous
-        if rules.contains(.anyUser), case .success(let who) = verifyWebToken(request) {
-            caller = .user(name: who.user, role: who.role)
+        if rules.contains(.anyUser), case .success(let claims) = verifyTokenClaims(request) {
+            // Read now where that is immediate (SQLite), else as last read.
+            var account = userAccounts[claims.user]
+            if case .success(let now)? = immediate({ store.user(name: claims.user, $0) }) { account = now }
+            if let account, revocation(of: account, generation: claims.generation) == nil {
+                caller = .user(name: account.name, role: account.role)
+            }
         }
         let req = AccessRequest(type: type)
         do { try Access.check(rules, caller, req) } catch {
@@ -595,17 +667,29 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         }
     }
 
+    /// The result of a store call when its completion ran before it returned (SQLite), nil
+    /// when it will come later (its completion then does nothing).
+    func immediate<T>(_ call: (@escaping StoreDone<T>) -> Void) -> Result<T, OrchestraError>? {
+        var result: Result<T, OrchestraError>? = nil
+        var waiting = true
+        call { r in if waiting { result = r } }
+        waiting = false
+        return result
+    }
+
     func healthJSON() -> JSONValue {
         var byState: [String: Int64] = ["queued": 0, "assigned": 0, "running": 0, "succeeded": 0, "failed": 0]
-        if let counts = try? journal.taskCounts() {
-            byState["succeeded"] = Int64(counts[.succeeded] ?? 0)
-            byState["failed"] = Int64(counts[.failed] ?? 0)
+        // Read now where that is immediate (SQLite); else the timer's last reading.
+        if case .success(let c)? = immediate({ store.taskCounts($0) }) { lastCounts = c }
+        if let counts = lastCounts {
+            byState["succeeded"] = Int64(counts.byState[.succeeded] ?? 0)
+            byState["failed"] = Int64(counts.byState[.failed] ?? 0)
         }
         for t in live.values { byState[t.state, default: 0] += 1 }
         let healthy = agents.values.filter { $0.online }.count
         var tasks: JSONValue = .object([])
         for k in ["queued", "assigned", "running", "succeeded", "failed"] { tasks.set(k, .int(byState[k] ?? 0)) }
-        if let dead = try? journal.deadCount() { tasks.set("dead", .int(Int64(dead))) }
+        if let dead = lastCounts?.dead { tasks.set("dead", .int(Int64(dead))) }
         return [
             "status": .string(shuttingDown ? "stopping" : "ok"),
             "uptimeSeconds": .double(Double(wallClockMillis() - startedMs) / 1000),

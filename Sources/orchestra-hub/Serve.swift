@@ -102,8 +102,11 @@ func serve(_ args: Arguments) throws(UsageError) {
         checkpointer = try JournalCheckpointer(path: c.journalPath, durability: c.durability) { e in
             log.warn("journal.checkpoint_failed", ["reason": .string(e.message)])
         }
+        for problem in journal.exposure() {
+            log.warn("journal.permissions", ["reason": .string(problem), "journal": .string(journal.path)])
+        }
         runtime = try Runtime(name: "orchestra-hub")
-        hub = try Hub(config: c, runtime: runtime, journal: journal, logger: log)
+        hub = try Hub(config: c, runtime: runtime, store: try SQLiteStore(journal), logger: log)
         try hub.start()
     } catch {
         log.error("hub.start_failed", ["reason": .string(error.message)])

@@ -101,7 +101,7 @@ extension Hub {
     /// refused messages about a task leased to another agent.
     func current(_ t: LiveTask?, _ f: Fields, _ a: AgentEntry) throws(HubError) -> LiveTask? {
         let attempt = try f.int("attempt")
-        guard let t, t.rec.agentId == a.id, Int64(t.rec.attempt) == attempt, t.rec.state == .assigned else {
+        guard let t, t.rec.agentId == a.id, Int64(t.rec.attempt) == attempt, t.rec.state == .assigned, !t.finishing else {
             let taskId = f.v["taskId"]?.string ?? ""
             log.info("task.stale_message", ["taskId": .string(taskId), "attempt": .int(attempt), "agentId": .string(a.id), "type": .string(f.event),
                                             "currentAttempt": .int(Int64(t?.rec.attempt ?? -1))])
@@ -110,59 +110,107 @@ extension Hub {
         return t
     }
 
+    /// What an agent.register asks for, once its fields are checked.
+    struct Registration {
+        let claims: RegistrationClaims
+        let signature: String
+        let name: String
+        let capabilities: Set<String>
+        let version: String
+        let metadata: JSONValue
+        let maxConcurrency: Int
+        let inFlight: [(String, Int64)]
+    }
+
+    /// agent.register: fields (PARAM_001), then, reading the journal, the key and the
+    /// signature, the nonce, the key's scope and the id's binding (AUTH_001), then the agent
+    /// is registered. Nothing else the connection sends is read until that is decided.
     func register(_ p: Peer, _ m: Message) throws(HubError) {
         let payload = try HubEnvelope.payload(of: m)
-        let now = wallClockMillis()
-        var dbError: OrchestraError? = nil
-        let verdict = RegistrationAuth.verify(
-            payload, nowMs: now, maxSkewMs: config.maxClockSkewMs,
-            secretFor: { [journal] keyId in
-                do throws(OrchestraError) { return try journal.keySecret(id: keyId) } catch { dbError = error; return nil }
-            },
-            rememberNonce: { [self, journal] keyId, nonce, ts in
-                do throws(OrchestraError) {
-                    return try journaled { () throws(OrchestraError) in try journal.rememberNonce(keyId: keyId, nonce: nonce, timestampMs: ts, nowMs: now) }
-                } catch { dbError = error; return false }
-            })
-        if let dbError { throw HubError.database(dbError) }
-        let claims: RegistrationClaims
-        switch verdict {
-        case .failure(let f) where f.isMalformed: throw HubError(.invalidParameters, "agent.register: \(f.reason)")
-        case .failure(let f): throw HubError(.authenticationFailed, "agent.register: \(f.reason)", details: ["rule": "agent.signature"])
-        case .success(let c): claims = c
-        }
-        // The key's scope and the id's binding (the first key that registered it keeps it).
-        let bound: String?
-        let key: KeyAccount?
-        do {
-            bound = try journal.agentBinding(agentId: claims.agentId)
-            key = try journal.keyAccount(id: claims.keyId)
-        } catch { throw HubError.database(error) }
-        if let key { keyAccounts[key.id] = key }
-        try authorize(p, Access.agent, AccessRequest(
-            type: "agent.register", registration: RegistrationFacts(agentId: claims.agentId, keyId: claims.keyId, boundKey: bound, scope: key?.agents),
-            target: "agent \(claims.agentId) key \(claims.keyId)"))
-        if bound == nil {
-            do { _ = try journaled { () throws(OrchestraError) in try journal.bindAgent(agentId: claims.agentId, keyId: claims.keyId, nowMs: now) } } catch {
-                throw HubError.database(error)
-            }
+        let claims: RegistrationClaims, signature: String
+        switch RegistrationAuth.parse(payload) {
+        case .failure(let f): throw HubError(.invalidParameters, "agent.register: \(f.reason)")
+        case .success(let (c, sig)): (claims, signature) = (c, sig)
         }
         let f = Fields("agent.register", payload)
-        let name = try f.optionalString("name", maxLength: 256) ?? claims.agentId
-        let capabilities = Set(try f.strings("capabilities"))
-        let version = try f.optionalString("version", maxLength: 64) ?? ""
-        let metadata = try f.object("metadata") ?? .object([])
-        let maxConcurrency = Int(try f.optionalInt("maxConcurrency", in: 1...100_000) ?? Int64(config.maxLoadPerAgent))
-        var claimsInFlight: [(String, Int64)] = []
+        var inFlight: [(String, Int64)] = []
         if let list = payload["inFlight"]?.array {
             for item in list {
                 guard let id = item["taskId"]?.string, let att = item["attempt"]?.int else {
                     throw HubError(.invalidParameters, "agent.register: inFlight items are {taskId, attempt}")
                 }
-                claimsInFlight.append((id, att))
+                inFlight.append((id, att))
             }
         }
+        let reg = Registration(claims: claims, signature: signature, name: try f.optionalString("name", maxLength: 256) ?? claims.agentId,
+                               capabilities: Set(try f.strings("capabilities")), version: try f.optionalString("version", maxLength: 64) ?? "",
+                               metadata: try f.object("metadata") ?? .object([]),
+                               maxConcurrency: Int(try f.optionalInt("maxConcurrency", in: 1...100_000) ?? Int64(config.maxLoadPerAgent)),
+                               inFlight: inFlight)
+        let reqId = m.id, conn = p.conn
+        conn.holdReading()
+        /// Runs one step of the registration: a journal failure is DB_001, a refusal AUTH_001;
+        /// either ends it (reading resumes so the close handshake can finish).
+        func step<T>(_ r: Result<T, OrchestraError>, _ body: (T) throws(HubError) -> Bool) {
+            var finished = true
+            answer(p, reqId, type: "agent.register") { () throws(HubError) in
+                switch r {
+                case .failure(let e): throw HubError.database(e)
+                case .success(let v): finished = try body(v)
+                }
+            }
+            if finished { conn.resumeReading() }
+        }
+        store.keySecret(id: claims.keyId) { [self] r in step(r) { (secret) throws(HubError) in
+            guard let secret else { throw refusal(RegistrationAuth.unknownKey(claims.keyId)) }
+            let now = wallClockMillis()
+            if let f = RegistrationAuth.check(claims, signature: reg.signature, secret: secret, nowMs: now, maxSkewMs: config.maxClockSkewMs) {
+                throw refusal(f)
+            }
+            try openBatch()
+            store.rememberNonce(keyId: claims.keyId, nonce: claims.nonce, timestampMs: claims.timestampMs, nowMs: now) { [self] r in step(r) { (fresh) throws(HubError) in
+                guard fresh else { throw refusal(RegistrationAuth.replayedNonce) }
+                store.agentBinding(agentId: claims.agentId) { [self] r in step(r) { (bound) throws(HubError) in
+                    store.keyAccount(id: claims.keyId) { [self] r in step(r) { (key) throws(HubError) in
+                        if let key { keyAccounts[key.id] = key }
+                        try authorize(p, Access.agent, AccessRequest(
+                            type: "agent.register",
+                            registration: RegistrationFacts(agentId: claims.agentId, keyId: claims.keyId, boundKey: bound, scope: key?.agents),
+                            target: "agent \(claims.agentId) key \(claims.keyId)"))
+                        guard bound == nil else { admit(p, reg, reqId); return true }
+                        try openBatch()
+                        store.bindAgent(agentId: claims.agentId, keyId: claims.keyId, nowMs: wallClockMillis()) { [self] r in step(r) { (owner) throws(HubError) in
+                            // Another hub bound it to another key meanwhile: the same rule.
+                            try authorize(p, Access.agent, AccessRequest(
+                                type: "agent.register",
+                                registration: RegistrationFacts(agentId: claims.agentId, keyId: claims.keyId, boundKey: owner, scope: key?.agents),
+                                target: "agent \(claims.agentId) key \(claims.keyId)"))
+                            admit(p, reg, reqId)
+                            return true
+                        }}
+                        return false
+                    }}
+                    return false
+                }}
+                return false
+            }}
+            return false
+        }}
+    }
 
+    /// AUTH_001 for a registration the credentials do not carry (closes the connection).
+    func refusal(_ f: AuthFailure) -> HubError {
+        HubError(.authenticationFailed, "agent.register: \(f.reason)", details: ["rule": "agent.signature"])
+    }
+
+    /// Registers the agent of an accepted agent.register: the registry entry (taking over an
+    /// older connection of the same id), the in-flight tasks it keeps, the answer.
+    func admit(_ p: Peer, _ reg: Registration, _ requestId: String) {
+        guard !p.closing, p.conn.attachment === p else { return }
+        let now = wallClockMillis()
+        let claims = reg.claims
+        let name = reg.name, capabilities = reg.capabilities, version = reg.version, metadata = reg.metadata
+        let maxConcurrency = reg.maxConcurrency, claimsInFlight = reg.inFlight
         // A second connection with the same agent id takes over; the old one is closed.
         let a: AgentEntry
         if let existing = agents[claims.agentId] {
@@ -213,7 +261,7 @@ extension Hub {
             "success": true, "agentId": .string(a.id), "protocol": .int(hubProtocolVersion),
             "heartbeatIntervalMs": .int(config.heartbeatIntervalMs), "leaseMs": .int(config.leaseMs),
             "assignedTasks": .array(kept),
-        ], correlationId: m.id))
+        ], correlationId: requestId))
         log.info("agent.registered", ["agentId": .string(a.id), "keyId": .string(claims.keyId), "name": .string(name),
                                       "capabilities": .array(capabilities.sorted().map { .string($0) }),
                                       "maxConcurrency": .int(Int64(maxConcurrency)), "resumed": .int(Int64(kept.count)),

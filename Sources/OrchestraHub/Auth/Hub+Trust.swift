@@ -20,11 +20,10 @@ extension Hub {
                   extra: [("gen", .int(user.tokenGeneration))])
     }
 
-    /// The token of a web handshake or HTTP request (`Authorization: Bearer`, or `?token=`),
-    /// checked: signature and expiry, an access token, and a user who exists, is enabled and
-    /// has not revoked the token's generation. Reads the user from the journal, so a revocation
-    /// made by another process a moment ago already counts.
-    func verifyWebToken(_ request: HTTPRequestInfo) -> Result<WebIdentity, AuthFailure> {
+    /// The claims of the token of a web handshake or HTTP request (`Authorization: Bearer`,
+    /// or `?token=`): signature and expiry checked, an access token with a subject. Whether
+    /// its user is still valid is `checkUser`'s question.
+    func verifyTokenClaims(_ request: HTTPRequestInfo) -> Result<WebIdentity, AuthFailure> {
         var token: String? = nil
         if let h = request.header("Authorization"), h.hasPrefix("Bearer ") {
             token = String(h.dropFirst(7))
@@ -34,26 +33,34 @@ extension Hub {
             }
         }
         guard let token, !token.isEmpty else { return .failure(AuthFailure(reason: "no token: send Authorization: Bearer <jwt> or ?token=<jwt>")) }
-        let now = wallClockMillis()
         let claims: JSONValue
-        switch JWT.verify(token, secret: jwtSecret, nowSeconds: now / 1000) {
+        switch JWT.verify(token, secret: jwtSecret, nowSeconds: wallClockMillis() / 1000) {
         case .failure(let e): return .failure(AuthFailure(reason: e.reason))
         case .success(let c): claims = c
         }
         guard claims["typ"]?.string ?? "access" == "access" else { return .failure(AuthFailure(reason: "a refresh token cannot open a connection")) }
         guard let sub = claims["sub"]?.string, !sub.isEmpty else { return .failure(AuthFailure(reason: "token has no subject")) }
-        let generation = claims["gen"]?.int ?? 0
-        let account: UserAccount
-        do {
-            guard let u = try journal.user(name: sub)?.account else { return .failure(AuthFailure(reason: "user '\(sub)' does not exist")) }
-            account = u
-        } catch {
-            log.error("journal.read_failed", ["what": "user", "reason": .string(error.message)])
-            return .failure(AuthFailure(reason: "the journal could not be read: try again"))
+        // The role is the journal's (`checkUser`), not the claim's.
+        return .success(WebIdentity(user: sub, role: .viewer, generation: claims["gen"]?.int ?? 0, expiry: claims["exp"]?.int ?? 0))
+    }
+
+    /// The user of verified claims as the journal has them now: the identity with the user's
+    /// current role, or why it is refused (removed, disabled, revoked). Reads the user, so a
+    /// revocation made by another process a moment ago already counts.
+    func checkUser(_ claims: WebIdentity, _ done: @escaping (Result<WebIdentity, AuthFailure>) -> Void) {
+        store.user(name: claims.user) { [self] r in
+            switch r {
+            case .failure(let e):
+                log.error("journal.read_failed", ["what": "user", "reason": .string(e.message)])
+                done(.failure(AuthFailure(reason: "the journal could not be read: try again")))
+            case .success(nil):
+                done(.failure(AuthFailure(reason: "user '\(claims.user)' does not exist")))
+            case .success(let account?):
+                if let why = revocation(of: account, generation: claims.generation) { done(.failure(AuthFailure(reason: why))); return }
+                userAccounts[account.name] = account
+                done(.success(WebIdentity(user: account.name, role: account.role, generation: claims.generation, expiry: claims.expiry)))
+            }
         }
-        if let why = revocation(of: account, generation: generation) { return .failure(AuthFailure(reason: why)) }
-        userAccounts[sub] = account
-        return .success(WebIdentity(user: sub, role: account.role, generation: generation, expiry: claims["exp"]?.int ?? 0))
     }
 
     /// Why a token of `generation` for `account` is no longer valid, or nil.
@@ -73,13 +80,20 @@ extension Hub {
     }
 
     /// Reads users and keys from the journal.
-    func reloadAccounts() throws(OrchestraError) {
-        var users: [String: UserAccount] = [:]
-        for u in try journal.userAccounts() { users[u.name] = u }
-        var keys: [String: KeyAccount] = [:]
-        for k in try journal.keyAccounts() { keys[k.id] = k }
-        userAccounts = users
-        keyAccounts = keys
+    func reloadAccounts(_ done: @escaping (OrchestraError?) -> Void) {
+        store.accounts { [self] r in
+            switch r {
+            case .failure(let e): done(e)
+            case .success(let (users, keys)):
+                var u: [String: UserAccount] = [:]
+                for a in users { u[a.name] = a }
+                var k: [String: KeyAccount] = [:]
+                for a in keys { k[a.id] = a }
+                userAccounts = u
+                keyAccounts = k
+                done(nil)
+            }
+        }
     }
 
     /// Closes (AUTH_001, then 1008) the web clients whose user was removed, disabled or had

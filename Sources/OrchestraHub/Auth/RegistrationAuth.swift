@@ -47,13 +47,23 @@ public enum RegistrationAuth {
     /// used", "missing field 'signature'").
     public static func verify(_ payload: JSONValue, nowMs: Int64, maxSkewMs: Int64 = 300_000,
                               secretFor: (String) -> [UInt8]?, rememberNonce: (String, String, Int64) -> Bool) -> Result<RegistrationClaims, AuthFailure> {
-        func malformed(_ reason: String) -> Result<RegistrationClaims, AuthFailure> {
+        let claims: RegistrationClaims, signature: String
+        switch parse(payload) {
+        case .failure(let f): return .failure(f)
+        case .success(let (c, sig)): (claims, signature) = (c, sig)
+        }
+        guard let secret = secretFor(claims.keyId) else { return .failure(unknownKey(claims.keyId)) }
+        if let f = check(claims, signature: signature, secret: secret, nowMs: nowMs, maxSkewMs: maxSkewMs) { return .failure(f) }
+        guard rememberNonce(claims.keyId, claims.nonce, nowMs) else { return .failure(replayedNonce) }
+        return .success(claims)
+    }
+
+    /// The first step of `verify`: the fields, present and typed (every failure `isMalformed`).
+    /// Gives the claims and the signature to check.
+    public static func parse(_ payload: JSONValue) -> Result<(RegistrationClaims, signature: String), AuthFailure> {
+        func malformed(_ reason: String) -> Result<(RegistrationClaims, signature: String), AuthFailure> {
             .failure(AuthFailure(reason: reason, isMalformed: true))
         }
-        func refused(_ reason: String) -> Result<RegistrationClaims, AuthFailure> {
-            .failure(AuthFailure(reason: reason))
-        }
-
         guard payload.object != nil else { return malformed("payload must be an object") }
         for name in ["agentId", "keyId", "timestamp", "nonce", "signature"] where payload[name] == nil {
             return malformed("missing field '\(name)'")
@@ -77,21 +87,28 @@ public enum RegistrationAuth {
         guard !signature.isEmpty, signature.utf8.count <= 128, Secrets.fromHex(signature) != nil else {
             return malformed("field 'signature' must be hex")
         }
+        return .success((RegistrationClaims(agentId: agentId, keyId: keyId, timestampMs: timestamp, nonce: nonce), signature))
+    }
 
-        guard let secret = secretFor(keyId) else { return refused("unknown key '\(printable(keyId))'") }
-
-        let skew = distance(nowMs, timestamp)
+    /// The second step of `verify`, once the key's secret is known: the timestamp within the
+    /// skew, then the signature. Nil when both hold.
+    public static func check(_ c: RegistrationClaims, signature: String, secret: [UInt8], nowMs: Int64, maxSkewMs: Int64) -> AuthFailure? {
+        let skew = distance(nowMs, c.timestampMs)
         if skew > UInt64(max(0, maxSkewMs)) {
             let seconds = skew / 1000 + (skew % 1000 == 0 ? 0 : 1)
-            return refused("timestamp \(timestamp) is \(seconds) s from the hub's clock (limit \(max(0, maxSkewMs) / 1000) s)")
+            return AuthFailure(reason: "timestamp \(c.timestampMs) is \(seconds) s from the hub's clock (limit \(max(0, maxSkewMs) / 1000) s)")
         }
-
-        guard AgentSignature.verify(secret: secret, agentId: agentId, timestamp: timestamp, nonce: nonce, signature: signature) else {
-            return refused("bad signature")
+        guard AgentSignature.verify(secret: secret, agentId: c.agentId, timestamp: c.timestampMs, nonce: c.nonce, signature: signature) else {
+            return AuthFailure(reason: "bad signature")
         }
-        guard rememberNonce(keyId, nonce, nowMs) else { return refused("nonce already used") }
-        return .success(RegistrationClaims(agentId: agentId, keyId: keyId, timestampMs: timestamp, nonce: nonce))
+        return nil
     }
+
+    /// The refusal of a key the hub does not have (or has disabled).
+    public static func unknownKey(_ keyId: String) -> AuthFailure { AuthFailure(reason: "unknown key '\(printable(keyId))'") }
+
+    /// The refusal of a nonce seen within the window.
+    public static let replayedNonce = AuthFailure(reason: "nonce already used")
 
     /// 16..128 characters of [A-Za-z0-9_-].
     public static func isValidNonce(_ s: String) -> Bool {

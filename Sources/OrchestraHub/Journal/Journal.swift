@@ -358,11 +358,13 @@ public final class Journal: @unchecked Sendable {
     }
 
     private static let placeSQL = """
-        UPDATE tasks SET state = ?2, attempt = ?3, agent_id = ?4, rejected_by = ?5, updated_ms = ?6 WHERE id = ?1
+        UPDATE tasks SET state = ?2, attempt = ?3, agent_id = ?4, rejected_by = ?5, updated_ms = ?6
+        WHERE id = ?1 AND state NOT IN ('succeeded', 'failed')
         """
 
     /// Writes only what assigning or re-queueing changes (state, attempt, agent, rejections,
-    /// update time): the task's spec is not written again. `.notFound` when there is no such task.
+    /// update time): the task's spec is not written again. A finished task is left as it is
+    /// (its outcome is final). `.notFound` when there is no such unfinished task.
     public func updatePlacement(_ t: TaskRecord) throws(OrchestraError) {
         let s = try db.prepare(Journal.placeSQL)
         try s.bind(1, t.id)
@@ -372,7 +374,7 @@ public final class Journal: @unchecked Sendable {
         try s.bind(5, JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText)
         try s.bind(6, t.updatedMs)
         if try s.run(what: "update task \"\(t.id)\"") != 1 {
-            throw OrchestraError(.notFound, "journal \(path): update task \"\(t.id)\" failed: no such task")
+            throw OrchestraError(.notFound, "journal \(path): update task \"\(t.id)\" failed: no such unfinished task")
         }
     }
 
@@ -695,6 +697,16 @@ public final class Journal: @unchecked Sendable {
         try s.bind(1, key)
         guard try s.step(what: "read setting \"\(key)\"") else { return nil }
         return try RowReader(s: s, journal: self, row: "setting \"\(key)\"").text(0, "value")
+    }
+
+    /// The setting `key`, or `value` after writing it when there is none (one statement, so
+    /// two processes that race both get the first one written).
+    public func setting(_ key: String, insertingIfAbsent value: String) throws(OrchestraError) -> String {
+        let s = try db.prepare("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")
+        try s.bind(1, key)
+        try s.bind(2, value)
+        try s.run(what: "write setting \"\(key)\"")
+        return try setting(key) ?? value
     }
 
     public func setSetting(_ key: String, _ value: String) throws(OrchestraError) {

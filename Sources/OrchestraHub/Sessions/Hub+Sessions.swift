@@ -5,35 +5,49 @@ import OrchestraNet
 /// across restarts, events kept in the journal for the recovery window, stream chunks within a
 /// byte budget per session and per hub.
 extension Hub {
-    /// The session `id`, from memory or the journal (loaded with its replay log's index);
+    /// The session `id`, from memory or the journal (loaded with its replay log's index):
     /// nil when there is none. Sessions nobody uses leave memory (`evictIdleSessions`).
-    func sessionLog(_ id: String) throws(HubError) -> SessionLog? {
-        if let s = sessions[id] { return s }
-        do {
-            guard let r = try journal.session(id: id) else { return nil }
-            let s = SessionLog(id: id, owner: r.owner, sharedWith: Set(r.sharedWith), head: r.head)
-            for e in try journal.sessionEventIndex(sessionId: id) { s.kept(offset: e.offset, atMs: e.atMs, bytes: e.bytes, kind: e.kind) }
-            sessions[id] = s
-            replayCost += s.keptCost
-            return s
-        } catch { throw HubError.database(error) }
+    func sessionLog(_ id: String, _ done: @escaping (Result<SessionLog?, HubError>) -> Void) {
+        if let s = sessions[id] { done(.success(s)); return }
+        store.session(id: id) { [self] r in
+            switch r {
+            case .failure(let e): done(.failure(HubError.database(e)))
+            case .success(nil): done(.success(nil))
+            case .success(let rec?):
+                store.sessionEventIndex(sessionId: id) { [self] r in
+                    switch r {
+                    case .failure(let e): done(.failure(HubError.database(e)))
+                    case .success(let entries):
+                        // Loaded meanwhile by another request: that one is the session.
+                        if let s = sessions[id] { done(.success(s)); return }
+                        let s = SessionLog(id: id, owner: rec.owner, sharedWith: Set(rec.sharedWith), head: rec.head)
+                        for e in entries { s.kept(offset: e.offset, atMs: e.atMs, bytes: e.bytes, kind: e.kind) }
+                        sessions[id] = s
+                        replayCost += s.keptCost
+                        done(.success(s))
+                    }
+                }
+            }
+        }
     }
 
     /// Forgets the sessions that hold nothing in memory worth keeping: no watcher, no event
-    /// in the replay log, no head to write (the journal has them; `sessionLog` loads them).
+    /// in the replay log, no head to write, no unfinished task (the journal has them;
+    /// `sessionLog` loads them again).
     func evictIdleSessions() {
-        for (id, s) in sessions where s.watchers.isEmpty && s.keptEvents == 0 && !s.headDirty {
+        var busy = Set<String>()
+        for t in live.values { if let sid = t.rec.sessionId { busy.insert(sid) } }
+        for (id, s) in sessions where s.watchers.isEmpty && s.keptEvents == 0 && !s.headDirty && !busy.contains(id) {
             sessions.removeValue(forKey: id)
         }
     }
 
-    /// Makes a session owned by `owner` (journaled with the open batch); an existing one is
-    /// returned as it is.
+    /// Makes a session the journal does not have, owned by `owner` (journaled with the open
+    /// batch).
     func createSession(_ id: String, owner: String) throws(HubError) -> SessionLog {
-        if let s = try sessionLog(id) { return s }
-        do { _ = try journaled { () throws(OrchestraError) in try journal.insertSession(id: id, owner: owner, nowMs: wallClockMillis()) } } catch {
-            throw HubError.database(error)
-        }
+        if let s = sessions[id] { return s }
+        try openBatch()
+        store.insertSession(id: id, owner: owner, nowMs: wallClockMillis(), logFailure("create session \(id)"))
         let s = SessionLog(id: id, owner: owner, sharedWith: [], head: 0)
         sessions[id] = s
         log.info("session.created", ["sessionId": .string(id), "owner": .string(owner)])
@@ -59,15 +73,12 @@ extension Hub {
         HubEnvelope.setHeader(m, "offset", .int(offset))
         let bytes = (try? EnvelopeCodec.encode(m, format: .json)) ?? []
         let kind = Hub.eventKind(m.type)
-        do {
-            try journaled { () throws(OrchestraError) in
-                try journal.appendSessionEvent(sessionId: s.id, offset: offset, atMs: now, kind: kind, frame: bytes)
-            }
-        } catch {
-            // The batch will fail to commit too; what it sends is dropped with it.
-            log.error("journal.write_failed", ["sessionId": .string(s.id), "offset": .int(offset), "reason": .string(error.message)])
-            return bytes
-        }
+        let sid = s.id
+        // A failed write fails the batch's commit too: what it sends is dropped with it.
+        guard journaled("append event \(offset) of session \(sid)", {
+            store.appendSessionEvent(sessionId: sid, offset: offset, atMs: now, kind: kind, frame: bytes,
+                                     logFailure("append event \(offset) of session \(sid)"))
+        }) else { return bytes }
         let before = s.keptCost
         s.kept(offset: offset, atMs: now, bytes: bytes.count, kind: kind)
         replayCost += s.keptCost - before
@@ -81,10 +92,9 @@ extension Hub {
         guard let (range, freed) = s.dropOldestChunks(downTo: target) else { return }
         replayCost -= freed
         replayDropped.add(UInt64(freed))
-        do {
-            try journaled { () throws(OrchestraError) in try journal.deleteSessionEvents(sessionId: s.id, range, kind: .chunk) }
-        } catch {
-            log.error("journal.write_failed", ["sessionId": .string(s.id), "reason": .string(error.message)])
+        let sid = s.id
+        journaled("drop chunks of session \(sid)") {
+            store.deleteSessionEvents(sessionId: sid, range, kind: .chunk, logFailure("drop chunks of session \(sid)"))
         }
         log.debug("session.replay_dropped", ["sessionId": .string(s.id), "from": .int(range.lowerBound), "to": .int(range.upperBound),
                                              "bytes": .int(Int64(freed)), "oldestOffset": .int(s.oldestOffset)])
@@ -118,22 +128,23 @@ extension Hub {
             let (ranges, freed) = s.dropOlder(thanMs: cutoff)
             guard freed > 0 else { continue }
             replayCost -= freed
-            do {
-                try journaled { () throws(OrchestraError) in
-                    for (range, kind) in ranges { try journal.deleteSessionEvents(sessionId: s.id, range, kind: kind) }
+            let sid = s.id
+            journaled("drop old events of session \(sid)") {
+                for (range, kind) in ranges {
+                    store.deleteSessionEvents(sessionId: sid, range, kind: kind, logFailure("drop old events of session \(sid)"))
                 }
-            } catch {
-                log.error("journal.write_failed", ["sessionId": .string(s.id), "reason": .string(error.message)])
             }
         }
     }
 
-    /// Writes the head offsets that moved in this batch (before it commits).
-    func writeSessionHeads() throws(OrchestraError) {
+    /// Writes the head offsets that moved in this batch (into it, before it commits).
+    func writeSessionHeads() {
         guard !dirtyHeads.isEmpty else { return }
         let now = wallClockMillis()
-        for s in dirtyHeads { try journal.setSessionHead(id: s.id, head: s.head, nowMs: now) }
-        for s in dirtyHeads { s.headDirty = false }
+        for s in dirtyHeads {
+            store.setSessionHead(id: s.id, head: s.head, nowMs: now, logFailure("write the head of session \(s.id)"))
+            s.headDirty = false
+        }
         dirtyHeads.removeAll(keepingCapacity: true)
     }
 

@@ -3,6 +3,14 @@ import OrchestraNet
 
 /// The web side of the protocol: tasks, sessions, the registry, tokens, dead letters.
 extension Hub {
+    /// What a web request names, resolved before the authorization check (and given to the
+    /// handler after it).
+    struct WebFacts {
+        var live: LiveTask? = nil
+        var record: TaskRecord? = nil
+        var session: SessionLog? = nil
+    }
+
     func handleWeb(_ p: Peer, _ m: Message) throws(HubError) {
         let now = wallClockMillis()
         if p.tokenExpiry > 0 && now / 1000 >= p.tokenExpiry {
@@ -21,52 +29,89 @@ extension Hub {
         }
         let type = m.type
         let f = Fields(type, try HubEnvelope.payload(of: m))
-        // What the request names, for the authorization check (and the handler after it).
-        var req = AccessRequest(type: type)
-        var live: LiveTask? = nil
-        var record: TaskRecord? = nil
-        var session: SessionLog? = nil
+        // The ids the request names (PARAM_001 for a bad one), then what they are.
+        var taskId: String? = nil, sessionId: String? = nil, readTask = false
         switch type {
         case "task.submit", "worker.start":
-            if let id = try f.optionalId("taskId") {
-                live = self.live[id]
-                record = live?.rec
-            }
-            if let sid = try f.optionalId("sessionId") { session = try sessionLog(sid) }
+            taskId = try f.optionalId("taskId")
+            sessionId = try f.optionalId("sessionId")
         case "task.cancel", "worker.input":
-            let id = try f.id("taskId")
-            live = self.live[id]
-            record = live?.rec
+            taskId = try f.id("taskId")
         case "task.get":
-            let id = try f.id("taskId")
-            live = self.live[id]
-            if let live { record = live.rec } else {
-                do { record = try journal.task(id: id) } catch { throw HubError.database(error) }
-            }
-            if let sid = record?.sessionId { session = try sessionLog(sid) }
+            taskId = try f.id("taskId")
+            readTask = true
         case "session.join", "session.share":
-            session = try sessionLog(try f.id("sessionId"))
+            sessionId = try f.id("sessionId")
         default:
             break
         }
-        if let record {
-            req.task = TaskFacts(owner: record.submitter, sessionId: record.sessionId, leasedTo: nil)
-            req.target = "task \(record.id)"
+        let reqId = m.id
+        resolve(taskId: taskId, readingJournal: readTask, sessionId: sessionId) { [self] r in
+            answer(p, reqId, type: type) { () throws(HubError) in
+                let facts: WebFacts
+                switch r {
+                case .failure(let e): throw e
+                case .success(let x): facts = x
+                }
+                var req = AccessRequest(type: type)
+                if let rec = facts.record {
+                    req.task = TaskFacts(owner: rec.submitter, sessionId: rec.sessionId, leasedTo: nil)
+                    req.target = "task \(rec.id)"
+                }
+                if let s = facts.session {
+                    req.session = SessionFacts(owner: s.owner, sharedWith: s.sharedWith)
+                    if req.target.isEmpty { req.target = "session \(s.id)" }
+                }
+                try authorize(p, Access.web, req)
+                try perform(p, m, f, facts)
+            }
         }
-        if let session {
-            req.session = SessionFacts(owner: session.owner, sharedWith: session.sharedWith)
-            if req.target.isEmpty { req.target = "session \(session.id)" }
-        }
-        try authorize(p, Access.web, req)
+    }
 
-        switch type {
+    /// Finds the task (in memory; in the journal too with `readingJournal`) and the session
+    /// (the one named, or the task's) a request names.
+    func resolve(taskId: String?, readingJournal: Bool, sessionId: String?, _ done: @escaping (Result<WebFacts, HubError>) -> Void) {
+        var facts = WebFacts()
+        func withSession(_ sid: String?) {
+            guard let sid else { done(.success(facts)); return }
+            sessionLog(sid) { r in
+                switch r {
+                case .failure(let e): done(.failure(e))
+                case .success(let s):
+                    facts.session = s
+                    done(.success(facts))
+                }
+            }
+        }
+        guard let taskId else { withSession(sessionId); return }
+        if let t = live[taskId] {
+            facts.live = t
+            facts.record = t.rec
+            withSession(sessionId ?? t.rec.sessionId)
+            return
+        }
+        guard readingJournal else { withSession(sessionId); return }
+        store.task(id: taskId) { r in
+            switch r {
+            case .failure(let e): done(.failure(HubError.database(e)))
+            case .success(let rec):
+                facts.record = rec
+                withSession(sessionId ?? rec?.sessionId)
+            }
+        }
+    }
+
+    /// A web request that passed the check.
+    func perform(_ p: Peer, _ m: Message, _ f: Fields, _ facts: WebFacts) throws(HubError) {
+        let now = wallClockMillis()
+        switch m.type {
         case "task.submit", "worker.start":
             var pinned: String? = nil
-            if type == "worker.start" { pinned = try f.id("agentId") }
-            try submitFromWeb(p, m, f, pinned: pinned)
+            if m.type == "worker.start" { pinned = try f.id("agentId") }
+            try submitFromWeb(p, m, f, facts, pinned: pinned)
         case "task.cancel":
             let taskId = try f.id("taskId")
-            guard let t = live else {
+            guard let t = facts.live, !t.finishing else {
                 throw HubError(.invalidParameters, "task.cancel: no unfinished task '\(taskId)'", details: ["taskId": .string(taskId)])
             }
             if let agentId = t.rec.agentId, let a = agents[agentId], let c = a.connection, t.rec.state == .assigned {
@@ -77,10 +122,10 @@ extension Hub {
             finish(t, success: false, result: nil, error: "cancelled by \(p.user)", errorCode: .taskExecutionFailed, dead: false, event: nil)
         case "task.get":
             let taskId = try f.id("taskId")
-            guard let record else { throw HubError(.invalidParameters, "task.get: no task '\(taskId)'", details: ["taskId": .string(taskId)]) }
+            guard let record = facts.record else { throw HubError(.invalidParameters, "task.get: no task '\(taskId)'", details: ["taskId": .string(taskId)]) }
             send(p, HubEnvelope.make("task.state", taskJSON(record), correlationId: m.id))
         case "session.join":
-            try join(p, m, f, session)
+            try join(p, m, f, facts.session)
         case "session.leave":
             let sid = try f.id("sessionId")
             p.sessions.remove(sid)
@@ -91,13 +136,13 @@ extension Hub {
                 send(p, HubEnvelope.make("session.updated", ["sessionId": .string(sid), "status": "ended", "participants": []], correlationId: m.id))
             }
         case "session.share":
-            try share(p, m, f, session)
+            try share(p, m, f, facts.session)
         case "agents.list":
             send(p, HubEnvelope.make("agents.updated", ["agents": .array(agents.values.sorted { $0.id < $1.id }.map { $0.json(maxLoad: config.maxLoadPerAgent) })],
                                      correlationId: m.id))
         case "worker.input":
             let taskId = try f.id("taskId")
-            guard let t = live, let agentId = t.rec.agentId, let a = agents[agentId], let c = a.connection else {
+            guard let t = facts.live, let agentId = t.rec.agentId, let a = agents[agentId], let c = a.connection else {
                 throw HubError(.agentNotAvailable, "worker.input: task '\(taskId)' is not running on a connected agent")
             }
             var payload = f.v
@@ -107,69 +152,114 @@ extension Hub {
         case "auth.refresh":
             // The user as the journal has them now: a removed, disabled or revoked user gets no
             // new token, whatever the open connection's token says.
-            let account: UserAccount?
-            do { account = try journal.user(name: p.user)?.account } catch { throw HubError.database(error) }
-            if let why = revocation(of: account, generation: p.tokenGeneration) {
-                throw HubError(.authenticationFailed, "auth.refresh: \(why)", details: ["rule": "revocation"])
+            let reqId = m.id
+            store.user(name: p.user) { [self] r in
+                answer(p, reqId, type: "auth.refresh") { () throws(HubError) in
+                    let account: UserAccount?
+                    switch r {
+                    case .failure(let e): throw HubError.database(e)
+                    case .success(let a): account = a
+                    }
+                    if let why = revocation(of: account, generation: p.tokenGeneration) {
+                        throw HubError(.authenticationFailed, "auth.refresh: \(why)", details: ["rule": "revocation"])
+                    }
+                    let token = Hub.issueToken(account!, ttlSeconds: config.tokenTTLSeconds, secret: jwtSecret, nowSeconds: now / 1000)
+                    p.tokenExpiry = now / 1000 + config.tokenTTLSeconds
+                    p.userRole = account!.role
+                    send(p, HubEnvelope.make("auth.token", ["token": .string(token), "expiresAt": .int(p.tokenExpiry)], correlationId: reqId))
+                }
             }
-            let token = Hub.issueToken(account!, ttlSeconds: config.tokenTTLSeconds, secret: jwtSecret, nowSeconds: now / 1000)
-            p.tokenExpiry = now / 1000 + config.tokenTTLSeconds
-            p.userRole = account!.role
-            send(p, HubEnvelope.make("auth.token", ["token": .string(token), "expiresAt": .int(p.tokenExpiry)], correlationId: m.id))
         case "dead.list":
             let limit = Int(try f.optionalInt("limit", in: 1...10_000) ?? 1000)
-            let dead: [TaskRecord]
-            do { dead = try journal.deadLetters(limit: limit) } catch { throw HubError.database(error) }
-            send(p, HubEnvelope.make("dead.letters", ["tasks": .array(dead.map(taskJSON))], correlationId: m.id))
+            let reqId = m.id
+            store.deadLetters(limit: limit) { [self] r in
+                answer(p, reqId, type: "dead.list") { () throws(HubError) in
+                    switch r {
+                    case .failure(let e): throw HubError.database(e)
+                    case .success(let dead):
+                        send(p, HubEnvelope.make("dead.letters", ["tasks": .array(dead.map(taskJSON))], correlationId: reqId))
+                    }
+                }
+            }
         case "dead.requeue":
             let taskId = try f.id("taskId")
-            let rec: TaskRecord?
-            do {
-                rec = try journaled { () throws(OrchestraError) -> TaskRecord? in
-                    guard try journal.requeue(id: taskId, nowMs: now) else { return nil }
-                    return try journal.task(id: taskId)
+            let reqId = m.id
+            try openBatch()
+            store.requeueDead(id: taskId, nowMs: now) { [self] r in
+                answer(p, reqId, type: "dead.requeue") { () throws(HubError) in
+                    let rec: TaskRecord
+                    switch r {
+                    case .failure(let e): throw HubError.database(e)
+                    case .success(nil):
+                        throw HubError(.invalidParameters, "dead.requeue: '\(taskId)' is not in the dead-letter list", details: ["taskId": .string(taskId)])
+                    case .success(let x?): rec = x
+                    }
+                    live[rec.id] = LiveTask(rec)
+                    pending[rec.priority].append(rec.id)
+                    log.info("task.requeued", ["taskId": .string(rec.id), "by": .string(p.user)])
+                    send(p, HubEnvelope.make("dead.requeued", ["taskId": .string(rec.id), "state": "queued"], correlationId: reqId))
+                    dispatch()
                 }
-            } catch { throw HubError.database(error) }
-            guard let rec else {
-                throw HubError(.invalidParameters, "dead.requeue: '\(taskId)' is not in the dead-letter list", details: ["taskId": .string(taskId)])
             }
-            self.live[rec.id] = LiveTask(rec)
-            pending[rec.priority].append(rec.id)
-            log.info("task.requeued", ["taskId": .string(rec.id), "by": .string(p.user)])
-            send(p, HubEnvelope.make("dead.requeued", ["taskId": .string(rec.id), "state": "queued"], correlationId: m.id))
-            dispatch()
         default:
-            throw HubError(.invalidParameters, "unknown event type '\(type)' for a web client")
+            throw HubError(.invalidParameters, "unknown event type '\(m.type)' for a web client")
         }
     }
 
     /// task.submit and worker.start, after the check: a new task, or a retried submit of the
     /// caller's own task (its state, and the caller now receives its result).
-    func submitFromWeb(_ p: Peer, _ m: Message, _ f: Fields, pinned: String?) throws(HubError) {
-        var (rec, isNew) = try submit(f, submitter: p, pinnedAgent: pinned, traceId: m.header("traceId"))
-        if !isNew, live[rec.id] == nil {
-            // The id is a finished task's (the check only saw the live ones): the same rule,
-            // with what the journal says of it.
-            var req = AccessRequest(type: m.type, target: "task \(rec.id)")
-            req.task = TaskFacts(owner: rec.submitter, sessionId: rec.sessionId, leasedTo: nil)
-            try authorize(p, Access.web, req)
-            do { rec = try journal.task(id: rec.id) ?? rec } catch { throw HubError.database(error) }
+    func submitFromWeb(_ p: Peer, _ m: Message, _ f: Fields, _ facts: WebFacts, pinned: String?) throws(HubError) {
+        let reqId = m.id
+        if let t = facts.live {
+            t.submitter = p.conn.id   // the reconnected submitter gets the result
+            send(p, submitted(t.rec, correlationId: reqId))
+            return
         }
-        if isNew && batchOpen { batchSubmits.append((p.conn.id, m.id, rec.id)) }
-        send(p, HubEnvelope.make("task.submitted", ["taskId": .string(rec.id), "state": .string(live[rec.id]?.state ?? rec.state.rawValue),
-                                                    "attempt": .int(Int64(rec.attempt))], correlationId: m.id))
-        if !isNew {
-            if let t = live[rec.id] {
-                t.submitter = p.conn.id   // the reconnected submitter gets the result
-            } else if rec.state.isFinished {
-                send(p, resultEvent(rec))
+        let taskId = try f.optionalId("taskId") ?? String(decoding: Message.newId(), as: UTF8.self)
+        let rec = try taskRecord(f, taskId: taskId, submitter: p, pinnedAgent: pinned, traceId: m.header("traceId"))
+        if let sid = rec.sessionId, facts.session == nil { _ = try createSession(sid, owner: p.user) }
+        try insert(rec, submitter: p, requestId: reqId) { [self] r in
+            answer(p, reqId, type: m.type) { () throws(HubError) in
+                switch r {
+                case .failure(let e): throw e
+                case .success(true):
+                    send(p, submitted(rec, correlationId: reqId))
+                    dispatch()
+                case .success(false):
+                    // The id is an existing task's the check could not see (finished, or live on
+                    // another hub): the same rule, with what the journal says of it.
+                    store.task(id: taskId) { [self] r in
+                        answer(p, reqId, type: m.type) { () throws(HubError) in
+                            guard case .success(let found) = r else {
+                                if case .failure(let e) = r { throw HubError.database(e) }
+                                return
+                            }
+                            let existing = found ?? rec
+                            var req = AccessRequest(type: m.type, target: "task \(existing.id)")
+                            req.task = TaskFacts(owner: existing.submitter, sessionId: existing.sessionId, leasedTo: nil)
+                            try authorize(p, Access.web, req)
+                            send(p, submitted(existing, correlationId: reqId))
+                            if let t = live[existing.id] {
+                                t.submitter = p.conn.id
+                            } else if existing.state.isFinished {
+                                send(p, resultEvent(existing))
+                            }
+                        }
+                    }
+                }
             }
         }
-        dispatch()
+    }
+
+    /// The task.submitted answer for a task's record.
+    func submitted(_ rec: TaskRecord, correlationId: String) -> Message {
+        HubEnvelope.make("task.submitted", ["taskId": .string(rec.id), "state": .string(live[rec.id]?.state ?? rec.state.rawValue),
+                                            "attempt": .int(Int64(rec.attempt))], correlationId: correlationId)
     }
 
     /// session.join after the check: a new session is made (owned by the caller), a resume
-    /// checks the offset, then the watcher gets `session.updated` and the replay.
+    /// checks the offset; the watcher is one from now on (live events reach it), and gets
+    /// `session.updated`, then the replay, then what came live meanwhile.
     func join(_ p: Peer, _ m: Message, _ f: Fields, _ existing: SessionLog?) throws(HubError) {
         let sid = try f.id("sessionId")
         let last = try f.optionalInt("lastOffset", in: 0...Int64.max)
@@ -187,19 +277,46 @@ extension Hub {
         }
         let s: SessionLog
         if let existing { s = existing } else { s = try createSession(sid, owner: p.user) }
-        var replay: [(offset: Int64, frame: [UInt8])] = []
-        if let last {
-            do { replay = try journal.sessionEvents(sessionId: sid, after: last) } catch { throw HubError.database(error) }
+        let reqId = m.id
+        guard let last else {
+            watch(p, s)
+            send(p, sessionUpdated(s, correlationId: reqId))
+            log.info("session.joined", ["sessionId": .string(sid), "user": .string(p.user), "replayed": 0])
+            return
         }
+        // Events published from here on reach the watcher after its replay (`held`).
+        let resume = Resume(head: s.head)
+        p.resuming[sid] = resume
+        watch(p, s)
+        store.sessionEvents(sessionId: sid, after: last) { [self] r in
+            guard p.resuming[sid] === resume else { return }
+            p.resuming.removeValue(forKey: sid)
+            answer(p, reqId, type: "session.join") { () throws(HubError) in
+                let replay: [(offset: Int64, frame: [UInt8])]
+                switch r {
+                case .failure(let e):
+                    unwatch(p, s)
+                    throw HubError.database(e)
+                case .success(let events): replay = events.filter { $0.offset <= resume.head }
+                }
+                let dropped = resume.head - last - Int64(replay.count)
+                send(p, sessionUpdated(s, correlationId: reqId, extra: [("replayed", .int(Int64(replay.count))), ("dropped", .int(dropped))]))
+                for e in replay { sendStored(p, e.frame) }
+                for e in resume.held { deliver(p.conn, p.format, e) }
+                log.info("session.joined", ["sessionId": .string(sid), "user": .string(p.user), "replayed": .int(Int64(replay.count))])
+            }
+        }
+    }
+
+    func watch(_ p: Peer, _ s: SessionLog) {
         s.watchers[p.conn.id] = p.user
-        p.sessions.insert(sid)
-        var extra: [(String, JSONValue)] = []
-        if let last {
-            extra = [("replayed", .int(Int64(replay.count))), ("dropped", .int(s.head - last - Int64(replay.count)))]
-        }
-        send(p, sessionUpdated(s, correlationId: m.id, extra: extra))
-        for e in replay { sendStored(p, e.frame) }
-        log.info("session.joined", ["sessionId": .string(sid), "user": .string(p.user), "replayed": .int(Int64(replay.count))])
+        p.sessions.insert(s.id)
+    }
+
+    func unwatch(_ p: Peer, _ s: SessionLog) {
+        s.watchers.removeValue(forKey: p.conn.id)
+        p.sessions.remove(s.id)
+        p.resuming.removeValue(forKey: s.id)
     }
 
     /// session.share after the check: the users the session is shared with become exactly
@@ -208,19 +325,26 @@ extension Hub {
         let sid = try f.id("sessionId")
         guard let s else { throw HubError(.invalidParameters, "session.share: no session '\(sid)'", details: ["sessionId": .string(sid)]) }
         guard f.v["users"] != nil else { throw f.bad("users", "is required (the full list; [] shares with nobody)") }
-        let names = Set(try f.strings("users", maxCount: 1000))
-        for n in names.sorted() {
-            let known: Bool
-            do { known = try journal.user(name: n) != nil } catch { throw HubError.database(error) }
-            guard known else { throw HubError(.invalidParameters, "session.share: no user '\(n)'", details: ["field": "users", "user": .string(n)]) }
+        let names = Set(try f.strings("users", maxCount: 1000)).sorted()
+        let reqId = m.id
+        store.accounts { [self] r in
+            answer(p, reqId, type: "session.share") { () throws(HubError) in
+                let known: Set<String>
+                switch r {
+                case .failure(let e): throw HubError.database(e)
+                case .success(let (users, _)): known = Set(users.map(\.name))
+                }
+                if let n = names.first(where: { !known.contains($0) }) {
+                    throw HubError(.invalidParameters, "session.share: no user '\(n)'", details: ["field": "users", "user": .string(n)])
+                }
+                try openBatch()
+                store.setSessionShares(id: sid, users: names, logFailure("share session \(sid)"))
+                s.sharedWith = Set(names)
+                for connId in s.watchers.keys { if let w = webPeers[connId] { recheckWatches(w) } }
+                log.info("session.shared", ["sessionId": .string(sid), "by": .string(p.user), "users": .array(names.map { .string($0) })])
+                send(p, sessionUpdated(s, correlationId: reqId))
+            }
         }
-        do { try journaled { () throws(OrchestraError) in try journal.setSessionShares(id: sid, users: names.sorted()) } } catch {
-            throw HubError.database(error)
-        }
-        s.sharedWith = names
-        for connId in s.watchers.keys { if let w = webPeers[connId] { recheckWatches(w) } }
-        log.info("session.shared", ["sessionId": .string(sid), "by": .string(p.user), "users": .array(names.sorted().map { .string($0) })])
-        send(p, sessionUpdated(s, correlationId: m.id))
     }
 
     /// Ends the watches the peer may no longer have (the session was unshared, its role
@@ -231,8 +355,7 @@ extension Hub {
             let req = AccessRequest(type: "session.join", session: SessionFacts(owner: s.owner, sharedWith: s.sharedWith),
                                     target: "session \(sid)")
             do { try Access.check(rules, p.caller, req) } catch {
-                s.watchers.removeValue(forKey: p.conn.id)
-                p.sessions.remove(sid)
+                unwatch(p, s)
                 log.info("session.watch_ended", ["sessionId": .string(sid), "user": .string(p.user), "rule": .string(error.rule.rawValue)])
                 send(p, HubEnvelope.make("session.updated", ["sessionId": .string(sid), "status": "left", "reason": .string(error.reason)]))
             }
@@ -265,4 +388,12 @@ extension Hub {
         if !rec.rejectedBy.isEmpty { o.set("rejectedBy", .array(rec.rejectedBy.map { .string($0) })) }
         return o
     }
+}
+
+/// A watcher's resume in progress: the head when its replay was read, and the events
+/// published since, which it gets after the replay.
+final class Resume {
+    let head: Int64
+    var held: [[UInt8]] = []
+    init(head: Int64) { self.head = head }
 }

@@ -3,12 +3,9 @@ import OrchestraNet
 
 /// Tasks: submit, dispatch, leases, re-assignment, results.
 extension Hub {
-    /// Journals a new task and queues it. Returns the task (existing one for a known id).
-    func submit(_ f: Fields, submitter: Peer, pinnedAgent: String? = nil, traceId: String?) throws(HubError) -> (TaskRecord, Bool) {
-        let given = try f.optionalId("taskId")
-        let taskId = given ?? String(decoding: Message.newId(), as: UTF8.self)
-        let now = wallClockMillis()
-        if let t = live[taskId] { return (t.rec, false) }
+    /// The record of a new task from a submit's fields (PARAM_001 for a bad one). `taskId`
+    /// is the submit's, or a new UUID.
+    func taskRecord(_ f: Fields, taskId: String, submitter: Peer, pinnedAgent: String? = nil, traceId: String?) throws(HubError) -> TaskRecord {
         guard let priority = parsePriority(f.v["priority"]) else {
             throw HubError(.invalidParameters, "\(f.event): field 'priority' must be low, normal, high, critical or 0...3")
         }
@@ -32,24 +29,41 @@ extension Hub {
         for extra in ["workingDirectory", "initialPrompt", "claudeSessionId"] {
             if let v = try f.optionalString(extra) { spec.set(extra, .string(v)) }
         }
-        let rec = TaskRecord(id: taskId, spec: spec, sessionId: sessionId, submitter: submitter.user.isEmpty ? nil : submitter.user,
-                             traceId: traceId ?? taskId, priority: priority, strategy: strategy, pinnedAgent: pinned,
-                             maxAttempts: maxAttempts, nowMs: now)
-        let inserted: Bool
-        do { inserted = try journaled { () throws(OrchestraError) in try journal.insertTask(rec) } } catch { throw HubError.database(error) }
-        guard inserted else {
-            // A retried submit of a task that exists (finished, or another hub's): its state.
-            do { return (try journal.task(id: taskId) ?? rec, false) } catch { throw HubError.database(error) }
+        return TaskRecord(id: taskId, spec: spec, sessionId: sessionId, submitter: submitter.user.isEmpty ? nil : submitter.user,
+                          traceId: traceId ?? taskId, priority: priority, strategy: strategy, pinnedAgent: pinned,
+                          maxAttempts: maxAttempts, nowMs: wallClockMillis())
+    }
+
+    /// Journals a new task (with the batch that acknowledges it). `done` gets `true` once it
+    /// is written and queued, or `false` when a task with its id exists (nothing written).
+    func insert(_ rec: TaskRecord, submitter: Peer, requestId: String, _ done: @escaping (Result<Bool, HubError>) -> Void) throws(HubError) {
+        try openBatch()
+        let entry = (submitter.conn.id, requestId, rec.id)
+        batchSubmits.append(entry)
+        store.insertTask(rec) { [self] r in
+            // Still listed: the batch has not been committed (nor failed) yet.
+            let listed = batchSubmits.firstIndex { $0 == entry }
+            switch r {
+            case .failure(let e):
+                // A failed commit answers DB_001 to every submit of its batch; a write that
+                // failed in a batch that goes on is answered here.
+                guard let i = listed else { return }
+                batchSubmits.remove(at: i)
+                done(.failure(HubError.database(e)))
+            case .success(false):
+                if let i = listed { batchSubmits.remove(at: i) }
+                done(.success(false))
+            case .success(true):
+                let t = LiveTask(rec)
+                t.submitter = submitter.conn.id
+                live[rec.id] = t
+                pending[rec.priority].append(rec.id)
+                submitted.add()
+                log.debug("task.submitted", ["taskId": .string(rec.id), "traceId": .string(rec.traceId), "user": .string(submitter.user),
+                                             "priority": .int(Int64(rec.priority))])
+                done(.success(true))
+            }
         }
-        if let sessionId { _ = try createSession(sessionId, owner: submitter.user) }
-        let t = LiveTask(rec)
-        t.submitter = submitter.conn.id
-        live[taskId] = t
-        pending[priority].append(taskId)
-        submitted.add()
-        log.debug("task.submitted", ["taskId": .string(taskId), "traceId": .string(rec.traceId), "user": .string(submitter.user),
-                                     "priority": .int(Int64(priority))])
-        return (rec, true)
     }
 
     /// Gives queued tasks to agents, highest priority first, oldest first within a priority.
@@ -95,7 +109,8 @@ extension Hub {
         a.online && a.inFlight.count < limit(a) && !t.rec.rejectedBy.contains(a.id) && needs.allSatisfy { a.capabilities.contains($0) }
     }
 
-    /// Leases `t` to `a` (journaled first), then sends task.assign. False when the journal failed.
+    /// Leases `t` to `a` (journaled with the batch that sends task.assign). False when no
+    /// batch could be opened.
     func assign(_ t: LiveTask, _ a: AgentEntry) -> Bool {
         let now = wallClockMillis()
         var rec = t.rec
@@ -103,10 +118,7 @@ extension Hub {
         rec.state = .assigned
         rec.agentId = a.id
         rec.updatedMs = now
-        do { try journaled { () throws(OrchestraError) in try journal.updatePlacement(rec) } } catch {
-            log.error("journal.write_failed", ["taskId": .string(rec.id), "reason": .string(error.message)])
-            return false
-        }
+        guard journaled("assign task \(rec.id)", { store.updatePlacement(rec, logFailure("assign task \(rec.id)")) }) else { return false }
         t.rec = rec
         t.running = false
         t.nextSeq = 0
@@ -136,7 +148,8 @@ extension Hub {
         }
         if rejection && !agents.values.contains(where: { $0.online && !t.rec.rejectedBy.contains($0.id) && capable($0, t) }) {
             // The journal keeps who rejected it (task.get and the dead-letter list show it).
-            try? journaled { () throws(OrchestraError) in try journal.updatePlacement(t.rec) }
+            let rec = t.rec
+            journaled("record the rejections of task \(rec.id)") { store.updatePlacement(rec, logFailure("record the rejections of task \(rec.id)")) }
             finish(t, success: false, result: nil, error: "every capable agent rejected it (\(t.rec.rejectedBy.joined(separator: ", ")))",
                    errorCode: .agentNotAvailable, dead: true, event: nil)
             return
@@ -145,9 +158,7 @@ extension Hub {
         rec.state = .queued
         rec.agentId = nil
         rec.updatedMs = now
-        do { try journaled { () throws(OrchestraError) in try journal.updatePlacement(rec) } } catch {
-            log.error("journal.write_failed", ["taskId": .string(rec.id), "reason": .string(error.message)])
-        }
+        journaled("requeue task \(rec.id)") { store.updatePlacement(rec, logFailure("requeue task \(rec.id)")) }
         t.rec = rec
         t.running = false
         t.orphanUntilMs = 0
@@ -162,26 +173,38 @@ extension Hub {
 
     /// Records the outcome once (the journal refuses a second one), then tells the session and
     /// the submitter. `event` is the agent's task.result, forwarded as it is; otherwise the hub
-    /// writes one.
+    /// writes one. Until the journal has answered, the task is `finishing`: its lease does not
+    /// run out and its agent's messages about it are stale.
     func finish(_ t: LiveTask, success: Bool, result: JSONValue?, error: String?, errorCode: HubErrorCode?, dead: Bool, event: Message?) {
         let now = wallClockMillis()
         let state: TaskState = success ? .succeeded : .failed
-        let recorded: Bool
-        do {
-            recorded = try journaled { () throws(OrchestraError) in
-                try journal.finishTask(id: t.rec.id, attempt: t.rec.attempt, state: state, result: result, error: error,
-                                       errorCode: errorCode?.rawValue, dead: dead, nowMs: now)
+        let (id, attempt) = (t.rec.id, t.rec.attempt)
+        t.finishing = true
+        let opened = journaled("finish task \(id)") {
+            store.finishTask(id: id, attempt: attempt, state: state, result: result, error: error, errorCode: errorCode?.rawValue,
+                             dead: dead, nowMs: now) { [self] r in
+                switch r {
+                case .failure(let e):
+                    // The task stays live; the agent's lease runs out and it is tried again.
+                    t.finishing = false
+                    log.error("journal.write_failed", ["taskId": .string(id), "what": "finish", "reason": .string(e.message)])
+                case .success(let recorded):
+                    finished(t, recorded: recorded, success: success, error: error, errorCode: errorCode, dead: dead, event: event, nowMs: now)
+                }
             }
-        } catch {
-            log.error("journal.write_failed", ["taskId": .string(t.rec.id), "reason": .string(error.message)])
-            return  // the task stays live; the agent's lease runs out and it is tried again
         }
-        live.removeValue(forKey: t.rec.id)
+        if !opened { t.finishing = false }
+    }
+
+    /// The outcome of `finish`, once journaled.
+    private func finished(_ t: LiveTask, recorded: Bool, success: Bool, error: String?, errorCode: HubErrorCode?, dead: Bool, event: Message?, nowMs now: Int64) {
+        if live[t.rec.id] === t { live.removeValue(forKey: t.rec.id) }
         if let agentId = t.rec.agentId, let a = agents[agentId], a.inFlight.remove(t.rec.id) != nil { a.completed += 1 }
         guard recorded else {
             log.warn("task.result_ignored", ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "reason": "already finished"])
             return
         }
+        let state: TaskState = success ? .succeeded : .failed
         (success ? succeeded : failedCount).add()
         taskLatency.record(UInt64(max(0, now - t.rec.createdMs)) * 1000)
         let fields: JSONValue = ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "agentId": .string(t.rec.agentId ?? ""),
@@ -225,7 +248,7 @@ extension Hub {
             for connId in s.watchers.keys {
                 guard let p = webPeers[connId] else { continue }
                 if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
-                deliver(p.conn, p.format, encoded[p.format]!)
+                if let r = p.resuming[sid] { r.held.append(encoded[p.format]!) } else { deliver(p.conn, p.format, encoded[p.format]!) }
                 delivered.insert(connId)
             }
         }
