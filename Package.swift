@@ -20,6 +20,8 @@ let package = Package(
         .systemLibrary(name: "COrchestra", path: "Sources/COrchestra"),
         .systemLibrary(name: "CUV", path: "Sources/CUV", pkgConfig: "libuv"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        // libpq (Debian libpq-dev): the hub's PostgreSQL journal, driven from the libuv loop.
+        .systemLibrary(name: "CPQ", path: "Sources/CPQ", pkgConfig: "libpq"),
         .target(
             name: "OrchestraCore",
             dependencies: ["CZlib", "CSSL"],
@@ -45,7 +47,7 @@ let package = Package(
         ),
         .target(
             name: "OrchestraHub",
-            dependencies: ["OrchestraWire", "OrchestraCore", "OrchestraNet", "CSSL", "CSQLite"],
+            dependencies: ["OrchestraWire", "OrchestraCore", "OrchestraNet", "CSSL", "CSQLite", "CUV", "CPQ"],
             path: "Sources/OrchestraHub"
         ),
         .executableTarget(

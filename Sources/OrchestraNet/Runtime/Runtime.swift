@@ -50,8 +50,9 @@ public final class Runtime: @unchecked Sendable {
     }
 
     public let name: String
-    /// The loop: only the I/O thread touches it (the transport creates its handles there).
-    let loop: UnsafeMutablePointer<uv_loop_t>
+    /// The loop: only the I/O thread touches it (the transport creates its handles there, and
+    /// so does the hub's PostgreSQL client, hence `package`).
+    package let loop: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
     private var thread = pthread_t()
     /// Mailbox top: the bit pattern of an `Unmanaged<Job>` (+1), 0 when empty.

@@ -55,12 +55,13 @@ extension Runtime {
         }
     }
 
-    /// On the I/O thread: registers an endpoint's hard-close action for shutdown.
-    func addEndpoint(_ id: ObjectIdentifier, close: @escaping () -> Void) {
+    /// On the I/O thread: registers an endpoint's hard-close action for shutdown (servers,
+    /// clients, the hub's PostgreSQL connections).
+    package func addEndpoint(_ id: ObjectIdentifier, close: @escaping () -> Void) {
         endpoints[id] = close
     }
 
-    func removeEndpoint(_ id: ObjectIdentifier) {
+    package func removeEndpoint(_ id: ObjectIdentifier) {
         endpoints.removeValue(forKey: id)
     }
 
@@ -79,7 +80,7 @@ extension Runtime {
     }
 
     /// Runs `body` on the I/O thread: at once when called there, else posted.
-    func onIOThread(_ body: @escaping () -> Void) throws(OrchestraError) {
+    package func onIOThread(_ body: @escaping () -> Void) throws(OrchestraError) {
         if isIOThread { body() } else { try post(body) }
     }
 }
