@@ -8,6 +8,16 @@
 #error "libpq 14 or later is required (pipeline mode)"
 #endif
 
+/* A pipeline sync without a write: libpq 17's PQsendPipelineSync; before it PQpipelineSync,
+ * which also flushes (one send() per sync: the client corks the socket meanwhile). */
+static inline int orc_pq_pipeline_sync(PGconn *conn) {
+#ifdef LIBPQ_HAS_SEND_PIPELINE_SYNC
+    return PQsendPipelineSync(conn);
+#else
+    return PQpipelineSync(conn);
+#endif
+}
+
 /* The PG_DIAG_* field codes are character-literal macros, which Swift does not import. */
 static inline int orc_pq_diag_sqlstate(void) { return PG_DIAG_SQLSTATE; }
 static inline int orc_pq_diag_message_primary(void) { return PG_DIAG_MESSAGE_PRIMARY; }

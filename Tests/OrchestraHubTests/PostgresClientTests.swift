@@ -211,6 +211,33 @@ struct PostgresClientTests {
         close(c)
     }
 
+    /// Statements issued from completions are held until the completions of that read were
+    /// delivered, then go out together: still in the order issued, before later ones.
+    @Test func statementsIssuedByCompletionsKeepTheirOrder() throws {
+        let rt = try makeRuntime()
+        defer { rt.shutdown() }
+        let c = try connected(rt)
+        let got = Collected<Int64>()
+        try rt.post {
+            for batch in 0..<3 {
+                c.query("SELECT $1::int8", [.int64(Int64(batch))]) { r in
+                    got.append((try? r.get().int64(0, 0)).flatMap { $0 } ?? -1)
+                    for k in 1...20 {
+                        let v = Int64(batch * 100 + k)
+                        c.query("SELECT $1::int8", [.int64(v)]) { r in
+                            got.append((try? r.get().int64(0, 0)).flatMap { $0 } ?? -1)
+                        }
+                    }
+                }
+            }
+        }
+        #expect(eventually(30) { got.count == 63 })
+        // The three first, in order (pipelined together), then each one's twenty in order.
+        let expected: [Int64] = [0, 1, 2] + (0..<3).flatMap { b in (1...20).map { Int64(b * 100 + $0) } }
+        #expect(got.all == expected)
+        close(c)
+    }
+
     // MARK: Transactions
 
     @Test func aTransactionWithAnErrorCommitsNothingAndAbortsTheRest() throws {

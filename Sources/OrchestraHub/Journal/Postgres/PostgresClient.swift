@@ -15,9 +15,10 @@ import Synchronization
 ///   blocks. `connectTimeoutMs` bounds an attempt.
 /// - Statements: the connection runs in pipeline mode and non-blocking. Each `query` is sent
 ///   as soon as it is called (at most `maxInFlight` statements sent and not yet answered; the
-///   rest wait in order) with `PQsendQueryParams`, or `PQsendQueryPrepared` once its text was
-///   prepared on this connection, then `PQpipelineSync`; `PQflush` runs again when the socket
-///   is writable. Completions run on the I/O thread in the order the statements were sent.
+///   rest wait in order; those issued by completions go out together after them) with
+///   `PQsendQueryParams`, or `PQsendQueryPrepared` once its text was prepared on this
+///   connection, then a pipeline sync; `PQflush` runs again when the socket is writable.
+///   Completions run on the I/O thread in the order the statements were sent.
 /// - Transactions: `transaction` sends its statements with a single sync. PostgreSQL runs the
 ///   statements between two syncs as one implicit transaction, committed at the sync: that is
 ///   `BEGIN ... COMMIT`, and on an error it rolls back and skips the rest without leaving the
@@ -97,6 +98,8 @@ public final class PostgresClient: @unchecked Sendable {
     /// The head of `expected` received a result (its NULL ends it).
     private var headAnswered = false
     private var inFlight = 0
+    /// Completions are being delivered: statements they issue wait for the pump after them.
+    private var delivering = false
     /// PGPrepared statement texts by key (text + parameter types).
     private var prepared: [String: PGPrepared] = [:]
     private var nextPreparedName = 0
@@ -238,7 +241,7 @@ public final class PostgresClient: @unchecked Sendable {
             switch state {
             case .connected, .connecting:
                 queue.append(unit)
-                pump()
+                if !delivering { pump() }   // (else once the completions were delivered)
             case .disconnected:
                 unit.fail(PostgresError(.notConnected, "not sent: the PostgreSQL client is not connected"))
             case .closed:
@@ -564,19 +567,27 @@ public final class PostgresClient: @unchecked Sendable {
     /// flushes (also when `flush` asks for it: the socket became writable).
     private func pump(flush: Bool = false) {
         guard state == .connected, let c = conn else { publishCounts(); return }
-        var sent = false
+        var sent = 0
+        var corked = false
         while let u = queue.first {
             if inFlight > 0 && inFlight + u.statements.count > options.maxInFlight { break }
             _ = queue.removeFirst()
             inFlight += u.statements.count
+            if sent == 1 && !corked {
+                // Before libpq 17 every sync writes at once: several units in one turn would
+                // each be a packet of their own. Corked, they leave as full segments when
+                // the socket is uncorked below (one system call each remains).
+                corked = setCork(c, true)
+            }
             if !send(u, c) {
                 connectionLost(connectionMessage())
                 return
             }
-            sent = true
+            sent += 1
         }
+        if corked { _ = setCork(c, false) }
         publishCounts()
-        if sent || flush || pollEvents & Int32(UV_WRITABLE.rawValue) != 0 {
+        if sent > 0 || flush || pollEvents & Int32(UV_WRITABLE.rawValue) != 0 {
             let r = PQflush(c)
             if r < 0 {
                 connectionLost(connectionMessage())
@@ -584,6 +595,12 @@ public final class PostgresClient: @unchecked Sendable {
             }
             watch(Int32(UV_READABLE.rawValue) | (r == 1 ? Int32(UV_WRITABLE.rawValue) : 0))
         }
+    }
+
+    /// TCP_CORK on the connection's socket (false for a Unix socket, or on failure).
+    private func setCork(_ c: OpaquePointer, _ on: Bool) -> Bool {
+        var v: Int32 = on ? 1 : 0
+        return setsockopt(PQsocket(c), Int32(IPPROTO_TCP), TCP_CORK, &v, socklen_t(MemoryLayout<Int32>.size)) == 0
     }
 
     /// Puts one unit in libpq's output buffer: each statement (prepared first when new), then
@@ -638,7 +655,7 @@ public final class PostgresClient: @unchecked Sendable {
             if !ok { return false }
             expected.append(.statement(u, i))
         }
-        if PQpipelineSync(c) == 0 { return false }
+        if orc_pq_pipeline_sync(c) == 0 { return false }   // (pump flushes)
         expected.append(.sync(u))
         return true
     }
@@ -750,7 +767,10 @@ public final class PostgresClient: @unchecked Sendable {
             for n in notes { onNotification?(n) }
         }
         publishCounts()
+        // Statements the completions issue go out together afterwards (pollEvent pumps).
+        delivering = true
         for u in completed { u.deliver() }
+        delivering = false
         if state == .connected, let c2 = conn, PQstatus(c2) != CONNECTION_OK {
             connectionLost(connectionMessage())
         }
