@@ -180,27 +180,27 @@ public final class PostgresClient: @unchecked Sendable {
     /// lower-case identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes), the form `pg_notify` uses
     /// as it is. The channel is listened to again after a reconnect.
     public func listen(_ channel: String, _ done: @escaping Completion) {
-        guard PostgresClient.isPlainIdentifier(channel) else {
-            let e = PostgresError(.invalidArgument, "LISTEN: channel \"\(channel)\" is not a plain lower-case identifier ([a-z_][a-z0-9_]*, at most 63 bytes)")
-            onIO(fail: { done(.failure($0)) }) { done(.failure(e)) }
-            return
-        }
-        // An identifier checked above, not a value: LISTEN takes no parameters.
-        query("LISTEN " + channel) { [self] r in
-            if case .success = r, !channels.contains(channel) { channels.append(channel) }
-            done(r)
+        channelCommand("LISTEN", channel, done) { [self] ok in
+            if ok && !channels.contains(channel) { channels.append(channel) }
         }
     }
 
     /// `UNLISTEN channel` (see `listen`).
     public func unlisten(_ channel: String, _ done: @escaping Completion) {
+        channelCommand("UNLISTEN", channel, done) { [self] _ in channels.removeAll { $0 == channel } }
+    }
+
+    /// `verb channel` once the name is checked (an identifier, not a value: LISTEN takes no
+    /// parameters); `after` runs on the I/O thread before `done`, told whether it succeeded.
+    private func channelCommand(_ verb: String, _ channel: String, _ done: @escaping Completion,
+                                after: @escaping (Bool) -> Void) {
         guard PostgresClient.isPlainIdentifier(channel) else {
-            let e = PostgresError(.invalidArgument, "UNLISTEN: channel \"\(channel)\" is not a plain lower-case identifier")
+            let e = PostgresError(.invalidArgument, "\(verb): channel \"\(channel)\" is not a plain lower-case identifier ([a-z_][a-z0-9_]*, at most 63 bytes)")
             onIO(fail: { done(.failure($0)) }) { done(.failure(e)) }
             return
         }
-        query("UNLISTEN " + channel) { [self] r in
-            channels.removeAll { $0 == channel }
+        query(verb + " " + channel) { r in
+            if case .success = r { after(true) } else { after(false) }
             done(r)
         }
     }
