@@ -9,8 +9,10 @@
 //   build/pg_bench URL transaction COUNT BATCH COUNT statements in transactions of BATCH
 //                                              statements (one sync per transaction)
 //
-// The statement is `SELECT $1::int8` (prepared on first use); every result is checked. Prints
-// one line: {"mode": ..., "statements": N, "seconds": S, "per_second": R}.
+// The statement is `SELECT $1::int8` (prepared on first use); every result is checked. The main
+// thread sleeps on a semaphore meanwhile. Prints one line: {"mode": ..., "statements": N,
+// "seconds": S, "per_second": R, "cpu_us_per_statement": C} (C: the process's CPU time, every
+// thread, over the timed part, per statement).
 import Glibc
 import OrchestraCore
 import OrchestraHub
@@ -32,8 +34,6 @@ final class Run: @unchecked Sendable {
     var completed = 0
     var failures = 0
     var pendingInBatch = 0
-    let done = PthreadMutex()
-    var finished = false
     var onFinish: () -> Void = {}
 
     init(client: PostgresClient, total: Int, batch: Int) {
@@ -94,31 +94,45 @@ final class Run: @unchecked Sendable {
     }
 }
 
+/// A semaphore the I/O thread posts and the main thread waits on (no polling).
+final class Signal: @unchecked Sendable {
+    private var sem = sem_t()
+    init() { sem_init(&sem, 0, 0) }
+    deinit { sem_destroy(&sem) }
+    func post() { sem_post(&sem) }
+    func wait() { while sem_wait(&sem) != 0 {} }
+}
+
+func cpuNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
 do {
     let rt = try Runtime(name: "pg-bench")
     var options = PostgresClient.Options(url)
     options.maxInFlight = max(1024, batch)
     let client = PostgresClient(runtime: rt, options: options)
-    let connected = PthreadMutex()
+    let signal = Signal()
     var connectResult: Result<Void, PostgresError>? = nil
-    client.connect { r in connected.withLock { connectResult = r } }
-    while connected.withLock({ connectResult == nil }) { usleep(1000) }
-    if case .failure(let e)? = connected.withLock({ connectResult }) {
+    client.connect { r in connectResult = r; signal.post() }
+    signal.wait()
+    if case .failure(let e)? = connectResult {
         fputs("pg_bench: \(e)\n", stderr)
         exit(1)
     }
     // Warm up (prepares the statement; the server's plan cache and buffers).
     let warm = Run(client: client, total: 200, batch: 1)
-    var warmed = false
-    warm.onFinish = { warm.done.withLock { warmed = true } }
+    warm.onFinish = { signal.post() }
     try rt.post { warm.single() }
-    while warm.done.withLock({ !warmed }) { usleep(1000) }
-    warm.onFinish = {}   // (it captured warm)
+    signal.wait()
+    warm.onFinish = {}
 
     let run = Run(client: client, total: count, batch: batch)
-    var endNs: UInt64 = 0
-    run.onFinish = { run.done.withLock { endNs = monotonicNanos(); run.finished = true } }
-    let start = monotonicNanos()
+    var endNs: UInt64 = 0, endCPU: UInt64 = 0
+    run.onFinish = { endNs = monotonicNanos(); endCPU = cpuNanos(); signal.post() }
+    let start = monotonicNanos(), startCPU = cpuNanos()
     try rt.post {
         switch mode {
         case "single": run.single()
@@ -129,19 +143,18 @@ do {
             exit(2)
         }
     }
-    while run.done.withLock({ !run.finished }) { usleep(200) }
-    run.done.withLock { run.onFinish = {} }
+    signal.wait()
+    run.onFinish = {}
     let seconds = Double(endNs - start) / 1e9
-    let closed = PthreadMutex()
-    var isClosed = false
-    client.close { closed.withLock { isClosed = true } }
-    while closed.withLock({ !isClosed }) { usleep(1000) }
+    let cpu = Double(endCPU - startCPU) / 1e3 / Double(count)
+    client.close { signal.post() }
+    signal.wait()
     rt.shutdown()
     if run.failures > 0 || warm.failures > 0 {
         fputs("pg_bench: \(run.failures) statements failed or returned a wrong value\n", stderr)
         exit(1)
     }
-    print("{\"mode\": \"\(mode)\", \"statements\": \(count), \"batch\": \(batch), \"seconds\": \(seconds), \"per_second\": \(Double(count) / seconds)}")
+    print("{\"mode\": \"\(mode)\", \"statements\": \(count), \"batch\": \(batch), \"seconds\": \(seconds), \"per_second\": \(Double(count) / seconds), \"cpu_us_per_statement\": \(cpu)}")
 } catch {
     fputs("pg_bench: \(error)\n", stderr)
     exit(1)
