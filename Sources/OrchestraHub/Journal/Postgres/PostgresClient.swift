@@ -39,7 +39,9 @@ public final class PostgresClient: @unchecked Sendable {
     public struct Options: Sendable {
         /// A libpq connection string: `postgresql://user:password@127.0.0.1:5432/db` or
         /// `host=... port=... dbname=...`. Several comma-separated hosts are passed to libpq as
-        /// they are (libpq resolves those itself, blocking: give them as IP addresses).
+        /// they are (libpq resolves those itself, blocking: give them as IP addresses). TLS
+        /// (`sslmode=require`) is not tested with this client yet: a record OpenSSL read ahead
+        /// of what libpq asked for could wait until the socket is readable again.
         public var conninfo: String
         /// Statements sent and not yet answered; further ones wait in order. A transaction
         /// larger than this is sent alone.
