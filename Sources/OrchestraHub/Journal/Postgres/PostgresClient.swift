@@ -51,7 +51,7 @@ public final class PostgresClient: @unchecked Sendable {
         /// Prepare each statement text (with its parameter types) on first use and run it by
         /// name afterwards: the server parses and plans it once.
         public var prepareStatements: Bool = true
-        /// PGPrepared texts kept per connection; later new texts run unprepared.
+        /// Prepared texts kept per connection; later new texts run unprepared.
         public var maxPreparedStatements: Int = 256
         /// `reconnect` waits this long after the first failed attempt, doubling up to the max.
         public var reconnectInitialDelayMs: UInt64 = 100
@@ -102,7 +102,7 @@ public final class PostgresClient: @unchecked Sendable {
     private var inFlight = 0
     /// Completions are being delivered: statements they issue wait for the pump after them.
     private var delivering = false
-    /// PGPrepared statement texts by key (text + parameter types).
+    /// Prepared statement texts by key (text + parameter types).
     private var prepared: [String: PGPrepared] = [:]
     private var nextPreparedName = 0
     /// Channels listened to (in the order first asked), listened to again on reconnect.
