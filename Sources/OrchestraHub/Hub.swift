@@ -159,11 +159,13 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         metrics.register(owner: self) { hub in hub.gaugeSamples() }
     }
 
-    /// The key web tokens are signed with: kept in the journal, made on first use.
-    public static func jwtSecret(_ journal: Journal) throws(OrchestraError) -> [UInt8] {
-        if let hex = try journal.setting("jwt_secret"), let s = Secrets.fromHex(hex), s.count >= 32 { return s }
-        let s = Secrets.random(32)
-        try journal.setSetting("jwt_secret", HMACSHA256.hex(s))
+    /// The key web tokens are signed with: kept in the journal, made on first use (by a hub or
+    /// a command, whichever comes first).
+    public static func jwtSecret(_ journal: AdminJournal) throws(OrchestraError) -> [UInt8] {
+        let hex = try journal.setting("jwt_secret", insertingIfAbsent: HMACSHA256.hex(Secrets.random(32)))
+        guard let s = Secrets.fromHex(hex), s.count >= 32 else {
+            throw OrchestraError(.io, "journal: the setting jwt_secret is not a hex key of at least 32 bytes")
+        }
         return s
     }
 
@@ -634,36 +636,40 @@ public final class Hub: ServerHandler, @unchecked Sendable {
 
     // MARK: health and metrics
 
-    public func handleHTTP(_ request: HTTPRequestInfo) -> HTTPResponse? {
+    public func handleHTTP(_ request: HTTPRequestInfo, respond: @escaping (HTTPResponse) -> Void) -> Bool {
         guard request.method == "GET" || request.method == "HEAD" else {
-            return HTTPResponse.json(405, HubError(.invalidParameters, "only GET").info())
+            respond(HTTPResponse.json(405, HubError(.invalidParameters, "only GET").info()))
+            return true
         }
         let type = "GET \(request.path)"
-        guard let rules = Access.rules(Access.http, type) else { return nil }
-        // A token is read only where a rule asks for one; the user is the one the hub last
-        // read from the journal (within a quarter of a second of a change).
-        var caller = Caller.anonymous
-        if rules.contains(.anyUser), case .success(let claims) = verifyTokenClaims(request) {
-            // Read now where that is immediate (SQLite), else as last read.
-            var account = userAccounts[claims.user]
-            if case .success(let now)? = immediate({ store.user(name: claims.user, $0) }) { account = now }
-            if let account, revocation(of: account, generation: claims.generation) == nil {
-                caller = .user(name: account.name, role: account.role)
-            }
-        }
+        guard let rules = Access.rules(Access.http, type) else { return false }
         let req = AccessRequest(type: type)
-        do { try Access.check(rules, caller, req) } catch {
-            let e = denied(who: caller, request: req, error, conn: nil)
-            return HTTPResponse(status: 401, headers: [HTTPField("Content-Type", "application/json"), HTTPField("WWW-Authenticate", "Bearer")],
-                                body: e.info().jsonBytes)
+        // The check, with the caller a token names (read only where a rule asks for one).
+        let check = { [self] (caller: Caller) -> Void in
+            do throws(AccessDenial) { try Access.check(rules, caller, req) } catch {
+                let e = denied(who: caller, request: req, error, conn: nil)
+                respond(HTTPResponse(status: 401, headers: [HTTPField("Content-Type", "application/json"), HTTPField("WWW-Authenticate", "Bearer")],
+                                     body: e.info().jsonBytes))
+                return
+            }
+            respond(httpAnswer(request.path))
         }
-        switch request.path {
-        case "/health": return HTTPResponse.json(200, healthJSON())
+        guard rules.contains(.anyUser), case .success(let claims) = verifyTokenClaims(request) else { check(Caller.anonymous); return true }
+        checkUser(claims) { verdict in
+            if case .success(let who) = verdict { check(Caller.user(name: who.user, role: who.role)) } else { check(Caller.anonymous) }
+        }
+        return true
+    }
+
+    /// What an HTTP path answers once its rules passed.
+    func httpAnswer(_ path: String) -> HTTPResponse {
+        switch path {
         case "/health/agents":
             return HTTPResponse.json(200, ["agents": .array(agents.values.sorted { $0.id < $1.id }.map { $0.json(maxLoad: config.maxLoadPerAgent) })])
         case "/metrics":
             return HTTPResponse(status: 200, headers: [HTTPField("Content-Type", "text/plain; version=0.0.4")], body: metrics.renderPrometheus())
-        default: return nil
+        default:
+            return HTTPResponse.json(200, healthJSON())
         }
     }
 

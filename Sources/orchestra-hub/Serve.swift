@@ -91,25 +91,40 @@ func serve(_ args: Arguments) throws(UsageError) {
     pthread_sigmask(SIG_BLOCK, &set, nil)
     signal(SIGPIPE, SIG_IGN)
 
-    let journal: Journal
+    let location = JournalLocation(c.journalPath)
+    var journal: Journal? = nil
+    var checkpointer: JournalCheckpointer? = nil
+    var pg: PostgresStore? = nil
     let runtime: Runtime
     let hub: Hub
-    let checkpointer: JournalCheckpointer
     do {
-        journal = try Journal(path: c.journalPath, durability: c.durability)
-        // Checkpoints run on a thread of their own, never inside the I/O thread's commits.
-        try journal.setAutoCheckpoint(pages: 0)
-        checkpointer = try JournalCheckpointer(path: c.journalPath, durability: c.durability) { e in
-            log.warn("journal.checkpoint_failed", ["reason": .string(e.message)])
-        }
-        for problem in journal.exposure() {
-            log.warn("journal.permissions", ["reason": .string(problem), "journal": .string(journal.path)])
-        }
         runtime = try Runtime(name: "orchestra-hub")
-        hub = try Hub(config: c, runtime: runtime, store: try SQLiteStore(journal), logger: log)
+        let store: HubStore
+        switch location {
+        case .sqlite(let path):
+            let j = try Journal(path: path, durability: c.durability)
+            journal = j
+            // Checkpoints run on a thread of their own, never inside the I/O thread's commits.
+            try j.setAutoCheckpoint(pages: 0)
+            checkpointer = try JournalCheckpointer(path: path, durability: c.durability) { e in
+                log.warn("journal.checkpoint_failed", ["reason": .string(e.message)])
+            }
+            for problem in j.exposure() {
+                log.warn("journal.permissions", ["reason": .string(problem), "journal": .string(j.path)])
+            }
+            store = try SQLiteStore(j)
+        case .postgres(let url):
+            let p = PostgresStore(runtime: runtime, url: url)
+            if let from = try p.open() {
+                log.info("journal.migrated", ["journal": .string(p.label), "from": .int(from), "to": .int(Journal.schemaVersion)])
+            }
+            pg = p
+            store = p
+        }
+        hub = try Hub(config: c, runtime: runtime, store: store, logger: log)
         try hub.start()
     } catch {
-        log.error("hub.start_failed", ["reason": .string(error.message)])
+        log.error("hub.start_failed", ["reason": .string(error.message), "journal": .string(location.label)])
         exit(1)
     }
     if let path = args.get("port-file") {
@@ -128,8 +143,13 @@ func serve(_ args: Arguments) throws(UsageError) {
     // Peers get close 1001; wait for their close frames (at most 3 s), then stop.
     let deadline = monotonicNanos() + 3_000_000_000
     while hub.connectionCount > 0 && monotonicNanos() < deadline { usleep(10_000) }
+    if let pg {
+        // The last batch's commit, and the connection's close, run on the I/O thread.
+        let closed = Rendezvous<Bool>()
+        if (try? runtime.post { pg.close { closed.put(true) } }) != nil { _ = closed.take() }
+    }
     runtime.shutdown()
-    checkpointer.stop()
-    journal.close()
-    log.info("hub.stopped", ["journal": .string(c.journalPath)])
+    checkpointer?.stop()
+    journal?.close()
+    log.info("hub.stopped", ["journal": .string(location.label)])
 }

@@ -72,8 +72,8 @@ if args.values["version"] != nil { printOut("orchestra-hub 0.1.0 (protocol \(hub
 
 let journalPath = args.get("journal") ?? "./var/orchestra.db"
 
-func openJournal(_ durability: Durability = .normal) -> Journal {
-    do { return try Journal(path: journalPath, durability: durability) } catch { fail(error.message, code: 1) }
+func openJournal(_ durability: Durability = .normal) -> AdminJournal {
+    do { return try JournalLocation(journalPath).openAdmin(durability: durability) } catch { fail(error.message, code: 1) }
 }
 
 func now() -> Int64 { wallClockMillis() }
@@ -199,7 +199,7 @@ case "token":
         guard let u = try j.user(name: user)?.account else { fail("no user '\(user)' (orchestra-hub user add \(user))", code: 1) }
         if u.disabled { fail("user '\(user)' is disabled (orchestra-hub user enable \(user))", code: 1) }
         var secret = try jwtKey(args)
-        if secret == nil { secret = try Hub.jwtSecret(j) }
+        if secret == nil { secret = try Hub.jwtSecret(j) }   // the one the hubs use (made if none)
         printOut(Hub.issueToken(u, ttlSeconds: ttl, secret: secret!, nowSeconds: now() / 1000))
     } catch { fail(error.message, code: 1) }
 case "migrate":
@@ -207,9 +207,9 @@ case "migrate":
     let j = openJournal()
     defer { j.close() }
     if let from = j.migratedFrom {
-        printOut("migrated \(journalPath) from schema version \(from) to \(Journal.schemaVersion)")
+        printOut("migrated \(JournalLocation(journalPath).label) from schema version \(from) to \(Journal.schemaVersion)")
     } else {
-        printOut("\(journalPath) is at schema version \(Journal.schemaVersion)")
+        printOut("\(JournalLocation(journalPath).label) is at schema version \(Journal.schemaVersion)")
     }
 case "dead":
     do { try args.check(known: ["journal"]) } catch { fail(error.message) }
@@ -218,7 +218,7 @@ case "dead":
     switch args.positional.first {
     case "list", nil:
         do {
-            for t in try j.deadLetters() {
+            for t in try j.deadLetters(limit: 1000) {
                 let o: JSONValue = ["taskId": .string(t.id), "attempt": .int(Int64(t.attempt)), "errorCode": t.errorCode.map { .string($0) } ?? .null,
                                     "error": t.error.map { .string($0) } ?? .null, "updatedAt": .int(t.updatedMs), "task": t.spec]
                 printOut(o.jsonText)

@@ -22,6 +22,12 @@ from websockets.asyncio.client import connect
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BUILD = os.environ.get("ORC_BUILD_DIR", os.path.join(ROOT, "build"))
+# ORC_TEST_JOURNAL=postgres runs every hub of the suite on the PostgreSQL at ORC_TEST_PG_URL
+# (scripts/pg), each test in a schema of its own; the default is a SQLite file per test.
+JOURNAL = os.environ.get("ORC_TEST_JOURNAL", "sqlite")
+PG_URL = os.environ.get("ORC_TEST_PG_URL", "")
+ON_POSTGRES = JOURNAL == "postgres"
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="about the SQLite journal's files")
 
 
 def exe(name):
@@ -52,7 +58,17 @@ class Hub:
 
     def __init__(self, tmp_path, *flags):
         self.dir = tmp_path
-        self.journal = str(tmp_path / "var" / "orchestra.db")
+        if ON_POSTGRES:
+            if not PG_URL:
+                pytest.fail("ORC_TEST_JOURNAL=postgres needs ORC_TEST_PG_URL (scripts/pg start)")
+            self.schema = "t_" + uuid.uuid4().hex[:16]
+            import psycopg
+            with psycopg.connect(PG_URL, autocommit=True) as c:
+                c.execute(f"CREATE SCHEMA {self.schema}")
+            sep = "&" if "?" in PG_URL else "?"
+            self.journal = f"{PG_URL}{sep}options=-csearch_path%3D{self.schema}"
+        else:
+            self.journal = str(tmp_path / "var" / "orchestra.db")
         self.port = free_port()
         self.flags = list(flags)
         self.proc = None
@@ -127,12 +143,42 @@ class Hub:
         return self.cli("token", "--user", user, "--ttl", str(ttl)).stdout.strip()
 
     def db(self):
+        """The journal for reading it back: sqlite3, or on PostgreSQL psycopg behind the same
+        few calls (execute with ? placeholders, fetchone/fetchall, row_factory = sqlite3.Row)."""
+        if ON_POSTGRES:
+            return PgJournal(self.journal)
         return sqlite3.connect(self.journal, timeout=10)
 
     def health(self):
         import urllib.request
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
             return json.loads(r.read())
+
+
+class PgJournal:
+    """A psycopg connection answering the sqlite3 calls the tests make."""
+
+    def __init__(self, url):
+        import psycopg
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.row_factory = None
+
+    def execute(self, sql, params=()):
+        from psycopg.rows import dict_row
+        if sql.strip().upper() == "PRAGMA INTEGRITY_CHECK":
+            # A file-level check of SQLite's; PostgreSQL has no file of ours to check.
+            sql = "SELECT 'ok'"
+        cur = self.conn.cursor(row_factory=dict_row) if self.row_factory else self.conn.cursor()
+        return cur.execute(sql.replace("?", "%s"), params)
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.close()
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
 import Glibc
 
 /// One value handed from one thread to another that waits for it (`put` once, `take` once).
-final class Rendezvous<T>: @unchecked Sendable {
+public final class Rendezvous<T>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var value: T? = nil
 
-    init() {
+    public init() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(cond, nil)
     }
@@ -18,7 +18,7 @@ final class Rendezvous<T>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func put(_ v: T) {
+    public func put(_ v: T) {
         pthread_mutex_lock(mutex)
         value = v
         pthread_cond_signal(cond)
@@ -26,7 +26,7 @@ final class Rendezvous<T>: @unchecked Sendable {
     }
 
     /// Waits for `put`.
-    func take() -> T {
+    public func take() -> T {
         pthread_mutex_lock(mutex)
         while value == nil { pthread_cond_wait(cond, mutex) }
         let v = value!

@@ -31,11 +31,20 @@ public protocol ServerHandler: WebSocketHandler {
     func shouldAccept(_ request: HTTPRequestInfo) -> HTTPResponse?
     /// A request that is not an upgrade (or whose path takes no upgrades). nil: 404.
     func handleHTTP(_ request: HTTPRequestInfo) -> HTTPResponse?
+    /// The same, for a handler that may answer later (after a database read): true when it
+    /// will call `respond` once, on the I/O thread (now or later; the connection waits, within
+    /// its handshake timeout); false: 404. By default, `handleHTTP(_:)`'s answer at once.
+    func handleHTTP(_ request: HTTPRequestInfo, respond: @escaping (HTTPResponse) -> Void) -> Bool
 }
 
 public extension ServerHandler {
     func shouldAccept(_ request: HTTPRequestInfo) -> HTTPResponse? { nil }
     func handleHTTP(_ request: HTTPRequestInfo) -> HTTPResponse? { nil }
+    func handleHTTP(_ request: HTTPRequestInfo, respond: @escaping (HTTPResponse) -> Void) -> Bool {
+        guard let r = handleHTTP(request) else { return false }
+        respond(r)
+        return true
+    }
 }
 
 /// Connection ids, unique per process.
@@ -223,9 +232,11 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
         }
         guard upgrade, options.paths.isEmpty || options.paths.contains(path) else {
             httpRequests.add(1)
-            let r = handler.handleHTTP(info(nil))
-                ?? HTTPResponse(status: 404, headers: [HTTPField("Content-Type", "text/plain")], body: Array("not found\n".utf8))
-            c.respondAndClose(Server.render(r))
+            let answered = handler.handleHTTP(info(nil)) { r in c.respondAndClose(Server.render(r)) }
+            if !answered {
+                c.respondAndClose(Server.render(HTTPResponse(status: 404, headers: [HTTPField("Content-Type", "text/plain")],
+                                                             body: Array("not found\n".utf8))))
+            }
             return
         }
         if stopping {
