@@ -164,6 +164,12 @@ if(ORC_NODE_ADDON)
       ENVIRONMENT "ORCHESTRA_NODE_ADDON=$<TARGET_FILE:orchestra_node>"
       TIMEOUT 600)
   endif()
+  # The installed Node package copied elsewhere works with no ORCHESTRA_NODE_ADDON: the addon
+  # and the library inside the package folder (Tests/install/node_package.sh).
+  if(NODE_EXE)
+    add_test(NAME node.package
+      COMMAND ${CMAKE_SOURCE_DIR}/Tests/install/node_package.sh ${NODE_EXE} ${CMAKE_BINARY_DIR})
+  endif()
   # index.d.ts against a sample of the API (compiled, not run) when TypeScript is installed
   # (Debian: node-typescript).
   find_program(TSC_EXE tsc)
