@@ -14,14 +14,14 @@ counter in its first 8 bytes, checked in the echo), --warmup seconds unmeasured,
 --duration seconds (or --count round trips). Prints one JSON line: {"name", "api", "size",
 "round_trips", "seconds", "rtt_per_s", "mean_us"}.
 """
-import argparse
 import asyncio
 import base64
-import json
 import os
 import sys
 import time
 from urllib.parse import urlsplit
+
+import rtt_cli   # beside this file: the clients' shared command line and result line
 
 
 class _Echo(asyncio.Protocol):
@@ -87,19 +87,11 @@ async def run(a):
     n = await loop_rt(t0 + a.duration, a.count)
     secs = time.perf_counter() - t0
     tr.close()
-    print(json.dumps({"name": "asyncio.floor.client.rtt", "api": "asyncio", "size": a.size, "round_trips": n,
-                      "seconds": round(secs, 4), "rtt_per_s": round(n / secs, 1),
-                      "mean_us": round(secs / n * 1e6, 2)}), flush=True)
+    rtt_cli.report("asyncio.floor.client.rtt", a.size, n, secs)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--duration", type=float, default=3.0)
-    ap.add_argument("--warmup", type=float, default=0.5)
-    ap.add_argument("--count", type=int, default=0)
-    asyncio.run(run(ap.parse_args()))
+    asyncio.run(run(rtt_cli.parse_args()))
 
 
 if __name__ == "__main__":
