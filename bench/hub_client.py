@@ -51,14 +51,16 @@ async def read_stdin_line():
 
 class OrchestraTransport:
     """orchestra.Client: sends go to the library at once (send_nowait; the library buffers
-    above its watermark), receives come through its queue's readiness fd."""
+    above its watermark); receives are read right after the run that read them (io "loop":
+    the loop's embedded runtime) or through the queue's readiness fd (io "thread": the shared
+    runtime's I/O thread)."""
 
     def __init__(self, io="loop"):
         self.io = io
 
     async def open(self, url, token):
         from orchestra import Client, Runtime
-        runtime = Runtime.for_loop() if self.io == "loop" else None
+        runtime = Runtime.for_loop() if self.io == "loop" else Runtime.shared()
         self.ws = Client(url, headers={"Authorization": f"Bearer {token}"}, ping_interval=None,
                          runtime=runtime)
         await self.ws.connect()

@@ -13,30 +13,21 @@ unmeasured, then --duration seconds (or --count round trips). No compression, no
 pings. Prints one JSON line: {"name", "api", "size", "round_trips", "seconds", "rtt_per_s",
 "mean_us"}.
 """
-import argparse
 import asyncio
-import json
-import os
 import sys
 import time
+from pathlib import Path
 
-from orchestra import Client
+from orchestra import Client, Runtime
 
-
-def payloads(size):
-    base = bytearray(os.urandom(size))
-    i = 0
-    while True:  # a fresh counter in the first bytes, so a stale echo is caught
-        i += 1
-        b = bytes(base)
-        if size >= 8:
-            b = i.to_bytes(8, "little") + b[8:]
-        yield b
+sys.path.insert(0, str(Path(__file__).resolve().parent / "anchors"))
+import rtt_cli  # noqa: E402  (bench/anchors/rtt_cli.py: the shared command line and result line)
 
 
 async def run(a):
-    gen = payloads(a.size)
-    async with Client(a.url, ping_interval=None) as ws:
+    gen = rtt_cli.payloads(a.size)
+    runtime = {"default": lambda: None, "thread": Runtime.shared, "embedded": Runtime.for_loop}[a.runtime]()
+    async with Client(a.url, ping_interval=None, runtime=runtime) as ws:
         async def loop(until, count):
             n = 0
             while (count and n < count) or (not count and time.perf_counter() < until):
@@ -50,19 +41,15 @@ async def run(a):
         t0 = time.perf_counter()
         n = await loop(t0 + a.duration, a.count)
         secs = time.perf_counter() - t0
-    print(json.dumps({"name": "orchestra.python.client.rtt", "api": "asyncio", "size": a.size, "round_trips": n,
-                      "seconds": round(secs, 4), "rtt_per_s": round(n / secs, 1),
-                      "mean_us": round(secs / n * 1e6, 2)}), flush=True)
+    rtt_cli.report("orchestra.python.client.rtt", a.size, n, secs, runtime=a.runtime)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--duration", type=float, default=3.0)
-    ap.add_argument("--warmup", type=float, default=0.5)
-    ap.add_argument("--count", type=int, default=0)
-    asyncio.run(run(ap.parse_args()))
+    def add(ap):
+        ap.add_argument("--runtime", choices=["default", "thread", "embedded"], default="default",
+                        help="the Client's runtime: what Client picks by itself (default), the shared "
+                             "runtime with its I/O thread, or the asyncio loop's embedded runtime")
+    asyncio.run(run(rtt_cli.parse_args(add)))
 
 
 if __name__ == "__main__":

@@ -23,9 +23,14 @@ priority_prefix, and why node runs with --single-threaded under FIFO):
   idle10k  server on CPU 1 (default scheduling): VmRSS after a short warm-up, then after
            10,000 connections are open and idle; (after - before) / 10,000 bytes.
   client   the Python binding's client (bench/python_ws_client_rtt.py, orchestra.Client on
-           asyncio) against python `websockets` clients (bench/anchors/websockets_client_rtt.py,
-           asyncio and sync), one connection, 64-byte messages, round trips/s against the lws
-           server; client on CPU 0 with the server on CPU 1 ("cross") and on CPU 0 ("same").
+           asyncio: as made inside a running loop, on the loop's embedded runtime; and on the
+           shared runtime's I/O thread, "orchestra.thread") against python `websockets` clients
+           (bench/anchors/websockets_client_rtt.py, asyncio and sync), one connection, 64-byte
+           messages, round trips/s against the lws server; client on CPU 0 with the server on
+           CPU 1 ("cross") and on CPU 0 ("same"). Two bounds in the same placements: the C load
+           generator on one connection (ws_loadgen rtt --conns 1: what the server, the kernel
+           and the VM allow any client) and the least an asyncio client can do
+           (bench/anchors/asyncio_floor_client_rtt.py: one write, one read, one future).
 
 Each scenario runs --runs times (5; 3 with --quick; idle10k 3 and 1), servers interleaved
 within a run, and medians are reported. Results: a table on stdout, bench/results/ws.json
@@ -285,16 +290,19 @@ def scenario_idle(name, cmd, conns, out):
 # Clients of the client scenario: (key, command after python3, environment).
 def client_commands():
     cmds = {"websockets.asyncio": [str(ANCHORS / "websockets_client_rtt.py"), "--api", "asyncio"],
-            "websockets.sync": [str(ANCHORS / "websockets_client_rtt.py"), "--api", "sync"]}
+            "websockets.sync": [str(ANCHORS / "websockets_client_rtt.py"), "--api", "sync"],
+            "asyncio.floor": [str(ANCHORS / "asyncio_floor_client_rtt.py")]}
     lib = BUILD / "liborchestra.so"
     if lib.exists():
         cmds["orchestra"] = [str(ROOT / "bench" / "python_ws_client_rtt.py")]
+        cmds["orchestra.thread"] = [str(ROOT / "bench" / "python_ws_client_rtt.py"), "--runtime", "thread"]
     return cmds, {"ORCHESTRA_LIBRARY": str(lib), "PYTHONPATH": str(ROOT / "bindings" / "python")}
 
 
 def scenario_client(rt, dur, warm, out):
     """Python clients, one connection, 64 B, against the lws server: python websockets
-    (asyncio and sync) and the Python binding's orchestra.Client, in two placements: client on
+    (asyncio and sync), the asyncio floor and the Python binding's orchestra.Client (default
+    and I/O thread), then the C load generator on one connection, in two placements: client on
     CPU 0 and server on CPU 1 ("cross"), and both on CPU 0 ("same", where the VM's cross-core
     wake-up latency does not set the pace)."""
     if not (BUILD / "lws_echo").exists():
@@ -312,6 +320,9 @@ def scenario_client(rt, dur, warm, out):
                     raise RuntimeError(f"{key} client: {p.stderr[-400:]}")
                 r = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
                 out.setdefault(f"client.{placement}.{key}.rps", []).append(r["rtt_per_s"])
+            r = loadgen(["rtt", "--conns", "1", "--size", "64", "--duration", str(dur), "--warmup", str(warm)],
+                        s, 0, rt, dur * 4 + 60)
+            out.setdefault(f"client.{placement}.c_loadgen.rps", []).append(r["rtt_per_s"])
         finally:
             s.stop()
 
@@ -483,12 +494,19 @@ def entries(med, samples, client):
                          "ratio": round(ratio, 3), "target": target, "runs": samples["ours"][key],
                          "anchor_runs": aruns})
     for placement, where in (("cross", "client CPU 0, server CPU 1"), ("same", "client and server on CPU 0")):
-        ours, anchor = client.get(f"client.{placement}.orchestra.rps"), client.get(f"client.{placement}.websockets.asyncio.rps")
-        if ours and anchor:
-            rows.append({"name": f"ws.python_client.1conn.rps.{placement}", "value": median(ours), "unit": "rt/s",
-                         "anchor": f"python websockets client (asyncio), {where}", "anchor_value": median(anchor),
-                         "ratio": round(median(ours) / median(anchor), 3), "target": 2.0, "runs": ours,
-                         "anchor_runs": anchor})
+        ours = client.get(f"client.{placement}.orchestra.rps")
+        # (entry suffix, anchor key, anchor label, target)
+        for suffix, akey, alabel, target in (
+                ("", "websockets.asyncio", "python websockets client (asyncio)", 2.0),
+                (".vs_thread", "orchestra.thread", "orchestra.Client on the I/O thread runtime", None),
+                (".vs_asyncio_floor", "asyncio.floor", "the least an asyncio client does (asyncio_floor_client_rtt.py)", None),
+                (".vs_c_ceiling", "c_loadgen", "the C load generator, one connection (ceiling)", None)):
+            anchor = client.get(f"client.{placement}.{akey}.rps")
+            if ours and anchor:
+                rows.append({"name": f"ws.python_client.1conn.rps.{placement}{suffix}", "value": median(ours),
+                             "unit": "rt/s", "anchor": f"{alabel}, {where}", "anchor_value": median(anchor),
+                             "ratio": round(median(ours) / median(anchor), 3), "target": target, "runs": ours,
+                             "anchor_runs": anchor})
     for server in med:
         if server == "ours":
             continue

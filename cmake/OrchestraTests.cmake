@@ -98,6 +98,14 @@ if(ORC_PYTHON_TESTS)
   set_tests_properties(python.tests PROPERTIES
     ENVIRONMENT "ORCHESTRA_LIBRARY=$<TARGET_FILE:orchestra>;PYTHONPATH=${CMAKE_SOURCE_DIR}/bindings/python"
     TIMEOUT 900)
+  # The Python package as a user installs it (Tests/install/python_package.sh): pip wheel and
+  # pip install ./bindings/python from a copy of the source tree, each into a fresh venv, then
+  # import orchestra with no environment variables: the library inside the package is loaded.
+  # The build hook reuses this build tree (ORC_BUILD_DIR) instead of compiling the library again.
+  add_test(NAME python.package
+    COMMAND ${CMAKE_SOURCE_DIR}/Tests/install/python_package.sh ${Python3_EXECUTABLE}
+            ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(python.package PROPERTIES TIMEOUT 600)
   # Our echo server and client against python websockets and node ws (Debian node-ws).
   add_test(NAME interop.tests
     COMMAND ${Python3_EXECUTABLE} -m pytest -q ${CMAKE_SOURCE_DIR}/Tests/interop
@@ -155,6 +163,12 @@ if(ORC_NODE_ADDON)
     set_tests_properties(node.tests PROPERTIES
       ENVIRONMENT "ORCHESTRA_NODE_ADDON=$<TARGET_FILE:orchestra_node>"
       TIMEOUT 600)
+  endif()
+  # The installed Node package copied elsewhere works with no ORCHESTRA_NODE_ADDON: the addon
+  # and the library inside the package folder (Tests/install/node_package.sh).
+  if(NODE_EXE)
+    add_test(NAME node.package
+      COMMAND ${CMAKE_SOURCE_DIR}/Tests/install/node_package.sh ${NODE_EXE} ${CMAKE_BINARY_DIR})
   endif()
   # index.d.ts against a sample of the API (compiled, not run) when TypeScript is installed
   # (Debian: node-typescript).

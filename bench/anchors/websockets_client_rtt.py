@@ -13,31 +13,16 @@ asyncio client (websockets >= 13: websockets.asyncio.client; older: websockets.c
 the threading client (websockets.sync.client). No compression, no keepalive pings. Prints one
 JSON line: {"name", "api", "size", "round_trips", "seconds", "rtt_per_s", "mean_us"}.
 """
-import argparse
 import asyncio
-import json
-import os
 import sys
 import time
 
+import rtt_cli   # beside this file: the clients' shared command line and result line
 import websockets
 
 
-def payloads(size):
-    base = bytearray(os.urandom(size))
-    i = 0
-    while True:  # a fresh counter in the first bytes, so a stale echo is caught
-        i += 1
-        b = bytes(base)
-        if size >= 8:
-            b = i.to_bytes(8, "little") + b[8:]
-        yield b
-
-
 def report(api, size, n, secs):
-    print(json.dumps({"name": "python.websockets.client.rtt", "api": api, "websockets": websockets.__version__,
-                      "size": size, "round_trips": n, "seconds": round(secs, 4),
-                      "rtt_per_s": round(n / secs, 1), "mean_us": round(secs / n * 1e6, 2)}), flush=True)
+    rtt_cli.report("python.websockets.client.rtt", size, n, secs, api=api, websockets=websockets.__version__)
 
 
 async def run_asyncio(a):
@@ -45,7 +30,7 @@ async def run_asyncio(a):
         from websockets.asyncio.client import connect
     except ImportError:  # websockets < 13
         from websockets import connect
-    gen = payloads(a.size)
+    gen = rtt_cli.payloads(a.size)
     async with connect(a.url, compression=None, ping_interval=None, max_size=None) as ws:
         async def loop(until, count):
             n = 0
@@ -65,7 +50,7 @@ async def run_asyncio(a):
 def run_sync(a):
     import inspect
     from websockets.sync.client import connect
-    gen = payloads(a.size)
+    gen = rtt_cli.payloads(a.size)
     extra = {"ping_interval": None} if "ping_interval" in inspect.signature(connect).parameters else {}
     with connect(a.url, compression=None, max_size=None, **extra) as ws:
         def loop(until, count):
@@ -84,14 +69,7 @@ def run_sync(a):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
-    ap.add_argument("--api", choices=["asyncio", "sync"], default="asyncio")
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--duration", type=float, default=3.0)
-    ap.add_argument("--warmup", type=float, default=0.5)
-    ap.add_argument("--count", type=int, default=0)
-    a = ap.parse_args()
+    a = rtt_cli.parse_args(lambda ap: ap.add_argument("--api", choices=["asyncio", "sync"], default="asyncio"))
     if a.api == "asyncio":
         asyncio.run(run_asyncio(a))
     else:

@@ -9,12 +9,21 @@ const util = require('node:util');
 
 // ------------------------------------------------------------------------ loading the addon
 
+// First the addon inside the package folder (cmake --install puts it there with the library
+// beside it: it was built for this package), then ORCHESTRA_NODE_ADDON (when set, no build
+// folder is tried), then the repository's build folder and the current directory's.
 function addonCandidates() {
-  const env = process.env.ORCHESTRA_NODE_ADDON;
-  if (env) return [['ORCHESTRA_NODE_ADDON', path.resolve(env)]]; // an explicit choice is never replaced
   const pkg = path.resolve(__dirname, '..');
+  const packaged = ['package folder', path.join(pkg, 'orchestra.node')];
+  const env = process.env.ORCHESTRA_NODE_ADDON;
+  if (env) {
+    if (fs.existsSync(packaged[1])) {
+      process.emitWarning(`ORCHESTRA_NODE_ADDON=${env} is not used: the package carries its own addon (${packaged[1]})`);
+    }
+    return [packaged, ['ORCHESTRA_NODE_ADDON', path.resolve(env)]];
+  }
   return [
-    ['package folder', path.join(pkg, 'orchestra.node')],
+    packaged,
     ['build folder', path.resolve(pkg, '..', '..', 'build', 'orchestra.node')],
     ['build folder', path.resolve(process.cwd(), 'build', 'orchestra.node')],
   ];

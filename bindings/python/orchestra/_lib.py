@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import warnings
 from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_double, c_int, c_int64, c_size_t,
                     c_uint32, c_uint64, c_void_p)
 from pathlib import Path
@@ -16,15 +17,21 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _candidates() -> list[tuple[str, str]]:
+    """Where to look, in order: the library the wheel carries in the package folder (built
+    with this package, so it is the one it was written for), then ORCHESTRA_LIBRARY (when
+    set, nothing after it is tried), then the repository's build/ folder, then the system."""
     found: list[tuple[str, str]] = []
-    env = os.environ.get("ORCHESTRA_LIBRARY")
-    if env:
-        found.append(("ORCHESTRA_LIBRARY", env))
-        return found  # an explicit choice is never silently replaced
-    for name in ("liborchestra.so", "liborchestra.so.0"):
+    for name in ("liborchestra.so.0", "liborchestra.so"):
         p = _HERE / name
         if p.exists():
             found.append(("package folder", str(p)))
+    env = os.environ.get("ORCHESTRA_LIBRARY")
+    if env:
+        if found:
+            warnings.warn(f"ORCHESTRA_LIBRARY={env} is not used: the package carries its own library "
+                          f"({found[0][1]})", RuntimeWarning, stacklevel=3)
+        found.append(("ORCHESTRA_LIBRARY", env))
+        return found  # an explicit choice is never silently replaced by a build or system copy
     for build in (_HERE.parents[2] / "build", Path.cwd() / "build"):
         p = build / "liborchestra.so"
         if p.exists():
@@ -61,6 +68,15 @@ def fn(name: str, restype, *argtypes):
     f = getattr(lib, name)
     f.restype = restype
     f.argtypes = list(argtypes)
+    return f
+
+
+def fn_unchecked(name: str, restype):
+    """`name` without argument types: for a hot path that passes every argument as a ctypes
+    object made once (a c_void_p, a c_size_t, a byref, an array), which spares the conversion
+    and checks of each argument on every call (2.7 -> 0.9 us for orc_queue_pop_payloads)."""
+    f = lib[name]   # a new function object, apart from the prototyped one
+    f.restype = restype
     return f
 
 

@@ -1,11 +1,13 @@
 """WebSocket servers and clients on asyncio, over the library's C ABI.
 
-The protocol runs in the library on its I/O thread; this module only converts. Incoming
-messages and connection events reach Python through an h2A queue whose readiness fd the
-asyncio loop watches (no thread per connection, no polling), and sends go straight to the
-library, which coalesces writes. ``await send(...)`` honours backpressure: when the
-connection's send buffer is above its high watermark it waits until it has drained to the low
-watermark.
+The protocol runs in the library; this module only converts. Made inside a running asyncio
+loop, a server or client runs on that loop's embedded runtime (``Runtime.for_loop()``: the
+loop itself runs the library's event loop); made elsewhere, on the shared runtime's I/O
+thread. Incoming messages and connection events reach Python through an h2A queue, read right
+after the run that filled it (embedded) or when its readiness fd is readable (I/O thread), and
+sends go straight to the library, which coalesces writes. ``await send(...)`` honours
+backpressure: when the connection's send buffer is above its high watermark it waits until it
+has drained to the low watermark.
 """
 from __future__ import annotations
 
@@ -117,7 +119,7 @@ _runtime_options_init = _f("orc_runtime_options_init_sized", c_int, P(_RuntimeOp
 _runtime_new = _f("orc_runtime_new", c_int, P(_RuntimeOptions), P(vp))
 _runtime_free = _f("orc_runtime_free", None, vp)
 _runtime_fd = _f("orc_runtime_fd", c_int, vp, P(c_int))
-_runtime_run_once = _f("orc_runtime_run_once", c_int, vp, P(c_int))
+_runtime_run_once = _lib.fn_unchecked("orc_runtime_run_once", c_int)   # (c_void_p, byref(c_int))
 _server_options_init = _f("orc_server_options_init_sized", c_int, P(_ServerOptions), c_size_t)
 _server_new = _f("orc_server_new", c_int, vp, P(_ServerOptions), P(vp))
 _server_start = _f("orc_server_start", c_int, vp)
@@ -142,21 +144,26 @@ _msg_connection_id = _f("orc_msg_connection_id", c_uint64, vp)
 _msg_payload = _lib.orc_msg_payload
 _msg_release = _lib.orc_msg_release
 _queue_pop_batch = _lib.orc_queue_pop_batch
-_queue_pop_payloads = _lib.orc_queue_pop_payloads
+# (c_void_p, c_int64, buffer, c_size_t, c_size_t array, c_int array, c_size_t, byref, byref)
+_queue_pop_payloads = _lib.fn_unchecked("orc_queue_pop_payloads", c_int)
+_queue_depth = _lib.orc_queue_depth
 _CT_TEXT = _abi.ORC_CONTENT_TEXT
 
 
 # ---------------------------------------------------------------------------------- runtime
 class Runtime:
-    """The library's event loop (``orc_runtime_t``). By default it runs on an I/O thread of its
-    own, and one shared runtime serves every server, client and agent unless you pass another.
+    """The library's event loop (``orc_runtime_t``), of two kinds.
 
-    ``Runtime.for_loop()`` is the other kind: an *embedded* runtime with no thread, run by the
-    asyncio loop itself (the loop watches the runtime's descriptor and runs it when it is
-    readable or a timer of it is due). It saves the two thread switches per batch of messages
-    that the hand-off to an I/O thread costs; the price is that nothing of it runs while the
-    asyncio loop is blocked (no pongs, no agent heartbeats), so use it for code that does not
-    block its loop. Blocking calls (``SyncAgent``) need a runtime with a thread."""
+    ``Runtime.for_loop()``: an *embedded* runtime with no thread, run by the asyncio loop itself
+    (the loop watches the runtime's descriptor and runs it when it is readable or a timer of it
+    is due); one per loop, and what a Server or Client made inside a running loop uses. It
+    saves the two thread switches per batch of messages that the hand-off to an I/O thread
+    costs; the price is that nothing of it runs while the asyncio loop is blocked (no pongs, no
+    agent heartbeats), so use it for code that does not block its loop.
+
+    ``Runtime.shared()`` (or ``Runtime()``): an I/O thread of its own; the shared one serves
+    every server and client made outside a running loop, and every agent not given another.
+    Blocking calls (``SyncAgent``) need a runtime with a thread."""
 
     _shared: Optional["Runtime"] = None
     _lock = threading.Lock()
@@ -223,7 +230,7 @@ class _LoopDriver:
         self._fd = fd.value
         self._loop = loop
         self._timeout = c_int()
-        self._rtimeout = byref(self._timeout)
+        self._run_args = (c_void_p(self._ptr), byref(self._timeout))
         self._timer: Optional[asyncio.TimerHandle] = None
         self._due = math.inf
         self._soon = False
@@ -236,7 +243,7 @@ class _LoopDriver:
         self._soon = False
         if self._ptr is None:
             return
-        rc = _runtime_run_once(self._ptr, self._rtimeout)
+        rc = _runtime_run_once(*self._run_args)
         if rc < 0:
             self.stop()
             if rc != _ECLOSED:
@@ -273,6 +280,17 @@ class _LoopDriver:
                 self._loop.remove_reader(self._fd)
             except Exception:
                 pass
+
+
+def _default_runtime() -> Runtime:
+    """The runtime of a Server or Client made without one: inside a running asyncio loop, that
+    loop's embedded runtime (``Runtime.for_loop()``); elsewhere the shared one with its I/O
+    thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return Runtime.shared()
+    return Runtime.for_loop()
 
 
 def _ws_options(o: _WSOptions, *, deflate: bool, max_message_size: int, ping_interval: Optional[float],
@@ -372,21 +390,39 @@ class _Inbox:
     """The queue the library delivers into, read on an asyncio loop: pops without blocking, in
     batches, and waits on the queue's readiness fd through one reader that stays registered
     while someone keeps waiting (no epoll_ctl per message, no task per message). `decode`
-    turns a popped orc_msg_t pointer (owned by it) into what `next` returns."""
+    turns a popped orc_msg_t pointer (owned by it) into what `next` returns.
+
+    With `driver` (the endpoint runs on an embedded runtime) the queue is filled only inside
+    that runtime's runs, which the driver makes on its loop: a waiter on that loop gets what a
+    run queued right after that run (no readiness fd, so pushes take the queue's fast path with
+    no eventfd write, and no loop turn between the push and the wake-up), a wait first runs the
+    runtime once (what was sent goes out before the task sleeps, not one loop turn later), and
+    a pop between two runs that found the queue empty is not repeated. Read from another loop,
+    the inbox falls back to the readiness fd."""
 
     BATCH = 64
     PAYLOAD_BYTES = 256 << 10
 
-    def __init__(self, capacity: int, decode, payloads: bool = False) -> None:
+    def __init__(self, capacity: int, decode, payloads: bool = False,
+                 driver: Optional["_LoopDriver"] = None) -> None:
         self.queue = Queue(capacity=capacity, policy=Policy.BLOCK)
         self._qptr = self.queue._ptr
-        self._fd = self.queue.fileno()
+        self._driver = driver
+        self._fd: Optional[int] = None if driver is not None else self.queue.fileno()
+        self._reader_loop: Optional[asyncio.AbstractEventLoop] = None   # where a reader on _fd is
         self._decode = decode
         self._arr = (c_void_p * self.BATCH)()
         self._n = c_size_t()
         self._buf: collections.deque = collections.deque()
         self._waiter: Optional[asyncio.Future] = None
-        self.loop: Optional[asyncio.AbstractEventLoop] = None   # the loop whose reader is registered
+        self.loop: Optional[asyncio.AbstractEventLoop] = None   # the loop reading, while it waits
+        # Driven: read on the loop that runs the runtime (until read from another one).
+        self._driven = driver is not None
+        # Driven: the queue was found empty and no run of the runtime has happened since, so
+        # it still is (a pop would only cost a call).
+        self._known_empty = False
+        if driver is not None:
+            driver.after_run[id(self)] = self._after_run
         # payloads: the queue holds only messages whose payload is the item (a client's
         # "ws.message"s): one orc_queue_pop_payloads copies a batch of them into one buffer,
         # instead of three calls per message; a message too big for it is read by `decode`.
@@ -396,17 +432,21 @@ class _Inbox:
             self._plens = (c_size_t * self.BATCH)()
             self._ptypes = (c_int * self.BATCH)()
             self._pover = c_void_p()
-            self._rn, self._rover = byref(self._n), byref(self._pover)
+            self._pop_args = (c_void_p(self._qptr), ctypes.c_int64(0), self._pbuf, c_size_t(self.PAYLOAD_BYTES),
+                              self._plens, self._ptypes, c_size_t(self.BATCH), byref(self._n), byref(self._pover))
 
     def pop_nowait(self):
         """The next item, _EMPTY when none is queued; StopAsyncIteration once the queue is
         closed and drained."""
         if self._buf:
             return self._buf.popleft()
+        if self._known_empty:
+            return _EMPTY
         rc = self._fill_payloads() if self._payloads else self._fill_messages()
         if rc == 0:
             return self._buf.popleft()
         if rc == _EAGAIN:
+            self._known_empty = self._driven
             return _EMPTY
         if rc == _ECLOSED:
             raise StopAsyncIteration
@@ -418,6 +458,8 @@ class _Inbox:
         if rc == 0:
             arr, dec, buf = self._arr, self._decode, self._buf
             count = self._n.value
+            # A batch short of BATCH emptied the queue; driven, it stays empty until a run.
+            self._known_empty = count < self.BATCH and self._driven
             for i in range(count):
                 try:
                     buf.append(dec(arr[i]))
@@ -429,17 +471,20 @@ class _Inbox:
 
     def _fill_payloads(self) -> int:
         """One orc_queue_pop_payloads into _buf; its return code."""
-        rc = _queue_pop_payloads(self._qptr, 0, self._pbuf, self.PAYLOAD_BYTES, self._plens, self._ptypes,
-                                 self.BATCH, self._rn, self._rover)
+        rc = _queue_pop_payloads(*self._pop_args)
         if rc == 0:
             pbuf, lens, types, buf = self._pbuf, self._plens, self._ptypes, self._buf
             off = 0
-            for i in range(self._n.value):
+            count = self._n.value
+            for i in range(count):
                 end = off + lens[i]
                 raw = pbuf[off:end]
                 buf.append(raw.decode() if types[i] == _CT_TEXT else raw)
                 off = end
             over = self._pover.value
+            # A batch short of BATCH and not cut by a big message emptied the queue; driven,
+            # it stays empty until a run.
+            self._known_empty = count < self.BATCH and not over and self._driven
             if over:
                 buf.append(self._decode(over))   # releases it
         return rc
@@ -462,19 +507,50 @@ class _Inbox:
     def wait(self) -> asyncio.Future:
         """A future done when the queue may have something (or `wake` is called)."""
         loop = asyncio.get_running_loop()
-        if self.loop is not loop:
-            self.unwatch()
+        d = self._driver
+        driven = d is not None and d._loop is loop
+        if not driven:
+            # Pushes come from runs on another thread: only the readiness fd tells.
+            self._driven = self._known_empty = False
+        if not driven and self._reader_loop is not loop:
+            self._unwatch_reader()
+            if self._fd is None:
+                self._fd = self.queue.fileno()
             loop.add_reader(self._fd, self._ready)
-            self.loop = loop
+            self._reader_loop = loop
+        self.loop = loop
         fut = loop.create_future()
         self._waiter = fut
+        if driven:
+            # Run the runtime before sleeping: it writes what this task step sent (all of it
+            # in one writev) and reads what already arrived (then _after_run completes fut).
+            d.run()
         return fut
+
+    def _after_run(self) -> None:
+        """After each run of the embedded runtime: a waiter gets what the run queued (popped
+        here, one call for the check and the batch) and is woken."""
+        self._known_empty = False
+        w = self._waiter
+        if w is None or w.get_loop() is not self._driver._loop:
+            return   # nobody waits, or a reader on another loop (it watches the readiness fd)
+        if not self._buf:
+            try:
+                rc = self._fill_payloads() if self._payloads else self._fill_messages()
+            except BaseException:
+                rc = 0   # the reader meets it on its own pop
+            if rc == _EAGAIN:
+                self._known_empty = self._driven
+                return
+        self._waiter = None   # something to read, or an error the reader's pop reports
+        if not w.done():
+            w.set_result(None)
 
     def _ready(self) -> None:
         w, self._waiter = self._waiter, None
         if w is None or w.done():
             # Nobody waits: stop watching the (level-triggered) fd until someone does.
-            self.unwatch()
+            self._unwatch_reader()
         else:
             w.set_result(None)
 
@@ -484,13 +560,19 @@ class _Inbox:
         if w is not None and not w.done():
             w.set_result(None)
 
-    def unwatch(self) -> None:
-        loop, self.loop = self.loop, None
+    def _unwatch_reader(self) -> None:
+        loop, self._reader_loop = self._reader_loop, None
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self._fd)
 
+    def unwatch(self) -> None:
+        self.loop = None
+        self._unwatch_reader()
+
     def unwatch_quietly(self) -> None:
         """unwatch from a finaliser: the loop may be on another thread or being torn down."""
+        if self._driver is not None:
+            self._driver.after_run.pop(id(self), None)
         try:
             self.unwatch()
         except Exception:
@@ -523,8 +605,8 @@ class Server:
                  compression_threshold: int = 1024, queue_capacity: int = 65536,
                  tls_cert: Optional[str] = None, tls_key: Optional[str] = None,
                  runtime: Optional[Runtime] = None) -> None:
-        self._runtime = runtime or Runtime.shared()
-        self._inbox = _Inbox(queue_capacity, lambda ptr: _event(_adopt(ptr)))
+        self._runtime = runtime or _default_runtime()
+        self._inbox = _Inbox(queue_capacity, lambda ptr: _event(_adopt(ptr)), driver=self._runtime._driver)
         self._low_watermark = low_watermark
         o = _ServerOptions()
         check(_server_options_init(byref(o), sizeof(o)))
@@ -700,8 +782,8 @@ class Client:
                  compression_threshold: int = 1024, queue_capacity: int = 65536,
                  tls_ca_file: Optional[str] = None, tls_use_system_store: bool = True,
                  tls_verify: bool = True, runtime: Optional[Runtime] = None) -> None:
-        self._runtime = runtime or Runtime.shared()
-        self._inbox = _Inbox(queue_capacity, _client_decoder(), payloads=True)
+        self._runtime = runtime or _default_runtime()
+        self._inbox = _Inbox(queue_capacity, _client_decoder(), payloads=True, driver=self._runtime._driver)
         self._low_watermark = low_watermark
         self._state_lock = threading.Lock()
         self._state = ClientState.CONNECTING
@@ -805,8 +887,11 @@ class Client:
         await self.close()
 
     def send_nowait(self, data: Data) -> bool:
-        op, b = _payload(data)
-        rc = _client_send(self._ptr, op, b, len(b))
+        if type(data) is bytes:   # the common case, without the conversion call
+            rc = _client_send(self._ptr, BINARY, data, len(data))
+        else:
+            op, b = _payload(data)
+            rc = _client_send(self._ptr, op, b, len(b))
         if rc < 0:
             raise error_for(rc)
         return rc != _ABOVE_HIGH_WATERMARK
@@ -825,6 +910,8 @@ class Client:
         """The next message (str for text, bytes for binary). Raises Closed once the client is
         closed and every received message was read."""
         inbox = self._inbox
+        if inbox._buf:   # already popped
+            return inbox._buf.popleft()
         while True:
             # The state first: everything received before the client closed is queued by the
             # time the state says closed, so an empty queue after it means the end.

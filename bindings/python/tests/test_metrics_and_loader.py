@@ -100,14 +100,17 @@ def test_loader_refuses_an_unsupported_version(tmp_path):
     assert "99.0.0" in r.stderr and "supports" in r.stderr
 
 
-def test_pip_install_works(tmp_path):
-    target = tmp_path / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), PKG], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(target)
-    code = "import orchestra, sys; print(orchestra.__file__); print(orchestra.library_version)"
+def test_loader_prefers_the_library_in_the_package_folder(tmp_path):
+    # A wheel carries liborchestra.so.0 in the package folder (setup.py); that copy wins over
+    # ORCHESTRA_LIBRARY, which is then reported as unused. (Building and installing the wheel
+    # itself is the ctest entry python.package.)
+    import shutil
+    pkg = tmp_path / "orchestra"
+    shutil.copytree(Path(PKG) / "orchestra", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(os.path.realpath(orchestra.library_path), pkg / "liborchestra.so.0")
+    e = dict(os.environ, PYTHONPATH=str(tmp_path), ORCHESTRA_LIBRARY=str(tmp_path / "nope.so"))
+    code = "import orchestra; print(orchestra.library_path); print(orchestra.library_version)"
     r = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert str(target) in r.stdout
+    assert r.stdout.split()[0] == str(pkg / "liborchestra.so.0")
+    assert "ORCHESTRA_LIBRARY" in r.stderr and "not used" in r.stderr

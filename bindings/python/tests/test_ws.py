@@ -27,9 +27,10 @@ def free_port():
 
 
 def runtime_for(io):
-    """None (the shared runtime's I/O thread) or, inside a running loop, the embedded runtime
-    the loop itself runs (orchestra.Runtime.for_loop())."""
-    return orchestra.Runtime.for_loop() if io == "loop" else None
+    """The shared runtime's I/O thread, or, inside a running loop, the embedded runtime the
+    loop itself runs (orchestra.Runtime.for_loop(), also what Client and Server take by
+    default there)."""
+    return orchestra.Runtime.for_loop() if io == "loop" else orchestra.Runtime.shared()
 
 
 @pytest.mark.parametrize("io", ["thread", "loop"])
@@ -232,6 +233,61 @@ def test_embedded_runtime_is_one_per_loop_and_closes():
     # Another loop, another runtime; outside a running loop there is none to take.
     with pytest.raises(RuntimeError):
         orchestra.Runtime.for_loop()
+
+
+def test_inside_a_loop_the_default_runtime_is_the_loops_embedded_one():
+    # Made outside a running loop: the shared runtime with its I/O thread.
+    outside = Client("ws://127.0.0.1:1/")
+    assert outside._runtime is orchestra.Runtime.shared() and outside._inbox._driver is None
+    del outside
+
+    async def main():
+        rt = orchestra.Runtime.for_loop()
+        async with Server() as srv:
+            assert srv._runtime is rt
+            task = asyncio.create_task(echo(srv))
+            async with Client(f"ws://127.0.0.1:{srv.port}/") as c:
+                assert c._runtime is rt
+                for i in range(200):               # a lone send and bursts, read one by one
+                    msgs = [f"m{i}.{j}" for j in range(i % 20 + 1)]
+                    for m in msgs:
+                        await c.send(m)
+                    for m in msgs:
+                        assert await c.recv() == m
+                # Read right after the runs that filled them: neither inbox ever needed the
+                # queue's readiness fd (the library's pushes took the queue's fast path).
+                assert c._inbox._fd is None and srv._inbox._fd is None
+            task.cancel()
+    run(main())
+
+
+def test_an_embedded_client_read_from_another_loop_uses_the_readiness_fd():
+    # The runtime is run by loop A (a thread of its own); the client is read on loop B.
+    import threading
+    loop_a = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop_a.run_forever, daemon=True)
+    thread.start()
+    try:
+        async def make():
+            return orchestra.Runtime.for_loop()
+        rt = asyncio.run_coroutine_threadsafe(make(), loop_a).result(10)
+
+        async def main():
+            srv = Server(runtime=orchestra.Runtime.shared()).start()
+            task = asyncio.create_task(echo(srv))
+            c = Client(f"ws://127.0.0.1:{srv.port}/", runtime=rt)
+            await c.connect()
+            for i in range(50):
+                await c.send(f"x{i}")
+                assert await c.recv() == f"x{i}"
+            assert c._inbox._fd is not None      # woken through the queue's fd on this loop
+            await c.close()
+            task.cancel()
+            await srv.close()
+        run(main())
+    finally:
+        loop_a.call_soon_threadsafe(loop_a.stop)
+        thread.join(10)
 
 
 def test_unclosed_client_at_exit_is_harmless(tmp_path):
