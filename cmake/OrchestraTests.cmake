@@ -120,6 +120,13 @@ if(ORC_PYTHON_TESTS)
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/Tests/hub)
   set_tests_properties(hub.acceptance PROPERTIES
     ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR}" TIMEOUT 1200)
+  # The same suite with every hub on PostgreSQL (ORC_TEST_PG_URL; each test in a schema of its
+  # own): skipped without a server, a failure without one when CI=true.
+  add_test(NAME hub.acceptance.postgres
+    COMMAND ${CMAKE_SOURCE_DIR}/Tests/pg/with_server.sh ${Python3_EXECUTABLE} -m pytest -q ${CMAKE_SOURCE_DIR}/Tests/hub)
+  set_tests_properties(hub.acceptance.postgres PROPERTIES
+    ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR};ORC_TEST_JOURNAL=postgres" TIMEOUT 1200
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/Tests/hub SKIP_RETURN_CODE 77)
 
   # The WebSocket conformance suite (Tests/conformance, Autobahn case groups) judges a server or
   # a client started from a command: {port}, {host} and {max_size} are filled in for a server,
