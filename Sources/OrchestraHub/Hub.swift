@@ -101,10 +101,29 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     var sessions: [String: SessionLog] = [:]
     /// What every session's replay log costs together (`SessionLog.keptCost`).
     var replayCost = 0
-    /// Sessions whose head offset moved in the open batch.
-    var dirtyHeads: [SessionLog] = []
+    /// This hub's id (`HubConfig.hubId`).
+    var hubId: String { config.hubId }
+    /// What the open batch changed that other hubs should hear of (`HubStore.notify`).
+    var notifyOthers: Set<String> = []
+    /// Several hubs: the last inbox message read, the hubs known alive, the dead ones already
+    /// reported, reads of the journal under way, when the agents' presence was last written.
+    var inboxSeq: Int64 = 0
+    var readingInbox = false
+    var liveHubs: [String] = []
+    var reportedDead: Set<String> = []
+    var reserving = false
+    var lastHeartbeatMs: Int64 = 0
+    var lastPresenceMs: Int64 = 0
+    /// The cluster's agents as the journal said at the last heartbeat (several hubs).
+    var clusterPresence: [AgentPresence] = []
+    /// Tasks submitted here that run on another hub: their submitter's connection.
+    var remoteSubmits: [String: UInt64] = [:]
+    /// The journal could not be reached lately (`/health` says degraded).
+    var journalTrouble: (since: Int64, reason: String)? = nil
     var webPeers: [UInt64: Peer] = [:]
     var balancer = LoadBalancer()
+    var dispatching = false
+    var dispatchAgain = false
     /// Verified (or refused) web handshakes, from shouldAccept to didOpen, by remote address.
     var handshakeAuth: [String: (verdict: Result<WebIdentity, AuthFailure>, atMs: Int64)] = [:]
     /// Users and keys as the journal had them at the last check (revocations are enforced
@@ -118,6 +137,9 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     /// leaves before what it acknowledges is on disk).
     var batchOpen = false
     var deferred: [Outgoing] = []
+    /// Batches sent for commit and not answered yet, oldest first (PostgreSQL; SQLite answers
+    /// at once).
+    var committing: [CommitSlot] = []
     /// Submits acknowledged in the open batch: (connection, request id, task id).
     var batchSubmits: [(UInt64, String, String)] = []
     /// The message being handled and its frame (valid during didReceive only), so a message
@@ -189,9 +211,14 @@ public final class Hub: ServerHandler, @unchecked Sendable {
                 done(OrchestraError(.io, "\(store.label): the setting jwt_secret is not a hex key of at least 32 bytes"))
                 return
             }
-            store.unfinishedTasks { [self] r in step(r) { tasks in
+            store.hubId = hubId
+            store.onChange = { [weak self] c in self?.storeChanged(c) }
+            store.unfinishedTasks { [self] r in step(r) { all in
                 let now = wallClockMillis()
                 var requeued = 0, orphaned = 0
+                // This hub's tasks: those it holds (or reserved), and leases from before hubs had
+                // ids. Queued tasks nobody reserved are the reservations' (`reserveQueued`).
+                let tasks = all.filter { $0.hubId == hubId || ($0.hubId == nil && $0.state != .queued) }
                 for rec in tasks {
                     let t = LiveTask(rec)
                     live[rec.id] = t
@@ -216,6 +243,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
                     reloadAccounts { [self] e in
                         if let e { done(e); return }
                         _ = store.changedElsewhere()   // from here on, only others' changes count
+                        store.inboxHead(hubId: hubId) { [self] r in if case .success(let h) = r { inboxSeq = h } }
                         log.info("hub.recovered", ["queued": .int(Int64(requeued)), "awaitingAgents": .int(Int64(orphaned)),
                                                    "sessions": .int(Int64(sessions.count)), "replayBytes": .int(Int64(replayCost)),
                                                    "journal": .string(store.label)])
@@ -365,6 +393,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             if let t = live[id] { requeue(t, why: "agent \(a.id) \(why)") }
         }
         broadcastWeb(HubEnvelope.make("agent.disconnected", ["agentId": .string(a.id), "reason": .string(why)]))
+        writePresence(a)
         dispatch()
     }
 
@@ -479,25 +508,37 @@ public final class Hub: ServerHandler, @unchecked Sendable {
 
     /// Sends encoded bytes now, or after the open batch is committed.
     func deliver(_ c: Connection, _ format: WireFormat, _ bytes: [UInt8]) {
-        if batchOpen {
-            deferred.append(.send(c, format == .json ? .text : .binary, bytes))
-        } else {
-            bytes.withUnsafeBytes { b in _ = try? c.send(format == .json ? .text : .binary, b) }
-        }
+        output(.send(c, format == .json ? .text : .binary, bytes))
     }
 
     /// Closes after what was sent before (deferred ones included) has gone out.
     func close(_ c: Connection, code: UInt16, reason: String) {
-        if batchOpen { deferred.append(.close(c, code, reason)) } else { try? c.close(code: code, reason: reason) }
+        output(.close(c, code, reason))
     }
 
     /// Runs `body` once the open batch is committed (now when none is open).
     func afterCommit(_ body: @escaping () -> Void) {
-        if batchOpen { deferred.append(.after(body)) } else { body() }
+        output(.after(body))
     }
 
-    /// Sends to every web client.
-    func broadcastWeb(_ m: Message) {
+    /// The hub's output, in the order it was made: with the open batch (after its commit);
+    /// behind the batches still being committed (PostgreSQL answers later: what comes after
+    /// them in time must not overtake what waits for them); or now.
+    func output(_ o: Outgoing) {
+        if batchOpen {
+            deferred.append(o)
+        } else if let last = committing.last {
+            last.riders.append(o)
+        } else {
+            o.run()
+        }
+    }
+
+    /// Sends to every web client: of this hub (`local`), or of every hub.
+    func broadcastWeb(_ m: Message, local: Bool = false) {
+        if !local, let text = try? EnvelopeCodec.encode(m, format: .json) {
+            for hub in liveHubs where hub != hubId { post(to: hub, .broadcast, ["frame": .string(String(decoding: text, as: UTF8.self))]) }
+        }
         var encoded: [WireFormat: [UInt8]] = [:]
         for p in webPeers.values {
             if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
@@ -542,31 +583,39 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     /// messages that depended on it are not sent.
     func commitBatch() {
         guard batchOpen else { return }
-        writeSessionHeads()
+        if !notifyOthers.isEmpty {
+            store.notify(notifyOthers)
+            notifyOthers.removeAll(keepingCapacity: true)
+        }
         batchOpen = false
-        let out = deferred
+        let slot = CommitSlot(own: deferred)
         deferred = []
         let submits = batchSubmits
         batchSubmits = []
+        committing.append(slot)
         store.commitBatch { [self] error in
+            slot.done = true
             if let error {
+                if journalTrouble == nil { journalTrouble = (wallClockMillis(), error.message) }
                 log.error("journal.commit_failed", ["reason": .string(error.message), "submits": .int(Int64(submits.count)),
-                                                    "messagesDropped": .int(Int64(out.count))])
+                                                    "messagesDropped": .int(Int64(slot.own.count))])
+                // Nothing of the batch happened: what depended on it is not sent (closes still
+                // happen); its submitters hear DB_001 (after what came before, like any answer).
+                slot.own = slot.own.filter { if case .close = $0 { return true } else { return false } }
                 for (connId, requestId, taskId) in submits {
                     if let t = live.removeValue(forKey: taskId) { pending[t.rec.priority].removeAll { $0 == taskId } }
-                    if let p = webPeers[connId] {
-                        send(p, HubEnvelope.error(HubError.database(error), correlationId: requestId))
+                    if let p = webPeers[connId], let bytes = try? EnvelopeCodec.encode(HubEnvelope.error(HubError.database(error), correlationId: requestId), format: p.format) {
+                        slot.own.append(.send(p.conn, p.format == .json ? .text : .binary, bytes))
                     }
                 }
-                for case .close(let c, let code, let reason) in out { try? c.close(code: code, reason: reason) }
-                return
+            } else {
+                journalTrouble = nil
             }
-            for o in out {
-                switch o {
-                case .send(let c, let opcode, let bytes): bytes.withUnsafeBytes { b in _ = try? c.send(opcode, b) }
-                case .close(let c, let code, let reason): try? c.close(code: code, reason: reason)
-                case .after(let body): body()
-                }
+            // Batches commit in order; what waits behind one still being committed waits on.
+            while let head = committing.first, head.done {
+                committing.removeFirst()
+                for o in head.own { o.run() }
+                for o in head.riders { o.run() }
             }
         }
     }
@@ -607,23 +656,8 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         }
         // Another process changed the journal: users and keys (revocations take effect) and
         // tasks it put back in the queue (orchestra-hub dead requeue).
-        if store.changedElsewhere() {
-            reloadAccounts { [self] e in
-                if let e { log.error("journal.read_failed", ["what": "users and keys", "reason": .string(e.message)]) }
-                enforceRevocations()
-            }
-            store.unfinishedTasks { [self] r in
-                guard case .success(let recs) = r else { return }
-                var added = false
-                for rec in recs where live[rec.id] == nil && rec.state == .queued {
-                    live[rec.id] = LiveTask(rec)
-                    pending[rec.priority].append(rec.id)
-                    added = true
-                    log.info("task.requeued", ["taskId": .string(rec.id), "by": "journal"])
-                }
-                if added { dispatch() }
-            }
-        }
+        if store.changedElsewhere() { storeChanged([.accounts, .tasks, .inbox, .events]) }
+        clusterTick(now)
         // Task counts for /health where reading them is not immediate.
         if now - lastCountsMs >= 2000 {
             lastCountsMs = now
@@ -733,6 +767,23 @@ enum Outgoing {
     case close(Connection, UInt16, String)
     /// Work that must only happen once the batch is on disk (the task.finished log line).
     case after(() -> Void)
+
+    func run() {
+        switch self {
+        case .send(let c, let opcode, let bytes): bytes.withUnsafeBytes { b in _ = try? c.send(opcode, b) }
+        case .close(let c, let code, let reason): try? c.close(code: code, reason: reason)
+        case .after(let body): body()
+        }
+    }
+}
+
+/// A batch being committed: its own output (sent when it committed, dropped when it failed)
+/// and what was made after it while it was being committed (sent after it either way).
+final class CommitSlot {
+    var own: [Outgoing]
+    var riders: [Outgoing] = []
+    var done = false
+    init(own: [Outgoing]) { self.own = own }
 }
 
 extension HTTPResponse {

@@ -36,6 +36,12 @@ public struct HubConfig: Sendable {
     /// The key web tokens are signed with, when the operator keeps it outside the journal
     /// (`--jwt-key-file`, `ORC_HUB_JWT_KEY`); nil: the journal's.
     public var jwtKey: [UInt8]? = nil
+    /// This hub's id among the hubs of one database (`--hub-id`; `orchestra-hub` makes one and
+    /// keeps it when none is given).
+    public var hubId = ""
+    /// A hub whose heartbeat (every second) is older than this is dead: its agents are offline,
+    /// and the tasks it held go back to the queue one lease later.
+    public var hubTimeoutMs: Int64 = 5_000
 
     public init() {}
 }

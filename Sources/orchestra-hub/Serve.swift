@@ -114,7 +114,7 @@ func serve(_ args: Arguments) throws(UsageError) {
             }
             store = try SQLiteStore(j)
         case .postgres(let url):
-            let p = PostgresStore(runtime: runtime, url: url)
+            let p = PostgresStore(runtime: runtime, url: url, durability: c.durability)
             if let from = try p.open() {
                 log.info("journal.migrated", ["journal": .string(p.label), "from": .int(from), "to": .int(Journal.schemaVersion)])
             }

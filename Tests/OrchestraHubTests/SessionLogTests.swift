@@ -6,15 +6,15 @@ import Testing
     func log(_ kinds: String, bytes: Int = 100) -> SessionLog {
         let s = SessionLog(id: "s", owner: "alice", sharedWith: [], head: 0)
         for (i, k) in kinds.enumerated() {
-            let o = s.nextOffset()
-            s.kept(offset: o, atMs: Int64(i * 10), bytes: bytes, kind: k == "s" ? .state : .chunk)
+            s.kept(offset: Int64(i + 1), atMs: Int64(i * 10), bytes: bytes, kind: k == "s" ? .state : .chunk)
         }
+        s.head = Int64(kinds.count)
         return s
     }
 
-    @Test func offsetsContinueFromTheHead() {
+    @Test func anEmptyLogStartsAfterTheHead() {
         let s = SessionLog(id: "s", owner: "a", sharedWith: [], head: 41)
-        #expect(s.oldestOffset == 42 && s.nextOffset() == 42 && s.headDirty)
+        #expect(s.oldestOffset == 42 && s.delivered == 41)
     }
 
     @Test func theBudgetDropsTheOldestChunksAndKeepsStates() {
@@ -22,10 +22,10 @@ import Testing
         let cost = SessionLog.cost(bytes: 100)
         #expect(s.keptCost == 7 * cost)
         let dropped = s.dropOldestChunks(downTo: 5 * cost)
-        #expect(dropped?.range == 2...3 && dropped?.cost == 2 * cost)
+        #expect(dropped?.offsets == [2, 3] && dropped?.cost == 2 * cost)
         #expect(s.oldestOffset == 1 && s.keptEvents == 5)
         // Only states left once every chunk is gone: the budget cannot go lower.
-        #expect(s.dropOldestChunks(downTo: 0)?.range == 5...6)
+        #expect(s.dropOldestChunks(downTo: 0)?.offsets == [5, 6])
         #expect(s.keptEvents == 3 && s.keptCost == 3 * cost)
         #expect(s.dropOldestChunks(downTo: 0) == nil)
     }

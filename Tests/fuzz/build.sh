@@ -10,7 +10,7 @@ src=$1; out=$2
 mkdir -p "$out"
 export PATH="/opt/swift/usr/bin:$PATH"
 inc=(-I "$src/Sources/CZlib" -I "$src/Sources/CSSL" -I "$src/Sources/COrchestra" -I "$src/Sources/CUV" -I "$src/Sources/CSQLite")
-flags=(-O -parse-as-library -sanitize=fuzzer,address)
+flags=(-O -parse-as-library -sanitize=fuzzer,address -package-name orchestra)   # package: as CMake and SwiftPM build them
 cd "$out"
 mapfile -t core < <(find "$src/Sources/OrchestraCore" -name '*.swift' | sort)
 mapfile -t abi < <(find "$src/Sources/Orchestra" -name '*.swift' | sort)

@@ -239,34 +239,72 @@ extension Hub {
         p.agentId = a.id
         p.keyId = claims.keyId
 
-        // Tasks the agent still runs: kept when they are still its own (same attempt).
-        var kept: [JSONValue] = []
+        // Another hub may still have its previous connection: that one is closed there, and its
+        // tasks come here with it.
+        for hub in liveHubs where hub != hubId { post(to: hub, .replace, ["agentId": .string(a.id), "hubId": .string(hubId)]) }
+
+        // Tasks the agent still runs: kept when they are still its own (same attempt), here or
+        // in the journal (leased on another hub, which it left).
+        var local: [(String, Int64)] = [], elsewhere: [(taskId: String, attempt: Int64)] = []
         for (taskId, attempt) in claimsInFlight {
             if let t = live[taskId], t.rec.state == .assigned, t.rec.agentId == a.id, Int64(t.rec.attempt) == attempt {
-                a.inFlight.insert(taskId)
-                t.leaseDeadlineMs = now + config.leaseMs
-                t.orphanUntilMs = 0
-                kept.append(.string(taskId))
+                local.append((taskId, attempt))
             } else {
-                send(p, HubEnvelope.make("task.cancel", ["taskId": .string(taskId), "attempt": .int(attempt),
-                                                         "reason": "re-assigned while this agent was away"]))
+                elsewhere.append((taskId, attempt))
             }
         }
-        // Tasks the hub thinks this agent holds but it did not claim: back to the queue.
-        for id in a.inFlight.sorted() where !kept.contains(.string(id)) {
-            a.inFlight.remove(id)
-            if let t = live[id] { requeue(t, why: "agent \(a.id) re-registered without it") }
+        let finish = { [self] (adopted: [TaskRecord]) in
+            guard a.connection === p.conn, !p.closing else { return }
+            for rec in adopted where live[rec.id] == nil {
+                let t = LiveTask(rec)
+                if rec.submitHub == hubId, let conn = remoteSubmits[rec.id] { t.submitter = conn }
+                live[rec.id] = t
+            }
+            let now = wallClockMillis()
+            var kept: [JSONValue] = []
+            for (taskId, attempt) in claimsInFlight {
+                if let t = live[taskId], t.rec.state == .assigned, t.rec.agentId == a.id, Int64(t.rec.attempt) == attempt {
+                    a.inFlight.insert(taskId)
+                    t.leaseDeadlineMs = now + config.leaseMs
+                    t.orphanUntilMs = 0
+                    kept.append(.string(taskId))
+                } else {
+                    send(p, HubEnvelope.make("task.cancel", ["taskId": .string(taskId), "attempt": .int(attempt),
+                                                             "reason": "re-assigned while this agent was away"]))
+                }
+            }
+            // Tasks the hub thinks this agent holds but it did not claim: back to the queue.
+            for id in a.inFlight.sorted() where !kept.contains(.string(id)) {
+                a.inFlight.remove(id)
+                if let t = live[id] { requeue(t, why: "agent \(a.id) re-registered without it") }
+            }
+            admitted(p, a, kept: kept, requestId: requestId, keyId: claims.keyId)
         }
+        guard !elsewhere.isEmpty else { finish([]); return }
+        journaled("adopt the tasks of agent \(a.id)") {
+            store.adoptTasks(agentId: a.id, claims: elsewhere, hubId: hubId, nowMs: now) { [self] r in
+                if case .failure(let e) = r { log.error("journal.write_failed", ["what": "adopt tasks", "agentId": .string(a.id), "reason": .string(e.message)]) }
+                finish((try? r.get()) ?? [])
+            }
+        }
+    }
+
+    /// The end of a registration: the agent's unclaimed tasks go back to the queue, it gets its
+    /// answer, and everyone hears of it.
+    func admitted(_ p: Peer, _ a: AgentEntry, kept: [JSONValue], requestId: String, keyId: String) {
+        let name = a.name, capabilities = a.capabilities, maxConcurrency = a.maxConcurrency
         send(p, HubEnvelope.make("agent.registered", [
             "success": true, "agentId": .string(a.id), "protocol": .int(hubProtocolVersion),
             "heartbeatIntervalMs": .int(config.heartbeatIntervalMs), "leaseMs": .int(config.leaseMs),
             "assignedTasks": .array(kept),
         ], correlationId: requestId))
-        log.info("agent.registered", ["agentId": .string(a.id), "keyId": .string(claims.keyId), "name": .string(name),
+        log.info("agent.registered", ["agentId": .string(a.id), "keyId": .string(keyId), "name": .string(name),
                                       "capabilities": .array(capabilities.sorted().map { .string($0) }),
                                       "maxConcurrency": .int(Int64(maxConcurrency)), "resumed": .int(Int64(kept.count)),
                                       "remote": .string(p.conn.remoteAddress)])
         broadcastWeb(HubEnvelope.make("agent.connected", ["agentId": .string(a.id), "name": .string(name)]))
+        writePresence(a)
         dispatch()
+        reserveQueued()
     }
 }

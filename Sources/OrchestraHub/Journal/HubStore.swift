@@ -22,6 +22,9 @@ public typealias StoreDone<T> = (Result<T, OrchestraError>) -> Void
 public protocol HubStore: AnyObject {
     /// For logs and /health: `sqlite:/path` or the PostgreSQL URL without its password.
     var label: String { get }
+    /// Whether a write's completion runs once its batch has committed (PostgreSQL), rather
+    /// than when the statement ran, before the commit (SQLite).
+    var completesAfterCommit: Bool { get }
 
     // MARK: batches (group commit)
 
@@ -83,4 +86,53 @@ public protocol HubStore: AnyObject {
     /// Whether another process (a CLI, another hub) changed the journal since the last call.
     /// Called by the hub's timer; cheap.
     func changedElsewhere() -> Bool
+    /// Told at once, on the I/O thread, what another hub or command changed (PostgreSQL's
+    /// notifications; SQLite has no other hub and never calls it).
+    var onChange: ((StoreChanges) -> Void)? { get set }
+    /// This hub's id (for the notifications meant for it).
+    var hubId: String { get set }
+    /// Tells the other hubs, with the open batch, what this batch changed (one notification
+    /// per transaction; nothing on SQLite).
+    func notify(_ what: Set<String>)
+
+    // MARK: several hubs (Journal+Cluster.swift says what each does)
+
+    func heartbeat(hubId: String, startedMs: Int64, nowMs: Int64, info: JSONValue, _ done: @escaping StoreDone<Void>)
+    func stopHub(hubId: String, nowMs: Int64, _ done: @escaping StoreDone<Void>)
+    /// The hubs, and the time to compare their heartbeats with.
+    func hubs(_ done: @escaping StoreDone<(hubs: [HubRecord], nowMs: Int64)>)
+    func claimTask(_ t: TaskRecord, expectedAttempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>)
+    func releaseTask(_ t: TaskRecord, attempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>)
+    func reserveQueued(hubId: String, capabilities: [String], agents: [String], limit: Int, nowMs: Int64, _ done: @escaping StoreDone<[TaskRecord]>)
+    func unreserve(ids: [String], hubId: String, _ done: @escaping StoreDone<Void>)
+    func adoptTasks(agentId: String, claims: [(taskId: String, attempt: Int64)], hubId: String, nowMs: Int64, _ done: @escaping StoreDone<[TaskRecord]>)
+    func appendNumberedEvent(sessionId: String, atMs: Int64, kind: SessionEventKind, frame: [UInt8], hubId: String, _ done: @escaping StoreDone<Int64>)
+    func sessionEvents(after cursors: [(sessionId: String, offset: Int64)], _ done: @escaping StoreDone<[(sessionId: String, offset: Int64, frame: [UInt8])]>)
+    func sessionSnapshot(sessionId: String, after offset: Int64, _ done: @escaping StoreDone<SessionSnapshot?>)
+    func deleteOwnEvents(sessionId: String, offsets: [Int64], _ done: @escaping StoreDone<Void>)
+    func deleteEvents(before cutoffMs: Int64, _ done: @escaping StoreDone<Int>)
+    func post(toHub hubId: String, body: [UInt8], nowMs: Int64, _ done: @escaping StoreDone<Void>)
+    func inbox(hubId: String, after seq: Int64, _ done: @escaping StoreDone<[(seq: Int64, body: [UInt8])]>)
+    func trimInbox(hubId: String, upTo seq: Int64, _ done: @escaping StoreDone<Void>)
+    func inboxHead(hubId: String, _ done: @escaping StoreDone<Int64>)
+    func setPresence(agentId: String, hubId: String, online: Bool, info: JSONValue, nowMs: Int64, _ done: @escaping StoreDone<Void>)
+    func presence(_ done: @escaping StoreDone<[AgentPresence]>)
+    func reap(hubId: String, nowMs: Int64, timeoutMs: Int64, graceMs: Int64, _ done: @escaping StoreDone<ReapOutcome>)
+}
+
+/// Kinds of change another process made (`HubStore.onChange`).
+public struct StoreChanges: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// Users or keys.
+    public static let accounts = StoreChanges(rawValue: 1)
+    /// Tasks queued (submitted, requeued).
+    public static let tasks = StoreChanges(rawValue: 2)
+    /// Session events.
+    public static let events = StoreChanges(rawValue: 4)
+    /// This hub's inbox.
+    public static let inbox = StoreChanges(rawValue: 8)
+    /// Agents came or went.
+    public static let agents = StoreChanges(rawValue: 16)
+    public static let all: StoreChanges = [.accounts, .tasks, .events, .inbox, .agents]
 }

@@ -41,6 +41,10 @@ public struct TaskRecord: Sendable, Equatable {
     public var errorCode: String?
     /// In the dead-letter list.
     public var dead: Bool
+    /// The hub holding its lease, or that reserved it while queued (several hubs).
+    public var hubId: String? = nil
+    /// The hub its submitter is connected to (several hubs: where its result goes).
+    public var submitHub: String? = nil
     public var createdMs: Int64
     public var updatedMs: Int64
 
@@ -94,7 +98,7 @@ public final class Journal: @unchecked Sendable {
 
     /// The schema's history: step i takes a journal from version i to i + 1. Opening a journal
     /// applies the steps it lacks in one transaction (`orchestra-hub migrate` does only that).
-    static let migrations = [schemaV1, schemaV2]
+    static let migrations = [schemaV1, schemaV2, schemaV3]
     /// How long a nonce is remembered after it was seen (or after its timestamp, if later).
     public static let nonceRetentionMs: Int64 = 10 * 60 * 1000
     /// At most this often, `rememberNonce` deletes the expired nonces.
@@ -300,21 +304,57 @@ public final class Journal: @unchecked Sendable {
         CREATE INDEX tasks_by_session ON tasks (session_id) WHERE session_id IS NOT NULL;
         """
 
+    /// Version 3, several hubs on one database (PostgreSQL; a SQLite journal has one hub, and
+    /// the same tables so both backends answer the same questions): the hub holding a task's
+    /// lease and the hub its submitter is on, the hub that wrote a session event, the hubs and
+    /// their heartbeats, each hub's inbox (events for its connections from other hubs), the
+    /// cluster's agents.
+    static let schemaV3 = """
+        ALTER TABLE tasks ADD COLUMN hub_id TEXT;
+        ALTER TABLE tasks ADD COLUMN submit_hub TEXT;
+        ALTER TABLE session_events ADD COLUMN hub_id TEXT;
+        CREATE INDEX tasks_queued ON tasks (priority DESC, created_ms) WHERE state = 'queued';
+        CREATE INDEX tasks_by_hub ON tasks (hub_id) WHERE state = 'assigned';
+        CREATE INDEX session_events_by_time ON session_events (at_ms);
+        CREATE TABLE hubs (
+            id TEXT PRIMARY KEY NOT NULL,
+            started_ms INTEGER NOT NULL,
+            heartbeat_ms INTEGER NOT NULL,
+            stopped INTEGER NOT NULL DEFAULT 0 CHECK (stopped IN (0, 1)),
+            inbox_head INTEGER NOT NULL DEFAULT 0,
+            info TEXT NOT NULL DEFAULT '{}'
+        ) WITHOUT ROWID;
+        CREATE TABLE hub_inbox (
+            hub_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            body BLOB NOT NULL,
+            PRIMARY KEY (hub_id, seq)
+        );
+        CREATE TABLE agent_presence (
+            agent_id TEXT PRIMARY KEY NOT NULL,
+            hub_id TEXT NOT NULL,
+            online INTEGER NOT NULL CHECK (online IN (0, 1)),
+            info TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """
+
     // MARK: tasks
 
     /// The task columns, in the order `bindTask` binds them (?1...?19) and `readTask` reads them.
     private static let taskColumns = """
         id, state, spec, session_id, submitter, trace_id, priority, strategy, pinned_agent, attempt, \
-        max_attempts, agent_id, rejected_by, result, error, error_code, dead, created_ms, updated_ms
+        max_attempts, agent_id, rejected_by, result, error, error_code, dead, created_ms, updated_ms, hub_id, submit_hub
         """
     private static let insertTaskSQL = """
-        INSERT INTO tasks (\(taskColumns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+        INSERT INTO tasks (\(taskColumns)) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
         ON CONFLICT (id) DO NOTHING
         """
     private static let updateTaskSQL = """
         UPDATE tasks SET state = ?2, spec = ?3, session_id = ?4, submitter = ?5, trace_id = ?6, priority = ?7,
         strategy = ?8, pinned_agent = ?9, attempt = ?10, max_attempts = ?11, agent_id = ?12, rejected_by = ?13,
-        result = ?14, error = ?15, error_code = ?16, dead = ?17, created_ms = ?18, updated_ms = ?19
+        result = ?14, error = ?15, error_code = ?16, dead = ?17, created_ms = ?18, updated_ms = ?19, hub_id = ?20, submit_hub = ?21
         WHERE id = ?1
         """
     private static let selectTaskSQL = "SELECT \(taskColumns) FROM tasks WHERE id = ?1"
@@ -328,7 +368,7 @@ public final class Journal: @unchecked Sendable {
         """
     private static let requeueSQL = """
         UPDATE tasks SET state = 'queued', attempt = 0, agent_id = NULL, rejected_by = '[]', result = NULL,
-        error = NULL, error_code = NULL, dead = 0, updated_ms = ?2
+        error = NULL, error_code = NULL, dead = 0, updated_ms = ?2, hub_id = NULL
         WHERE id = ?1 AND dead = 1
         """
 
@@ -563,6 +603,8 @@ public final class Journal: @unchecked Sendable {
         try s.bind(17, t.dead ? 1 : 0)
         try s.bind(18, t.createdMs)
         try s.bind(19, t.updatedMs)
+        try s.bind(20, t.hubId)
+        try s.bind(21, t.submitHub)
     }
 
     private func readTasks(_ s: Statement, what: String) throws(OrchestraError) -> [TaskRecord] {
@@ -573,7 +615,7 @@ public final class Journal: @unchecked Sendable {
     }
 
     /// Reads and checks the current row (columns in `taskColumns` order).
-    private func readTask(_ s: Statement) throws(OrchestraError) -> TaskRecord {
+    func readTask(_ s: Statement) throws(OrchestraError) -> TaskRecord {
         var r = RowReader(s: s, journal: self, row: "a task")
         let id = try r.text(0, "id")
         r.row = "task \"\(id)\""
@@ -601,6 +643,8 @@ public final class Journal: @unchecked Sendable {
         t.dead = try r.int(16, "dead", in: 0...1) == 1
         t.createdMs = try r.int64(17, "created_ms")
         t.updatedMs = try r.int64(18, "updated_ms")
+        t.hubId = try r.optionalText(19, "hub_id")
+        t.submitHub = try r.optionalText(20, "submit_hub")
         return t
     }
 

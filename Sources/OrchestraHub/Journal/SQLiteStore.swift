@@ -13,6 +13,7 @@ public final class SQLiteStore: HubStore {
     }
 
     public var label: String { "sqlite:\(journal.path)" }
+    public var completesAfterCommit: Bool { false }
 
     /// Runs `body` and hands its result or error to `done`.
     @inline(__always)
@@ -117,6 +118,76 @@ public final class SQLiteStore: HubStore {
 
     public func taskCounts(_ done: @escaping StoreDone<(byState: [TaskState: Int], dead: Int)>) {
         run(done) { () throws(OrchestraError) in (try journal.taskCounts(), try journal.deadCount()) }
+    }
+
+    /// SQLite has one hub: nobody else to be told by or to tell.
+    public var onChange: ((StoreChanges) -> Void)? = nil
+    public var hubId = ""
+    public func notify(_ what: Set<String>) {}
+
+    public func heartbeat(hubId: String, startedMs: Int64, nowMs: Int64, info: JSONValue, _ done: @escaping StoreDone<Void>) {
+        run(done) { () throws(OrchestraError) in try journal.heartbeat(hubId: hubId, startedMs: startedMs, nowMs: nowMs, info: info) }
+    }
+    public func stopHub(hubId: String, nowMs: Int64, _ done: @escaping StoreDone<Void>) {
+        run(done) { () throws(OrchestraError) in try journal.stopHub(hubId: hubId, nowMs: nowMs) }
+    }
+    public func hubs(_ done: @escaping StoreDone<(hubs: [HubRecord], nowMs: Int64)>) {
+        run(done) { () throws(OrchestraError) in (try journal.hubs(), wallClockMillis()) }
+    }
+    public func claimTask(_ t: TaskRecord, expectedAttempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>) {
+        run(done) { () throws(OrchestraError) in try journal.claimTask(t, expectedAttempt: expectedAttempt, hubId: hubId) }
+    }
+    public func releaseTask(_ t: TaskRecord, attempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>) {
+        run(done) { () throws(OrchestraError) in try journal.releaseTask(t, attempt: attempt, hubId: hubId) }
+    }
+    public func reserveQueued(hubId: String, capabilities: [String], agents: [String], limit: Int, nowMs: Int64, _ done: @escaping StoreDone<[TaskRecord]>) {
+        run(done) { () throws(OrchestraError) in
+            try journal.reserveQueued(hubId: hubId, capabilities: capabilities, agents: agents, limit: limit, nowMs: nowMs)
+        }
+    }
+    public func unreserve(ids: [String], hubId: String, _ done: @escaping StoreDone<Void>) {
+        run(done) { () throws(OrchestraError) in try journal.unreserve(ids: ids, hubId: hubId) }
+    }
+    public func adoptTasks(agentId: String, claims: [(taskId: String, attempt: Int64)], hubId: String, nowMs: Int64, _ done: @escaping StoreDone<[TaskRecord]>) {
+        run(done) { () throws(OrchestraError) in try journal.adoptTasks(agentId: agentId, claims: claims, hubId: hubId, nowMs: nowMs) }
+    }
+    public func appendNumberedEvent(sessionId: String, atMs: Int64, kind: SessionEventKind, frame: [UInt8], hubId: String, _ done: @escaping StoreDone<Int64>) {
+        run(done) { () throws(OrchestraError) in
+            try journal.appendNumberedEvent(sessionId: sessionId, atMs: atMs, kind: kind, frame: frame, hubId: hubId)
+        }
+    }
+    public func sessionEvents(after cursors: [(sessionId: String, offset: Int64)], _ done: @escaping StoreDone<[(sessionId: String, offset: Int64, frame: [UInt8])]>) {
+        run(done) { () throws(OrchestraError) in try journal.sessionEvents(after: cursors) }
+    }
+    public func sessionSnapshot(sessionId: String, after offset: Int64, _ done: @escaping StoreDone<SessionSnapshot?>) {
+        run(done) { () throws(OrchestraError) in try journal.sessionSnapshot(sessionId: sessionId, after: offset) }
+    }
+    public func deleteOwnEvents(sessionId: String, offsets: [Int64], _ done: @escaping StoreDone<Void>) {
+        run(done) { () throws(OrchestraError) in try journal.deleteOwnEvents(sessionId: sessionId, offsets: offsets) }
+    }
+    public func deleteEvents(before cutoffMs: Int64, _ done: @escaping StoreDone<Int>) {
+        run(done) { () throws(OrchestraError) in try journal.deleteEvents(before: cutoffMs) }
+    }
+    public func post(toHub hubId: String, body: [UInt8], nowMs: Int64, _ done: @escaping StoreDone<Void>) {
+        run(done) { () throws(OrchestraError) in try journal.post(toHub: hubId, body: body, nowMs: nowMs) }
+    }
+    public func inbox(hubId: String, after seq: Int64, _ done: @escaping StoreDone<[(seq: Int64, body: [UInt8])]>) {
+        run(done) { () throws(OrchestraError) in try journal.inbox(hubId: hubId, after: seq) }
+    }
+    public func trimInbox(hubId: String, upTo seq: Int64, _ done: @escaping StoreDone<Void>) {
+        run(done) { () throws(OrchestraError) in try journal.trimInbox(hubId: hubId, upTo: seq) }
+    }
+    public func inboxHead(hubId: String, _ done: @escaping StoreDone<Int64>) {
+        run(done) { () throws(OrchestraError) in try journal.inboxHead(hubId: hubId) }
+    }
+    public func setPresence(agentId: String, hubId: String, online: Bool, info: JSONValue, nowMs: Int64, _ done: @escaping StoreDone<Void>) {
+        run(done) { () throws(OrchestraError) in try journal.setPresence(agentId: agentId, hubId: hubId, online: online, info: info, nowMs: nowMs) }
+    }
+    public func presence(_ done: @escaping StoreDone<[AgentPresence]>) {
+        run(done) { () throws(OrchestraError) in try journal.presence() }
+    }
+    public func reap(hubId: String, nowMs: Int64, timeoutMs: Int64, graceMs: Int64, _ done: @escaping StoreDone<ReapOutcome>) {
+        run(done) { () throws(OrchestraError) in try journal.reap(hubId: hubId, nowMs: nowMs, timeoutMs: timeoutMs, graceMs: graceMs) }
     }
 
     public func changedElsewhere() -> Bool {

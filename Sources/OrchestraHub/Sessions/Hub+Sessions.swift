@@ -32,12 +32,12 @@ extension Hub {
     }
 
     /// Forgets the sessions that hold nothing in memory worth keeping: no watcher, no event
-    /// in the replay log, no head to write, no unfinished task (the journal has them;
+    /// in the replay log, no unfinished task (the journal has them;
     /// `sessionLog` loads them again).
     func evictIdleSessions() {
         var busy = Set<String>()
         for t in live.values { if let sid = t.rec.sessionId { busy.insert(sid) } }
-        for (id, s) in sessions where s.watchers.isEmpty && s.keptEvents == 0 && !s.headDirty && !busy.contains(id) {
+        for (id, s) in sessions where s.watchers.isEmpty && s.keptEvents == 0 && !busy.contains(id) {
             sessions.removeValue(forKey: id)
         }
     }
@@ -63,40 +63,104 @@ extension Hub {
         }
     }
 
-    /// Numbers `m` (its `offset` header), journals it in the session's replay log with the
-    /// open batch (so no watcher sees an offset the journal does not have) and keeps the log
-    /// within its budgets. Returns its JSON encoding, which watchers speaking JSON get as is.
-    func record(_ m: Message, in s: SessionLog) -> [UInt8] {
+    /// Journals `m` in the session's replay log with the open batch: the journal gives it the
+    /// session's next offset, and the feed hands it to the watchers once every event before it
+    /// was (so no watcher sees an offset the journal does not have, nor one out of order). The
+    /// frame kept has no `offset` header (its place in the log is its offset).
+    func record(_ m: Message, in s: SessionLog) {
         let now = wallClockMillis()
-        if !s.headDirty { dirtyHeads.append(s) }
-        let offset = s.nextOffset()
-        HubEnvelope.setHeader(m, "offset", .int(offset))
         let bytes = (try? EnvelopeCodec.encode(m, format: .json)) ?? []
         let kind = Hub.eventKind(m.type)
         let sid = s.id
         // A failed write fails the batch's commit too: what it sends is dropped with it.
-        guard journaled("append event \(offset) of session \(sid)", {
-            store.appendSessionEvent(sessionId: sid, offset: offset, atMs: now, kind: kind, frame: bytes,
-                                     logFailure("append event \(offset) of session \(sid)"))
-        }) else { return bytes }
-        let before = s.keptCost
-        s.kept(offset: offset, atMs: now, bytes: bytes.count, kind: kind)
-        replayCost += s.keptCost - before
-        if s.keptCost > config.replaySessionBytes { dropChunks(of: s, downTo: config.replaySessionBytes) }
-        if replayCost > config.replayHubBytes { trimHubBudget() }
-        return bytes
+        _ = journaled("append an event of session \(sid)") {
+            notifyOthers.insert("events")
+            store.appendNumberedEvent(sessionId: sid, atMs: now, kind: kind, frame: bytes, hubId: hubId) { [self] r in
+                switch r {
+                case .failure(let e):
+                    log.error("journal.write_failed", ["sessionId": .string(sid), "what": "append event", "reason": .string(e.message)])
+                case .success(let offset):
+                    let before = s.keptCost
+                    s.kept(offset: offset, atMs: now, bytes: bytes.count, kind: kind)
+                    replayCost += s.keptCost - before
+                    if s.keptCost > config.replaySessionBytes { dropChunks(of: s, downTo: config.replaySessionBytes) }
+                    if replayCost > config.replayHubBytes { trimHubBudget() }
+                    feed(s, offset, m)
+                }
+            }
+        }
     }
 
-    /// Drops the session's oldest chunks from the replay log until it costs at most `target`.
+    /// The feed of a session (see `SessionLog`): `m` is its event `offset`. Hands every event
+    /// that is next in order to the watchers; a gap (events another hub wrote) is read from the
+    /// journal first.
+    func feed(_ s: SessionLog, _ offset: Int64, _ m: Message) {
+        s.head = max(s.head, offset)
+        guard offset > s.delivered else { return }   // had it already
+        if s.watchers.isEmpty {
+            // Nobody here to hand it to: the feed moves on.
+            s.delivered = max(s.delivered, offset)
+            s.ready.removeAll()
+            return
+        }
+        s.ready[offset] = m
+        while let next = s.ready.removeValue(forKey: s.delivered + 1) {
+            s.delivered += 1
+            handOut(s, s.delivered, next)
+        }
+        if !s.ready.isEmpty { fetchEvents([s]) }
+    }
+
+    /// Sends event `offset` of `s` to its watchers (those that joined before it; a watcher
+    /// whose replay is being read holds it).
+    func handOut(_ s: SessionLog, _ offset: Int64, _ m: Message) {
+        HubEnvelope.setHeader(m, "offset", .int(offset))
+        var encoded: [WireFormat: [UInt8]] = [:]
+        for connId in s.watchers.keys {
+            guard let p = webPeers[connId], offset > (s.from[connId] ?? 0) else { continue }
+            if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
+            if let r = p.resuming[s.id] { r.held.append((offset, encoded[p.format]!)) } else { deliver(p.conn, p.format, encoded[p.format]!) }
+        }
+    }
+
+    /// Reads from the journal the events after each session's feed (written by other hubs,
+    /// or missed), then feeds them in order.
+    func fetchEvents(_ list: [SessionLog]) {
+        let wanted = list.filter { !$0.fetching && !$0.watchers.isEmpty }
+        guard !wanted.isEmpty else { return }
+        for s in wanted { s.fetching = true }
+        store.sessionEvents(after: wanted.map { ($0.id, $0.delivered) }) { [self] r in
+            for s in wanted { s.fetching = false }
+            guard case .success(let events) = r else {
+                if case .failure(let e) = r { log.error("journal.read_failed", ["what": "session events", "reason": .string(e.message)]) }
+                return
+            }
+            for e in events {
+                guard let s = sessions[e.sessionId], e.offset > s.delivered, s.ready[e.offset] == nil,
+                      let m = try? e.frame.withUnsafeBytes({ (b) throws(OrchestraError) in try EnvelopeCodec.decode(b, format: .json) }) else { continue }
+                s.ready[e.offset] = m
+            }
+            for s in wanted {
+                while let next = s.ready.removeValue(forKey: s.delivered + 1) {
+                    s.delivered += 1
+                    s.head = max(s.head, s.delivered)
+                    handOut(s, s.delivered, next)
+                }
+            }
+        }
+    }
+
+    /// Drops the session's oldest chunks (that this hub wrote) from the replay log until they
+    /// cost at most `target`.
     func dropChunks(of s: SessionLog, downTo target: Int) {
-        guard let (range, freed) = s.dropOldestChunks(downTo: target) else { return }
+        guard let (offsets, freed) = s.dropOldestChunks(downTo: target) else { return }
         replayCost -= freed
         replayDropped.add(UInt64(freed))
         let sid = s.id
         journaled("drop chunks of session \(sid)") {
-            store.deleteSessionEvents(sessionId: sid, range, kind: .chunk, logFailure("drop chunks of session \(sid)"))
+            store.deleteOwnEvents(sessionId: sid, offsets: offsets, logFailure("drop chunks of session \(sid)"))
         }
-        log.debug("session.replay_dropped", ["sessionId": .string(s.id), "from": .int(range.lowerBound), "to": .int(range.upperBound),
+        log.debug("session.replay_dropped", ["sessionId": .string(s.id), "from": .int(offsets.first ?? 0), "to": .int(offsets.last ?? 0),
                                              "bytes": .int(Int64(freed)), "oldestOffset": .int(s.oldestOffset)])
     }
 
@@ -120,40 +184,23 @@ extension Hub {
         }
     }
 
-    /// Drops the events past the recovery window from every replay log.
+    /// Drops the events past the recovery window from every replay log (in the journal, every
+    /// hub's; in this hub's index, its own).
     func pruneReplayWindow(nowMs: Int64) {
         let cutoff = nowMs - config.recoveryWindowMs
         defer { evictIdleSessions() }
+        journaled("drop old session events") { store.deleteEvents(before: cutoff, logFailure("drop old session events")) }
         for s in sessions.values where s.keptEvents > 0 {
-            let (ranges, freed) = s.dropOlder(thanMs: cutoff)
-            guard freed > 0 else { continue }
+            let (_, freed) = s.dropOlder(thanMs: cutoff)
             replayCost -= freed
-            let sid = s.id
-            journaled("drop old events of session \(sid)") {
-                for (range, kind) in ranges {
-                    store.deleteSessionEvents(sessionId: sid, range, kind: kind, logFailure("drop old events of session \(sid)"))
-                }
-            }
         }
     }
 
-    /// Writes the head offsets that moved in this batch (into it, before it commits).
-    func writeSessionHeads() {
-        guard !dirtyHeads.isEmpty else { return }
-        let now = wallClockMillis()
-        for s in dirtyHeads {
-            store.setSessionHead(id: s.id, head: s.head, nowMs: now, logFailure("write the head of session \(s.id)"))
-            s.headDirty = false
-        }
-        dirtyHeads.removeAll(keepingCapacity: true)
-    }
-
-    /// Sends an event kept in the journal (its JSON encoding) to a watcher in its format.
-    func sendStored(_ p: Peer, _ frame: [UInt8]) {
-        if p.format == .json {
-            deliver(p.conn, .json, frame)
-        } else if let m = try? frame.withUnsafeBytes({ (b) throws(OrchestraError) in try EnvelopeCodec.decode(b, format: .json) }) {
-            send(p, m)
-        }
+    /// Sends event `offset` of a replay, as the journal keeps it (JSON without its offset), to
+    /// a watcher in its format.
+    func sendStored(_ p: Peer, _ frame: [UInt8], offset: Int64) {
+        guard let m = try? frame.withUnsafeBytes({ (b) throws(OrchestraError) in try EnvelopeCodec.decode(b, format: .json) }) else { return }
+        HubEnvelope.setHeader(m, "offset", .int(offset))
+        send(p, m)
     }
 }

@@ -37,6 +37,7 @@ extension Hub {
             sessionId = try f.optionalId("sessionId")
         case "task.cancel", "worker.input":
             taskId = try f.id("taskId")
+            readTask = true   // it may run on another hub
         case "task.get":
             taskId = try f.id("taskId")
             readTask = true
@@ -111,6 +112,10 @@ extension Hub {
             try submitFromWeb(p, m, f, facts, pinned: pinned)
         case "task.cancel":
             let taskId = try f.id("taskId")
+            if facts.live == nil, let rec = facts.record, !rec.state.isFinished {
+                try cancelElsewhere(p, m, rec)
+                return
+            }
             guard let t = facts.live, !t.finishing else {
                 throw HubError(.invalidParameters, "task.cancel: no unfinished task '\(taskId)'", details: ["taskId": .string(taskId)])
             }
@@ -138,10 +143,15 @@ extension Hub {
         case "session.share":
             try share(p, m, f, facts.session)
         case "agents.list":
-            send(p, HubEnvelope.make("agents.updated", ["agents": .array(agents.values.sorted { $0.id < $1.id }.map { $0.json(maxLoad: config.maxLoadPerAgent) })],
-                                     correlationId: m.id))
+            let reqId = m.id
+            clusterAgents { [self] list in send(p, HubEnvelope.make("agents.updated", ["agents": .array(list)], correlationId: reqId)) }
         case "worker.input":
             let taskId = try f.id("taskId")
+            if facts.live == nil, let rec = facts.record, rec.state == .assigned, let hub = rec.hubId, hub != hubId, liveHubs.contains(hub) {
+                post(to: hub, .input, ["taskId": .string(taskId), "payload": f.v])
+                send(p, HubEnvelope.make("worker.input.ok", ["taskId": .string(taskId)], correlationId: m.id))
+                return
+            }
             guard let t = facts.live, let agentId = t.rec.agentId, let a = agents[agentId], let c = a.connection else {
                 throw HubError(.agentNotAvailable, "worker.input: task '\(taskId)' is not running on a connected agent")
             }
@@ -243,11 +253,28 @@ extension Hub {
                                 t.submitter = p.conn.id
                             } else if existing.state.isFinished {
                                 send(p, resultEvent(existing))
+                            } else {
+                                // Queued, or running on another hub: its events come here.
+                                remoteSubmits[existing.id] = p.conn.id
+                                if let hub = existing.hubId { post(to: hub, .resubmit, ["taskId": .string(existing.id), "hubId": .string(hubId)]) }
                             }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// task.cancel of a task this hub does not hold (queued, or running on another hub): the
+    /// outcome is journaled here (fenced by attempt, so a result racing with it loses or wins
+    /// cleanly), its hub tells the agent.
+    func cancelElsewhere(_ p: Peer, _ m: Message, _ rec: TaskRecord) throws(HubError) {
+        let t = LiveTask(rec)
+        if rec.submitHub == hubId, let conn = remoteSubmits[rec.id] { t.submitter = conn }
+        send(p, HubEnvelope.make("task.cancelled", ["taskId": .string(rec.id)], correlationId: m.id))
+        finish(t, success: false, result: nil, error: "cancelled by \(p.user)", errorCode: .taskExecutionFailed, dead: false, event: nil)
+        if rec.state == .assigned, let hub = rec.hubId {
+            post(to: hub, .cancel, ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "reason": .string("cancelled by \(p.user)")])
         }
     }
 
@@ -257,9 +284,10 @@ extension Hub {
                                             "attempt": .int(Int64(rec.attempt))], correlationId: correlationId)
     }
 
-    /// session.join after the check: a new session is made (owned by the caller), a resume
-    /// checks the offset; the watcher is one from now on (live events reach it), and gets
-    /// `session.updated`, then the replay, then what came live meanwhile.
+    /// session.join after the check: a new session is made (owned by the caller); the watcher
+    /// is one from now on (live events reach it, held while its replay is read), then gets
+    /// `session.updated`, the replay of what came after `lastOffset`, and what came meanwhile.
+    /// The journal says where the log starts and ends, for every hub's events.
     func join(_ p: Peer, _ m: Message, _ f: Fields, _ existing: SessionLog?) throws(HubError) {
         let sid = try f.id("sessionId")
         let last = try f.optionalInt("lastOffset", in: 0...Int64.max)
@@ -267,42 +295,50 @@ extension Hub {
             throw HubError(.invalidParameters, "session.join: no session '\(sid)' (viewers watch sessions that exist)",
                            details: ["sessionId": .string(sid)])
         }
-        // A new session has no event yet: head 0, oldest 1.
-        let head = existing?.head ?? 0, oldest = existing?.oldestOffset ?? 1
-        if let last, last > head || last < oldest - 1 {
-            let why = last > head ? "is past the session's last event (\(head))"
-                : "is older than the replay log, which starts at \(oldest) (recovery window and byte budget)"
-            throw HubError(.invalidParameters, "session.join: lastOffset \(last) \(why)",
-                           details: ["sessionId": .string(sid), "oldestOffset": .int(oldest), "headOffset": .int(head)])
+        if existing == nil, let last, last > 0 {
+            throw HubError(.invalidParameters, "session.join: lastOffset \(last) is past the session's last event (0)",
+                           details: ["sessionId": .string(sid), "oldestOffset": 1, "headOffset": 0])
         }
         let s: SessionLog
         if let existing { s = existing } else { s = try createSession(sid, owner: p.user) }
         let reqId = m.id
-        guard let last else {
-            watch(p, s)
-            send(p, sessionUpdated(s, correlationId: reqId))
-            log.info("session.joined", ["sessionId": .string(sid), "user": .string(p.user), "replayed": 0])
-            return
-        }
-        // Events published from here on reach the watcher after its replay (`held`).
-        let resume = Resume(head: s.head)
+        // Events from here on reach the watcher after its replay.
+        let resume = Resume()
         p.resuming[sid] = resume
+        if s.watchers.isEmpty && s.ready.isEmpty { s.delivered = s.head }
+        s.from[p.conn.id] = last ?? s.delivered
         watch(p, s)
-        store.sessionEvents(sessionId: sid, after: last) { [self] r in
+        store.sessionSnapshot(sessionId: sid, after: last ?? Int64.max) { [self] r in
             guard p.resuming[sid] === resume else { return }
             p.resuming.removeValue(forKey: sid)
             answer(p, reqId, type: "session.join") { () throws(HubError) in
-                let replay: [(offset: Int64, frame: [UInt8])]
+                let head: Int64, oldest: Int64, replay: [(offset: Int64, frame: [UInt8])]
                 switch r {
                 case .failure(let e):
                     unwatch(p, s)
                     throw HubError.database(e)
-                case .success(let events): replay = events.filter { $0.offset <= resume.head }
+                case .success(nil):
+                    (head, oldest, replay) = (0, 1, [])
+                case .success(let snap?):
+                    (head, oldest, replay) = (snap.head, snap.oldest, snap.events)
                 }
-                let dropped = resume.head - last - Int64(replay.count)
-                send(p, sessionUpdated(s, correlationId: reqId, extra: [("replayed", .int(Int64(replay.count))), ("dropped", .int(dropped))]))
-                for e in replay { sendStored(p, e.frame) }
-                for e in resume.held { deliver(p.conn, p.format, e) }
+                s.head = max(s.head, head)
+                if let last {
+                    if last > head || last < oldest - 1 {
+                        unwatch(p, s)
+                        let why = last > head ? "is past the session's last event (\(head))"
+                            : "is older than the replay log, which starts at \(oldest) (recovery window and byte budget)"
+                        throw HubError(.invalidParameters, "session.join: lastOffset \(last) \(why)",
+                                       details: ["sessionId": .string(sid), "oldestOffset": .int(oldest), "headOffset": .int(head)])
+                    }
+                }
+                let extra: [(String, JSONValue)] = last.map { [("replayed", .int(Int64(replay.count))), ("dropped", .int(head - $0 - Int64(replay.count)))] } ?? []
+                send(p, sessionUpdated(s, correlationId: reqId, extra: extra, head: head, oldest: oldest))
+                for e in replay { sendStored(p, e.frame, offset: e.offset) }
+                let after = replay.last?.offset ?? last ?? 0
+                for (o, bytes) in resume.held where o > after { deliver(p.conn, p.format, bytes) }
+                // Events the journal has that this hub's feed has not handed out yet.
+                if head > s.delivered { fetchEvents([s]) }
                 log.info("session.joined", ["sessionId": .string(sid), "user": .string(p.user), "replayed": .int(Int64(replay.count))])
             }
         }
@@ -315,6 +351,7 @@ extension Hub {
 
     func unwatch(_ p: Peer, _ s: SessionLog) {
         s.watchers.removeValue(forKey: p.conn.id)
+        s.from.removeValue(forKey: p.conn.id)
         p.sessions.remove(s.id)
         p.resuming.removeValue(forKey: s.id)
     }
@@ -362,12 +399,13 @@ extension Hub {
         }
     }
 
-    func sessionUpdated(_ s: SessionLog, correlationId: String?, extra: [(String, JSONValue)] = []) -> Message {
+    func sessionUpdated(_ s: SessionLog, correlationId: String?, extra: [(String, JSONValue)] = [], head: Int64? = nil, oldest: Int64? = nil) -> Message {
+        let h = max(head ?? s.head, s.head)
         var o: JSONValue = [
             "sessionId": .string(s.id), "status": "active",
             "participants": .array(Array(Set(s.watchers.values)).sorted().map { .string($0) }),
             "owner": .string(s.owner), "sharedWith": .array(s.sharedWith.sorted().map { .string($0) }),
-            "offset": .int(s.head), "headOffset": .int(s.head), "oldestOffset": .int(s.oldestOffset),
+            "offset": .int(h), "headOffset": .int(h), "oldestOffset": .int(oldest ?? min(s.oldestOffset, h + 1)),
             "protocol": .int(hubProtocolVersion),
         ]
         for (k, v) in extra { o.set(k, v) }
@@ -390,10 +428,8 @@ extension Hub {
     }
 }
 
-/// A watcher's resume in progress: the head when its replay was read, and the events
-/// published since, which it gets after the replay.
+/// A watcher's resume in progress: the events its session's feed handed out while the replay
+/// was read (with their offsets), which it gets after the replay.
 final class Resume {
-    let head: Int64
-    var held: [[UInt8]] = []
-    init(head: Int64) { self.head = head }
+    var held: [(Int64, [UInt8])] = []
 }

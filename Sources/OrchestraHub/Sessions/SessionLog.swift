@@ -1,10 +1,11 @@
 import OrchestraCore
 
-/// A web session: its owner and the users it is shared with, its watchers, and the index of
-/// its replay log. Events are numbered 1, 2, 3… (the head is the last number given, kept in
-/// the journal, so numbering continues after a restart); their bytes live in the journal's
-/// `session_events`, and this index says which are kept, when they were made and how large
-/// they are. Touched on the hub's I/O thread only.
+/// A web session: its owner and the users it is shared with, its watchers, the feed that hands
+/// them its events in order, and the index of the events this hub wrote to its replay log.
+/// Events are numbered 1, 2, 3… by the journal (the session's head moves with every event, in
+/// the transaction that writes it), so numbering continues after a restart and is one sequence
+/// for every hub; their bytes live in the journal's `session_events`. Touched on the hub's I/O
+/// thread only.
 final class SessionLog {
     /// One kept event of the index.
     struct Entry {
@@ -21,8 +22,13 @@ final class SessionLog {
     var head: Int64
     /// Connection ids watching this session, and their users.
     var watchers: [UInt64: String] = [:]
-    /// The head must be written to the journal with the open batch.
-    var headDirty = false
+    /// The feed: every event up to `delivered` has been handed to the watchers (each gets
+    /// those after the offset it joined at, `from`); `ready` holds later events until the ones
+    /// before them are known (written by another hub, they are read from the journal).
+    var delivered: Int64
+    var ready: [Int64: Message] = [:]
+    var from: [UInt64: Int64] = [:]
+    var fetching = false
     /// Kept events by kind, each oldest first (`first` is the oldest still kept).
     private var states = Ring()
     private var chunks = Ring()
@@ -40,6 +46,7 @@ final class SessionLog {
         self.owner = owner
         self.sharedWith = sharedWith
         self.head = head
+        self.delivered = head
     }
 
     /// The oldest offset still kept (head + 1 when none is).
@@ -54,13 +61,6 @@ final class SessionLog {
 
     var keptEvents: Int { states.count + chunks.count }
 
-    /// Takes the next offset for a new event (the caller journals it, then calls `kept`).
-    func nextOffset() -> Int64 {
-        head += 1
-        headDirty = true
-        return head
-    }
-
     /// Adds a journaled event to the index.
     func kept(offset: Int64, atMs: Int64, bytes: Int, kind: SessionEventKind) {
         let e = Entry(offset: offset, atMs: atMs, cost: SessionLog.cost(bytes: bytes))
@@ -69,17 +69,16 @@ final class SessionLog {
     }
 
     /// Drops the oldest chunks until the kept cost is at most `target` or no chunk is left.
-    /// Returns the offsets dropped (oldest..newest; the journal drops the chunks between them)
-    /// and what they cost; nil when nothing was dropped.
-    func dropOldestChunks(downTo target: Int) -> (range: ClosedRange<Int64>, cost: Int)? {
-        guard keptCost > target, let first = chunks.first?.offset else { return nil }
-        var last = first, freed = 0
+    /// Returns the offsets dropped and what they cost; nil when nothing was dropped.
+    func dropOldestChunks(downTo target: Int) -> (offsets: [Int64], cost: Int)? {
+        guard keptCost > target, chunks.first != nil else { return nil }
+        var offsets: [Int64] = [], freed = 0
         while keptCost > target, let e = chunks.popFirst() {
             keptCost -= e.cost
             freed += e.cost
-            last = e.offset
+            offsets.append(e.offset)
         }
-        return (first...last, freed)
+        return (offsets, freed)
     }
 
     /// Drops every event made before `cutoffMs`. Returns, per kind, the offsets dropped

@@ -29,9 +29,11 @@ extension Hub {
         for extra in ["workingDirectory", "initialPrompt", "claudeSessionId"] {
             if let v = try f.optionalString(extra) { spec.set(extra, .string(v)) }
         }
-        return TaskRecord(id: taskId, spec: spec, sessionId: sessionId, submitter: submitter.user.isEmpty ? nil : submitter.user,
-                          traceId: traceId ?? taskId, priority: priority, strategy: strategy, pinnedAgent: pinned,
-                          maxAttempts: maxAttempts, nowMs: wallClockMillis())
+        var rec = TaskRecord(id: taskId, spec: spec, sessionId: sessionId, submitter: submitter.user.isEmpty ? nil : submitter.user,
+                             traceId: traceId ?? taskId, priority: priority, strategy: strategy, pinnedAgent: pinned,
+                             maxAttempts: maxAttempts, nowMs: wallClockMillis())
+        rec.submitHub = hubId
+        return rec
     }
 
     /// Journals a new task (with the batch that acknowledges it). `done` gets `true` once it
@@ -40,6 +42,7 @@ extension Hub {
         try openBatch()
         let entry = (submitter.conn.id, requestId, rec.id)
         batchSubmits.append(entry)
+        notifyOthers.insert("tasks")
         store.insertTask(rec) { [self] r in
             // Still listed: the batch has not been committed (nor failed) yet.
             let listed = batchSubmits.firstIndex { $0 == entry }
@@ -67,8 +70,19 @@ extension Hub {
     }
 
     /// Gives queued tasks to agents, highest priority first, oldest first within a priority.
+    /// A dispatch asked for while one runs (from a journal answer inside it) runs after it.
     func dispatch() {
         if shuttingDown { return }
+        if dispatching { dispatchAgain = true; return }
+        dispatching = true
+        defer { dispatching = false }
+        repeat {
+            dispatchAgain = false
+            dispatchOnce()
+        } while dispatchAgain
+    }
+
+    private func dispatchOnce() {
         var capacity = agents.values.reduce(0) { $0 + ($1.online ? max(0, limit($1) - $1.inFlight.count) : 0) }
         guard capacity > 0 else { return }
         for lane in stride(from: 3, through: 0, by: -1) where !pending[lane].isEmpty {
@@ -109,29 +123,57 @@ extension Hub {
         a.online && a.inFlight.count < limit(a) && !t.rec.rejectedBy.contains(a.id) && needs.allSatisfy { a.capabilities.contains($0) }
     }
 
-    /// Leases `t` to `a` (journaled with the batch that sends task.assign). False when no
-    /// batch could be opened.
+    /// Leases `t`'s next attempt to `a`: at once here, and in the journal if it still has the
+    /// task queued at its attempt (another hub may have taken it); task.assign goes out once
+    /// the journal agreed. False when no batch could be opened.
     func assign(_ t: LiveTask, _ a: AgentEntry) -> Bool {
         let now = wallClockMillis()
+        let old = t.rec
         var rec = t.rec
         rec.attempt += 1
         rec.state = .assigned
         rec.agentId = a.id
         rec.updatedMs = now
-        guard journaled("assign task \(rec.id)", { store.updatePlacement(rec, logFailure("assign task \(rec.id)")) }) else { return false }
+        rec.hubId = hubId
+        do { try openBatch() } catch {
+            log.error("journal.write_failed", ["what": .string("assign task \(rec.id)"), "reason": .string(error.message)])
+            return false
+        }
+        // The lease is taken here first (the claim's answer may come before `claimTask` returns).
         t.rec = rec
         t.running = false
         t.nextSeq = 0
         t.early.removeAll()
+        t.earlyBytes = 0
         t.orphanUntilMs = 0
         t.leaseDeadlineMs = now + config.leaseMs
         a.inFlight.insert(rec.id)
-        let m = HubEnvelope.make("task.assign", [
-            "taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(a.id), "task": rec.spec,
-        ], headers: [("traceId", .string(rec.traceId))])
-        if let c = a.connection { send(c, m, format: (c.attachment as? Peer)?.format ?? .json) }
-        log.debug("task.assigned", ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(a.id), "traceId": .string(rec.traceId)])
-        publish(t, m)
+        store.claimTask(rec, expectedAttempt: old.attempt, hubId: hubId) { [self] r in
+            // The lease this claim is about may have ended meanwhile (agent gone, cancelled).
+            guard t.rec.attempt == rec.attempt, t.rec.agentId == a.id, t.rec.state == .assigned else { return }
+            switch r {
+            case .success(true):
+                let m = HubEnvelope.make("task.assign", [
+                    "taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(a.id), "task": rec.spec,
+                ], headers: [("traceId", .string(rec.traceId))])
+                if let c = a.connection { send(c, m, format: (c.attachment as? Peer)?.format ?? .json) }
+                log.debug("task.assigned", ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(a.id), "traceId": .string(rec.traceId)])
+                publish(t, m)
+            case .success(false):
+                // Another hub has it (or it changed): it is not ours to run.
+                a.inFlight.remove(rec.id)
+                if live[rec.id] === t { live.removeValue(forKey: rec.id) }
+                if let conn = Optional(t.submitter), conn != 0 { remoteSubmits[rec.id] = conn }
+                log.debug("task.claim_lost", ["taskId": .string(rec.id), "attempt": .int(Int64(old.attempt))])
+                dispatch()
+            case .failure:
+                // Not written: back to the queue here.
+                a.inFlight.remove(rec.id)
+                t.rec = old
+                t.running = false
+                pending[old.priority].append(old.id)
+            }
+        }
         return true
     }
 
@@ -146,10 +188,12 @@ extension Hub {
             finish(t, success: false, result: nil, error: "gave up after \(lost) attempts: \(why)", errorCode: .taskExecutionFailed, dead: true, event: nil)
             return
         }
-        if rejection && !agents.values.contains(where: { $0.online && !t.rec.rejectedBy.contains($0.id) && capable($0, t) }) {
+        if rejection && !anyAgentLeft(for: t) {
             // The journal keeps who rejected it (task.get and the dead-letter list show it).
             let rec = t.rec
-            journaled("record the rejections of task \(rec.id)") { store.updatePlacement(rec, logFailure("record the rejections of task \(rec.id)")) }
+            journaled("record the rejections of task \(rec.id)") {
+                store.releaseTask(rec, attempt: rec.attempt, hubId: hubId, logFailure("record the rejections of task \(rec.id)"))
+            }
             finish(t, success: false, result: nil, error: "every capable agent rejected it (\(t.rec.rejectedBy.joined(separator: ", ")))",
                    errorCode: .agentNotAvailable, dead: true, event: nil)
             return
@@ -158,12 +202,42 @@ extension Hub {
         rec.state = .queued
         rec.agentId = nil
         rec.updatedMs = now
-        journaled("requeue task \(rec.id)") { store.updatePlacement(rec, logFailure("requeue task \(rec.id)")) }
+        rec.hubId = nil
+        let held = t.rec.attempt
         t.rec = rec
         t.running = false
         t.orphanUntilMs = 0
-        pending[rec.priority].append(rec.id)
+        // Back in the queue for every hub, unless another hub holds the task now (its agent
+        // took it along there).
+        journaled("requeue task \(rec.id)") {
+            notifyOthers.insert("tasks")
+            store.releaseTask(rec, attempt: held, hubId: hubId) { [self] r in
+                guard t.rec.state == .queued, t.rec.attempt == held else { return }
+                switch r {
+                case .success(true):
+                    pending[rec.priority].append(rec.id)
+                    dispatch()
+                case .success(false):
+                    if live[rec.id] === t { live.removeValue(forKey: rec.id) }
+                    log.info("task.moved", ["taskId": .string(rec.id), "attempt": .int(Int64(held)), "reason": "another hub holds it"])
+                case .failure(let e):
+                    log.error("journal.write_failed", ["taskId": .string(rec.id), "what": "requeue", "reason": .string(e.message)])
+                    pending[rec.priority].append(rec.id)
+                }
+            }
+        }
         log.info("task.requeued", ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "reason": .string(why), "traceId": .string(rec.traceId)])
+    }
+
+    /// Whether an online agent that has not rejected `t` can run it: here, or (several hubs) on
+    /// a hub that is alive, as the cluster's presence last said.
+    func anyAgentLeft(for t: LiveTask) -> Bool {
+        if agents.values.contains(where: { $0.online && !t.rec.rejectedBy.contains($0.id) && capable($0, t) }) { return true }
+        for p in clusterPresence where p.online && p.hubId != hubId && liveHubs.contains(p.hubId) && !t.rec.rejectedBy.contains(p.agentId) {
+            let caps = Set(p.info["capabilities"]?.array?.compactMap(\.string) ?? [])
+            if t.needs.allSatisfy(caps.contains) && (t.rec.pinnedAgent == nil || t.rec.pinnedAgent == p.agentId) { return true }
+        }
+        return false
     }
 
     func capable(_ a: AgentEntry, _ t: LiveTask) -> Bool {
@@ -180,6 +254,11 @@ extension Hub {
         let state: TaskState = success ? .succeeded : .failed
         let (id, attempt) = (t.rec.id, t.rec.attempt)
         t.finishing = true
+        let fields: JSONValue = ["taskId": .string(id), "attempt": .int(Int64(attempt)), "agentId": .string(t.rec.agentId ?? ""),
+                                 "outcome": .string(state.rawValue), "dead": .bool(dead), "traceId": .string(t.rec.traceId),
+                                 "error": error.map { .string($0) } ?? .null]
+        // The task.finished line is written once the outcome is committed: at the commit of
+        // this batch on SQLite, at once when the answer comes after the commit (PostgreSQL).
         let opened = journaled("finish task \(id)") {
             store.finishTask(id: id, attempt: attempt, state: state, result: result, error: error, errorCode: errorCode?.rawValue,
                              dead: dead, nowMs: now) { [self] r in
@@ -189,6 +268,9 @@ extension Hub {
                     t.finishing = false
                     log.error("journal.write_failed", ["taskId": .string(id), "what": "finish", "reason": .string(e.message)])
                 case .success(let recorded):
+                    if recorded {
+                        if store.completesAfterCommit { log.info("task.finished", fields) } else { afterCommit { [log] in log.info("task.finished", fields) } }
+                    }
                     finished(t, recorded: recorded, success: success, error: error, errorCode: errorCode, dead: dead, event: event, nowMs: now)
                 }
             }
@@ -204,13 +286,8 @@ extension Hub {
             log.warn("task.result_ignored", ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "reason": "already finished"])
             return
         }
-        let state: TaskState = success ? .succeeded : .failed
         (success ? succeeded : failedCount).add()
         taskLatency.record(UInt64(max(0, now - t.rec.createdMs)) * 1000)
-        let fields: JSONValue = ["taskId": .string(t.rec.id), "attempt": .int(Int64(t.rec.attempt)), "agentId": .string(t.rec.agentId ?? ""),
-                                 "outcome": .string(state.rawValue), "dead": .bool(dead), "traceId": .string(t.rec.traceId),
-                                 "error": error.map { .string($0) } ?? .null]
-        afterCommit { [log] in log.info("task.finished", fields) }
         let m: Message
         if let event {
             m = event
@@ -227,34 +304,32 @@ extension Hub {
 
     /// Sends a task event to its session's watchers (numbered and kept in the session's
     /// replay log) and, for task.result, task.stream and task.progress, to the submitter when
-    /// it does not watch that session.
+    /// it does not watch that session (through its hub's inbox when it is on another hub).
     @discardableResult
     func publish(_ t: LiveTask, _ m: Message) -> Message {
-        // The common case of an agent's message to a submitter that watches no session: when
-        // it already carries the task's traceId (the SDKs copy it from task.assign), it goes
-        // out as the frame it came in.
-        if t.rec.sessionId == nil, m === currentMessage, let frame = currentFrame, m.header("traceId") == t.rec.traceId {
-            if m.type == "task.result" || m.type == "task.stream" || m.type == "task.progress",
-               t.submitter != 0, let p = webPeers[t.submitter] {
+        let forSubmitter = m.type == "task.result" || m.type == "task.stream" || m.type == "task.progress"
+        // The common case of an agent's message to a submitter here that watches no session:
+        // when it already carries the task's traceId (the SDKs copy it from task.assign), it
+        // goes out as the frame it came in.
+        if t.rec.sessionId == nil, t.submitter != 0, m === currentMessage, let frame = currentFrame, m.header("traceId") == t.rec.traceId {
+            if forSubmitter, let p = webPeers[t.submitter] {
                 if p.format == currentFormat { deliver(p.conn, p.format, Array(frame)) } else { send(p, m) }
             }
             return m
         }
         HubEnvelope.setHeader(m, "traceId", .string(t.rec.traceId))
-        var delivered: Set<UInt64> = []
+        var watching = false
         if let sid = t.rec.sessionId, let s = sessions[sid] ?? (try? createSession(sid, owner: t.rec.submitter ?? "")) {
-            var encoded: [WireFormat: [UInt8]] = [:]
-            encoded[.json] = record(m, in: s)
-            for connId in s.watchers.keys {
-                guard let p = webPeers[connId] else { continue }
-                if encoded[p.format] == nil { encoded[p.format] = (try? EnvelopeCodec.encode(m, format: p.format)) ?? [] }
-                if let r = p.resuming[sid] { r.held.append(encoded[p.format]!) } else { deliver(p.conn, p.format, encoded[p.format]!) }
-                delivered.insert(connId)
-            }
+            record(m, in: s)
+            watching = s.watchers[t.submitter] != nil
         }
-        if m.type == "task.result" || m.type == "task.stream" || m.type == "task.progress",
-           t.submitter != 0, !delivered.contains(t.submitter), let p = webPeers[t.submitter] {
-            send(p, m)
+        guard forSubmitter else { return m }
+        if t.submitter != 0 {
+            if !watching, let p = webPeers[t.submitter] { send(p, m) }
+        } else if let hub = t.rec.submitHub, hub != hubId, let text = try? EnvelopeCodec.encode(m, format: .json) {
+            var body: JSONValue = ["taskId": .string(t.rec.id), "frame": .string(String(decoding: text, as: UTF8.self))]
+            if let sid = t.rec.sessionId { body.set("sessionId", .string(sid)) }
+            post(to: hub, .deliver, body)
         }
         return m
     }

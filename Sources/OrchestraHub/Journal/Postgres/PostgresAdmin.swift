@@ -135,7 +135,7 @@ public final class PostgresAdmin: AdminJournal, @unchecked Sendable {
     public func requeue(id: String, nowMs: Int64) throws(OrchestraError) -> Bool {
         let rs = try run([PostgresStatement("""
             UPDATE tasks SET state = 'queued', attempt = 0, agent_id = NULL, rejected_by = '[]', result = NULL,
-            error = NULL, error_code = NULL, dead = false, updated_ms = $2 WHERE id = $1 AND dead
+            error = NULL, error_code = NULL, dead = false, updated_ms = $2, hub_id = NULL WHERE id = $1 AND dead
             """, [.text(id), .int64(nowMs)]), PostgresStatement("SELECT pg_notify($1, 'tasks')", [.text(PostgresStore.channel)])])
         return rs[0].affectedRows == 1
     }

@@ -1,18 +1,57 @@
 /// The journal's tables on PostgreSQL: the same facts as the SQLite journal (Journal.swift,
-/// schema version 2), typed for PostgreSQL (`bigint` times, `boolean` flags, `bytea` blobs), and
+/// its schema versions), typed for PostgreSQL (`bigint` times, `boolean` flags, `bytea` blobs), and
 /// its version in `orchestra_meta`. Versions number like SQLite's: a PostgreSQL journal starts
 /// at version 2 (version 1 never existed there).
 enum PostgresSchema {
-    /// Each step takes the schema from `from` to `from + 1` (`from` 0: an empty database gets the
-    /// whole schema of version 2).
+    /// Each step takes the schema from `from` to the next step's `from` (the last one to
+    /// `version`); `from` 0: an empty database gets the whole schema of version 2 first.
     static let steps: [(from: Int64, sql: [String])] = [
         (0, version2),
+        (2, version3),
     ]
 
     static var version: Int64 { Journal.schemaVersion }
 
     /// Serializes migrations of hubs and commands that start together (pg_advisory_xact_lock).
     static let migrationLock: Int64 = 0x6F72_6368_6573_7472   // "orchestr"
+
+    /// Several hubs (Journal.schemaV3 says what each column is for).
+    static let version3 = [
+        "ALTER TABLE tasks ADD COLUMN hub_id text",
+        "ALTER TABLE tasks ADD COLUMN submit_hub text",
+        "ALTER TABLE session_events ADD COLUMN hub_id text",
+        "CREATE INDEX tasks_queued ON tasks (priority DESC, created_ms) WHERE state = 'queued'",
+        "CREATE INDEX tasks_by_hub ON tasks (hub_id) WHERE state = 'assigned'",
+        "CREATE INDEX session_events_by_time ON session_events (at_ms)",
+        """
+        CREATE TABLE hubs (
+            id text PRIMARY KEY,
+            started_ms bigint NOT NULL,
+            heartbeat_ms bigint NOT NULL,
+            stopped boolean NOT NULL DEFAULT false,
+            inbox_head bigint NOT NULL DEFAULT 0,
+            info text NOT NULL DEFAULT '{}'
+        )
+        """,
+        """
+        CREATE TABLE hub_inbox (
+            hub_id text NOT NULL,
+            seq bigint NOT NULL,
+            at_ms bigint NOT NULL,
+            body bytea NOT NULL,
+            PRIMARY KEY (hub_id, seq)
+        )
+        """,
+        """
+        CREATE TABLE agent_presence (
+            agent_id text PRIMARY KEY,
+            hub_id text NOT NULL,
+            online boolean NOT NULL,
+            info text NOT NULL,
+            updated_ms bigint NOT NULL
+        )
+        """,
+    ]
 
     static let version2 = [
         """

@@ -16,6 +16,7 @@ import OrchestraNet
 public final class PostgresStore: HubStore, @unchecked Sendable {
     public let client: PostgresClient
     public let label: String
+    public var completesAfterCommit: Bool { true }
     /// The channel other processes notify.
     public static let channel = "orchestra"
 
@@ -26,20 +27,28 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     private var accountsChanged = false
     private var tasksChanged = false
     private var lastPollMs: Int64 = 0
+    /// Told at once (on the I/O thread) what another process changed.
+    public var onChange: ((StoreChanges) -> Void)?
+    /// This hub's id: a notification for its inbox names it.
+    public var hubId = ""
     private var lastNoncePruneMs: Int64? = nil
     /// Without a notification, a change is looked for this often anyway.
     static let pollIntervalMs: Int64 = 10_000
 
+    /// How hard a commit is pushed to disk: `.normal` commits asynchronously on the server
+    /// (`synchronous_commit = off`: a commit survives a crash of the hub, the last ones may be
+    /// lost if the database server itself crashes, as SQLite's normal loses them to a power
+    /// loss); `.full` waits for the server's WAL flush at every commit.
+    public let durability: Durability
+
     /// A store on `runtime`'s loop for the database at `url` (not connected: `open`).
-    public init(runtime: Runtime, url: String) {
+    public init(runtime: Runtime, url: String, durability: Durability = .normal) {
+        self.durability = durability
         var o = PostgresClient.Options(url)
         o.maxInFlight = 4096
         client = PostgresClient(runtime: runtime, options: o)
         label = PostgresStore.redact(url)
-        client.onNotification = { [weak self] n in
-            guard let self else { return }
-            if n.payload == "accounts" { accountsChanged = true } else { tasksChanged = true }
-        }
+        client.onNotification = { [weak self] n in self?.notified(n.payload) }
     }
 
     /// The URL without its password, for logs.
@@ -66,6 +75,8 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
             try client.runtime.post { [self] in
                 client.connect { [self] c in
                     if case .failure(let e) = c { r.put(.failure(OrchestraError(e.code, "journal \(label): connect failed: \(e.message)"))); return }
+                    // For this connection only (a reconnect sets it again: see `onConnected`).
+                    client.query("SELECT set_config('synchronous_commit', $1, false)", [.text(durability == .full ? "on" : "off")]) { _ in }
                     migrate { [self] m in
                         guard case .success = m else { r.put(m); return }
                         client.listen(PostgresStore.channel) { l in
@@ -101,7 +112,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
                 }
                 if version == PostgresSchema.version { unlock(); done(.success(nil)); return }
                 var statements: [PostgresStatement] = []
-                for step in PostgresSchema.steps where step.from >= version {
+                for step in PostgresSchema.steps where step.from >= version || (version == 0 && step.from == 0) {
                     statements += step.sql.map { PostgresStatement($0) }
                 }
                 statements.append(PostgresStatement(
@@ -132,7 +143,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     }
 
     /// A write of the open batch; `parse` turns its result into the completion's value.
-    private func write<T>(_ sql: String, _ params: [PostgresValue], _ done: @escaping StoreDone<T>,
+    func write<T>(_ sql: String, _ params: [PostgresValue], _ done: @escaping StoreDone<T>,
                           _ parse: @escaping (PostgresResult) throws(OrchestraError) -> T) {
         let statement = PostgresStatement(sql, params)
         let handler: (Result<PostgresResult, PostgresError>) -> Void = { [label] r in
@@ -149,7 +160,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     }
 
     /// A read: at once, or after the open batch.
-    private func read<T>(_ sql: String, _ params: [PostgresValue], _ done: @escaping StoreDone<T>,
+    func read<T>(_ sql: String, _ params: [PostgresValue], _ done: @escaping StoreDone<T>,
                          _ parse: @escaping (PostgresResult) throws(OrchestraError) -> T) {
         let statement = PostgresStatement(sql, params)
         let handler: (Result<PostgresResult, PostgresError>) -> Void = { [label] r in
@@ -163,7 +174,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     }
 
     /// Several reads in one transaction (one snapshot): at once, or after the open batch.
-    private func readMany<T>(_ statements: [PostgresStatement], _ done: @escaping StoreDone<T>,
+    func readMany<T>(_ statements: [PostgresStatement], _ done: @escaping StoreDone<T>,
                              _ parse: @escaping ([PostgresResult]) throws(OrchestraError) -> T) {
         let run = { [client, label] in
             client.transaction(statements) { rs in
@@ -211,7 +222,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
 
     static let taskColumns = """
         id, state, spec, session_id, submitter, trace_id, priority, strategy, pinned_agent, attempt, \
-        max_attempts, agent_id, rejected_by, result, error, error_code, dead, created_ms, updated_ms
+        max_attempts, agent_id, rejected_by, result, error, error_code, dead, created_ms, updated_ms, hub_id, submit_hub
         """
 
     private func bad(_ row: String, _ what: String) -> OrchestraError {
@@ -247,10 +258,12 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         t.dead = try r.bool(i, 16) ?? false
         t.createdMs = try r.int64(i, 17) ?? 0
         t.updatedMs = try r.int64(i, 18) ?? 0
+        t.hubId = try r.text(i, 19)
+        t.submitHub = try r.text(i, 20)
         return t
     }
 
-    private func readTasks(_ r: PostgresResult) throws(OrchestraError) -> [TaskRecord] {
+    func readTasks(_ r: PostgresResult) throws(OrchestraError) -> [TaskRecord] {
         var out: [TaskRecord] = []
         out.reserveCapacity(r.rowCount)
         for i in 0..<r.rowCount { out.append(try readTask(r, i)) }
@@ -289,7 +302,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
 
     public func insertTask(_ t: TaskRecord, _ done: @escaping StoreDone<Bool>) {
         write("""
-            INSERT INTO tasks (\(PostgresStore.taskColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+            INSERT INTO tasks (\(PostgresStore.taskColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
             ON CONFLICT (id) DO NOTHING
             """, PostgresStore.taskParams(t), done) { $0.affectedRows == 1 }
     }
@@ -299,7 +312,8 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
          t.submitter.map { .text($0) } ?? .null, .text(t.traceId), .int64(Int64(t.priority)), t.strategy.map { .text($0) } ?? .null,
          t.pinnedAgent.map { .text($0) } ?? .null, .int64(Int64(t.attempt)), .int64(Int64(t.maxAttempts)), t.agentId.map { .text($0) } ?? .null,
          .text(JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText), t.result.map { .text($0.jsonText) } ?? .null,
-         t.error.map { .text($0) } ?? .null, t.errorCode.map { .text($0) } ?? .null, .bool(t.dead), .int64(t.createdMs), .int64(t.updatedMs)]
+         t.error.map { .text($0) } ?? .null, t.errorCode.map { .text($0) } ?? .null, .bool(t.dead), .int64(t.createdMs), .int64(t.updatedMs),
+         t.hubId.map { .text($0) } ?? .null, t.submitHub.map { .text($0) } ?? .null]
     }
 
     public func updatePlacement(_ t: TaskRecord, _ done: @escaping StoreDone<Void>) {
@@ -322,7 +336,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     public func requeueDead(id: String, nowMs: Int64, _ done: @escaping StoreDone<TaskRecord?>) {
         write("""
             UPDATE tasks SET state = 'queued', attempt = 0, agent_id = NULL, rejected_by = '[]', result = NULL,
-            error = NULL, error_code = NULL, dead = false, updated_ms = $2
+            error = NULL, error_code = NULL, dead = false, updated_ms = $2, hub_id = NULL
             WHERE id = $1 AND dead RETURNING \(PostgresStore.taskColumns)
             """, [.text(id), .int64(nowMs)], done) { [self] (r) throws(OrchestraError) -> TaskRecord? in
             r.rowCount == 0 ? nil : try readTask(r, 0)
@@ -537,6 +551,24 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
             }
             return (counts, dead)
         }
+    }
+
+    /// A notification's payload: the kinds of change, separated by spaces ("accounts",
+    /// "tasks", "events", "inbox:HUB", "agents", or "all").
+    private func notified(_ payload: String) {
+        var c: StoreChanges = []
+        for word in payload.split(separator: " ") {
+            switch word {
+            case "accounts": c.insert(.accounts); accountsChanged = true
+            case "tasks": c.insert(.tasks); tasksChanged = true
+            case "events": c.insert(.events)
+            case "agents": c.insert(.agents)
+            case "all": c = .all; accountsChanged = true; tasksChanged = true
+            default:
+                if word.hasPrefix("inbox:"), word.dropFirst(6) == hubId { c.insert(.inbox) }
+            }
+        }
+        if !c.isEmpty { onChange?(c) }
     }
 
     public func changedElsewhere() -> Bool {

@@ -1,0 +1,253 @@
+import OrchestraCore
+import OrchestraNet
+
+/// Several hubs on one database (docs/operations.md, "Running several hubs"): heartbeats and
+/// the reaping of dead hubs, each hub's inbox (what another hub needs done to a connection of
+/// this one), agent presence, and the reservation of queued tasks for this hub's agents. On
+/// SQLite there is one hub and all of this runs against its own journal: no other hub ever
+/// writes to its inbox, and a reservation finds only what a command put back in the queue.
+extension Hub {
+    // MARK: the timer's share
+
+    /// Runs from `tick`: the heartbeat and the reaper once a second, the presence of this
+    /// hub's agents every two seconds, a look at the inbox and at the queue as a fallback for
+    /// missed notifications.
+    func clusterTick(_ now: Int64) {
+        guard now - lastHeartbeatMs >= 1000 else { return }
+        lastHeartbeatMs = now
+        let info: JSONValue = ["agents": .int(Int64(agents.values.filter { $0.online }.count)), "web": .int(Int64(webPeers.count)),
+                               "tasks": .int(Int64(live.count))]
+        journaled("heartbeat") { store.heartbeat(hubId: hubId, startedMs: startedMs, nowMs: now, info: info, logFailure("heartbeat")) }
+        journaled("reap dead hubs") {
+            store.reap(hubId: hubId, nowMs: now, timeoutMs: config.hubTimeoutMs, graceMs: config.leaseMs) { [self] r in
+                guard case .success(let outcome) = r else { return }
+                reaped(outcome)
+            }
+        }
+        store.hubs { [self] r in
+            guard case .success(let (hubs, dbNow)) = r else { return }
+            liveHubs = hubs.filter { !$0.stopped && dbNow - $0.heartbeatMs <= config.hubTimeoutMs }.map(\.id)
+            if liveHubs.count > 1 || hubs.count > 1 {
+                store.presence { [self] r in if case .success(let rows) = r { clusterPresence = rows } }
+            }
+        }
+        if now - lastPresenceMs >= 2000 {
+            lastPresenceMs = now
+            for a in agents.values where a.online { writePresence(a) }
+        }
+        readInbox()
+        reserveQueued()
+    }
+
+    /// What the reaper did: dead hubs logged once, their agents' disconnection told to web
+    /// clients, their tasks queued here too.
+    func reaped(_ o: ReapOutcome) {
+        for id in o.deadHubs where !reportedDead.contains(id) {
+            reportedDead.insert(id)
+            log.warn("hub.dead", ["hubId": .string(id)])
+        }
+        reportedDead.formIntersection(o.deadHubs)
+        for id in o.offlineAgents where agents[id]?.online != true {
+            broadcastWeb(HubEnvelope.make("agent.disconnected", ["agentId": .string(id), "reason": "its hub stopped answering"]))
+        }
+        if !o.requeued.isEmpty || !o.failed.isEmpty {
+            log.info("hub.reaped", ["requeued": .array(o.requeued.map { .string($0) }), "failed": .array(o.failed.map { .string($0) })])
+            notifyOthers.insert("tasks")
+            reserveQueued()
+        }
+    }
+
+    /// A notification from another hub or command (PostgreSQL).
+    func storeChanged(_ c: StoreChanges) {
+        if c.contains(.accounts) {
+            reloadAccounts { [self] e in
+                if let e { log.error("journal.read_failed", ["what": "users and keys", "reason": .string(e.message)]) }
+                enforceRevocations()
+            }
+        }
+        if c.contains(.inbox) { readInbox() }
+        if c.contains(.events) { fetchEvents(Array(sessions.values)) }
+        if c.contains(.tasks) { reserveQueued() }
+    }
+
+    // MARK: the queue
+
+    /// Reserves queued tasks this hub's agents can take (capabilities, pins), as many as they
+    /// have room for beyond what is already queued here, and dispatches them; the ones no agent
+    /// here takes are given back.
+    func reserveQueued() {
+        guard !reserving, !shuttingDown else { return }
+        var room = 0, caps = Set<String>(), ids: [String] = []
+        for a in agents.values where a.online {
+            let free = limit(a) - a.inFlight.count
+            guard free > 0 else { continue }
+            room += free
+            caps.formUnion(a.capabilities)
+            ids.append(a.id)
+        }
+        room -= pendingCount
+        guard room > 0 else { return }
+        reserving = true
+        let now = wallClockMillis()
+        let opened = journaled("reserve queued tasks") {
+            store.reserveQueued(hubId: hubId, capabilities: caps.sorted(), agents: ids.sorted(), limit: min(room, 512), nowMs: now) { [self] r in
+                reserving = false
+                guard case .success(let tasks) = r, !tasks.isEmpty else { return }
+                var mine: [LiveTask] = []
+                for rec in tasks where live[rec.id] == nil {
+                    if rec.attempt == 0 && rec.updatedMs > rec.createdMs {
+                        // Put back in the queue by a command (dead requeue), or by a hub.
+                        log.info("task.requeued", ["taskId": .string(rec.id), "by": "journal"])
+                    }
+                    let t = LiveTask(rec)
+                    if let conn = remoteSubmits[rec.id] { t.submitter = conn }
+                    live[rec.id] = t
+                    pending[rec.priority].append(rec.id)
+                    mine.append(t)
+                }
+                dispatch()
+                // What no agent here took goes back for other hubs.
+                let unused = mine.filter { $0.rec.state == .queued && live[$0.rec.id] === $0 }
+                guard !unused.isEmpty else { return }
+                for t in unused {
+                    live.removeValue(forKey: t.rec.id)
+                    pending[t.rec.priority].removeAll { $0 == t.rec.id }
+                }
+                journaled("give back reservations") {
+                    store.unreserve(ids: unused.map(\.rec.id), hubId: hubId, logFailure("give back reservations"))
+                }
+            }
+        }
+        if !opened { reserving = false }
+    }
+
+    // MARK: inboxes
+
+    /// What one hub asks of another, through the journal (`hub_inbox`), as JSON.
+    enum InboxKind: String {
+        /// Deliver `frame` (a task event) to the task's submitter, unless it watches the
+        /// task's session (the session's feed brings it).
+        case deliver
+        /// Cancel the task's attempt on its agent (finished already by the sender).
+        case cancel
+        /// Forward `payload` as worker.input to the task's agent.
+        case input
+        /// The agent registered on another hub: close its connection here (4000), leaving its
+        /// tasks to the new hub.
+        case replace
+        /// Send `frame` to every web client.
+        case broadcast
+        /// The task's submitter is now on the sender's hub.
+        case resubmit
+    }
+
+    /// Posts to another hub's inbox with the open batch (and notifies it at the commit).
+    func post(to hub: String, _ kind: InboxKind, _ body: JSONValue) {
+        guard hub != hubId, !hub.isEmpty else { return }
+        var o = body
+        o.set("kind", .string(kind.rawValue))
+        let bytes = o.jsonBytes
+        journaled("post to hub \(hub)") {
+            notifyOthers.insert("inbox:\(hub)")
+            store.post(toHub: hub, body: bytes, nowMs: wallClockMillis(), logFailure("post to hub \(hub)"))
+        }
+    }
+
+    /// Reads what other hubs posted here since the last time, handles it in order and trims.
+    func readInbox() {
+        guard !readingInbox else { return }
+        readingInbox = true
+        store.inbox(hubId: hubId, after: inboxSeq) { [self] r in
+            readingInbox = false
+            guard case .success(let messages) = r, !messages.isEmpty else { return }
+            for (seq, body) in messages {
+                inboxSeq = max(inboxSeq, seq)
+                guard let v = try? JSONValue.parse(body), let kind = v["kind"]?.string.flatMap(InboxKind.init(rawValue:)) else { continue }
+                handleInbox(kind, v)
+            }
+            let upTo = inboxSeq
+            journaled("trim the inbox") { store.trimInbox(hubId: hubId, upTo: upTo, logFailure("trim the inbox")) }
+            if messages.count >= 10_000 { readInbox() }
+        }
+    }
+
+    func handleInbox(_ kind: InboxKind, _ v: JSONValue) {
+        let taskId = v["taskId"]?.string ?? ""
+        switch kind {
+        case .deliver:
+            guard let conn = remoteSubmits[taskId], let p = webPeers[conn], let text = v["frame"]?.string else { return }
+            let sid = v["sessionId"]?.string
+            if let sid, p.sessions.contains(sid) { break }   // its session's feed brings it
+            guard let m = try? EnvelopeCodec.decode(Array(text.utf8), format: .json) else { return }
+            send(p, m)
+            if m.type == "task.result" { remoteSubmits.removeValue(forKey: taskId) }
+        case .cancel:
+            guard let t = live[taskId], Int64(t.rec.attempt) == v["attempt"]?.int else { return }
+            if let agentId = t.rec.agentId, let a = agents[agentId] {
+                a.inFlight.remove(taskId)
+                if let c = a.connection {
+                    send(c, HubEnvelope.make("task.cancel", ["taskId": .string(taskId), "attempt": .int(Int64(t.rec.attempt)),
+                                                             "reason": .string(v["reason"]?.string ?? "cancelled")]),
+                         format: (c.attachment as? Peer)?.format ?? .json)
+                }
+            }
+            live.removeValue(forKey: taskId)
+            dispatch()
+        case .input:
+            guard let t = live[taskId], let agentId = t.rec.agentId, let a = agents[agentId], let c = a.connection, var payload = v["payload"] else { return }
+            payload.set("attempt", .int(Int64(t.rec.attempt)))
+            send(c, HubEnvelope.make("worker.input", payload), format: (c.attachment as? Peer)?.format ?? .json)
+        case .replace:
+            guard let id = v["agentId"]?.string, let a = agents[id], let c = a.connection, let p = c.attachment as? Peer else { return }
+            // Its tasks moved with it: nothing to requeue here.
+            for tid in a.inFlight { live.removeValue(forKey: tid) }
+            a.inFlight.removeAll()
+            a.online = false
+            a.connection = nil
+            p.agentId = nil
+            p.closing = true
+            close(c, code: 4000, reason: "replaced by a new connection of this agent")
+            log.info("agent.replaced", ["agentId": .string(id), "by": .string(v["hubId"]?.string ?? "")])
+        case .broadcast:
+            guard let text = v["frame"]?.string, let m = try? EnvelopeCodec.decode(Array(text.utf8), format: .json) else { return }
+            broadcastWeb(m, local: true)
+        case .resubmit:
+            guard let t = live[taskId], let hub = v["hubId"]?.string else { return }
+            t.rec.submitHub = hub
+            t.submitter = 0
+        }
+    }
+
+    // MARK: presence
+
+    /// Writes an agent's entry for the cluster (agents.list on every hub).
+    func writePresence(_ a: AgentEntry) {
+        let info = a.json(maxLoad: config.maxLoadPerAgent)
+        let (id, online) = (a.id, a.online)
+        journaled("write the presence of agent \(id)") {
+            store.setPresence(agentId: id, hubId: hubId, online: online, info: info, nowMs: wallClockMillis(),
+                              logFailure("write the presence of agent \(id)"))
+        }
+    }
+
+    /// The cluster's agents: this hub's from memory, the others' from the journal.
+    func clusterAgents(_ done: @escaping ([JSONValue]) -> Void) {
+        let local = agents.values.sorted { $0.id < $1.id }.map { a -> JSONValue in
+            var j = a.json(maxLoad: config.maxLoadPerAgent)
+            j.set("hubId", .string(hubId))
+            return j
+        }
+        store.presence { [self] r in
+            var out = local
+            if case .success(let rows) = r {
+                for row in rows where agents[row.agentId] == nil {
+                    var j = row.info
+                    if !row.online || !liveHubs.contains(row.hubId) && row.hubId != hubId { j.set("status", "offline") }
+                    j.set("hubId", .string(row.hubId))
+                    out.append(j)
+                }
+            }
+            done(out.sorted { ($0["id"]?.string ?? "") < ($1["id"]?.string ?? "") })
+        }
+    }
+}
