@@ -7,7 +7,40 @@ let serveFlags: Set<String> = [
     "host", "port", "journal", "durability", "log-level", "strategy", "max-load-per-agent", "lease-ms", "heartbeat-ms",
     "max-attempts", "rate-limit", "max-connections", "max-message-size", "allow-origin", "recovery-window-ms",
     "replay-session-bytes", "replay-hub-bytes", "jwt-key-file", "tls-cert", "tls-key", "port-file",
+    "hub-id", "hub-id-file", "hub-timeout-ms",
 ]
+
+/// This hub's id: `--hub-id`; else the one kept in `--hub-id-file` (default: `hub-id` beside a
+/// SQLite journal, ./var/hub-id with PostgreSQL), made there on first start ("hub-" and 12
+/// random hex digits, the file 0600).
+func hubId(_ args: Arguments, journal: JournalLocation) throws(UsageError) -> String {
+    if let id = args.get("hub-id") {
+        guard !id.isEmpty, id.utf8.count <= Fields.maxIdBytes, id.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw UsageError("--hub-id: 1 to \(Fields.maxIdBytes) printable characters without spaces")
+        }
+        return id
+    }
+    var path = args.get("hub-id-file") ?? "./var/hub-id"
+    if args.get("hub-id-file") == nil, case .sqlite(let db) = journal {
+        path = (db.lastIndex(of: "/").map { String(db[..<$0]) } ?? ".") + "/hub-id"
+    }
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd >= 0 {
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &buf, buf.count)
+        var text = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : ""
+        while let last = text.last, last == "\n" || last == " " { text.removeLast() }
+        if !text.isEmpty { return text }
+    }
+    let id = "hub-" + Secrets.randomHex(6)
+    if let slash = path.lastIndex(of: "/") { _ = mkdir(String(path[..<slash]), 0o700) }
+    let out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard out >= 0 else { throw UsageError("--hub-id-file \(path): \(String(cString: strerror(errno))) (or give --hub-id)") }
+    _ = (id + "\n").withCString { write(out, $0, strlen($0)) }
+    close(out)
+    return id
+}
 
 /// The token key an operator keeps outside the journal: `--jwt-key-file PATH` (or
 /// ORC_HUB_JWT_KEY_FILE), or ORC_HUB_JWT_KEY; hex, at least 32 bytes. Nil: the journal's.
@@ -68,6 +101,7 @@ func config(from args: Arguments) throws(UsageError) -> HubConfig {
     if let v = try args.int("max-connections", 1...1_000_000) { c.maxConnections = Int(v) }
     if let v = try args.int("max-message-size", 1024...(256 << 20)) { c.maxMessageSize = Int(v) }
     if let v = try args.int("recovery-window-ms", 0...86_400_000) { c.recoveryWindowMs = v }
+    if let v = try args.int("hub-timeout-ms", 1000...3_600_000) { c.hubTimeoutMs = v }
     if let v = try args.int("replay-session-bytes", 65_536...(1 << 30)) { c.replaySessionBytes = Int(v) }
     if let v = try args.int("replay-hub-bytes", 65_536...(1 << 40)) { c.replayHubBytes = Int(v) }
     if c.replayHubBytes < c.replaySessionBytes { throw UsageError("--replay-hub-bytes must be at least --replay-session-bytes") }
@@ -80,6 +114,7 @@ func config(from args: Arguments) throws(UsageError) -> HubConfig {
 
 func serve(_ args: Arguments) throws(UsageError) {
     var c = try config(from: args)
+    c.hubId = try hubId(args, journal: JournalLocation(c.journalPath))
     let log = Logger(level: c.logLevel)
     do { c.jwtKey = try jwtKey(args) } catch { throw UsageError(error.message) }
     // SIGINT and SIGTERM are taken by sigwait below: block them before any thread starts, so

@@ -29,7 +29,9 @@ or revoked identities have their connections closed (docs/security.md).
 serve flags:
   --host ADDR               listen address (127.0.0.1)
   --port N                  port for WebSocket and HTTP (7420; 0 picks one, printed in the log)
-  --journal PATH            SQLite journal, WAL mode, created 0600 (./var/orchestra.db)
+  --journal PATH|URL        the journal: a SQLite file, WAL mode, created 0600
+                            (./var/orchestra.db; also sqlite:PATH), or postgresql://... for
+                            several hubs on one database (also ORC_HUB_JOURNAL)
   --durability normal|full  normal survives a crash of the hub; full also a power loss (normal)
   --log-level debug|info|warn|error   (info)
   --strategy S              default load balancer: round-robin, least-connections,
@@ -48,6 +50,10 @@ serve flags:
   --replay-hub-bytes N      byte budget of all replay logs together (268435456)
   --jwt-key-file PATH       sign web tokens with the key in PATH (hex, at least 64 digits)
                             instead of the journal's; or ORC_HUB_JWT_KEY=<hex>
+  --hub-id ID               this hub's id among the hubs of one database (default: the one
+                            kept in --hub-id-file, ./var/hub-id, made on first start)
+  --hub-timeout-ms N        a hub whose heartbeat is older is dead: its agents go offline,
+                            its tasks return to the queue one lease later (5000)
   --tls-cert FILE --tls-key FILE   serve wss:// and https://
   --port-file PATH          write the port listened on to PATH (for scripts and tests)
 """

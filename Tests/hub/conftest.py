@@ -97,7 +97,7 @@ class Hub:
         with open(log, "w") as logf:   # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [exe("orchestra-hub"), "--port", str(self.port), "--journal", self.journal, "--port-file", str(portfile),
-                 "--log-level", "debug", *self.flags, *extra],
+                 "--hub-id-file", str(self.dir / "hub-id"), "--log-level", "debug", *self.flags, *extra],
                 stdout=subprocess.DEVNULL, stderr=logf)
         wait_until(lambda: portfile.exists() or self.proc.poll() is not None, 20, "the hub to listen")
         if self.proc.poll() is not None:
