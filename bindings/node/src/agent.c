@@ -403,28 +403,31 @@ TASK_FN(agent_worker_status, 5, {
     rc = orc_agent_worker_status(c->agent, task_id, attempt, status, message);
 })
 
-static napi_value agent_state(napi_env env, napi_callback_info info) {
+/* A number about the agent, read(agent) (the library object; NULL once freed, which the
+ * library's getters answer for). */
+static napi_value agent_number(napi_env env, napi_callback_info info, uint32_t (*read)(const orc_agent_t *)) {
     size_t argc = 1;
     napi_value argv[1], v;
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     agent_ctx *c = get_agent(env, argc ? argv[0] : NULL, false);
     if (!c) return NULL;
-    NAPI_CALL(env, napi_create_int32(env, c->agent ? (int)orc_agent_state(c->agent) : ORC_AGENT_CLOSED, &v));
+    NAPI_CALL(env, napi_create_uint32(env, read(c->agent), &v));
     return v;
 }
 
-/* agentUrlIndex(h) -> the position in the agent's URLs of the hub it is with (orc_agent_url). */
-static napi_value agent_url_index(napi_env env, napi_callback_info info) {
-    size_t argc = 1;
-    napi_value argv[1], v;
-    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-    agent_ctx *c = get_agent(env, argc ? argv[0] : NULL, false);
-    if (!c) return NULL;
+static uint32_t read_state(const orc_agent_t *a) { return (uint32_t)orc_agent_state(a); }
+
+static uint32_t read_url_index(const orc_agent_t *a) {
     size_t index = 0;
-    if (c->agent) orc_agent_url(c->agent, &index);
-    NAPI_CALL(env, napi_create_uint32(env, (uint32_t)index, &v));
-    return v;
+    orc_agent_url(a, &index);
+    return (uint32_t)index;
 }
+
+/* agentState(h) -> an orc_agent_state_t value (closed once freed). */
+static napi_value agent_state(napi_env env, napi_callback_info info) { return agent_number(env, info, read_state); }
+
+/* agentUrlIndex(h) -> the position in the agent's URLs of the hub it is with (orc_agent_url). */
+static napi_value agent_url_index(napi_env env, napi_callback_info info) { return agent_number(env, info, read_url_index); }
 
 static napi_value agent_free_js(napi_env env, napi_callback_info info) {
     size_t argc = 1;
