@@ -1244,16 +1244,16 @@ uint64_t orc_msg_connection_id(const orc_msg_t *msg);
 /*
  * The agent SDK: the agent side of the hub protocol (docs/protocol.md, "The hub protocol",
  * sections Agents and Tasks). An orc_agent_t connects to a hub's /agent endpoint with an
- * orc_client_t of its own on a runtime, reconnects with backoff (see FAILOVER for several
- * hubs), and on every (re)connect
- * sends agent.register signed with HMAC-SHA256(secret, agentId "\n" timestamp "\n" nonce)
- * (a fresh 32-hex-digit nonce and the wall clock), listing the tasks it still holds
- * (inFlight). Nothing else leaves before the hub answers agent.registered: what the user
- * sends meanwhile waits in the agent's outbox (in order) and goes out after it, except what
- * concerns tasks the hub did not list in assignedTasks (it re-assigned them: the agent drops
- * them from its in-flight set, discards their queued messages and reports a CANCEL event).
- * Once registered the agent sends agent.heartbeat every heartbeatIntervalMs (cpu, memory
- * and disk use of this machine, and its number of tasks in flight).
+ * orc_client_t of its own on a runtime, reconnects with backoff (to the next hub, when it has
+ * several: FAILOVER below), and on every (re)connect sends agent.register signed with
+ * HMAC-SHA256(secret, agentId "\n" timestamp "\n" nonce) (a fresh 32-hex-digit nonce and the
+ * wall clock), listing the tasks it still holds (inFlight). Nothing else leaves before the hub
+ * answers agent.registered: what the user sends meanwhile waits in the agent's outbox (in
+ * order) and goes out after it, except what concerns tasks the hub did not list in
+ * assignedTasks (it re-assigned them: the agent drops them from its in-flight set, discards
+ * their queued messages and reports a CANCEL event). Once registered the agent sends
+ * agent.heartbeat every heartbeatIntervalMs (cpu, memory and disk use of this machine, and its
+ * number of tasks in flight).
  *
  * FAILOVER. An agent may be given several hub URLs (options.urls; hubs that share one
  * database). It starts with urls[0]. Whenever a connection is lost, or an attempt to connect
