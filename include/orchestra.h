@@ -1244,15 +1244,29 @@ uint64_t orc_msg_connection_id(const orc_msg_t *msg);
 /*
  * The agent SDK: the agent side of the hub protocol (docs/protocol.md, "The hub protocol",
  * sections Agents and Tasks). An orc_agent_t connects to a hub's /agent endpoint with an
- * orc_client_t of its own on a runtime, reconnects with backoff, and on every (re)connect
- * sends agent.register signed with HMAC-SHA256(secret, agentId "\n" timestamp "\n" nonce)
- * (a fresh 32-hex-digit nonce and the wall clock), listing the tasks it still holds
- * (inFlight). Nothing else leaves before the hub answers agent.registered: what the user
- * sends meanwhile waits in the agent's outbox (in order) and goes out after it, except what
- * concerns tasks the hub did not list in assignedTasks (it re-assigned them: the agent drops
- * them from its in-flight set, discards their queued messages and reports a CANCEL event).
- * Once registered the agent sends agent.heartbeat every heartbeatIntervalMs (cpu, memory
- * and disk use of this machine, and its number of tasks in flight).
+ * orc_client_t of its own on a runtime, reconnects with backoff (to the next hub, when it has
+ * several: FAILOVER below), and on every (re)connect sends agent.register signed with
+ * HMAC-SHA256(secret, agentId "\n" timestamp "\n" nonce) (a fresh 32-hex-digit nonce and the
+ * wall clock), listing the tasks it still holds (inFlight). Nothing else leaves before the hub
+ * answers agent.registered: what the user sends meanwhile waits in the agent's outbox (in
+ * order) and goes out after it, except what concerns tasks the hub did not list in
+ * assignedTasks (it re-assigned them: the agent drops them from its in-flight set, discards
+ * their queued messages and reports a CANCEL event). Once registered the agent sends
+ * agent.heartbeat every heartbeatIntervalMs (cpu, memory and disk use of this machine, and its
+ * number of tasks in flight).
+ *
+ * FAILOVER. An agent may be given several hub URLs (options.urls; hubs that share one
+ * database). It starts with urls[0]. Whenever a connection is lost, or an attempt to connect
+ * fails (refused, timed out, a failed handshake, no agent.registered within
+ * request_timeout_ms, a transient registration error such as DB_001), the next attempt goes
+ * to the next URL of the list, after the usual backoff delay, and after the last URL to
+ * urls[0] again: round robin. The agent stays with a hub as long as its connection lives;
+ * it goes back to urls[0] only by going round the list. The backoff counts attempts across
+ * the URLs and starts again once a connection opens. Each move is reported by a FAILOVER
+ * event (never with one URL). On the new hub the agent registers with its tasks in flight,
+ * keeps those the hub lists in assignedTasks (what waits in the outbox for them goes out
+ * after agent.registered, in order, once) and cancels the others, as after any reconnect.
+ * orc_agent_url says which hub the agent is with.
  *
  * A task is "in flight" from its task.assign until the agent sends its result, rejects it,
  * or it is cancelled. The agent numbers the chunks of orc_agent_stream (seq 0, 1, 2, ... per
@@ -1282,10 +1296,15 @@ uint64_t orc_msg_connection_id(const orc_msg_t *msg);
  *   INPUT  task_id, attempt (0 when the task is not in flight), input (the "input" string,
  *          or the JSON text of a non-string value), payload_json
  *   STATE  state, reason (why: the transport's reason when disconnected, "AUTH_001: bad
- *          signature" when failed), code (the hub's error code, e.g. "AUTH_001", or NULL)
+ *          signature" when failed), code (the hub's error code, e.g. "AUTH_001", or NULL),
+ *          url (the hub the new state is about: the connection's hub for CONNECTING and
+ *          REGISTERED, the hub lost or not reached for DISCONNECTED, the last hub for FAILED
+ *          and CLOSED)
  *   ERROR  an error the hub answered to one of the agent's messages other than the
  *          registration: code ("PARAM_001", ...), reason (the hub's message), task_id and
  *          attempt when the agent could tell which task it was about, payload_json
+ *   FAILOVER  url (the hub URL the next attempt goes to), reason ("<previous url>: <why>;
+ *          next: <url>")
  *
  * STATES: CONNECTING (connecting, or connected and waiting for agent.registered) ->
  * REGISTERED -> DISCONNECTED (lost; reconnecting with backoff) -> CONNECTING ... ;
@@ -1316,7 +1335,8 @@ typedef enum orc_agent_event_kind {
     ORC_AGENT_EVENT_CANCEL = 2,     /* the task attempt is cancelled (no longer in flight) */
     ORC_AGENT_EVENT_INPUT = 3,      /* worker.input: input for a running task */
     ORC_AGENT_EVENT_STATE = 4,      /* the agent's state changed */
-    ORC_AGENT_EVENT_ERROR = 5       /* the hub answered one of our messages with an error */
+    ORC_AGENT_EVENT_ERROR = 5,      /* the hub answered one of our messages with an error */
+    ORC_AGENT_EVENT_FAILOVER = 6    /* the agent moves to the next hub URL (several URLs only) */
 } orc_agent_event_kind_t;
 
 /** The agent's states (see STATES above). */
@@ -1332,7 +1352,8 @@ typedef enum orc_agent_state {
  *  brackets). Strings are NUL-terminated UTF-8, copied by orc_agent_new. */
 typedef struct orc_agent_options {
     size_t struct_size;             /* set by orc_agent_options_init */
-    const char *url;                /* "ws://host:port/agent" or "wss://..." (required) */
+    const char *url;                /* "ws://host:port/agent" or "wss://..." (required, unless
+                                       urls is given: then NULL) */
     const char *agent_id;           /* required, not empty */
     const char *name;               /* [agent_id] */
     const char *version;            /* the agent's own version ["0.0.0"] */
@@ -1359,6 +1380,10 @@ typedef struct orc_agent_options {
      *  to verify the hub's certificate and host name at all (0: tests only) [1]. */
     const char *tls_ca_file;
     int tls_verify;
+    /** Several hubs (appended after 0.1): url_count URLs tried round robin (see FAILOVER),
+     *  instead of url, which must then be NULL. url_count 0: url alone [NULL, 0]. */
+    const char *const *urls;
+    size_t url_count;
 } orc_agent_options_t;
 
 /** Fills `opts` with the defaults and sets opts->struct_size. Use orc_agent_options_init().
@@ -1372,8 +1397,9 @@ static inline void orc_agent_options_init(orc_agent_options_t *opts) {
 
 /** Makes an agent on `rt` (not connected yet: see orc_agent_start). Options are copied.
  *  Errors: ORC_EINVAL (NULL rt/opts/out, options not initialised, a required option missing
- *  or a bad one: the message names it; metadata_json not a JSON object), ORC_EIO/ORC_ETLS
- *  (tls_ca_file cannot be read or used). Any thread. */
+ *  or a bad one: the message names it; metadata_json not a JSON object; both url and urls,
+ *  a NULL entry of urls), ORC_EIO/ORC_ETLS (tls_ca_file cannot be read or used; with wss://
+ *  URLs one TLS setting serves them all). Any thread. */
 int orc_agent_new(orc_runtime_t *rt, const orc_agent_options_t *opts, orc_agent_t **out);
 
 /** Starts connecting and registering; returns at once (STATE events follow). Starting a
@@ -1383,6 +1409,13 @@ int orc_agent_start(orc_agent_t *agent);
 
 /** The current state (ORC_AGENT_CLOSED for NULL). Any thread. */
 orc_agent_state_t orc_agent_state(const orc_agent_t *agent);
+
+/** The URL of the hub the agent is connected to (CONNECTING once the connection opened,
+ *  REGISTERED), or is connecting to or will try next (CONNECTING before that, DISCONNECTED):
+ *  the agent's copy of options.url or of one of options.urls, NUL-terminated, valid until
+ *  orc_agent_free. *index (when index is not NULL) gets its position in urls (0 for url).
+ *  NULL (and *index 0) for a NULL agent. Any thread. */
+const char *orc_agent_url(const orc_agent_t *agent, size_t *index);
 
 /** Pops the next event (queue mode). timeout_ms: 0 = don't wait (ORC_EAGAIN when none),
  *  < 0 = wait forever, > 0 = wait that long (ORC_ETIMEDOUT). On ORC_OK the caller owns *out
@@ -1424,6 +1457,9 @@ const char *orc_agent_event_code(const orc_agent_event_t *ev, size_t *len);
  *  extract are there); NULL for events the agent made itself (STATE, re-assigned CANCEL).
  *  Any thread. */
 const char *orc_agent_event_payload_json(const orc_agent_event_t *ev, size_t *len);
+/** STATE and FAILOVER events: the hub URL (see the table above); NULL for the others. Any
+ *  thread. */
+const char *orc_agent_event_url(const orc_agent_event_t *ev, size_t *len);
 
 /** Attaches `data` to the task attempt a TASK event reports (as libuv's handle->data): every
  *  later event about that attempt (CANCEL, INPUT, ERROR) carries it, so a program or binding

@@ -144,13 +144,51 @@ func structToInit<T>(_ p: UnsafeMutablePointer<T>?, _ structSize: Int, _ type: S
 /// (struct_size at least this library's size; a newer header's larger struct is fine). `type`
 /// is the struct's C name, orc_<object>_options_t.
 func initialisedOptions<T>(_ p: UnsafePointer<T>, _ type: StaticString) throws(OrchestraError) -> T {
+    try initialisedOptions(p, type, oldest: MemoryLayout<T>.size)
+}
+
+// Options structs that grew (fields appended after the struct's first release): a caller
+// built against an older header passes its smaller struct_size and keeps working. `oldest` is
+// the size of the first release, the offset of the first appended field
+// (MemoryLayout<T>.offset(of:)); an appended field's zero value means what the older struct
+// did without it.
+
+/// orc_<object>_options_init_sized of a grown struct: refuses a struct_size below `oldest`;
+/// fills the caller's bytes (at most this library's size) with zeros and the defaults
+/// `defaults` sets, and records min(struct_size, this library's size) as struct_size.
+func structToInit<T>(_ p: UnsafeMutablePointer<T>?, _ structSize: Int, _ type: StaticString, oldest: Int,
+                     _ defaults: (UnsafeMutablePointer<T>) -> Void) throws(OrchestraError) {
+    let p = try required(p, "opts")
+    let mine = MemoryLayout<T>.size
+    guard structSize >= oldest else {
+        throw OrchestraError(.invalidArgument, "struct_size \(UInt(bitPattern: structSize)) is smaller than \(type) (\(oldest) bytes at least)")
+    }
+    let n = Swift.min(structSize, mine)
+    withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buf in
+        let t = buf.baseAddress!
+        memset(t, 0, mine)
+        defaults(t)
+        UnsafeMutableRawPointer(t).storeBytes(of: n, as: Int.self)
+        memcpy(p, t, n)
+    }
+}
+
+/// Options of a grown struct given to orc_<object>_new: struct_size at least `oldest`; the
+/// fields past the caller's struct_size read as zero.
+func initialisedOptions<T>(_ p: UnsafePointer<T>, _ type: StaticString, oldest: Int) throws(OrchestraError) -> T {
     let got = structSizeField(p)
     let mine = MemoryLayout<T>.size
-    guard got >= mine else {
+    guard got >= oldest else {
         let initName = "\(type)".dropLast(2) + "_init"
-        throw OrchestraError(.invalidArgument, "options not initialised with \(initName) (struct_size \(UInt(bitPattern: got)), expected at least \(mine))")
+        throw OrchestraError(.invalidArgument, "options not initialised with \(initName) (struct_size \(UInt(bitPattern: got)), expected at least \(oldest))")
     }
-    return p.pointee
+    if got >= mine { return p.pointee }
+    return withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buf in
+        let t = buf.baseAddress!
+        memset(t, 0, mine)
+        memcpy(t, p, got)
+        return t.pointee
+    }
 }
 
 /// A struct the caller sized for the library to fill (stats, a publish result, an event

@@ -8,16 +8,28 @@ import OrchestraNet
 
 typealias AgentEventFn = @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, OpaquePointer?) -> Void
 
-/// What an orc_agent_t points at: the agent and the user's data.
+/// What an orc_agent_t points at: the agent, the user's data, and the hub URLs as C strings
+/// (orc_agent_url hands them out; they live as long as the agent).
 private final class CAgent {
     let agent: HubAgent
     let userData: UnsafeMutableRawPointer?
     let userDataFree: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
-    init(_ agent: HubAgent, _ userData: UnsafeMutableRawPointer?, _ free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) {
+    let urls: [UnsafePointer<CChar>]
+    init(_ agent: HubAgent, _ userData: UnsafeMutableRawPointer?, _ free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?) throws(OrchestraError) {
+        var copies: [UnsafePointer<CChar>] = []
+        for u in agent.options.urls {
+            guard let c = strdup(u) else {
+                for c in copies { Glibc.free(UnsafeMutablePointer(mutating: c)) }
+                throw OrchestraError(.noMemory, "out of memory copying the hub URLs")
+            }
+            copies.append(UnsafePointer(c))
+        }
         self.agent = agent
         self.userData = userData
         self.userDataFree = free
+        urls = copies
     }
+    deinit { for u in urls { Glibc.free(UnsafeMutablePointer(mutating: u)) } }
 }
 
 /// The C callback; its `handle` (the orc_agent_t) is set once the handle exists.
@@ -30,11 +42,11 @@ private final class CAgentCallback: @unchecked Sendable {
 
 /// What an orc_agent_event_t points at: the event, and each string field as a malloc'd
 /// NUL-terminated copy made on the first call of its getter (most callers read two or three of
-/// the seven, and a task event's payload is the largest). Getters may be called from several
+/// the eight, and a task event's payload is the largest). Getters may be called from several
 /// threads at once: the copies are made under a lock. A block holds the length (8 bytes)
 /// before the text.
 private final class CAgentEvent {
-    enum Field: Int, CaseIterable { case taskId, taskJSON, paramsJSON, input, reason, code, payloadJSON }
+    enum Field: Int, CaseIterable { case taskId, taskJSON, paramsJSON, input, reason, code, payloadJSON, url }
 
     let event: AgentEvent
     private let lock = PthreadMutex()
@@ -60,6 +72,7 @@ private final class CAgentEvent {
         case .reason: return event.reason
         case .code: return event.code
         case .payloadJSON: return event.payloadJSON
+        case .url: return event.url
         }
     }
 
@@ -115,15 +128,36 @@ private func withEvent<R>(_ e: OpaquePointer?, _ empty: R, _ body: (CAgentEvent)
 @_cdecl("orc_agent_options_init_sized")
 public func orc_agent_options_init_sized(_ opts: UnsafeMutablePointer<orc_agent_options_t>?, _ structSize: Int) -> Int32 {
     abiCall { () throws(OrchestraError) in
-        let o = try structToInit(opts, structSize, "orc_agent_options_t")
         let d = HubAgentOptions(url: "", agentId: "", keyId: "", secret: [])
-        o.pointee.max_concurrency = UInt32(d.maxConcurrency)
-        o.pointee.request_timeout_ms = UInt32(d.requestTimeoutMs)
-        o.pointee.connect_timeout_ms = UInt32(d.connectTimeoutMs)
-        o.pointee.reconnect_initial_delay_ms = UInt32(d.reconnectInitialDelayMs)
-        o.pointee.reconnect_max_delay_ms = UInt32(d.reconnectMaxDelayMs)
-        o.pointee.tls_verify = 1
+        try structToInit(opts, structSize, "orc_agent_options_t", oldest: agentOptionsOldest) { o in
+            o.pointee.max_concurrency = UInt32(d.maxConcurrency)
+            o.pointee.request_timeout_ms = UInt32(d.requestTimeoutMs)
+            o.pointee.connect_timeout_ms = UInt32(d.connectTimeoutMs)
+            o.pointee.reconnect_initial_delay_ms = UInt32(d.reconnectInitialDelayMs)
+            o.pointee.reconnect_max_delay_ms = UInt32(d.reconnectMaxDelayMs)
+            o.pointee.tls_verify = 1
+        }
     }
+}
+
+/// orc_agent_options_t of 0.1 ended before `urls` (appended after it, with url_count).
+private let agentOptionsOldest = MemoryLayout<orc_agent_options_t>.offset(of: \.urls)!
+
+/// The hub URLs of agent options: `url`, or the `url_count` strings of `urls` (not both).
+private func agentURLs(_ o: orc_agent_options_t) throws(OrchestraError) -> [String] {
+    let count = try cSize(o.url_count, "url_count")
+    guard count > 0 else {
+        guard o.url != nil else { throw OrchestraError(.invalidArgument, "url is required (or urls with url_count)") }
+        return [try text(o.url, "url", max: 8192)]
+    }
+    guard o.url == nil else { throw OrchestraError(.invalidArgument, "set url or urls, not both") }
+    let list = try required(o.urls, "urls")
+    var urls: [String] = []
+    for i in 0..<count {
+        guard let u = list[i] else { throw OrchestraError(.invalidArgument, "urls[\(i)] is NULL") }
+        urls.append(try text(u, "urls[]", max: 8192))
+    }
+    return urls
 }
 
 @_cdecl("orc_agent_new")
@@ -132,13 +166,12 @@ public func orc_agent_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_agent_
         let out = try required(out, "out")
         out.pointee = nil
         let runtime = try handle(rt, Runtime.self, "rt")
-        let o = try initialisedOptions(try required(opts, "opts"), "orc_agent_options_t")
-        guard o.url != nil else { throw OrchestraError(.invalidArgument, "url is required") }
+        let o = try initialisedOptions(try required(opts, "opts"), "orc_agent_options_t", oldest: agentOptionsOldest)
+        let urls = try agentURLs(o)
         guard o.agent_id != nil else { throw OrchestraError(.invalidArgument, "agent_id is required") }
         guard o.key_id != nil else { throw OrchestraError(.invalidArgument, "key_id is required") }
-        let url = try text(o.url, "url", max: 8192)
         let secret = try cBytes(o.secret, o.secret_len, "secret")
-        var ao = HubAgentOptions(url: url, agentId: try text(o.agent_id, "agent_id", max: maxName),
+        var ao = HubAgentOptions(urls: urls, agentId: try text(o.agent_id, "agent_id", max: maxName),
                                  keyId: try text(o.key_id, "key_id", max: maxName), secret: Array(secret))
         ao.name = try optionalText(o.name, "name", max: maxName)
         if let v = try optionalText(o.version, "version", max: maxName) { ao.version = v }
@@ -163,7 +196,8 @@ public func orc_agent_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_agent_
         ao.connectTimeoutMs = UInt64(o.connect_timeout_ms)
         ao.reconnectInitialDelayMs = UInt64(o.reconnect_initial_delay_ms)
         ao.reconnectMaxDelayMs = UInt64(o.reconnect_max_delay_ms)
-        ao.tls = try TLSContext.client(forURL: url) { () throws(OrchestraError) in
+        // One TLS context for every wss:// URL of the list.
+        ao.tls = try TLSContext.client(forURL: urls.first(where: WebSocketURL.isSecure) ?? urls[0]) { () throws(OrchestraError) in
             ClientTLSSettings(caFile: try optionalText(o.tls_ca_file, "tls_ca_file", max: 4096), verifyPeer: o.tls_verify != 0)
         }
         var callback: CAgentCallback? = nil
@@ -179,7 +213,7 @@ public func orc_agent_new(_ rt: OpaquePointer?, _ opts: UnsafePointer<orc_agent_
             }
         }
         let agent = try HubAgent(runtime: runtime, options: ao, onEvent: onEvent)
-        let h = retainedHandle(CAgent(agent, o.user_data, o.user_data_free))
+        let h = retainedHandle(try CAgent(agent, o.user_data, o.user_data_free))
         callback?.handle = h
         out.pointee = h
     }
@@ -193,6 +227,17 @@ public func orc_agent_start(_ a: OpaquePointer?) -> Int32 {
 @_cdecl("orc_agent_state")
 public func orc_agent_state(_ a: OpaquePointer?) -> orc_agent_state_t {
     orc_agent_state_t(UInt32(withAgent(a, AgentState.closed) { $0.state }.rawValue))
+}
+
+@_cdecl("orc_agent_url")
+public func orc_agent_url(_ a: OpaquePointer?, _ index: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    index?.pointee = 0
+    guard let a else { return nil }
+    return (unmanaged(a) as Unmanaged<CAgent>)._withUnsafeGuaranteedRef { c in
+        let i = c.agent.urlIndex
+        index?.pointee = i
+        return c.urls[i]
+    }
 }
 
 @_cdecl("orc_agent_close")
@@ -357,6 +402,11 @@ public func orc_agent_event_code(_ e: OpaquePointer?, _ len: UnsafeMutablePointe
 @_cdecl("orc_agent_event_payload_json")
 public func orc_agent_event_payload_json(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
     field(e, .payloadJSON, len)
+}
+
+@_cdecl("orc_agent_event_url")
+public func orc_agent_event_url(_ e: OpaquePointer?, _ len: UnsafeMutablePointer<Int>?) -> UnsafePointer<CChar>? {
+    field(e, .url, len)
 }
 
 // MARK: Actions

@@ -18,6 +18,9 @@ public enum AgentState: Int32, Sendable {
 /// What an event reports (values as the C ABI's orc_agent_event_kind_t).
 public enum AgentEventKind: Int32, Sendable {
     case task = 1, cancel = 2, input = 3, state = 4, error = 5
+    /// An agent of several hub URLs moves to the next one (`url`) because the connection to
+    /// the previous one was lost or could not be made (`reason`). Never for one URL.
+    case failover = 6
 }
 
 /// One event of a `HubAgent`; immutable.
@@ -40,20 +43,24 @@ public final class AgentEvent: @unchecked Sendable {
     public let code: String?
     /// The payload of the hub's envelope as JSON text (nil for events the agent made).
     public let payloadJSON: String?
+    /// STATE: the hub URL the new state is about (the connection's hub for connecting and
+    /// registered, the hub lost or not reached for disconnected, the last one tried for failed
+    /// and closed); FAILOVER: the URL the next attempt goes to. nil for the other kinds.
+    public let url: String?
     /// The slot of the task attempt the event is about, while the attempt was in flight when
     /// the event was made (TASK, CANCEL, INPUT, ERROR); nil otherwise.
     let task: TaskSlot?
 
     public convenience init(kind: AgentEventKind, taskId: String? = nil, attempt: UInt32 = 0, taskJSON: String? = nil,
                             parametersJSON: String? = nil, input: String? = nil, state: AgentState = .closed,
-                            reason: String? = nil, code: String? = nil, payloadJSON: String? = nil) {
+                            reason: String? = nil, code: String? = nil, payloadJSON: String? = nil, url: String? = nil) {
         self.init(kind: kind, taskId: taskId, attempt: attempt, taskJSON: taskJSON, parametersJSON: parametersJSON,
-                  input: input, state: state, reason: reason, code: code, payloadJSON: payloadJSON, task: nil)
+                  input: input, state: state, reason: reason, code: code, payloadJSON: payloadJSON, url: url, task: nil)
     }
 
     init(kind: AgentEventKind, taskId: String? = nil, attempt: UInt32 = 0, taskJSON: String? = nil,
          parametersJSON: String? = nil, input: String? = nil, state: AgentState = .closed,
-         reason: String? = nil, code: String? = nil, payloadJSON: String? = nil, task: TaskSlot?) {
+         reason: String? = nil, code: String? = nil, payloadJSON: String? = nil, url: String? = nil, task: TaskSlot?) {
         self.kind = kind
         self.taskId = taskId
         self.attempt = attempt
@@ -64,6 +71,7 @@ public final class AgentEvent: @unchecked Sendable {
         self.reason = reason
         self.code = code
         self.payloadJSON = payloadJSON
+        self.url = url
         self.task = task
     }
 

@@ -7,8 +7,16 @@ import Synchronization
 
 /// Settings of a `HubAgent`.
 public struct HubAgentOptions: Sendable {
-    /// ws://host:port/agent or wss://...
-    public var url: String
+    /// The hubs' URLs (ws://host:port/agent or wss://...), tried round robin: the agent starts
+    /// with the first; when its connection is lost or an attempt fails it reconnects (with the
+    /// backoff below) to the next one, and after the last to the first again. It stays with a
+    /// hub while the connection lives. One URL: it reconnects to that hub.
+    public var urls: [String]
+    /// The first URL; setting it makes the agent one of a single hub.
+    public var url: String {
+        get { urls.first ?? "" }
+        set { urls = [newValue] }
+    }
     public var agentId: String
     /// Defaults to the agent id.
     public var name: String? = nil
@@ -33,7 +41,11 @@ public struct HubAgentOptions: Sendable {
     public var outboxMaxBytes = 64 << 20
 
     public init(url: String, agentId: String, keyId: String, secret: [UInt8]) {
-        self.url = url
+        self.init(urls: [url], agentId: agentId, keyId: keyId, secret: secret)
+    }
+
+    public init(urls: [String], agentId: String, keyId: String, secret: [UInt8]) {
+        self.urls = urls
         self.agentId = agentId
         self.keyId = keyId
         self.secret = secret
@@ -42,6 +54,7 @@ public struct HubAgentOptions: Sendable {
     /// Throws `.invalidArgument` naming the first bad setting.
     public func validate() throws(OrchestraError) {
         func bad(_ m: String) -> OrchestraError { OrchestraError(.invalidArgument, m) }
+        if urls.isEmpty { throw bad("url is required (an empty list of hub URLs)") }
         if agentId.isEmpty { throw bad("agent_id is required") }
         if keyId.isEmpty { throw bad("key_id is required") }
         if secret.isEmpty { throw bad("secret is required (secret_len 0)") }
@@ -62,6 +75,12 @@ public struct HubAgentOptions: Sendable {
 /// reconnecting WebSocket `Client`: registration signed with the agent's secret on every
 /// (re)connect, an outbox for what is sent while not registered, heartbeats, the in-flight
 /// task set, stream numbering and result durations.
+///
+/// Failover: with several hub URLs the client moves round robin to the next one whenever a
+/// connection is lost or cannot be made (a FAILOVER event says where to and why). Each new
+/// connection registers with the tasks in flight (`inFlight`); the hub's `assignedTasks` are
+/// kept, and what waits in the outbox for them goes out after `agent.registered`, in order,
+/// once; the other tasks are cancelled and their waiting messages dropped.
 ///
 /// Events reach the user through a queue (`nextEvent`, `eventFD`) or, when `onEvent` is given,
 /// on the runtime's I/O thread. Every method may be called from any thread.
@@ -128,7 +147,7 @@ public final class HubAgent: @unchecked Sendable {
         co.websocket = options.websocket
         co.tls = options.tls
         let link = AgentLink()
-        self.client = try Client(runtime: runtime, url: options.url, options: co, handler: link)
+        self.client = try Client(runtime: runtime, urls: options.urls, options: co, handler: link)
         self.link = link
         self.sourceBytes = Array(options.agentId.utf8)
         self.options = options
@@ -144,6 +163,13 @@ public final class HubAgent: @unchecked Sendable {
     }
 
     public var state: AgentState { AgentState(rawValue: stateShared.load(ordering: .acquiring)) ?? .closed }
+
+    /// The index into `options.urls` of the hub the agent is connected to (connecting, after
+    /// the connection opened, or registered), or that it is connecting to or will try next.
+    public var urlIndex: Int { client.urlIndex }
+
+    /// `options.urls[urlIndex]`.
+    public var url: String { options.urls[client.urlIndex] }
 
     /// Task attempts in flight now (none once the agent is closed or failed).
     public var inFlight: [TaskKey] {
@@ -169,7 +195,7 @@ public final class HubAgent: @unchecked Sendable {
             // The client reports closed (clientStateChanged) when its connection is gone.
             try client.close(code: 1000, reason: "agent closed")
         } catch {
-            finish(AgentEvent(kind: .state, state: .closed, reason: "closed by the user"))
+            finish(AgentEvent(kind: .state, state: .closed, reason: "closed by the user", url: url))
         }
     }
 
@@ -241,7 +267,7 @@ public final class HubAgent: @unchecked Sendable {
             stateShared.store(s.rawValue, ordering: .releasing)
             return true
         }
-        if changed { emit(AgentEvent(kind: .state, state: s, reason: reason, code: code)) }
+        if changed { emit(AgentEvent(kind: .state, state: s, reason: reason, code: code, url: url)) }
     }
 
     /// Stops for good in `state` (closed or failed): nothing more is sent, the outbox is
@@ -278,7 +304,7 @@ public final class HubAgent: @unchecked Sendable {
     private func fail(reason: String, code: String) {
         guard stop(as: .failed) else { return }
         try? client.close(code: 1000, reason: "registration refused")
-        finish(AgentEvent(kind: .state, state: .failed, reason: reason, code: code))
+        finish(AgentEvent(kind: .state, state: .failed, reason: reason, code: code, url: url))
     }
 
     private func stopTimers() {
@@ -307,7 +333,7 @@ public final class HubAgent: @unchecked Sendable {
         connection = c
         generation &+= 1
         lossReason = nil
-        setState(.connecting, reason: "connected to \(options.url); registering")
+        setState(.connecting, reason: "connected to \(url); registering")
         let now = wallClockMillis()
         let nonce = HubAgent.nonce()
         var payload: JSONValue = [
@@ -376,10 +402,17 @@ public final class HubAgent: @unchecked Sendable {
             withExtendedLifetime(dropped) {}
             stopTimers()
             finish(AgentEvent(kind: .state, state: .closed,
-                              reason: byUser ? "closed by the user" : (reason.isEmpty ? "the connection closed" : reason)))
+                              reason: byUser ? "closed by the user" : (reason.isEmpty ? "the connection closed" : reason), url: url))
         default:
             break
         }
+    }
+
+    /// The client moves to the next hub URL: a FAILOVER event (not once the agent stopped).
+    fileprivate func urlChanged(from: Int, to: Int, reason: String) {
+        guard !lock.withLock({ stopped }) else { return }
+        let next = options.urls[to]
+        emit(AgentEvent(kind: .failover, reason: "\(options.urls[from]): \(reason); next: \(next)", url: next))
     }
 
     fileprivate func didReceive(_ c: Connection, opcode: Opcode, bytes: UnsafeRawBufferPointer) {
@@ -836,5 +869,8 @@ final class AgentLink: ClientHandler, @unchecked Sendable {
     }
     func stateChanged(_ client: Client, _ state: ClientState, reason: String) {
         agent?.clientStateChanged(state, reason: reason)
+    }
+    func urlChanged(_ client: Client, from: Int, to: Int, reason: String) {
+        agent?.urlChanged(from: from, to: to, reason: reason)
     }
 }

@@ -3,7 +3,9 @@
  * of the protocol just enough: it checks the registration signature with the known secret,
  * assigns tasks, checks what the agent sends and in which order, drops the connection and
  * checks the re-registration (inFlight, nothing before agent.registered, the outbox filtered
- * by assignedTasks), times a registration out (CONN_002) and refuses one (AUTH_001). */
+ * by assignedTasks), times a registration out (CONN_002) and refuses one (AUTH_001). With
+ * two such peers and a port nobody listens on, an agent of several hub URLs fails over round
+ * robin and carries its outbox to the hub that keeps its task. */
 #define _GNU_SOURCE
 #include "orc_test.h"
 
@@ -169,6 +171,19 @@ static void peer_send(peer_t *p, uint64_t conn, const char *json) {
     CHECK_OK(orc_server_send(p->server, conn, ORC_WS_TEXT, (const uint8_t *)json, strlen(json)));
 }
 
+/* Answers the agent.register `reg` with agent.registered listing `assigned` (a JSON array)
+ * and releases `reg`. */
+static void send_registered(peer_t *p, uint64_t conn, orc_msg_t *reg, int heartbeat_ms, const char *assigned) {
+    size_t idl = 0;
+    const char *rid = reg ? orc_msg_id(reg, &idl) : "";
+    char buf[2048];
+    snprintf(buf, sizeof buf, "{\"id\":\"r\",\"type\":\"agent.registered\",\"correlationId\":\"%.*s\",\"payload\":"
+             "{\"success\":true,\"agentId\":\"a1\",\"protocol\":1,\"heartbeatIntervalMs\":%d,\"leaseMs\":15000,"
+             "\"assignedTasks\":%s}}", (int)idl, rid, heartbeat_ms, assigned);
+    orc_msg_release(reg);
+    peer_send(p, conn, buf);
+}
+
 /* Checks an agent.register payload: ids, a 32-hex-digit nonce, the signature, the clock. */
 static void check_register(const char *json, const char *nonce_not, char *nonce_out) {
     char agent[64] = "", key[64] = "", nonce[128] = "", sig[128] = "";
@@ -322,6 +337,63 @@ static void test_arguments(orc_runtime_t *rt) {
     CHECK_RC(orc_agent_new(rt, &o, &a), ORC_EINVAL);
     CHECK(a == NULL);
 
+    /* Several hubs: urls with url_count instead of url, never both; every entry a URL. */
+    static const char *two[] = {"ws://127.0.0.1:9/agent", "ws://127.0.0.1:10/agent"};
+    static const char *holed[] = {"ws://127.0.0.1:9/agent", NULL};
+    static const char *badurl[] = {"ws://127.0.0.1:9/agent", "http://127.0.0.1:10/agent"};
+    agent_options(&o, NULL);
+    o.urls = two;
+    CHECK_RC(orc_agent_new(rt, &o, &a), ORC_EINVAL);   /* url_count 0: url is required */
+    CHECK(strstr(orc_last_error(), "url is required") != NULL);
+    o.url_count = 2;
+    o.url = two[0];
+    CHECK_RC(orc_agent_new(rt, &o, &a), ORC_EINVAL);
+    CHECK(strstr(orc_last_error(), "not both") != NULL);
+    o.url = NULL;
+    o.urls = NULL;
+    CHECK_RC(orc_agent_new(rt, &o, &a), ORC_EINVAL);
+    CHECK(strstr(orc_last_error(), "urls") != NULL);
+    o.urls = holed;
+    CHECK_RC(orc_agent_new(rt, &o, &a), ORC_EINVAL);
+    CHECK(strstr(orc_last_error(), "urls[1]") != NULL);
+    o.urls = badurl;
+    CHECK_RC(orc_agent_new(rt, &o, &a), ORC_EINVAL);
+    CHECK(strstr(orc_last_error(), "http://127.0.0.1:10/agent") != NULL);
+    o.urls = two;
+    CHECK_OK(orc_agent_new(rt, &o, &a));
+    size_t index = 7;
+    const char *u = orc_agent_url(a, &index);
+    CHECK(u && u != two[0] && strcmp(u, two[0]) == 0 && index == 0);   /* the agent's copy */
+    orc_agent_free(a);
+    a = NULL;
+    index = 7;
+    CHECK(orc_agent_url(NULL, &index) == NULL && index == 0);
+
+    /* A program built against the header before urls (its struct ends there) keeps working:
+     * init writes nothing past its struct_size, and new reads nothing past it. */
+    const size_t old_size = offsetof(orc_agent_options_t, urls);
+    orc_agent_options_t old;
+    memset(&old, 0xee, sizeof old);
+    CHECK_OK(orc_agent_options_init_sized(&old, old_size));
+    CHECK(old.struct_size == old_size && old.tls_verify == 1 && old.max_concurrency == 1 && old.url == NULL);
+    int untouched = 1;
+    for (size_t i = old_size; i < sizeof old; i++) untouched &= ((unsigned char *)&old)[i] == 0xee;
+    CHECK(untouched);
+    CHECK_RC(orc_agent_options_init_sized(&old, old_size - 1), ORC_EINVAL);
+    old.url = two[1];
+    old.agent_id = "a1";
+    old.key_id = "k1";
+    old.secret = (const uint8_t *)SECRET;
+    old.secret_len = strlen(SECRET);
+    CHECK_OK(orc_agent_new(rt, &old, &a));   /* urls, url_count: 0xee bytes, not read */
+    u = orc_agent_url(a, &index);
+    CHECK(u && strcmp(u, two[1]) == 0 && index == 0);
+    orc_agent_free(a);
+    a = NULL;
+    old.struct_size = old_size - 1;
+    CHECK_RC(orc_agent_new(rt, &old, &a), ORC_EINVAL);
+    CHECK(strstr(orc_last_error(), "orc_agent_options_init") != NULL);
+
     /* A valid agent, never started. */
     agent_options(&o, "ws://127.0.0.1:9/agent");
     CHECK_OK(orc_agent_new(rt, &o, &a));
@@ -445,15 +517,8 @@ static void test_exchange(orc_runtime_t *rt) {
         check_register(json, NULL, nonce1);
         CHECK(has(json, "\"inFlight\":[]"));
     }
-    size_t idl = 0;
-    const char *rid = env ? orc_msg_id(env, &idl) : "";
-    char buf[2048];
-    snprintf(buf, sizeof buf, "{\"id\":\"r1\",\"type\":\"agent.registered\",\"correlationId\":\"%.*s\",\"payload\":"
-             "{\"success\":true,\"agentId\":\"a1\",\"protocol\":1,\"heartbeatIntervalMs\":100,\"leaseMs\":15000,\"assignedTasks\":[]}}",
-             (int)idl, rid);
-    orc_msg_release(env);
     free(json);
-    peer_send(&p, c1, buf);
+    send_registered(&p, c1, env, 100, "[]");
     orc_agent_event_t *ev = next_event(a);
     CHECK(is_state(ev, ORC_AGENT_REGISTERED));
     orc_agent_event_free(ev);
@@ -646,12 +711,7 @@ static void test_exchange(orc_runtime_t *rt) {
     /* Nothing may come before agent.registered. */
     CHECK(peer_next(&p, 300, &conn, NULL, NULL) == EV_NONE);
 
-    rid = env ? orc_msg_id(env, &idl) : "";
-    snprintf(buf, sizeof buf, "{\"id\":\"r2\",\"type\":\"agent.registered\",\"correlationId\":\"%.*s\",\"payload\":"
-             "{\"success\":true,\"agentId\":\"a1\",\"protocol\":1,\"heartbeatIntervalMs\":60000,\"assignedTasks\":[\"t2\"]}}",
-             (int)idl, rid);
-    orc_msg_release(env);
-    peer_send(&p, c2, buf);
+    send_registered(&p, c2, env, 60000, "[\"t2\"]");
     ev = next_event(a);
     CHECK(is_state(ev, ORC_AGENT_REGISTERED));
     orc_agent_event_free(ev);
@@ -825,11 +885,192 @@ static void test_refused(orc_runtime_t *rt) {
     peer_stop(&p);
 }
 
+/* The event's url (STATE, FAILOVER) equals `want`. */
+static int url_is(const orc_agent_event_t *ev, const char *want) {
+    size_t len = 0;
+    const char *u = orc_agent_event_url(ev, &len);
+    return u && len == strlen(want) && strcmp(u, want) == 0;
+}
+
+/* Pops the next event, checks it is STATE `st` about hub `url`, frees it. */
+static void expect_state(orc_agent_t *a, orc_agent_state_t st, const char *url) {
+    orc_agent_event_t *ev = next_event(a);
+    CHECK(is_state(ev, st));
+    CHECK(url_is(ev, url));
+    if (!is_state(ev, st) || !url_is(ev, url)) {
+        const char *r = ev ? orc_agent_event_reason(ev, NULL) : NULL;
+        fprintf(stderr, "  wanted state %d at %s; got kind %d state %d url %s (%s)\n", (int)st, url, ev ? kind_of(ev) : -1,
+                ev ? (int)orc_agent_event_state(ev) : -1, ev && orc_agent_event_url(ev, NULL) ? orc_agent_event_url(ev, NULL) : "-",
+                r ? r : "");
+    }
+    orc_agent_event_free(ev);
+}
+
+/* Pops the next event, checks it is FAILOVER from `from` to `to`, frees it. */
+static void expect_failover(orc_agent_t *a, const char *from, const char *to, const char *why) {
+    orc_agent_event_t *ev = next_event(a);
+    CHECK(ev && kind_of(ev) == ORC_AGENT_EVENT_FAILOVER);
+    CHECK(url_is(ev, to));
+    const char *r = ev ? orc_agent_event_reason(ev, NULL) : NULL;
+    char next[128];
+    snprintf(next, sizeof next, "; next: %s", to);
+    CHECK(r && strncmp(r, from, strlen(from)) == 0 && strstr(r, why) != NULL && strstr(r, next) != NULL);
+    if (!r || strstr(r, why) == NULL) fprintf(stderr, "  failover reason: %s\n", r ? r : "(none)");
+    CHECK(ev && orc_agent_event_task_id(ev, NULL) == NULL && orc_agent_event_attempt(ev) == 0);
+    orc_agent_event_free(ev);
+}
+
+/* Checks the agent's hub now. */
+static void check_url(orc_agent_t *a, const char *want, size_t want_index) {
+    size_t index = 99;
+    const char *u = orc_agent_url(a, &index);
+    CHECK(u && strcmp(u, want) == 0 && index == want_index);
+}
+
+/* Failover: an agent of three hub URLs (peers A and B, and a port nobody listens on) moves
+ * round robin. A drops the connection: the agent goes to B (not back to A, which still
+ * listens), re-registers with its tasks in flight; B keeps t1 and cancels t2 as a hub does
+ * (task.cancel before agent.registered). What the agent sent meanwhile reaches B after
+ * agent.registered, in order and once: t1's chunks and result, nothing of t2's. Then B drops
+ * it: the next URL refuses the connection, and the agent is back with A, the first. */
+static void test_failover(orc_runtime_t *rt) {
+    peer_t pa, pb;
+    peer_start(rt, &pa);
+    peer_start(rt, &pb);
+    char ua[64], ub[64];
+    const char *dead = "ws://127.0.0.1:9/agent";   /* discard: nobody listens on it here */
+    snprintf(ua, sizeof ua, "ws://127.0.0.1:%u/agent", orc_server_port(pa.server));
+    snprintf(ub, sizeof ub, "ws://127.0.0.1:%u/agent", orc_server_port(pb.server));
+    const char *urls[] = {ua, ub, dead};
+    orc_agent_options_t o;
+    agent_options(&o, NULL);
+    o.urls = urls;
+    o.url_count = 3;
+    orc_agent_t *a = NULL;
+    CHECK_OK(orc_agent_new(rt, &o, &a));
+    check_url(a, ua, 0);
+    CHECK_OK(orc_agent_start(a));
+
+    /* 1. Registered with A, the first URL; t1 and t2 assigned; a chunk of t1 goes out live. */
+    uint64_t ca = expect_open(&pa);
+    orc_msg_t *env = NULL;
+    char *json = expect(&pa, ca, "agent.register", &env);
+    CHECK(has(json, "\"inFlight\":[]"));
+    free(json);
+    send_registered(&pa, ca, env, 60000, "[]");
+    expect_state(a, ORC_AGENT_REGISTERED, ua);
+    check_url(a, ua, 0);
+    peer_send(&pa, ca, "{\"id\":\"m1\",\"type\":\"task.assign\",\"payload\":{\"taskId\":\"t1\",\"attempt\":1,\"task\":{}}}");
+    peer_send(&pa, ca, "{\"id\":\"m2\",\"type\":\"task.assign\",\"payload\":{\"taskId\":\"t2\",\"attempt\":3,\"task\":{}}}");
+    orc_agent_event_t *ev = next_event(a);
+    CHECK(is_task_event(ev, ORC_AGENT_EVENT_TASK, "t1", 1));
+    orc_agent_event_free(ev);
+    ev = next_event(a);
+    CHECK(is_task_event(ev, ORC_AGENT_EVENT_TASK, "t2", 3));
+    orc_agent_event_free(ev);
+    CHECK_OK(orc_agent_stream(a, "t1", 1, "stdout", (const uint8_t *)"c0", 2));
+    json = expect(&pa, ca, "task.stream", NULL);
+    if (json) check_stream(json, "t1", 0, "stdout", "c0");
+    free(json);
+
+    /* 2. A drops the connection: DISCONNECTED from A, then FAILOVER to B. What the agent sends
+     * now waits in its outbox. */
+    CHECK_OK(orc_server_close_connection(pa.server, ca, 1001, "hub going away"));
+    expect_state(a, ORC_AGENT_DISCONNECTED, ua);
+    expect_failover(a, ua, ub, "1001");
+    CHECK_OK(orc_agent_stream(a, "t1", 1, "stdout", (const uint8_t *)"c1", 2));
+    CHECK_OK(orc_agent_stream(a, "t2", 3, "stdout", (const uint8_t *)"lost", 4));
+    CHECK_OK(orc_agent_stream(a, "t1", 1, "stderr", (const uint8_t *)"c2", 2));
+    CHECK_OK(orc_agent_progress(a, "t2", 3, 10.0, NULL));
+
+    /* 3. B: the registration lists both attempts; nothing else before agent.registered. */
+    uint64_t conn = 0;
+    CHECK(peer_next(&pa, 10000, &conn, NULL, NULL) == EV_CLOSE && conn == ca);
+    uint64_t cb = expect_open(&pb);
+    env = NULL;
+    json = expect(&pb, cb, "agent.register", &env);
+    if (json) check_register(json, NULL, NULL);
+    CHECK(has(json, "\"inFlight\":[{\"taskId\":\"t1\",\"attempt\":1},{\"taskId\":\"t2\",\"attempt\":3}]"));
+    if (json && !has(json, "\"inFlight\":[{")) fprintf(stderr, "  register: %s\n", json);
+    free(json);
+    expect_state(a, ORC_AGENT_CONNECTING, ub);
+    check_url(a, ub, 1);
+    CHECK_OK(orc_agent_stream(a, "t1", 1, "stdout", (const uint8_t *)"c3", 2));   /* still waits */
+    CHECK(peer_next(&pb, 300, &conn, NULL, NULL) == EV_NONE);
+    CHECK(peer_next(&pa, 0, &conn, NULL, NULL) == EV_NONE);   /* A, still listening, was not tried */
+
+    /* 4. B keeps t1 and cancels t2 (it never leased t2 to this agent). */
+    peer_send(&pb, cb, "{\"id\":\"x2\",\"type\":\"task.cancel\",\"payload\":{\"taskId\":\"t2\",\"attempt\":3,"
+                       "\"reason\":\"re-assigned while this agent was away\"}}");
+    send_registered(&pb, cb, env, 60000, "[\"t1\"]");
+    ev = next_event(a);
+    CHECK(is_task_event(ev, ORC_AGENT_EVENT_CANCEL, "t2", 3));
+    const char *r = ev ? orc_agent_event_reason(ev, NULL) : NULL;
+    CHECK(r && strcmp(r, "re-assigned while this agent was away") == 0);
+    orc_agent_event_free(ev);
+    expect_state(a, ORC_AGENT_REGISTERED, ub);
+    CHECK_RC(orc_agent_stream(a, "t2", 3, "stdout", (const uint8_t *)"x", 1), ORC_ENOTFOUND);
+    /* t1 goes on: a live chunk, then its result. */
+    CHECK_OK(orc_agent_stream(a, "t1", 1, "stdout", (const uint8_t *)"c4", 2));
+    CHECK_OK(orc_agent_result(a, "t1", 1, 1, "{\"exitCode\":0}", NULL));
+    /* A new task on B, so that "nothing more of t1" is seen by what comes next. */
+    peer_send(&pb, cb, "{\"id\":\"m3\",\"type\":\"task.assign\",\"payload\":{\"taskId\":\"t3\",\"attempt\":1,\"task\":{}}}");
+    ev = next_event(a);
+    CHECK(is_task_event(ev, ORC_AGENT_EVENT_TASK, "t3", 1));
+    orc_agent_event_free(ev);
+    CHECK_OK(orc_agent_accept(a, "t3", 1));
+
+    static const struct { const char *type, *data; long long seq; } want[] = {
+        {"stdout", "c1", 1}, {"stderr", "c2", 2}, {"stdout", "c3", 3}, {"stdout", "c4", 4}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        json = expect(&pb, cb, "task.stream", NULL);
+        if (json) check_stream(json, "t1", want[i].seq, want[i].type, want[i].data);
+        free(json);
+    }
+    json = expect(&pb, cb, "task.result", NULL);
+    CHECK(has(json, "\"taskId\":\"t1\"") && has(json, "\"success\":true") && has(json, "\"result\":{\"exitCode\":0}"));
+    free(json);
+    json = expect(&pb, cb, "task.accepted", NULL);   /* t2's "lost" and progress never come */
+    CHECK(has(json, "\"taskId\":\"t3\""));
+    free(json);
+
+    /* 5. B drops it: the third URL refuses the connection, and the agent wraps round to A. */
+    CHECK_OK(orc_server_close_connection(pb.server, cb, 1011, "hub crashed"));
+    expect_state(a, ORC_AGENT_DISCONNECTED, ub);
+    expect_failover(a, ub, dead, "1011");
+    expect_failover(a, dead, ua, "cannot connect");
+    CHECK(peer_next(&pb, 10000, &conn, NULL, NULL) == EV_CLOSE && conn == cb);
+    uint64_t ca2 = expect_open(&pa);
+    env = NULL;
+    json = expect(&pa, ca2, "agent.register", &env);
+    CHECK(has(json, "\"inFlight\":[{\"taskId\":\"t3\",\"attempt\":1}]"));
+    free(json);
+    expect_state(a, ORC_AGENT_CONNECTING, ua);
+    send_registered(&pa, ca2, env, 60000, "[\"t3\"]");
+    expect_state(a, ORC_AGENT_REGISTERED, ua);
+    check_url(a, ua, 0);
+    CHECK_OK(orc_agent_result(a, "t3", 1, 1, NULL, NULL));
+    json = expect(&pa, ca2, "task.result", NULL);
+    CHECK(has(json, "\"taskId\":\"t3\""));
+    free(json);
+    CHECK(peer_next(&pb, 0, &conn, NULL, NULL) == EV_NONE);
+
+    /* 6. Close: CLOSED about A is the last event; no failover after it. */
+    CHECK_OK(orc_agent_close(a));
+    CHECK(peer_next(&pa, 10000, &conn, NULL, NULL) == EV_CLOSE && conn == ca2);
+    expect_state(a, ORC_AGENT_CLOSED, ua);
+    CHECK_RC(orc_agent_next_event(a, 1000, &ev), ORC_ECLOSED);
+    orc_agent_free(a);
+    peer_stop(&pa);
+    peer_stop(&pb);
+}
+
 int main(void) {
     orc_runtime_t *rt = NULL;
     CHECK_OK(orc_runtime_new(NULL, &rt));
     test_arguments(rt);
     test_exchange(rt);
+    test_failover(rt);
     test_refused(rt);
     orc_runtime_free(rt);
     return orc_test_finish("test_agent");

@@ -454,8 +454,13 @@ export type AgentState = 'connecting' | 'registered' | 'disconnected' | 'failed'
 // END generated: AgentState
 
 export interface AgentOptions {
-  /** The hub's agent endpoint: 'ws://127.0.0.1:7420/agent' or 'wss://...'. */
-  url: string;
+  /** The hub's agent endpoint: 'ws://127.0.0.1:7420/agent' or 'wss://...'. Required unless
+   *  `urls` is given. */
+  url?: string;
+  /** Several hubs' agent endpoints (instead of `url`): the agent starts with the first and,
+   *  when a connection is lost or cannot be made, moves to the next (after the last, the first
+   *  again), re-registering with its tasks in flight ('failover' events). */
+  urls?: string[];
   agentId: string;
   /** The hub's name for the shared secret. */
   keyId: string;
@@ -554,7 +559,12 @@ export class Agent extends EventEmitter {
   /** Throws ORC_EINVAL for a missing or bad option, ORC_EIO for a CA file that cannot be read. */
   constructor(options: AgentOptions);
   readonly agentId: string;
+  /** The hub URLs in the order they are tried (`[url]` for one hub). */
+  readonly urls: readonly string[];
+  /** The hub the agent is connected to, or is connecting to or will try next. */
   readonly url: string;
+  /** The position of `url` in `urls`. */
+  readonly urlIndex: number;
   readonly state: AgentState;
   /** Why the agent last disconnected or failed. */
   readonly reason: string;
@@ -570,12 +580,14 @@ export class Agent extends EventEmitter {
   on(event: 'task', listener: (task: AgentTask) => void): this;
   on(event: 'cancel', listener: (task: AgentTask, reason: string) => void): this;
   on(event: 'input', listener: (task: AgentTask, text: string) => void): this;
-  on(event: 'state', listener: (state: AgentState, reason: string, code: string | null) => void): this;
+  on(event: 'state', listener: (state: AgentState, reason: string, code: string | null, url: string) => void): this;
+  on(event: 'failover', listener: (url: string, reason: string) => void): this;
   on(event: 'error', listener: (err: HubError) => void): this;
   once(event: 'registered' | 'close', listener: () => void): this;
   once(event: 'task', listener: (task: AgentTask) => void): this;
   once(event: 'cancel', listener: (task: AgentTask, reason: string) => void): this;
   once(event: 'input', listener: (task: AgentTask, text: string) => void): this;
-  once(event: 'state', listener: (state: AgentState, reason: string, code: string | null) => void): this;
+  once(event: 'state', listener: (state: AgentState, reason: string, code: string | null, url: string) => void): this;
+  once(event: 'failover', listener: (url: string, reason: string) => void): this;
   once(event: 'error', listener: (err: HubError) => void): this;
 }

@@ -1,11 +1,12 @@
 /*
  * agent: an orchestra agent that runs shell commands.
  *
- *   agent [--url URL] [--agent-id ID] [--key-id KEY] [--secret SECRET]
+ *   agent [--url URL[,URL...]] [--agent-id ID] [--key-id KEY] [--secret SECRET]
  *         [--capability NAME]... [--max-concurrency N]
  *
  * Defaults come from the environment: ORC_HUB_URL (the hub, ws://127.0.0.1:7420; the agent
- * connects to its /agent), ORC_AGENT_ID (agent-<hostname>), ORC_KEY_ID, ORC_AGENT_SECRET (hex,
+ * connects to its /agent; several hubs separated by commas are tried round robin when one goes
+ * away), ORC_AGENT_ID (agent-<hostname>), ORC_KEY_ID, ORC_AGENT_SECRET (hex,
  * as `orchestra-hub key add` prints it), ORC_AGENT_CAPABILITIES (comma separated, "shell") and
  * ORC_MAX_CONCURRENCY (4).
  *
@@ -144,6 +145,8 @@ static void on_task(const orc_agent_event_t *ev, int max_concurrency) {
 }
 
 static void on_cancel(const orc_agent_event_t *ev) {
+    const char *reason = orc_agent_event_reason(ev, NULL);
+    fprintf(stderr, "agent: task %s cancelled (%s)\n", orc_agent_event_task_id(ev, NULL), reason ? reason : "");
     pthread_mutex_lock(&lock);
     task_t *t = find_task(orc_agent_event_task_id(ev, NULL), orc_agent_event_attempt(ev));
     if (t) {
@@ -168,7 +171,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--capability") == 0 && next && ncaps < 16) caps[ncaps++] = argv[++i];
         else if (strcmp(argv[i], "--max-concurrency") == 0 && next) max_concurrency = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: agent [--url URL] [--agent-id ID] [--key-id KEY] [--secret SECRET]\n"
+            fprintf(stderr, "usage: agent [--url URL[,URL...]] [--agent-id ID] [--key-id KEY] [--secret SECRET]\n"
                             "             [--capability NAME]... [--max-concurrency N]\n");
             return 2;
         }
@@ -209,14 +212,26 @@ int main(int argc, char **argv) {
     }
     orc_agent_options_t o;
     orc_agent_options_init(&o);
-    /* ORC_HUB_URL is the hub's base URL (ws://127.0.0.1:7420); agents connect to its /agent. */
-    char full_url[1024];
-    const char *base = url ? url : "ws://127.0.0.1:7420";
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/') bl--;
-    int has_path = bl >= 6 && strncmp(base + bl - 6, "/agent", 6) == 0;
-    snprintf(full_url, sizeof full_url, "%.*s%s", (int)bl, base, has_path ? "" : "/agent");
-    o.url = full_url;
+    /* ORC_HUB_URL (or --url) is the hub's base URL, ws://127.0.0.1:7420, or several separated
+     * by commas (tried round robin); agents connect to their /agent. */
+    static char list[4096], full_urls[8][1024];
+    const char *urls[8];
+    size_t nurls = 0;
+    snprintf(list, sizeof list, "%s", url ? url : "ws://127.0.0.1:7420");
+    for (char *tok = strtok(list, ", "); tok && nurls < 8; tok = strtok(NULL, ", ")) {
+        size_t bl = strlen(tok);
+        while (bl > 0 && tok[bl - 1] == '/') bl--;
+        int has_path = bl >= 6 && strncmp(tok + bl - 6, "/agent", 6) == 0;
+        snprintf(full_urls[nurls], sizeof full_urls[nurls], "%.*s%s", (int)bl, tok, has_path ? "" : "/agent");
+        urls[nurls] = full_urls[nurls];
+        nurls++;
+    }
+    if (nurls == 0) {
+        fprintf(stderr, "agent: no hub URL in --url/ORC_HUB_URL\n");
+        return 2;
+    }
+    o.urls = urls;
+    o.url_count = nurls;
     o.agent_id = id;
     o.capabilities = caps;
     o.capabilities_count = ncaps;
@@ -261,6 +276,11 @@ int main(int argc, char **argv) {
             const char *reason = orc_agent_event_reason(ev, NULL);
             fprintf(stderr, "agent: %s (%s)\n", names[orc_agent_event_state(ev)], reason ? reason : "");
             if (orc_agent_event_state(ev) == ORC_AGENT_FAILED) exit_code = 1;
+            break;
+        }
+        case ORC_AGENT_EVENT_FAILOVER: {
+            const char *reason = orc_agent_event_reason(ev, NULL);
+            fprintf(stderr, "agent: failing over to %s (%s)\n", orc_agent_event_url(ev, NULL), reason ? reason : "");
             break;
         }
         default: break;   /* input, errors: this agent has no use for them */

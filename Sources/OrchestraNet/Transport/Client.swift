@@ -78,6 +78,8 @@ public struct ClientOptions: Sendable {
     public var reconnect = false
     /// Full-jitter exponential backoff: attempt n waits a random time in
     /// [0, min(max, initial * 2^n)] (RFC 6455 section 7.2.3 asks for a random first delay).
+    /// A client of several URLs counts its attempts across them: the backoff grows while no
+    /// URL answers and starts again once a connection opens.
     public var reconnectInitialDelayMs: UInt64 = 100
     public var reconnectMaxDelayMs: UInt64 = 30_000
     /// Attempts in a row before giving up (0: no limit).
@@ -98,18 +100,30 @@ public protocol ClientHandler: WebSocketHandler {
     /// The client's state changed; `reason` says why (the last error when reconnecting or
     /// closed after a failure, empty otherwise).
     func stateChanged(_ client: Client, _ state: ClientState, reason: String)
+    /// A client of several URLs moves on: its next attempt goes to `urls[to]` because the
+    /// connection to, or the attempt at, `urls[from]` failed (`reason`). Called after the
+    /// `reconnecting` state change that reports the failure, before the backoff delay.
+    func urlChanged(_ client: Client, from: Int, to: Int, reason: String)
 }
 
 public extension ClientHandler {
     func stateChanged(_ client: Client, _ state: ClientState, reason: String) {}
+    func urlChanged(_ client: Client, from: Int, to: Int, reason: String) {}
 }
 
 /// A WebSocket client (RFC 6455) that connects by URL, reconnects with backoff and buffers
 /// what is sent while it is offline. Any thread may call its methods; the handler runs on the
 /// I/O thread.
+///
+/// Several URLs (endpoints of one service, e.g. hubs that share a database) are tried round
+/// robin: the first attempt goes to `urls[0]`; after an attempt fails or an open connection is
+/// lost, the next attempt (after the usual backoff delay) goes to the next URL, and after the
+/// last one to `urls[0]` again. A URL whose connection stays open is kept: the client goes
+/// back to the first URL only by going round the list, never because the first one is back.
 public final class Client: ConnectionOwner, @unchecked Sendable {
     public let runtime: Runtime
-    public let url: WebSocketURL
+    /// The URLs in the order they are tried (one for a client of one URL).
+    public let urls: [WebSocketURL]
     public let options: ClientOptions
     /// `options.websocket`, shared by every connection.
     let settings: SharedWebSocketOptions
@@ -130,6 +144,9 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
     var started = false
     var attemptSerial: UInt64 = 0
     var jitter = SplitMix(seed: monotonicNanos())
+    /// The index into `urls` of the open connection, or of the attempt in progress or next.
+    /// Changed on the I/O thread only; read from any thread.
+    let urlIndexShared = Atomic<Int>(0)
 
     // Shared state under `lock`: what `send` sees.
     let lock = PthreadMutex()
@@ -140,10 +157,18 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
     let stateShared = Atomic<Int32>(ClientState.connecting.rawValue)
     let reconnects = Counter()
 
-    public init(runtime: Runtime, url: String, options: ClientOptions, handler: ClientHandler) throws(OrchestraError) {
+    public convenience init(runtime: Runtime, url: String, options: ClientOptions, handler: ClientHandler) throws(OrchestraError) {
+        try self.init(runtime: runtime, urls: [url], options: options, handler: handler)
+    }
+
+    /// A client of several URLs, tried round robin (see the type's documentation); `.invalidArgument`
+    /// for an empty list or a bad URL (the message names it).
+    public init(runtime: Runtime, urls: [String], options: ClientOptions, handler: ClientHandler) throws(OrchestraError) {
         try options.websocket.validate()
-        let u = try WebSocketURL(url)
-        if !u.secure {
+        guard !urls.isEmpty else { throw OrchestraError(.invalidArgument, "no URL to connect to") }
+        var parsed: [WebSocketURL] = []
+        for s in urls { parsed.append(try WebSocketURL(s)) }
+        if !parsed.contains(where: \.secure) {
             tlsContext = nil
         } else if let t = options.tls {
             tlsContext = t
@@ -157,11 +182,13 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
         hc.subprotocols = options.subprotocols
         hc.perMessageDeflate = options.websocket.perMessageDeflate
         hc.headers = options.headers
-        do { _ = try ClientHandshake(host: u.hostHeader, target: u.target, hc) } catch {
-            throw OrchestraError(.invalidArgument, "cannot build the handshake: \(error.message)")
+        for u in parsed {
+            do { _ = try ClientHandshake(host: u.hostHeader, target: u.target, hc) } catch {
+                throw OrchestraError(.invalidArgument, "cannot build the handshake: \(error.message)")
+            }
         }
         self.runtime = runtime
-        self.url = u
+        self.urls = parsed
         self.options = options
         settings = SharedWebSocketOptions(options.websocket)
         self.handler = handler
@@ -169,6 +196,10 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
     }
 
     public var state: ClientState { ClientState(rawValue: stateShared.load(ordering: .relaxed)) ?? .closed }
+    /// The index into `urls` of the open connection, or of the attempt in progress or next.
+    public var urlIndex: Int { urlIndexShared.load(ordering: .relaxed) }
+    /// `urls[urlIndex]`.
+    public var url: WebSocketURL { urls[urlIndex] }
     /// Reconnections made (attempts after the first).
     public var reconnectCount: UInt64 { reconnects.value }
     /// The open connection's counters (zero when none is open).
@@ -319,7 +350,7 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
         c.path = String(url.target.prefix { $0 != "?" })
         c.attach(h)
         c.handshakeDeadline = 0   // the attempt deadline covers it
-        if let ctx = tlsContext {
+        if url.secure, let ctx = tlsContext {
             do {
                 c.tls = try TLSSession(context: ctx, serverName: url.host)
             } catch {
@@ -363,6 +394,12 @@ public final class Client: ConnectionOwner, @unchecked Sendable {
         reconnects.add(1)
         retryAt = monotonicMillis() + Swift.max(delay, 1)
         setState(.reconnecting, reason)
+        if urls.count > 1 {
+            let from = urlIndexShared.load(ordering: .relaxed)
+            let to = (from + 1) % urls.count
+            urlIndexShared.store(to, ordering: .relaxed)
+            handler.urlChanged(self, from: from, to: to, reason: reason)
+        }
     }
 
     private func finishClosed(_ reason: String) {

@@ -38,7 +38,7 @@ const enums = Object.freeze({
   orc_metrics_format_t: Object.freeze({ prefix: 'ORC_METRICS_', values: Object.freeze({ PROMETHEUS: 0, JSON: 1 }) }),
   orc_slow_consumer_t: Object.freeze({ prefix: 'ORC_SLOW_CONSUMER_', values: Object.freeze({ CLOSE_1008: 0, CLOSE_1013: 1, DROP: 2 }) }),
   orc_client_state_t: Object.freeze({ prefix: 'ORC_CLIENT_', values: Object.freeze({ CONNECTING: 0, OPEN: 1, RECONNECTING: 2, CLOSING: 3, CLOSED: 4 }) }),
-  orc_agent_event_kind_t: Object.freeze({ prefix: 'ORC_AGENT_EVENT_', values: Object.freeze({ TASK: 1, CANCEL: 2, INPUT: 3, STATE: 4, ERROR: 5 }) }),
+  orc_agent_event_kind_t: Object.freeze({ prefix: 'ORC_AGENT_EVENT_', values: Object.freeze({ TASK: 1, CANCEL: 2, INPUT: 3, STATE: 4, ERROR: 5, FAILOVER: 6 }) }),
   orc_agent_state_t: Object.freeze({ prefix: 'ORC_AGENT_', values: Object.freeze({ CONNECTING: 0, REGISTERED: 1, DISCONNECTED: 2, FAILED: 3, CLOSED: 4 }) }),
 });
 
@@ -103,6 +103,7 @@ const constants = Object.freeze({
   ORC_AGENT_EVENT_INPUT: 3,
   ORC_AGENT_EVENT_STATE: 4,
   ORC_AGENT_EVENT_ERROR: 5,
+  ORC_AGENT_EVENT_FAILOVER: 6,
   ORC_AGENT_CONNECTING: 0,
   ORC_AGENT_REGISTERED: 1,
   ORC_AGENT_DISCONNECTED: 2,

@@ -835,7 +835,7 @@ const ag = native._agent;
 // Event kinds and states of orc_agent_event_kind_t / orc_agent_state_t.
 const {
   ORC_AGENT_EVENT_TASK: AG_TASK, ORC_AGENT_EVENT_CANCEL: AG_CANCEL, ORC_AGENT_EVENT_INPUT: AG_INPUT,
-  ORC_AGENT_EVENT_STATE: AG_STATE, ORC_AGENT_EVENT_ERROR: AG_ERROR,
+  ORC_AGENT_EVENT_STATE: AG_STATE, ORC_AGENT_EVENT_ERROR: AG_ERROR, ORC_AGENT_EVENT_FAILOVER: AG_FAILOVER,
 } = abi.constants;
 const AGENT_STATES = lowerNames('orc_agent_state_t');
 
@@ -983,16 +983,26 @@ class AgentTask extends EventEmitter {
 }
 
 /** An agent of a hub (docs/protocol.md): registers with a signed agent.register, reconnects,
- *  sends heartbeats; the protocol runs in the library. Events: 'registered', 'task' (task),
- *  'cancel' (task, reason), 'input' (task, text), 'state' (state, reason, code), 'error'
- *  (HubError; without a listener it becomes a process warning), 'close'. `for await (const
- *  task of agent.tasks())` yields the tasks until the agent is closed. */
+ *  sends heartbeats; the protocol runs in the library. `url` is one hub's URL, or `urls` those
+ *  of several hubs sharing one database: the agent starts with the first and, when a
+ *  connection is lost or cannot be made, moves to the next (after the last, the first again),
+ *  re-registering with its tasks in flight. Events: 'registered', 'task' (task), 'cancel'
+ *  (task, reason), 'input' (task, text), 'state' (state, reason, code, url), 'failover' (url,
+ *  reason: the agent moves to that hub), 'error' (HubError; without a listener it becomes a
+ *  process warning), 'close'. `for await (const task of agent.tasks())` yields the tasks
+ *  until the agent is closed. */
 class Agent extends EventEmitter {
   constructor(options) {
     super();
     if (options === null || typeof options !== 'object') throw invalid('Agent options must be an object');
     const o = nativeOptions(options, 'Agent');
-    for (const key of ['url', 'agentId', 'keyId']) {
+    if (o.urls !== undefined) {
+      if (!Array.isArray(o.urls) || o.urls.length === 0 || !o.urls.every((u) => typeof u === 'string')) {
+        throw invalid('urls must be a non-empty array of strings');
+      }
+      if (o.url !== undefined) throw invalid('set url or urls, not both');
+    }
+    for (const key of o.urls === undefined ? ['url', 'agentId', 'keyId'] : ['agentId', 'keyId']) {
       if (typeof o[key] !== 'string') throw invalid(`${key} must be a string`);
     }
     if (o.capabilities !== undefined && !Array.isArray(o.capabilities)) {
@@ -1005,7 +1015,8 @@ class Agent extends EventEmitter {
     }
     delete o.metadata;
     this.agentId = o.agentId;
-    this.url = o.url;
+    /** The hub URLs, in the order they are tried. */
+    this.urls = Object.freeze(o.urls === undefined ? [o.url] : [...o.urls]);
     this.reason = '';
     this._tasks = new EventChannel();
     this._failure = null;
@@ -1022,10 +1033,21 @@ class Agent extends EventEmitter {
     return AGENT_STATES[ag.agentState(this._h)] ?? 'closed';
   }
 
+  /** The position in `urls` of the hub the agent is connected to, or is connecting to or will
+   *  try next (orc_agent_url). */
+  get urlIndex() {
+    return ag.agentUrlIndex(this._h);
+  }
+
+  /** urls[urlIndex]. */
+  get url() {
+    return this.urls[this.urlIndex];
+  }
+
   // From the addon: `task` is the AgentTask of the event's attempt, which the library carries
   // for it (orc_agent_event_set_task_data: the tasks in flight are the library's, not a map
   // here); a TASK event returns the AgentTask it makes.
-  _event(kind, state, attempt, taskId, taskJson, paramsJson, input, reason, code, payloadJson, task) {
+  _event(kind, state, attempt, taskId, taskJson, paramsJson, input, reason, code, payloadJson, url, task) {
     switch (kind) {
       case AG_TASK: {
         const made = new AgentTask(this, taskId, attempt, taskJson, paramsJson, payloadJson);
@@ -1048,7 +1070,7 @@ class Agent extends EventEmitter {
       case AG_STATE: {
         const s = AGENT_STATES[state] ?? 'closed';
         if (s === 'disconnected' || s === 'failed') this.reason = reason ?? '';
-        this.emit('state', s, reason ?? '', code);
+        this.emit('state', s, reason ?? '', code, url);
         if (s === 'registered') {
           const waiters = this._startWaiters;
           this._startWaiters = [];
@@ -1073,6 +1095,9 @@ class Agent extends EventEmitter {
         else process.emitWarning(`orchestra Agent ${this.agentId}: the hub answered ${err.message}`, 'HubError');
         break;
       }
+      case AG_FAILOVER:
+        this.emit('failover', url, reason ?? '');
+        break;
       default:
         break;
     }

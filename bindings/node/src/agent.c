@@ -28,7 +28,7 @@
 static const napi_type_tag tag_agent = {0x6f72636167656e74ULL, 0x4d1f93b7a2c6e058ULL};
 
 /* The string fields of an event, in the order dispatch receives them. */
-enum { F_TASK_ID, F_TASK_JSON, F_PARAMS_JSON, F_INPUT, F_REASON, F_CODE, F_PAYLOAD_JSON, F_COUNT };
+enum { F_TASK_ID, F_TASK_JSON, F_PARAMS_JSON, F_INPUT, F_REASON, F_CODE, F_PAYLOAD_JSON, F_URL, F_COUNT };
 
 /* Not a kind of the library's: the library let go of a task slot. */
 #define AEV_RELEASE 0
@@ -96,6 +96,7 @@ static void on_event(void *ud, orc_agent_t *agent, const orc_agent_event_t *ev) 
     s[F_REASON] = orc_agent_event_reason(ev, &n[F_REASON]);
     s[F_CODE] = orc_agent_event_code(ev, &n[F_CODE]);
     s[F_PAYLOAD_JSON] = orc_agent_event_payload_json(ev, &n[F_PAYLOAD_JSON]);
+    s[F_URL] = orc_agent_event_url(ev, &n[F_URL]);
     for (int i = 0; i < F_COUNT; i++)
         if (s[i]) total += n[i];
     aev *e = malloc(sizeof *e + total + 1);
@@ -150,7 +151,7 @@ static void release_slot(napi_env env, task_slot *slot) {
 }
 
 /* JS thread: dispatch(kind, state, attempt, taskId, taskJson, paramsJson, input, reason, code,
- * payloadJson, task), absent strings as null, task the attempt's AgentTask (undefined when
+ * payloadJson, url, task), absent strings as null, task the attempt's AgentTask (undefined when
  * none). For a TASK event dispatch returns the new AgentTask, which the slot then holds. */
 static void aev_deliver(napi_env env, pump *p, napi_value fn, pump_item *it) {
     aev *e = (aev *)it;
@@ -219,7 +220,7 @@ static bool arg_attempt(napi_env env, napi_value v, uint32_t *out) {
 
 /* ----------------------------------------------------------------------------- new */
 
-/* agentNew(options, dispatch) -> external. options: url, agentId, keyId, secret (bytes), name,
+/* agentNew(options, dispatch) -> external. options: url or urls (an array), agentId, keyId, secret (bytes), name,
  * version, capabilities, metadataJson, maxConcurrency, requestTimeout, connectTimeout,
  * reconnectInitialDelay, reconnectMaxDelay (ms), tlsCa, tlsVerify, runtime. */
 static napi_value agent_new(napi_env env, napi_callback_info info) {
@@ -241,6 +242,7 @@ static napi_value agent_new(napi_env env, napi_callback_info info) {
     orc_node_bytes secret = {0};
     napi_value sv;
     bool ok = opt_str(env, &pool, o, "url", &ao.url) &&
+              opt_strs(env, &pool, o, "urls", (const char ***)&ao.urls, &ao.url_count) &&
               opt_str(env, &pool, o, "agentId", &ao.agent_id) &&
               opt_str(env, &pool, o, "keyId", &ao.key_id) &&
               opt_str(env, &pool, o, "name", &ao.name) &&
@@ -401,15 +403,31 @@ TASK_FN(agent_worker_status, 5, {
     rc = orc_agent_worker_status(c->agent, task_id, attempt, status, message);
 })
 
-static napi_value agent_state(napi_env env, napi_callback_info info) {
+/* A number about the agent, read(agent) (the library object; NULL once freed, which the
+ * library's getters answer for). */
+static napi_value agent_number(napi_env env, napi_callback_info info, uint32_t (*read)(const orc_agent_t *)) {
     size_t argc = 1;
     napi_value argv[1], v;
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     agent_ctx *c = get_agent(env, argc ? argv[0] : NULL, false);
     if (!c) return NULL;
-    NAPI_CALL(env, napi_create_int32(env, c->agent ? (int)orc_agent_state(c->agent) : ORC_AGENT_CLOSED, &v));
+    NAPI_CALL(env, napi_create_uint32(env, read(c->agent), &v));
     return v;
 }
+
+static uint32_t read_state(const orc_agent_t *a) { return (uint32_t)orc_agent_state(a); }
+
+static uint32_t read_url_index(const orc_agent_t *a) {
+    size_t index = 0;
+    orc_agent_url(a, &index);
+    return (uint32_t)index;
+}
+
+/* agentState(h) -> an orc_agent_state_t value (closed once freed). */
+static napi_value agent_state(napi_env env, napi_callback_info info) { return agent_number(env, info, read_state); }
+
+/* agentUrlIndex(h) -> the position in the agent's URLs of the hub it is with (orc_agent_url). */
+static napi_value agent_url_index(napi_env env, napi_callback_info info) { return agent_number(env, info, read_url_index); }
 
 static napi_value agent_free_js(napi_env env, napi_callback_info info) {
     size_t argc = 1;
@@ -443,6 +461,7 @@ napi_value orc_node_init_agent(napi_env env, napi_value exports, orc_node_env *d
     (void)d;   /* its agents are freed with the environment's other objects (ws.c's cleanup) */
     napi_property_descriptor fns[] = {
         FN("agentNew", agent_new), FN("agentStart", agent_start), FN("agentState", agent_state),
+        FN("agentUrlIndex", agent_url_index),
         FN("agentClose", agent_close), FN("agentFree", agent_free_js), FN("agentSetRef", agent_set_ref),
         FN("accept", agent_accept), FN("reject", agent_reject), FN("progress", agent_progress),
         FN("stream", agent_stream), FN("result", agent_result), FN("workerOutput", agent_worker_output),

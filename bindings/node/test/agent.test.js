@@ -39,6 +39,7 @@ class FakeHub {
     this.ws = null;
     this.path = null;
     this.assignedOnRegister = null;   // null: every inFlight task stays the agent's
+    this.hold = null;                 // a Promise: agent.registered waits for it
   }
 
   async listen() {
@@ -82,12 +83,16 @@ class FakeHub {
           return;
         }
         const inFlight = (p.inFlight ?? []).map((t) => t.taskId);
-        ws.send(envelope('agent.registered', {
-          success: true, agentId: p.agentId, protocol: 1, heartbeatIntervalMs: 60000, leaseMs: 15000,
-          assignedTasks: this.assignedOnRegister ?? inFlight,
-        }, env.id));
-        this.ws = ws;
-        this.registered.put(p);
+        const answer = () => {
+          ws.send(envelope('agent.registered', {
+            success: true, agentId: p.agentId, protocol: 1, heartbeatIntervalMs: 60000, leaseMs: 15000,
+            assignedTasks: this.assignedOnRegister ?? inFlight,
+          }, env.id));
+          this.ws = ws;
+          this.registered.put(p);
+        };
+        if (this.hold) this.hold.then(answer);
+        else answer();
         return;
       }
       if (env.type !== 'agent.heartbeat') this.inbox.put(env);
@@ -299,6 +304,96 @@ test('reconnects listing the tasks in flight; a re-assigned task is cancelled', 
   keep.result();
   assert.equal((await hub.next('task.result')).payload.taskId, 'keep');
   await agent.close();
+});
+
+test('fails over round robin to the next hub, which keeps its task', T, async (t) => {
+  // A drops the agent: it moves on to B (not back to A, still listening). B holds its
+  // agent.registered while the agent sends: t1's chunks and result reach B after it, in order,
+  // once; B keeps t1, not t2 (cancelled, its chunk dropped). B goes away: back to A.
+  const a = await hubFor(t, { k1: SECRET });
+  const b = await hubFor(t, { k1: SECRET });
+  const agent = makeAgent(t, undefined, { urls: [a.url, b.url] });
+  const moves = [];
+  const states = [];
+  agent.on('failover', (url, reason) => moves.push([url, reason]));
+  agent.on('state', (state, reason, code, url) => states.push([state, url]));
+  assert.deepEqual(agent.urls, [a.url, b.url]);
+  await agent.start();
+  await a.registered.get();
+  assert.equal(agent.url, a.url);
+  assert.equal(agent.urlIndex, 0);
+  const tasks = agent.tasks();
+  a.assign('t1', 1);
+  a.assign('t2', 4);
+  const t1 = (await tasks.next()).value;
+  const t2 = (await tasks.next()).value;
+  t1.stream('c0\n');
+  assert.equal((await a.next('task.stream')).payload.seq, 0);
+
+  let release;
+  b.hold = new Promise((r) => { release = r; });
+  b.assignedOnRegister = ['t1'];
+  const cancelled = once(t2, 'cancel');
+  a.ws.close(1001, 'hub going away');
+  assert.equal(await a.closed.get(), 1001);
+  for (let i = 0; i < 1000 && b.registrations.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  const reg = b.registrations[0];
+  assert.deepEqual(reg.inFlight, [{ taskId: 't1', attempt: 1 }, { taskId: 't2', attempt: 4 }]);
+  assert.equal(b.checkSignature(reg), null);
+  assert.equal(agent.url, b.url);
+  assert.equal(agent.urlIndex, 1);
+  t1.stream('c1\n');
+  t2.stream('lost\n');
+  t1.stream('c2\n', 'stderr');
+  t1.result({ result: { exitCode: 0 } });
+  release();
+  await b.registered.get();
+  const [reason] = await cancelled;
+  assert.match(reason, /re-assigned/);
+  assert.equal(t1.cancelled, false);
+  const got = [await b.next(), await b.next(), await b.next()];
+  assert.deepEqual(got.map((e) => [e.type, e.payload.taskId]), [['task.stream', 't1'], ['task.stream', 't1'], ['task.result', 't1']]);
+  assert.deepEqual(got.slice(0, 2).map((e) => [e.payload.seq, e.payload.data]), [[1, 'c1\n'], [2, 'c2\n']]);
+  assert.deepEqual(got[2].payload.result, { exitCode: 0 });
+  b.assign('t3', 1);
+  const t3 = (await tasks.next()).value;
+  t3.accept();
+  assert.equal((await b.next('task.accepted')).payload.taskId, 't3');   // nothing more of t1, t2
+  assert.equal(a.registrations.length, 1);
+  assert.equal(moves.length, 1);
+  assert.equal(moves[0][0], b.url);
+  assert.ok(moves[0][1].startsWith(a.url) && moves[0][1].includes('1001') && moves[0][1].endsWith(`next: ${b.url}`), moves[0][1]);
+
+  // B goes away too: round robin brings the agent back to A, the first.
+  const back = once(agent, 'registered');
+  b.ws.close(1011, 'hub crashed');
+  const again = await a.registered.get();
+  assert.deepEqual(again.inFlight, [{ taskId: 't3', attempt: 1 }]);
+  await back;
+  assert.equal(agent.url, a.url);
+  assert.deepEqual(moves.map((m) => m[0]), [b.url, a.url]);
+  assert.deepEqual(states.filter(([s]) => s !== 'connecting'),
+    [['registered', a.url], ['disconnected', a.url], ['registered', b.url], ['disconnected', b.url], ['registered', a.url]]);
+  t3.result();
+  assert.equal((await a.next('task.result')).payload.taskId, 't3');
+  await agent.close();
+});
+
+test('several URLs: argument errors', T, async () => {
+  const base = { agentId: 'a1', keyId: 'k1', secret: SECRET };
+  throwsCode(() => new Agent({ ...base, urls: [] }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, urls: 'ws://127.0.0.1:1/agent' }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, urls: ['ws://127.0.0.1:1/agent', 7] }), 'ORC_EINVAL');
+  throwsCode(() => new Agent({ ...base, url: 'ws://127.0.0.1:1/agent', urls: ['ws://127.0.0.1:2/agent'] }), 'ORC_EINVAL');
+  assert.throws(() => new Agent({ ...base, urls: ['ws://127.0.0.1:1/agent', 'http://127.0.0.1:2/agent'] }),
+    (e) => e.code === 'ORC_EINVAL' && e.message.includes('http://127.0.0.1:2/agent'));
+  const a = new Agent({ ...base, urls: ['ws://127.0.0.1:1/agent', 'ws://127.0.0.1:2/agent'] });
+  assert.equal(a.url, 'ws://127.0.0.1:1/agent');
+  assert.equal(a.urlIndex, 0);
+  await a.close();
+  const one = new Agent({ ...base, url: 'ws://127.0.0.1:1/agent' });
+  assert.deepEqual(one.urls, ['ws://127.0.0.1:1/agent']);
+  await one.close();
 });
 
 // node --expose-gc gives global.gc (the ctest entry passes it); otherwise enable it now.

@@ -112,5 +112,11 @@ async function agentUsage(): Promise<void> {
   try { await agent.start(); } catch (e) { if (e instanceof AuthError) { const m: string = e.hubMessage; } }
   // @ts-expect-error: keyId is required
   new Agent({ url: 'ws://x/agent', agentId: 'a1', secret: '00' });
+  const several = new Agent({ urls: ['ws://a/agent', 'ws://b/agent'], agentId: 'a1', keyId: 'k1', secret: '00' });
+  several.on('failover', (url: string, reason: string) => undefined);
+  several.on('state', (st: AgentState, reason: string, code: string | null, url: string) => undefined);
+  const hubs: readonly string[] = several.urls;
+  const now: string = several.url;
+  const at: number = several.urlIndex;
 }
 void agentUsage;

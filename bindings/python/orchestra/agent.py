@@ -2,7 +2,10 @@
 
 The library does the protocol: it connects to the hub's ``/agent`` endpoint, signs
 ``agent.register``, reconnects with backoff, sends heartbeats, numbers stream chunks, keeps the
-outbox while unregistered and drops what the hub re-assigned. This module only converts.
+outbox while unregistered and drops what the hub re-assigned. Given several hub URLs it fails
+over round robin: when a connection is lost or cannot be made it moves to the next URL (after
+the last, the first again) and re-registers there with its tasks in flight, keeping those the
+hub still gives it. This module only converts.
 
 Two forms:
 
@@ -42,6 +45,7 @@ log = logging.getLogger("orchestra.agent")
 _EAGAIN, _ETIMEDOUT, _ECLOSED = _abi.ORC_EAGAIN, _abi.ORC_ETIMEDOUT, _abi.ORC_ECLOSED
 _TASK, _CANCEL, _INPUT, _STATE, _ERROR = (_abi.ORC_AGENT_EVENT_TASK, _abi.ORC_AGENT_EVENT_CANCEL, _abi.ORC_AGENT_EVENT_INPUT,
                                           _abi.ORC_AGENT_EVENT_STATE, _abi.ORC_AGENT_EVENT_ERROR)
+_FAILOVER = _abi.ORC_AGENT_EVENT_FAILOVER
 
 
 class AgentState(IntEnum):
@@ -84,7 +88,8 @@ class _Options(Structure):
                 ("connect_timeout_ms", c_uint32), ("reconnect_initial_delay_ms", c_uint32),
                 ("reconnect_max_delay_ms", c_uint32), ("on_event", c_void_p),
                 ("user_data", c_void_p), ("user_data_free", c_void_p),
-                ("tls_ca_file", c_char_p), ("tls_verify", c_int)]
+                ("tls_ca_file", c_char_p), ("tls_verify", c_int),
+                ("urls", POINTER(c_char_p)), ("url_count", c_size_t)]
 
 
 class _View(Structure):
@@ -112,6 +117,7 @@ class _C:
             cls.new = f("orc_agent_new", c_int, vp, P(_Options), P(vp))
             cls.start = f("orc_agent_start", c_int, vp)
             cls.state = f("orc_agent_state", c_int, vp)
+            cls.url = f("orc_agent_url", c_void_p, vp, P(c_size_t))
             cls.next_event = f("orc_agent_next_event", c_int, vp, c_int64, P(vp))
             cls.fd = f("orc_agent_fd", c_int, vp, P(c_int))
             cls.event_free = f("orc_agent_event_free", None, vp)
@@ -139,7 +145,7 @@ class _C:
         cls.ready = True
 
 
-_FIELDS = ("task_id", "task_json", "params_json", "input", "reason", "code", "payload_json")
+_FIELDS = ("task_id", "task_json", "params_json", "input", "reason", "code", "payload_json", "url")
 
 
 string_at = ctypes.string_at
@@ -221,7 +227,8 @@ def _json(text: Optional[str]) -> Any:
 # The fields each kind of event is read for (a TASK's task and parameters are parsed from its
 # payload, once, when first used): every ctypes call costs, and a task event is the hot path.
 _NEEDED = {_TASK: ("task_id", "payload_json"), _CANCEL: ("task_id", "reason"), _INPUT: ("task_id", "input"),
-           _STATE: ("reason", "code"), _ERROR: ("task_id", "reason", "code", "payload_json")}
+           _STATE: ("reason", "code", "url"), _ERROR: ("task_id", "reason", "code", "payload_json"),
+           _FAILOVER: ("url", "reason")}
 
 
 class _Event:
@@ -263,6 +270,19 @@ def _utf8(value: Optional[str], what: str) -> Optional[bytes]:
     return value.encode()
 
 
+def _urls(url: Union[str, Sequence[str]]) -> list:
+    """The hub URL, or the list of them, as a list of str (at least one)."""
+    urls = [url] if isinstance(url, str) else list(url) if isinstance(url, (list, tuple)) else None
+    if urls is None:
+        raise TypeError(f"url must be a str or a list of str, not {type(url).__name__}")
+    if not urls:
+        raise InvalidArgument(_abi.ORC_EINVAL, "url: the list of hub URLs is empty")
+    for u in urls:
+        if not isinstance(u, str):
+            raise TypeError(f"url: the list holds a {type(u).__name__}, not a str")
+    return urls
+
+
 def _ms(seconds: Optional[float], what: str) -> Optional[int]:
     if seconds is None:
         return None
@@ -278,13 +298,14 @@ class _Core:
 
     _task_class: type
 
-    def __init__(self, url: str, agent_id: str, key_id: str, secret: Union[bytes, str],
+    def __init__(self, url: Union[str, Sequence[str]], agent_id: str, key_id: str, secret: Union[bytes, str],
                  capabilities: Sequence[str] = (), *, name: Optional[str] = None,
                  version: Optional[str] = None, metadata: Optional[Mapping[str, Any]] = None,
                  max_concurrency: int = 1, tls_ca_file: Optional[str] = None, tls_verify: bool = True,
                  request_timeout: Optional[float] = None, connect_timeout: Optional[float] = None,
                  reconnect_initial_delay: Optional[float] = None, reconnect_max_delay: Optional[float] = None,
                  on_error: Optional[Callable[[HubError], None]] = None,
+                 on_failover: Optional[Callable[[str, str], None]] = None,
                  runtime: Optional[Runtime] = None) -> None:
         self._ptr = None
         _C.bind()
@@ -293,14 +314,21 @@ class _Core:
         caps = [_utf8(c, "capabilities[]") for c in capabilities]
         if not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 0xFFFFFFFF:
             raise InvalidArgument(_abi.ORC_EINVAL, "max_concurrency must be an int >= 1")
+        urls = _urls(url)
         self._runtime = runtime or Runtime.shared()
         o = _Options()
         check(_C.options_init(byref(o), sizeof(o)))
         # Every byte string stays referenced in self._keep until orc_agent_new has copied it.
-        keep = self._keep = [_utf8(url, "url"), _utf8(agent_id, "agent_id"), _utf8(key_id, "key_id"),
+        keep = self._keep = [None, _utf8(agent_id, "agent_id"), _utf8(key_id, "key_id"),
                              _utf8(name, "name"), _utf8(version, "version"), _secret_bytes(secret),
                              None if metadata is None else json.dumps(dict(metadata)).encode(),
                              _utf8(tls_ca_file, "tls_ca_file")]
+        url_array = None   # several hubs: orc_agent_options_t.urls, alive until orc_agent_new
+        if isinstance(url, str):
+            keep[0] = _utf8(url, "url")
+        else:
+            url_array = (c_char_p * len(urls))(*[u.encode() for u in urls])
+            o.urls, o.url_count = ctypes.cast(url_array, POINTER(c_char_p)), len(urls)
         o.url, o.agent_id, o.key_id, o.name, o.version = keep[0], keep[1], keep[2], keep[3], keep[4]
         o.secret, o.secret_len = keep[5], len(keep[5])
         o.metadata_json = keep[6]
@@ -321,11 +349,14 @@ class _Core:
         check(_C.new(self._runtime._ptr, byref(o), byref(ptr)))
         self._ptr = ptr.value
         del self._keep, self._caps
+        del url_array
         self.agent_id = agent_id
+        self.urls: tuple = tuple(urls)   #: the hub URLs, in the order they are tried
         # The library calls it for this agent's tasks up to orc_agent_free (in _free): kept
         # alive with the agent, whatever order the interpreter's shutdown clears modules in.
         self._release_ref = _release_ref
         self._on_error = on_error
+        self._on_failover = on_failover
         self._failure: Optional[HubError] = None
         self.reason = ""   #: why the agent last disconnected or failed
 
@@ -333,6 +364,22 @@ class _Core:
     def state(self) -> AgentState:
         """The agent's state now (``orc_agent_state``)."""
         return AgentState(_C.state(self._ptr)) if self._ptr else AgentState.CLOSED
+
+    @property
+    def url(self) -> str:
+        """The URL of the hub the agent is connected to, or is connecting to or will try next
+        (``orc_agent_url``); once the agent is freed, the first URL."""
+        if not self._ptr:
+            return self.urls[0]
+        return self.urls[self.url_index]
+
+    @property
+    def url_index(self) -> int:
+        """The position of :attr:`url` in :attr:`urls`."""
+        i = c_size_t()
+        if not self._ptr or not _C.url(self._ptr, byref(i)):
+            return 0
+        return i.value
 
     # Event routing, on whichever thread pumps (the loop's for Agent, under a lock for SyncAgent).
     def _route(self, e: _Event, ev: int):
@@ -363,6 +410,10 @@ class _Core:
                 self._on_error(err)
             else:
                 log.warning("the hub answered an error: %s (task %s)", err, e.task_id)
+        elif e.kind == _FAILOVER:
+            log.info("agent %s fails over to %s: %s", self.agent_id, e.url, e.reason)
+            if self._on_failover is not None:
+                self._on_failover(e.url or "", e.reason or "")
         return None
 
     def _state_event(self, state: AgentState, reason: str, code: Optional[str]) -> None:
@@ -535,9 +586,14 @@ class Agent(_Core):
                 task.stream("hello\\n")
                 task.result(True, {"exitCode": 0})
 
-    ``secret`` is bytes, or a str of hex digits (as ``orchestra-hub key add`` prints it),
-    which is decoded. ``on_error(HubError)`` receives the errors the hub answers to the
-    agent's messages (default: logged on the "orchestra.agent" logger).
+    ``url`` is one hub's URL or a list of them (hubs sharing one database): the agent starts
+    with the first and, when a connection is lost or cannot be made, moves to the next (after
+    the last, the first again), re-registering with its tasks in flight. ``url`` says which
+    hub it is with now; each move is logged (INFO, "orchestra.agent") and passed to
+    ``on_failover(url, reason)`` when given. ``secret`` is bytes, or a str of hex digits (as
+    ``orchestra-hub key add`` prints it), which is decoded. ``on_error(HubError)`` receives the
+    errors the hub answers to the agent's messages (default: logged on the "orchestra.agent"
+    logger).
     """
 
     _task_class = AgentTask

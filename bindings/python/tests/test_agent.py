@@ -47,6 +47,7 @@ class FakeHub:
         self.closed = asyncio.Queue()   # close codes of the agent connections, in order
         self.ws = None
         self.assigned_on_register = None   # None: every inFlight task stays the agent's
+        self.gate = None                   # an asyncio.Event: agent.registered waits for it
         self.path = None
 
     async def __aenter__(self):
@@ -85,6 +86,8 @@ class FakeHub:
                 return
             in_flight = [t["taskId"] for t in p.get("inFlight", [])]
             assigned = in_flight if self.assigned_on_register is None else self.assigned_on_register
+            if self.gate is not None:
+                await self.gate.wait()
             await ws.send(envelope("agent.registered", {
                 "success": True, "agentId": p["agentId"], "protocol": 1,
                 "heartbeatIntervalMs": self.heartbeat_ms, "leaseMs": 15000, "assignedTasks": assigned},
@@ -351,6 +354,96 @@ def test_reconnect_lists_in_flight_and_a_reassigned_task_is_cancelled(io):
                 await asyncio.sleep(0.3)
                 assert len(hub.heartbeats) >= n + 2     # heartbeats go on by themselves
     run(main())
+
+
+async def until(pred, what, timeout=10):
+    """Polls pred() on the loop (bounded); fails naming `what`."""
+    for _ in range(int(timeout / 0.01)):
+        if pred():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("io", ["thread", "loop"])
+def test_fails_over_to_the_next_hub_which_keeps_its_task(io):
+    """Two hubs: A drops the agent, which moves on to B (not back to A, still listening). B
+    holds its agent.registered while the agent sends: t1's chunks and result wait in the
+    outbox and reach B after the registration, in order, once; B keeps t1 and not t2, whose
+    chunk is dropped and which is cancelled. Then B goes away and the agent is back with A."""
+    async def main():
+        async with FakeHub({"k1": SECRET}) as a, FakeHub({"k1": SECRET}) as b:
+            moves = []
+            agent = make_agent([a.url, b.url], runtime=runtime_for(io), on_failover=lambda u, r: moves.append((u, r)))
+            assert agent.urls == (a.url, b.url) and agent.url == a.url
+            await agent.start()
+            assert (agent.url, agent.url_index) == (a.url, 0)
+            await a.assign("t1", 1)
+            await a.assign("t2", 4)
+            tasks = agent.tasks()
+            t1, t2 = await tasks.__anext__(), await tasks.__anext__()
+            t1.stream("c0\n")
+            assert (await a.next("task.stream"))["payload"]["seq"] == 0
+
+            b.gate = asyncio.Event()
+            b.assigned_on_register = ["t1"]
+            await a.ws.close(1001, "hub going away")
+            await until(lambda: b.registrations, "the registration on B")
+            await until(lambda: moves, "the FAILOVER event")   # routed when the loop pumps
+            assert [m[0] for m in moves] == [b.url]
+            assert moves[0][1].startswith(a.url) and "1001" in moves[0][1] and moves[0][1].endswith("next: " + b.url)
+            assert (agent.url, agent.url_index) == (b.url, 1)
+            assert agent.state == AgentState.CONNECTING
+            reg = b.registrations[0]
+            assert reg["inFlight"] == [{"taskId": "t1", "attempt": 1}, {"taskId": "t2", "attempt": 4}]
+            assert b.check_signature(reg) is None
+            t1.stream("c1\n")
+            t2.stream("lost\n")
+            t1.stream("c2\n", type="stderr")
+            t1.result(True, {"exitCode": 0})
+            b.gate.set()
+            await asyncio.wait_for(t2.cancelled.wait(), 10)
+            assert "re-assigned" in t2.cancel_reason and not t1.cancelled.is_set()
+            got = [await b.next() for _ in range(3)]
+            assert [(e["type"], e["payload"]["taskId"]) for e in got] == [("task.stream", "t1")] * 2 + [("task.result", "t1")]
+            assert [(e["payload"]["seq"], e["payload"]["data"]) for e in got[:2]] == [(1, "c1\n"), (2, "c2\n")]
+            assert got[2]["payload"]["result"] == {"exitCode": 0}
+            # Nothing more of t1 or t2: the next message is about a new task.
+            await b.assign("t3", 1)
+            t3 = await tasks.__anext__()
+            t3.accept()
+            assert (await b.next("task.accepted"))["payload"]["taskId"] == "t3"
+            assert agent.state == AgentState.REGISTERED
+            assert len(a.registrations) == 1
+
+            # B goes away too: round robin brings the agent back to A, the first.
+            a.registered.clear()
+            await b.ws.close(1011, "hub crashed")
+            await asyncio.wait_for(a.registered.wait(), 10)
+            assert a.registrations[1]["inFlight"] == [{"taskId": "t3", "attempt": 1}]
+            await until(lambda: len(moves) == 2, "the FAILOVER event back to A")
+            assert [m[0] for m in moves] == [b.url, a.url]
+            await until(lambda: agent.state == AgentState.REGISTERED, "the registration on A")
+            assert (agent.url, agent.url_index) == (a.url, 0)
+            t3.result(True)
+            assert (await a.next("task.result"))["payload"]["taskId"] == "t3"
+            await agent.close()
+    run(main())
+
+
+def test_several_urls_arguments():
+    with pytest.raises(orchestra.InvalidArgument, match="empty"):
+        Agent([], "a1", "k1", SECRET)
+    with pytest.raises(TypeError):
+        Agent(["ws://127.0.0.1:1/agent", 7], "a1", "k1", SECRET)
+    with pytest.raises(TypeError):
+        Agent({"ws://127.0.0.1:1/agent"}, "a1", "k1", SECRET)
+    with pytest.raises(orchestra.InvalidArgument, match="http://127.0.0.1:2/agent"):
+        Agent(["ws://127.0.0.1:1/agent", "http://127.0.0.1:2/agent"], "a1", "k1", SECRET)
+    agent = SyncAgent(("ws://127.0.0.1:1/agent", "ws://127.0.0.1:2/agent"), "a1", "k1", SECRET)
+    assert agent.urls == ("ws://127.0.0.1:1/agent", "ws://127.0.0.1:2/agent")
+    assert (agent.url, agent.url_index) == ("ws://127.0.0.1:1/agent", 0)
+    agent.close()
 
 
 def test_refused_registration_raises_auth_error():
