@@ -7,6 +7,7 @@ enum PostgresSchema {
     /// whole schema of version 2).
     static let steps: [(from: Int64, sql: [String])] = [
         (0, version2),
+        (2, version3),
     ]
 
     static var version: Int64 { Journal.schemaVersion }

@@ -149,7 +149,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     }
 
     /// A read: at once, or after the open batch.
-    private func read<T>(_ sql: String, _ params: [PostgresValue], _ done: @escaping StoreDone<T>,
+    func read<T>(_ sql: String, _ params: [PostgresValue], _ done: @escaping StoreDone<T>,
                          _ parse: @escaping (PostgresResult) throws(OrchestraError) -> T) {
         let statement = PostgresStatement(sql, params)
         let handler: (Result<PostgresResult, PostgresError>) -> Void = { [label] r in
@@ -250,16 +250,16 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         return t
     }
 
-    private func readTasks(_ r: PostgresResult) throws(OrchestraError) -> [TaskRecord] {
+    func readTasks(_ r: PostgresResult) throws(OrchestraError) -> [TaskRecord] {
         var out: [TaskRecord] = []
         out.reserveCapacity(r.rowCount)
         for i in 0..<r.rowCount { out.append(try readTask(r, i)) }
         return out
     }
 
-    private static let userColumns = "name, role, disabled, token_generation, created_ms"
+    static let userColumns = "name, role, disabled, token_generation, created_ms"
 
-    private func readUser(_ r: PostgresResult, _ i: Int) throws(OrchestraError) -> UserAccount {
+    func readUser(_ r: PostgresResult, _ i: Int) throws(OrchestraError) -> UserAccount {
         guard let name = try r.text(i, 0) else { throw bad("a user", "column name is NULL") }
         guard let roleName = try r.text(i, 1), let role = UserRole(rawValue: roleName) else {
             throw bad("user \"\(name)\"", "column role has an unknown value")
