@@ -36,6 +36,14 @@ public struct HubConfig: Sendable {
     /// The key web tokens are signed with, when the operator keeps it outside the journal
     /// (`--jwt-key-file`, `ORC_HUB_JWT_KEY`); nil: the journal's.
     public var jwtKey: [UInt8]? = nil
+    /// The dashboard's files (`--web-root`; nil: none found, or `--no-web`): served at `/`.
+    public var webRoot: String? = nil
+    /// Alert rules (0 turns one off): an agent offline longer than this; task latency p99 over
+    /// the window above this; the share of failed tasks over the window above this percentage.
+    public var alertAgentOfflineSeconds: Int64 = 60
+    public var alertLatencyP99Ms: Int64 = 60_000
+    public var alertErrorRatePercent: Double = 50
+    public var alertWindowSeconds: Int64 = 300
 
     public init() {}
 }
