@@ -123,7 +123,20 @@ export class Hub {
     for (const fn of this.handlers.get('*') || []) fn(type, payload, m);
   }
 
-  request(type, payload = {}, {timeoutMs = 30000} = {}) {
+  /** Resolves once the connection is open (at once when it is); rejects after `timeoutMs`. */
+  ready(timeoutMs) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) return Promise.resolve();
+    if (this.closedByUs || this.state === 'closed') return Promise.reject(new HubError({code: 'CONN_001', message: 'not connected to the hub'}));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { off(); reject(new HubError({code: 'CONN_001', message: 'not connected to the hub'})); }, timeoutMs);
+      const off = this.on('connected', () => { clearTimeout(timer); off(); resolve(); });
+    });
+  }
+
+  /** Sends a request (waiting for the connection while it opens or comes back) and resolves
+   *  with the answer, or rejects with the hub's error. */
+  async request(type, payload = {}, {timeoutMs = 30000} = {}) {
+    await this.ready(timeoutMs);
     return new Promise((resolve, reject) => {
       if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
         reject(new HubError({code: 'CONN_001', message: 'not connected to the hub'}));
