@@ -128,6 +128,14 @@ if(ORC_PYTHON_TESTS)
     ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR};ORC_TEST_JOURNAL=postgres" TIMEOUT 1200
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/Tests/hub SKIP_RETURN_CODE 77)
 
+  # The dashboard in headless Chromium (Debian chromium + chromium-driver, selenium) against
+  # the real hub and real agents; screenshots of every view in test-output/web of the build.
+  add_test(NAME web.browser
+    COMMAND ${Python3_EXECUTABLE} -m pytest -q ${CMAKE_SOURCE_DIR}/Tests/web
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/Tests/web)
+  set_tests_properties(web.browser PROPERTIES
+    ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR};ORC_TEST_OUTPUT=${CMAKE_BINARY_DIR}/test-output/web" TIMEOUT 900)
+
   # The WebSocket conformance suite (Tests/conformance, Autobahn case groups) judges a server or
   # a client started from a command: {port}, {host} and {max_size} are filled in for a server,
   # {url} for a client. PEER names a reference peer whose documented deviations

@@ -151,6 +151,8 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     /// immediate).
     var lastCounts: (byState: [TaskState: Int], dead: Int)? = nil
     var lastCountsMs: Int64 = 0
+    /// Stats, alerts, logins and files of the dashboard (Dashboard/).
+    lazy var dashboard = Dashboard(config)
 
     // metrics
     let submitted: Counter
@@ -277,6 +279,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         server = try Server(runtime: runtime, options: o, handler: self)
         try server.start()
         timerId = try runtime.startTimer(delayMs: 250, repeatMs: 250, fire: { [self] in tick() })
+        try startDashboard()
         log.info("hub.listening", ["host": .string(config.host), "port": .int(Int64(server.port)),
                                    "tls": .bool(o.tls != nil), "strategy": .string(config.strategy.rawValue)])
     }
@@ -671,6 +674,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     // MARK: health and metrics
 
     public func handleHTTP(_ request: HTTPRequestInfo, respond: @escaping (HTTPResponse) -> Void) -> Bool {
+        if let handled = dashboardHTTP(request, respond: respond) { return handled }
         guard request.method == "GET" || request.method == "HEAD" else {
             respond(HTTPResponse.json(405, HubError(.invalidParameters, "only GET").info()))
             return true
@@ -741,6 +745,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             "connections": ["agents": .int(Int64(agents.values.filter { $0.connection != nil }.count)),
                             "web": .int(Int64(webPeers.count))],
             "protocol": .int(hubProtocolVersion),
+            "alerts": alertsHealthJSON(),
         ]
     }
 

@@ -42,6 +42,14 @@ public struct HubConfig: Sendable {
     /// A hub whose heartbeat (every second) is older than this is dead: its agents are offline,
     /// and the tasks it held go back to the queue one lease later.
     public var hubTimeoutMs: Int64 = 5_000
+    /// The dashboard's files (`--web-root`; nil: none found, or `--no-web`): served at `/`.
+    public var webRoot: String? = nil
+    /// Alert rules (0 turns one off): an agent offline longer than this; task latency p99 over
+    /// the window above this; the share of failed tasks over the window above this percentage.
+    public var alertAgentOfflineSeconds: Int64 = 60
+    public var alertLatencyP99Ms: Int64 = 60_000
+    public var alertErrorRatePercent: Double = 50
+    public var alertWindowSeconds: Int64 = 300
 
     public init() {}
 }

@@ -8,6 +8,7 @@ let serveFlags: Set<String> = [
     "max-attempts", "rate-limit", "max-connections", "max-message-size", "allow-origin", "recovery-window-ms",
     "replay-session-bytes", "replay-hub-bytes", "jwt-key-file", "tls-cert", "tls-key", "port-file",
     "hub-id", "hub-id-file", "hub-timeout-ms",
+    "web-root", "no-web", "alert-agent-offline-s", "alert-latency-p99-ms", "alert-error-rate", "alert-window-s",
 ]
 
 /// This hub's id: `--hub-id`; else the one kept in `--hub-id-file` (default: `hub-id` beside a
@@ -109,7 +110,28 @@ func config(from args: Arguments) throws(UsageError) -> HubConfig {
     c.tlsCertFile = args.get("tls-cert")
     c.tlsKeyFile = args.get("tls-key")
     if (c.tlsCertFile == nil) != (c.tlsKeyFile == nil) { throw UsageError("--tls-cert and --tls-key go together") }
+    c.webRoot = args.bool("no-web") ? nil : (args.get("web-root") ?? defaultWebRoot())
+    if let v = try args.int("alert-agent-offline-s", 0...86_400) { c.alertAgentOfflineSeconds = v }
+    if let v = try args.int("alert-latency-p99-ms", 0...86_400_000) { c.alertLatencyP99Ms = v }
+    if let v = try args.int("alert-error-rate", 0...100) { c.alertErrorRatePercent = Double(v) }
+    if let v = try args.int("alert-window-s", 1...3600) { c.alertWindowSeconds = v }
     return c
+}
+
+/// The dashboard's files beside the executable: `web/` in its directory (a build tree, where
+/// the build copies them), or `../share/orchestra/web` (an installed hub). Nil when neither has
+/// an index.html.
+func defaultWebRoot() -> String? {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    guard n > 0 else { return nil }
+    let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    guard let slash = exe.lastIndex(of: "/") else { return nil }
+    let dir = String(exe[..<slash])
+    for candidate in [dir + "/web", dir + "/../share/orchestra/web"] where access(candidate + "/index.html", R_OK) == 0 {
+        return candidate
+    }
+    return nil
 }
 
 func serve(_ args: Arguments) throws(UsageError) {

@@ -56,6 +56,14 @@ serve flags:
                             its tasks return to the queue one lease later (5000)
   --tls-cert FILE --tls-key FILE   serve wss:// and https://
   --port-file PATH          write the port listened on to PATH (for scripts and tests)
+  --web-root DIR            serve the dashboard from DIR (default: web/ beside the executable,
+                            or ../share/orchestra/web)
+  --no-web                  do not serve the dashboard (/ and /ui/ answer 404)
+  --alert-agent-offline-s N alert when an agent has been offline longer than N s (60; 0 = off)
+  --alert-latency-p99-ms N  alert when task latency p99 over the window exceeds N ms (60000; 0 = off)
+  --alert-error-rate PCT    alert when more than PCT % of the tasks finished in the window
+                            failed, at least 5 of them (50; 0 = off)
+  --alert-window-s N        the window of the latency and error-rate rules (300)
 """
 
 func fail(_ s: String, code: Int32 = 2) -> Never {
@@ -64,7 +72,7 @@ func fail(_ s: String, code: Int32 = 2) -> Never {
 }
 
 let argv = Array(CommandLine.arguments.dropFirst())
-let booleans: Set<String> = ["help", "version"]
+let booleans: Set<String> = ["help", "version", "no-web"]
 var command = "serve"
 var rest = argv[...]
 if let first = argv.first, !first.hasPrefix("-") {

@@ -65,6 +65,20 @@ private func text(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
         }
     }
 
+    @Test func recordedSinceIsTheRecentPartOfACumulativeHistogram() {
+        var h = Histogram()
+        for v: UInt64 in [5, 5, 1000, 70_000] { h.record(v) }
+        let earlier = h
+        #expect(h.recordedSince(earlier).isEmpty)
+        for v: UInt64 in [5, 1000, 1001, 2_000_000] { h.record(v) }
+        let recent = h.recordedSince(earlier)
+        #expect(recent.map(\.count) == [1, 2, 1])
+        #expect(recent[0].value == 5)
+        #expect(abs(Double(recent[1].value) - 1000) <= 1000 * Histogram.maxRelativeError)
+        #expect(abs(Double(recent[2].value) - 2_000_000) <= 2_000_000 * Histogram.maxRelativeError)
+        #expect(recent.map(\.value) == recent.map(\.value).sorted())
+    }
+
     @Test func registryReturnsSameObjectAndRejectsBadNames() throws {
         let r = MetricsRegistry()
         let c1 = try r.counter("requests_total", help: "Requests", labels: ["route": "a"])

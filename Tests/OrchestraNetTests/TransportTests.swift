@@ -32,7 +32,8 @@ private final class EchoServer: ServerHandler, @unchecked Sendable {
         return nil
     }
     func handleHTTP(_ r: HTTPRequestInfo) -> HTTPResponse? {
-        r.path == "/health" ? HTTPResponse(status: 200, headers: [HTTPField("Content-Type", "text/plain")], body: Array("ok\n".utf8)) : nil
+        if r.path == "/echo" { return HTTPResponse(status: 200, headers: [HTTPField("X-Method", r.method)], body: r.body) }
+        return r.path == "/health" ? HTTPResponse(status: 200, headers: [HTTPField("Content-Type", "text/plain")], body: Array("ok\n".utf8)) : nil
     }
 }
 
@@ -161,6 +162,58 @@ private let upgradeRequest = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\
         #expect(String(decoding: s.readAll(), as: UTF8.self).hasPrefix("HTTP/1.1 400 "))
         s.close()
         #expect(server.connectionCount == 0)
+    }
+
+    @Test func plainRequestBodiesAreReadWithinTheLimit() throws {
+        let rt = try Runtime()
+        defer { rt.shutdown() }
+        let sh = EchoServer()
+        let server = try startServer(rt, sh) { $0.paths = ["/ws"]; $0.maxRequestBody = 64 }
+        let body = "{\"user\":\"alice\",\"password\":\"p w\"}"
+        // In one write, and split across writes (head, part of the body, the rest).
+        for pieces in [[0], [10], [1, 5, 7]] {
+            let s = try RawSocket(port: server.port)
+            let head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
+            if pieces == [0] {
+                s.write(head + body)
+            } else {
+                s.write(head)
+                var rest = Array(body.utf8)[...]
+                for n in pieces { s.write(Array(rest.prefix(n))); rest = rest.dropFirst(n); usleep(20_000) }
+                s.write(Array(rest))
+            }
+            let r = String(decoding: s.readAll(), as: UTF8.self)
+            #expect(r.hasPrefix("HTTP/1.1 200 "), "\(pieces): \(r)")
+            #expect(r.contains("X-Method: POST\r\n"))
+            #expect(r.hasSuffix("\r\n\r\n" + body), "\(pieces): \(r)")
+            s.close()
+        }
+        // Over the limit: 413 without reading it; chunked: 400; both say why.
+        var s = try RawSocket(port: server.port)
+        s.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n")
+        var r = String(decoding: s.readAll(), as: UTF8.self)
+        #expect(r.hasPrefix("HTTP/1.1 413 ") && r.contains("larger than 64 bytes"), "\(r)")
+        s.close()
+        s = try RawSocket(port: server.port)
+        s.write("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        r = String(decoding: s.readAll(), as: UTF8.self)
+        #expect(r.hasPrefix("HTTP/1.1 400 ") && r.contains("chunked"), "\(r)")
+        s.close()
+        s = try RawSocket(port: server.port)
+        s.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        #expect(String(decoding: s.readAll(), as: UTF8.self).hasPrefix("HTTP/1.1 400 "))
+        s.close()
+        // A GET without a body is answered as before, and an upgrade still opens.
+        s = try RawSocket(port: server.port)
+        s.write("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = String(decoding: s.readAll(), as: UTF8.self)
+        #expect(r.hasPrefix("HTTP/1.1 200 ") && r.hasSuffix("\r\n\r\n"))
+        s.close()
+        s = try RawSocket(port: server.port)
+        s.write(upgradeRequest)
+        #expect(String(decoding: s.read(atLeast: 12), as: UTF8.self).hasPrefix("HTTP/1.1 101 "))
+        s.close()
+        #expect(eventually { server.connectionCount == 0 })
     }
 
     @Test func protocolErrorClosesWith1002AndServerKeepsServing() throws {

@@ -125,6 +125,19 @@ public struct Histogram: Sendable, Equatable {
         if v < minValue { minValue = v }
     }
 
+    /// What was recorded since `earlier`, an earlier copy of this histogram (the recent part
+    /// of a cumulative metric): each non-empty bucket's middle and how many values it gained,
+    /// smallest first. Buckets that gained nothing (or, in a copy that is not an earlier state
+    /// of this one, lost) are left out.
+    public func recordedSince(_ earlier: Histogram) -> [(value: UInt64, count: UInt64)] {
+        var out: [(value: UInt64, count: UInt64)] = []
+        for i in 0..<Histogram.bucketCount where counts[i] > earlier.counts[i] {
+            let (lower, width) = Histogram.bucketRange(i)
+            out.append((lower + width / 2, counts[i] - earlier.counts[i]))
+        }
+        return out
+    }
+
     /// The nearest-rank quantile `p` (0...1) within `maxRelativeError`; 0 when empty.
     /// `p` outside 0...1 (or NaN) is clamped.
     public func quantile(_ p: Double) -> UInt64 {

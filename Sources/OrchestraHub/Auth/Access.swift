@@ -67,6 +67,10 @@ struct AccessRequest {
     var registration: RegistrationFacts? = nil
     /// For the log line: the id the request names ("task t1").
     var target: String = ""
+    /// `tasks.list`: the submitter whose tasks it asks for.
+    var listSubmitter: String? = nil
+    /// `POST /auth/login`: the recent failed logins of the user and of the address.
+    var login: LoginFacts? = nil
 }
 
 /// A refused request: the rule that refused it and why.
@@ -95,6 +99,8 @@ enum AccessRule: String, CaseIterable {
     case keyScope = "agent.key-scope"
     case registered = "agent.registered"
     case lease = "task.lease"
+    case listScope = "task.list-scope"
+    case loginRate = "login.rate"
 
     /// Whether a refusal by this rule ends the connection (AUTH_001, then close 1008): the peer
     /// has no identity the hub accepts. Other refusals answer the request and keep it open.
@@ -168,6 +174,15 @@ enum AccessRule: String, CaseIterable {
             guard case .agent(let id, _) = c else { return "only agents act on leases" }
             if holder == id { return nil }
             return "the task is leased to another agent"
+        case .listScope:
+            guard let wanted = r.listSubmitter else { return nil }
+            guard case .user(let name, let role) = c else { return "a user's token is required" }
+            if role != .user || wanted == name { return nil }
+            return "users list their own tasks and their sessions', not another user's"
+        case .loginRate:
+            guard let l = r.login else { return nil }
+            if l.userFailures < LoginThrottle.maxFailures && l.addressFailures < LoginThrottle.maxFailures { return nil }
+            return "too many failed logins for this user or from this address; retry in \(l.retryAfterSeconds) s"
         }
     }
 }
@@ -189,6 +204,9 @@ enum Access {
         "auth.refresh": [.anyUser],
         "dead.list": [.adminRole],
         "dead.requeue": [.adminRole],
+        "tasks.list": [.anyUser, .sessionRead, .listScope],
+        "stats.get": [.anyUser],
+        "alerts.list": [.anyUser],
     ]
 
     static let agent: [String: [AccessRule]] = [
@@ -207,6 +225,9 @@ enum Access {
         "GET /health": [.publicPath],
         "GET /metrics": [.publicPath],
         "GET /health/agents": [.anyUser],
+        "GET /": [.publicPath],
+        "GET /ui/*": [.publicPath],
+        "POST /auth/login": [.publicPath, .loginRate],
     ]
 
     /// The rules of `type` on an endpoint's table; nil for a type the endpoint does not know.

@@ -80,6 +80,10 @@ public protocol HubStore: AnyObject {
     func sessionEvents(sessionId: String, after offset: Int64, _ done: @escaping StoreDone<[(offset: Int64, frame: [UInt8])]>)
     /// Tasks by state and the dead letters (for /health; may be a recent reading).
     func taskCounts(_ done: @escaping StoreDone<(byState: [TaskState: Int], dead: Int)>)
+    /// One page of the task list, newest first (`TaskQuery`, keyset paging).
+    func tasks(_ q: TaskQuery, _ done: @escaping StoreDone<TaskPage>)
+    /// A user and their password hash (POST /auth/login), nil when there is none.
+    func login(name: String, _ done: @escaping StoreDone<(account: UserAccount, passwordHash: String)?>)
 
     // MARK: others' changes
 

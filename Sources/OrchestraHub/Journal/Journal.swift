@@ -98,7 +98,7 @@ public final class Journal: @unchecked Sendable {
 
     /// The schema's history: step i takes a journal from version i to i + 1. Opening a journal
     /// applies the steps it lacks in one transaction (`orchestra-hub migrate` does only that).
-    static let migrations = [schemaV1, schemaV2, schemaV3]
+    static let migrations = [schemaV1, schemaV2, schemaV3, schemaV4]
     /// How long a nonce is remembered after it was seen (or after its timestamp, if later).
     public static let nonceRetentionMs: Int64 = 10 * 60 * 1000
     /// At most this often, `rememberNonce` deletes the expired nonces.
@@ -343,7 +343,7 @@ public final class Journal: @unchecked Sendable {
     // MARK: tasks
 
     /// The task columns, in the order `bindTask` binds them (?1...?19) and `readTask` reads them.
-    private static let taskColumns = """
+    static let taskColumns = """
         id, state, spec, session_id, submitter, trace_id, priority, strategy, pinned_agent, attempt, \
         max_attempts, agent_id, rejected_by, result, error, error_code, dead, created_ms, updated_ms, hub_id, submit_hub
         """
@@ -607,7 +607,7 @@ public final class Journal: @unchecked Sendable {
         try s.bind(21, t.submitHub)
     }
 
-    private func readTasks(_ s: Statement, what: String) throws(OrchestraError) -> [TaskRecord] {
+    func readTasks(_ s: Statement, what: String) throws(OrchestraError) -> [TaskRecord] {
         defer { s.reset() }
         var out: [TaskRecord] = []
         while try s.step(what: what) { out.append(try readTask(s)) }

@@ -43,6 +43,8 @@ extension Hub {
             readTask = true
         case "session.join", "session.share":
             sessionId = try f.id("sessionId")
+        case "tasks.list":
+            sessionId = try f.optionalId("sessionId")
         default:
             break
         }
@@ -55,6 +57,7 @@ extension Hub {
                 case .success(let x): facts = x
                 }
                 var req = AccessRequest(type: type)
+                dashboardFacts(&req, f)
                 if let rec = facts.record {
                     req.task = TaskFacts(owner: rec.submitter, sessionId: rec.sessionId, leasedTo: nil)
                     req.target = "task \(rec.id)"
@@ -191,6 +194,8 @@ extension Hub {
                     }
                 }
             }
+        case "tasks.list", "stats.get", "alerts.list":
+            try performDashboard(p, m, f, facts)
         case "dead.requeue":
             let taskId = try f.id("taskId")
             let reqId = m.id

@@ -98,6 +98,10 @@ public struct HTTPRequestHead: Sendable {
     var queryRange: Range<Int>? = nil
     /// The HTTP version, e.g. (1, 1).
     public internal(set) var version: (major: Int, minor: Int) = (1, 1)
+    /// The Content-Length of the request, if it has one (validated by the parser).
+    public internal(set) var contentLength: Int? = nil
+    /// Whether the request body is chunked (Transfer-Encoding ending in "chunked").
+    public internal(set) var isChunked = false
 
     public init() {}
 

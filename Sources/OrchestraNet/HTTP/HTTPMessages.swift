@@ -11,6 +11,9 @@ public struct HTTPRequestInfo: Sendable {
     public let remoteAddress: String
     /// The subprotocol the server would choose (upgrades only).
     public let subprotocol: String?
+    /// The request body (plain requests with a Content-Length, at most
+    /// `ServerOptions.maxRequestBody` bytes; empty for upgrades).
+    public var body: [UInt8] = []
 
     /// The first field with this name (case-insensitive).
     public func header(_ name: String) -> String? {

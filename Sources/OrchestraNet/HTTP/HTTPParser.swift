@@ -297,6 +297,8 @@ public struct HTTPRequestParser: HTTPHeadParsing {
             isChunked = true
         }
         contentLength = length
+        request.contentLength = length
+        request.isChunked = isChunked
         return nil
     }
 }

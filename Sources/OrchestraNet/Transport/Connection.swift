@@ -57,6 +57,8 @@ public final class Connection: @unchecked Sendable {
     /// The opening handshake's parser, boxed so that an open connection does not carry its
     /// inline size; released once the head is read.
     var requestParser: Box<HTTPRequestParser>? = nil
+    /// Server: takes what follows a plain request's head while its body is read (Server).
+    var bodyInput: ((UnsafeRawBufferPointer) -> Void)? = nil
     var responseParser: Box<HTTPResponseParser>? = nil
     var decoder: FrameDecoder
     var inflater: MessageInflater? = nil
@@ -230,7 +232,7 @@ public final class Connection: @unchecked Sendable {
 
     private func processHandshake(_ input: UnsafeMutableRawBufferPointer) {
         if role == .server {
-            guard let p = requestParser else { return }
+            guard let p = requestParser else { bodyInput?(UnsafeRawBufferPointer(input)); return }
             let r = p.value.feed(UnsafeRawBufferPointer(input))
             switch r {
             case .needMore: return

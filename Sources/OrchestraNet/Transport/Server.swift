@@ -18,6 +18,9 @@ public struct ServerOptions: Sendable {
     public var subprotocols: [String] = []
     /// Open connections at most (0: no limit); more are refused with 503.
     public var maxConnections = 0
+    /// The largest body of a plain HTTP request (Content-Length) the server reads before
+    /// `handleHTTP`; a larger one is refused with 413, a chunked one with 400.
+    public var maxRequestBody = 16 * 1024
     public var websocket = WebSocketOptions()
     /// Serve wss: every connection starts with a TLS handshake (`TLSContext.server`).
     public var tls: TLSContext? = nil
@@ -226,16 +229,34 @@ public final class Server: ConnectionOwner, @unchecked Sendable {
         for i in 0..<h.count {
             fields.append(HTTPField(String(decoding: h.name(at: i), as: UTF8.self), String(decoding: h.value(at: i), as: UTF8.self)))
         }
-        func info(_ sub: String?) -> HTTPRequestInfo {
+        func info(_ sub: String?, body: [UInt8] = []) -> HTTPRequestInfo {
             HTTPRequestInfo(method: head.methodString, path: path, query: head.queryString, headers: fields,
-                            remoteAddress: c.remoteAddress, subprotocol: sub)
+                            remoteAddress: c.remoteAddress, subprotocol: sub, body: body)
         }
         guard upgrade, options.paths.isEmpty || options.paths.contains(path) else {
             httpRequests.add(1)
-            let answered = handler.handleHTTP(info(nil)) { r in c.respondAndClose(Server.render(r)) }
-            if !answered {
-                c.respondAndClose(Server.render(HTTPResponse(status: 404, headers: [HTTPField("Content-Type", "text/plain")],
-                                                             body: Array("not found\n".utf8))))
+            // The body first (bounded; the handshake timeout bounds a slow one), then the handler.
+            let answer = { [self] (body: [UInt8]) in
+                let answered = handler.handleHTTP(info(nil, body: body)) { r in c.respondAndClose(Server.render(r)) }
+                if !answered {
+                    c.respondAndClose(Server.render(HTTPResponse(status: 404, headers: [HTTPField("Content-Type", "text/plain")],
+                                                                 body: Array("not found\n".utf8))))
+                }
+            }
+            switch HTTPBodyReader.plan(head, maxBody: options.maxRequestBody) {
+            case .failure(let e):
+                c.respondAndClose(Server.render(HTTPResponse(status: e.status, headers: [HTTPField("Content-Type", "text/plain")],
+                                                             body: Array((e.message + "\n").utf8))))
+            case .success(let length):
+                let reader = Box(HTTPBodyReader(length: length))
+                reader.value.feed(UnsafeRawBufferPointer(rest))
+                if reader.value.isComplete { answer(reader.value.body); return }
+                c.bodyInput = { [weak c] bytes in
+                    reader.value.feed(bytes)
+                    guard reader.value.isComplete, let c else { return }
+                    c.bodyInput = nil
+                    answer(reader.value.body)
+                }
             }
             return
         }

@@ -8,6 +8,7 @@ enum PostgresSchema {
     static let steps: [(from: Int64, sql: [String])] = [
         (0, version2),
         (2, version3),
+        (3, version4),
     ]
 
     static var version: Int64 { Journal.schemaVersion }

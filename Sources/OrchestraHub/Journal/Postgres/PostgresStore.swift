@@ -270,9 +270,9 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         return out
     }
 
-    private static let userColumns = "name, role, disabled, token_generation, created_ms"
+    static let userColumns = "name, role, disabled, token_generation, created_ms"
 
-    private func readUser(_ r: PostgresResult, _ i: Int) throws(OrchestraError) -> UserAccount {
+    func readUser(_ r: PostgresResult, _ i: Int) throws(OrchestraError) -> UserAccount {
         guard let name = try r.text(i, 0) else { throw bad("a user", "column name is NULL") }
         guard let roleName = try r.text(i, 1), let role = UserRole(rawValue: roleName) else {
             throw bad("user \"\(name)\"", "column role has an unknown value")
