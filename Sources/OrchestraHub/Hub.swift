@@ -53,6 +53,10 @@ final class LiveTask {
     var running = false
     /// Stream ordering for the current attempt.
     var nextSeq: Int64 = 0
+    /// False for an attempt this hub did not hand out (found leased after a restart, or
+    /// adopted from another hub): its agent has streamed before, so the first chunk that
+    /// arrives here sets `nextSeq`.
+    var seqKnown: Bool
     var early: [Int64: Message] = [:]
     /// Payload bytes waiting in `early` (bounded by the session byte budget).
     var earlyBytes = 0
@@ -69,6 +73,7 @@ final class LiveTask {
     init(_ rec: TaskRecord) {
         self.rec = rec
         self.needs = rec.spec["capabilities"]?.array?.compactMap(\.string) ?? []
+        self.seqKnown = rec.state != .assigned
     }
 
     var state: String {
@@ -110,6 +115,8 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     var inboxSeq: Int64 = 0
     var readingInbox = false
     var liveHubs: [String] = []
+    /// The hubs as the journal said at the last heartbeat, and the database's time then.
+    var clusterHubs: (hubs: [HubRecord], nowMs: Int64) = ([], 0)
     var reportedDead: Set<String> = []
     var reserving = false
     var lastHeartbeatMs: Int64 = 0
@@ -120,6 +127,11 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     var remoteSubmits: [String: UInt64] = [:]
     /// The journal could not be reached lately (`/health` says degraded).
     var journalTrouble: (since: Int64, reason: String)? = nil
+    /// While the database is unreachable (PostgreSQL): session events and task outcomes that
+    /// could not be written, in order, written once it is back (`journalReconnected`).
+    var heldEvents: [(SessionLog, Message)] = []
+    var heldEventBytes = 0
+    var heldOutcomes: [() -> Void] = []
     var webPeers: [UInt64: Peer] = [:]
     var balancer = LoadBalancer()
     var dispatching = false
@@ -164,6 +176,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     let deniedRequests: Counter
     let replayDropped: Counter
     let taskLatency: HistogramMetric
+    let journalRoundTrip: HistogramMetric
 
     /// Opens nothing itself: give it a runtime and an open journal; `start` loads its state.
     public init(config: HubConfig, runtime: Runtime, store: HubStore, logger: Logger) throws(OrchestraError) {
@@ -180,6 +193,8 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         deniedRequests = try metrics.counter("orchestra_hub_requests_denied_total", help: "Requests refused by the authorization check (AUTH_001, auth.denied)")
         replayDropped = try metrics.counter("orchestra_hub_replay_dropped_bytes_total", help: "Bytes of stream chunks dropped from replay logs over their byte budget")
         taskLatency = try metrics.histogram("orchestra_hub_task_duration_us", help: "Submit to result, microseconds")
+        journalRoundTrip = try metrics.histogram("orchestra_hub_journal_round_trip_us",
+                                                 help: "A journal round trip (PostgreSQL: statement or transaction; SQLite: commit), microseconds")
         metrics.register(owner: self) { hub in hub.gaugeSamples() }
     }
 
@@ -215,6 +230,8 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             }
             store.hubId = hubId
             store.onChange = { [weak self] c in self?.storeChanged(c) }
+            store.onConnectionChange = { [weak self] why in self?.journalConnection(why) }
+            store.onRoundTrip = { [journalRoundTrip] us in journalRoundTrip.record(us) }
             store.unfinishedTasks { [self] r in step(r) { all in
                 let now = wallClockMillis()
                 var requeued = 0, orphaned = 0
@@ -576,8 +593,11 @@ public final class Hub: ServerHandler, @unchecked Sendable {
 
     /// The completion of a write whose only outcome that matters is a failure: logged.
     func logFailure<T>(_ what: @escaping @autoclosure () -> String) -> StoreDone<T> {
-        { [log] r in
-            if case .failure(let e) = r { log.error("journal.write_failed", ["what": .string(what()), "reason": .string(e.message)]) }
+        { [log, store] r in
+            // (While the database is away, journal.unreachable said so once.)
+            if case .failure(let e) = r, store.connectedSinceMs != nil {
+                log.error("journal.write_failed", ["what": .string(what()), "reason": .string(e.message)])
+            }
         }
     }
 
@@ -735,7 +755,10 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         for k in ["queued", "assigned", "running", "succeeded", "failed"] { tasks.set(k, .int(byState[k] ?? 0)) }
         if let dead = lastCounts?.dead { tasks.set("dead", .int(Int64(dead))) }
         return [
-            "status": .string(shuttingDown ? "stopping" : "ok"),
+            "status": .string(shuttingDown ? "stopping" : journalTrouble != nil ? "degraded" : "ok"),
+            "hubId": .string(hubId),
+            "journal": journalHealthJSON(),
+            "cluster": clusterHealthJSON(),
             "uptimeSeconds": .double(Double(wallClockMillis() - startedMs) / 1000),
             "agents": ["total": .int(Int64(agents.count)), "healthy": .int(Int64(healthy))],
             "tasks": tasks,
@@ -762,6 +785,11 @@ public final class Hub: ServerHandler, @unchecked Sendable {
             MetricSample(name: "orchestra_hub_web_connections", help: "Web clients connected", kind: .gauge, value: Double(webPeers.count)),
             MetricSample(name: "orchestra_hub_uptime_seconds", help: "Seconds since start", kind: .gauge,
                          value: Double(wallClockMillis() - startedMs) / 1000),
+            MetricSample(name: "orchestra_hub_info", help: "This hub (its id as a label)", kind: .gauge, labels: ["hub_id": hubId], value: 1),
+            MetricSample(name: "orchestra_hub_journal_up", help: "1 when the journal answers, 0 while it is unreachable", kind: .gauge,
+                         value: store.connectedSinceMs == nil ? 0 : 1),
+            MetricSample(name: "orchestra_hub_cluster_hubs_alive", help: "Hubs with a recent heartbeat (this one included)", kind: .gauge,
+                         value: Double(liveHubs.count)),
         ]
     }
 }

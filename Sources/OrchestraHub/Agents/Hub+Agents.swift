@@ -64,6 +64,10 @@ extension Hub {
             guard let t = try current(t, f, a) else { return }
             let seq = try f.int("seq")
             t.leaseDeadlineMs = now + config.leaseMs
+            if !t.seqKnown {
+                t.nextSeq = seq
+                t.seqKnown = true
+            }
             if seq < t.nextSeq { return }  // a duplicate
             if seq > t.nextSeq {
                 let size = m.payload?.count ?? 0

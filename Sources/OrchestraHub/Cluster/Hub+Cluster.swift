@@ -18,14 +18,14 @@ extension Hub {
         let info: JSONValue = ["agents": .int(Int64(agents.values.filter { $0.online }.count)), "web": .int(Int64(webPeers.count)),
                                "tasks": .int(Int64(live.count))]
         journaled("heartbeat") { store.heartbeat(hubId: hubId, startedMs: startedMs, nowMs: now, info: info, logFailure("heartbeat")) }
-        journaled("reap dead hubs") {
-            store.reap(hubId: hubId, nowMs: now, timeoutMs: config.hubTimeoutMs, graceMs: config.leaseMs) { [self] r in
-                guard case .success(let outcome) = r else { return }
-                reaped(outcome)
-            }
+        // Right after the journal came back, every heartbeat is old (none could be written): the
+        // reaper waits one hub timeout before it judges the others.
+        if let up = store.connectedSinceMs, now - up >= config.hubTimeoutMs {
+            reap(now)
         }
         store.hubs { [self] r in
             guard case .success(let (hubs, dbNow)) = r else { return }
+            clusterHubs = (hubs, dbNow)
             liveHubs = hubs.filter { !$0.stopped && dbNow - $0.heartbeatMs <= config.hubTimeoutMs }.map(\.id)
             if liveHubs.count > 1 || hubs.count > 1 {
                 store.presence { [self] r in if case .success(let rows) = r { clusterPresence = rows } }
@@ -37,6 +37,69 @@ extension Hub {
         }
         readInbox()
         reserveQueued()
+    }
+
+    private func reap(_ now: Int64) {
+        journaled("reap dead hubs") {
+            store.reap(hubId: hubId, nowMs: now, timeoutMs: config.hubTimeoutMs, graceMs: config.leaseMs) { [self] r in
+                guard case .success(let outcome) = r else { return }
+                reaped(outcome)
+            }
+        }
+    }
+
+    // MARK: the database away and back
+
+    /// The store lost its database (`why`) or has it back (nil).
+    func journalConnection(_ why: String?) {
+        let now = wallClockMillis()
+        if let why {
+            if journalTrouble == nil { journalTrouble = (now, why) }
+            log.error("journal.unreachable", ["reason": .string(why), "hint": "requests that write answer DB_001 until it is back"])
+            return
+        }
+        log.info("journal.reconnected", ["downMs": .int(journalTrouble.map { now - $0.since } ?? 0),
+                                         "heldEvents": .int(Int64(heldEvents.count)), "heldOutcomes": .int(Int64(heldOutcomes.count))])
+        // What could not be written meanwhile, in the order it happened: the sessions' events,
+        // then the outcomes (a result after its task's chunks).
+        let events = heldEvents
+        heldEvents = []
+        heldEventBytes = 0
+        for (s, m) in events { record(m, in: s) }
+        let outcomes = heldOutcomes
+        heldOutcomes = []
+        for retry in outcomes { retry() }
+        dispatch()
+    }
+
+    /// Whether a failed write may be tried again once the database is back: the store
+    /// reconnects and the failure was the connection's, not the statement's.
+    func retriable(_ e: OrchestraError) -> Bool {
+        store.reconnects && (e.code == .io || e.code == .closed || e.code == .timedOut)
+    }
+
+    /// /health's view of the journal.
+    func journalHealthJSON() -> JSONValue {
+        var j: JSONValue = ["store": .string(store.label), "status": .string(store.connectedSinceMs == nil ? "unreachable" : "ok")]
+        if let t = journalTrouble {
+            j.set("troubleSinceMs", .int(t.since))
+            j.set("reason", .string(t.reason))
+        }
+        return j
+    }
+
+    /// /health's view of the cluster: every hub the journal knows, alive or not, with what it
+    /// said at its last heartbeat (agents, web clients, live tasks).
+    func clusterHealthJSON() -> JSONValue {
+        let (hubs, dbNow) = clusterHubs
+        let list: [JSONValue] = hubs.map { h in
+            let age = max(0, dbNow - h.heartbeatMs)
+            var o: JSONValue = ["hubId": .string(h.id), "alive": .bool(!h.stopped && age <= config.hubTimeoutMs),
+                                "stopped": .bool(h.stopped), "heartbeatAgeMs": .int(age), "startedMs": .int(h.startedMs)]
+            for k in ["agents", "web", "tasks"] { if let v = h.info[k] { o.set(k, v) } }
+            return o
+        }
+        return ["hubs": .array(list), "alive": .int(Int64(liveHubs.count))]
     }
 
     /// What the reaper did: dead hubs logged once, their agents' disconnection told to web

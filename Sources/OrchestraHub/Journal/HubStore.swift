@@ -26,6 +26,19 @@ public protocol HubStore: AnyObject {
     /// than when the statement ran, before the commit (SQLite).
     var completesAfterCommit: Bool { get }
 
+    /// Since when (this process's clock, ms) the journal answers; nil while it is unreachable
+    /// (PostgreSQL away: every call fails at once and the store reconnects). The reaper waits
+    /// a hub timeout after it to judge other hubs, whose heartbeats could not be written either.
+    var connectedSinceMs: Int64? { get }
+    /// Whether the store reconnects after losing its database (a write that failed for that
+    /// reason may be tried again once `onConnectionChange` says it is back).
+    var reconnects: Bool { get }
+    /// Told, on the I/O thread, when the database becomes unreachable (why) and when it
+    /// answers again (nil). SQLite never calls it.
+    var onConnectionChange: ((String?) -> Void)? { get set }
+    /// Told the time of each round trip to the database (a commit, a read), microseconds.
+    var onRoundTrip: ((UInt64) -> Void)? { get set }
+
     // MARK: batches (group commit)
 
     /// Opens the turn's batch (no effect when one is open).

@@ -24,8 +24,18 @@ public final class SQLiteStore: HubStore {
     public func beginBatch() throws(OrchestraError) { try journal.beginBatch() }
 
     public func commitBatch(_ done: @escaping (OrchestraError?) -> Void) {
-        do { try journal.commitBatch(); done(nil) } catch { done(error) }
+        let start = monotonicNanos()
+        do { try journal.commitBatch() } catch { done(error); return }
+        onRoundTrip?((monotonicNanos() &- start) / 1000)
+        done(nil)
     }
+
+    /// The file is always there: since the store was made.
+    public let connectedSinceMs: Int64? = wallClockMillis()
+    public var reconnects: Bool { false }
+    public var onConnectionChange: ((String?) -> Void)? = nil
+    /// Told each commit's time (the file's write and sync), microseconds.
+    public var onRoundTrip: ((UInt64) -> Void)? = nil
 
     public func insertTask(_ t: TaskRecord, _ done: @escaping StoreDone<Bool>) { run(done) { () throws(OrchestraError) in try journal.insertTask(t) } }
     public func updatePlacement(_ t: TaskRecord, _ done: @escaping StoreDone<Void>) { run(done) { () throws(OrchestraError) in try journal.updatePlacement(t) } }

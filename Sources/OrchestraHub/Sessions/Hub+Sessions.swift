@@ -78,6 +78,13 @@ extension Hub {
             store.appendNumberedEvent(sessionId: sid, atMs: now, kind: kind, frame: bytes, hubId: hubId) { [self] r in
                 switch r {
                 case .failure(let e):
+                    // The database is away: kept (in order, within the hub's replay budget)
+                    // and written when it is back.
+                    if retriable(e), heldEventBytes + bytes.count <= config.replayHubBytes {
+                        heldEvents.append((s, m))
+                        heldEventBytes += bytes.count
+                        return
+                    }
                     log.error("journal.write_failed", ["sessionId": .string(sid), "what": "append event", "reason": .string(e.message)])
                 case .success(let offset):
                     let before = s.keptCost

@@ -143,6 +143,7 @@ extension Hub {
         t.rec = rec
         t.running = false
         t.nextSeq = 0
+        t.seqKnown = true
         t.early.removeAll()
         t.earlyBytes = 0
         t.orphanUntilMs = 0
@@ -249,7 +250,8 @@ extension Hub {
     /// the submitter. `event` is the agent's task.result, forwarded as it is; otherwise the hub
     /// writes one. Until the journal has answered, the task is `finishing`: its lease does not
     /// run out and its agent's messages about it are stale.
-    func finish(_ t: LiveTask, success: Bool, result: JSONValue?, error: String?, errorCode: HubErrorCode?, dead: Bool, event: Message?) {
+    func finish(_ t: LiveTask, success: Bool, result: JSONValue?, error: String?, errorCode: HubErrorCode?, dead: Bool, event: Message?,
+                retried: Bool = false) {
         let now = wallClockMillis()
         let state: TaskState = success ? .succeeded : .failed
         let (id, attempt) = (t.rec.id, t.rec.attempt)
@@ -263,10 +265,25 @@ extension Hub {
             store.finishTask(id: id, attempt: attempt, state: state, result: result, error: error, errorCode: errorCode?.rawValue,
                              dead: dead, nowMs: now) { [self] r in
                 switch r {
+                case .failure(let e) where retriable(e):
+                    // The database is away: the outcome is written when it is back (the task
+                    // stays finishing, its lease does not run out meanwhile).
+                    heldOutcomes.append { [self] in
+                        finish(t, success: success, result: result, error: error, errorCode: errorCode, dead: dead, event: event, retried: true)
+                    }
                 case .failure(let e):
                     // The task stays live; the agent's lease runs out and it is tried again.
                     t.finishing = false
                     log.error("journal.write_failed", ["taskId": .string(id), "what": "finish", "reason": .string(e.message)])
+                case .success(false) where retried:
+                    // The first try may have committed before the connection broke: when the
+                    // journal holds this attempt's outcome, it was this one.
+                    store.task(id: id) { [self] r in
+                        let ours: Bool
+                        if case .success(let rec?) = r, rec.attempt == attempt, rec.state == state { ours = true } else { ours = false }
+                        if ours { log.info("task.finished", fields) }
+                        finished(t, recorded: ours, success: success, error: error, errorCode: errorCode, dead: dead, event: event, nowMs: now)
+                    }
                 case .success(let recorded):
                     if recorded {
                         if store.completesAfterCommit { log.info("task.finished", fields) } else { afterCommit { [log] in log.info("task.finished", fields) } }

@@ -41,6 +41,16 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     /// loss); `.full` waits for the server's WAL flush at every commit.
     public let durability: Durability
 
+    /// When the connection came up (this process's wall clock, ms); nil while the database is
+    /// unreachable. Every call then fails at once (DB_001 for the hub's requests) while the
+    /// client reconnects with backoff.
+    public private(set) var connectedSinceMs: Int64? = nil
+    public var reconnects: Bool { true }
+    /// Told when the connection is lost (why) and when it is back (nil), on the I/O thread.
+    public var onConnectionChange: ((String?) -> Void)?
+    /// Told each round trip's time in microseconds (a statement, a batch's transaction).
+    public var onRoundTrip: ((UInt64) -> Void)?
+
     /// A store on `runtime`'s loop for the database at `url` (not connected: `open`).
     public init(runtime: Runtime, url: String, durability: Durability = .normal) {
         self.durability = durability
@@ -49,6 +59,55 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         client = PostgresClient(runtime: runtime, options: o)
         label = PostgresStore.redact(url)
         client.onNotification = { [weak self] n in self?.notified(n.payload) }
+        client.onConnectionLost = { [weak self] e in self?.connectionLost(e) }
+    }
+
+    /// Each connection commits as `durability` asks (a session setting: set again after a
+    /// reconnect).
+    private func setDurability() {
+        client.query("SELECT set_config('synchronous_commit', $1, false)", [.text(durability == .full ? "on" : "off")]) { _ in }
+    }
+
+    /// The connection broke: what was in flight has failed; calls fail at once until the client
+    /// is connected again (it tries with backoff, 100 ms doubling to 5 s, for as long as it
+    /// takes). Changes others made meanwhile were not notified: once back, the hub is told to
+    /// look at everything.
+    private func connectionLost(_ e: PostgresError) {
+        guard connectedSinceMs != nil else { return }
+        connectedSinceMs = nil
+        onConnectionChange?(e.message)
+        client.reconnect { [weak self] r in
+            guard let self, case .success = r else { return }   // (closed: the hub is stopping)
+            setDurability()
+            connectedSinceMs = wallClockMillis()
+            onConnectionChange?(nil)
+            onChange?(.all)
+        }
+    }
+
+    private func unreachable() -> PostgresError {
+        PostgresError(.notConnected, "the database is unreachable (reconnecting)")
+    }
+
+    /// A statement on its own (a transaction of its own), timed; fails at once while the
+    /// database is unreachable.
+    private func send(_ statement: PostgresStatement, _ handler: @escaping (Result<PostgresResult, PostgresError>) -> Void) {
+        guard connectedSinceMs != nil else { handler(.failure(unreachable())); return }
+        let start = monotonicNanos()
+        client.query(statement) { [weak self] r in
+            self?.onRoundTrip?((monotonicNanos() &- start) / 1000)
+            handler(r)
+        }
+    }
+
+    /// Statements in one transaction, timed; fail at once while the database is unreachable.
+    private func sendTransaction(_ statements: [PostgresStatement], _ done: @escaping ([Result<PostgresResult, PostgresError>]) -> Void) {
+        guard connectedSinceMs != nil else { done(Array(repeating: .failure(unreachable()), count: statements.count)); return }
+        let start = monotonicNanos()
+        client.transaction(statements) { [weak self] rs in
+            self?.onRoundTrip?((monotonicNanos() &- start) / 1000)
+            done(rs)
+        }
     }
 
     /// The URL without its password, for logs.
@@ -75,12 +134,13 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
             try client.runtime.post { [self] in
                 client.connect { [self] c in
                     if case .failure(let e) = c { r.put(.failure(OrchestraError(e.code, "journal \(label): connect failed: \(e.message)"))); return }
-                    // For this connection only (a reconnect sets it again: see `onConnected`).
-                    client.query("SELECT set_config('synchronous_commit', $1, false)", [.text(durability == .full ? "on" : "off")]) { _ in }
+                    setDurability()
                     migrate { [self] m in
                         guard case .success = m else { r.put(m); return }
-                        client.listen(PostgresStore.channel) { l in
-                            if case .failure(let e) = l { r.put(.failure(e.error)) } else { r.put(m) }
+                        client.listen(PostgresStore.channel) { [self] l in
+                            if case .failure(let e) = l { r.put(.failure(e.error)); return }
+                            connectedSinceMs = wallClockMillis()
+                            r.put(m)
                         }
                     }
                 }
@@ -104,7 +164,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
                     return
                 }
                 var version: Int64 = 0
-                if res.rowCount > 0, let text = try? res.text(0, 0) { version = Int64(text ?? "") ?? -1 }
+                if res.rowCount > 0, let text = try? res.text(0, 0) { version = Int64(text) ?? -1 }
                 if version < 0 || version > PostgresSchema.version {
                     unlock()
                     done(.failure(OrchestraError(.version, "journal \(label): schema version \(version) is newer than this orchestra-hub understands (\(PostgresSchema.version)); use the orchestra-hub that wrote it, or a newer one")))
@@ -155,7 +215,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         }
         if batch != nil { batch!.append((statement, handler)) } else {
             // Outside a batch (the hub always opens one first): a transaction of its own.
-            client.query(statement, handler)
+            send(statement, handler)
         }
     }
 
@@ -170,14 +230,14 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
                 do throws(OrchestraError) { done(.success(try parse(res))) } catch { done(.failure(error)) }
             }
         }
-        if batch != nil { readsAfterBatch.append((statement, handler)) } else { client.query(statement, handler) }
+        if batch != nil { readsAfterBatch.append((statement, handler)) } else { send(statement, handler) }
     }
 
     /// Several reads in one transaction (one snapshot): at once, or after the open batch.
     func readMany<T>(_ statements: [PostgresStatement], _ done: @escaping StoreDone<T>,
                              _ parse: @escaping ([PostgresResult]) throws(OrchestraError) -> T) {
-        let run = { [client, label] in
-            client.transaction(statements) { rs in
+        let run = { [self, label] in
+            sendTransaction(statements) { rs in
                 if let e = PostgresStore.firstError(rs) { done(.failure(OrchestraError(e.code, "journal \(label): \(e.message)"))); return }
                 let results = rs.compactMap { try? $0.get() }
                 do throws(OrchestraError) { done(.success(try parse(results))) } catch { done(.failure(error)) }
@@ -200,19 +260,23 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         if ops.isEmpty {
             done(nil)
         } else {
-            client.transaction(ops.map(\.0)) { [label] rs in
-                let e = PostgresStore.firstError(rs).map { OrchestraError($0.code, "journal \(label): commit failed: \($0.message)") }
+            sendTransaction(ops.map(\.0)) { [label] rs in
+                let first = PostgresStore.firstError(rs)
+                let e = first.map { OrchestraError($0.code, "journal \(label): commit failed: \($0.message)") }
                 done(e)
+                // A statement that ran in a transaction that did not commit: rolled back, or
+                // (the connection broke at the commit) not known to be committed.
+                let kind: PostgresError.Kind = first.map { [.connectionLost, .notConnected, .timedOut].contains($0.kind) } == true ? first!.kind : .aborted
                 for (i, op) in ops.enumerated() {
                     if let e, case .success = rs[i] {
-                        op.1(.failure(PostgresError(.aborted, "rolled back: \(e.message)")))
+                        op.1(.failure(PostgresError(kind, "rolled back: \(e.message)")))
                     } else {
                         op.1(rs[i])
                     }
                 }
             }
         }
-        for (s, h) in reads { client.query(s, h) }
+        for (s, h) in reads { send(s, h) }
         let many = deferredReads
         deferredReads = []
         for run in many { run() }
