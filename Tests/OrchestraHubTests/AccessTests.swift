@@ -74,7 +74,9 @@ import OrchestraCore
         let callers: [Caller] = [alice, vera, root, .agent(id: "x", keyId: "k"), .unregisteredAgent, .anonymous]
         let facts = AccessRequest(type: "", task: TaskFacts(owner: "nobody", sessionId: nil, leasedTo: "other"),
                                   session: SessionFacts(owner: "nobody", sharedWith: []),
-                                  registration: RegistrationFacts(agentId: "x", keyId: "k", boundKey: "k0", scope: AgentIdScope("y")))
+                                  registration: RegistrationFacts(agentId: "x", keyId: "k", boundKey: "k0", scope: AgentIdScope("y")),
+                                  listSubmitter: "nobody",
+                                  login: LoginFacts(userFailures: LoginThrottle.maxFailures, addressFailures: 0, retryAfterSeconds: 1))
         var used = Set<AccessRule>()
         for table in [Access.web, Access.agent, Access.http] { for rules in table.values { used.formUnion(rules) } }
         for rule in used where rule != .publicPath {
