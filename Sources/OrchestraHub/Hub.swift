@@ -322,6 +322,28 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         }
     }
 
+    /// The last writes, once the connections are closed: this hub leaves the cluster (marked
+    /// stopped: the other hubs release its reservations at once and its leased tasks one lease
+    /// later), and the open batch commits. `done` runs on the I/O thread once every commit has
+    /// answered, or after `timeoutMs`. Any thread.
+    public func finishShutdown(timeoutMs: Int64 = 5000, _ done: @escaping () -> Void) {
+        let deadline = wallClockMillis() + timeoutMs
+        do {
+            try runtime.post { [self] in
+                journaled("mark this hub stopped") { store.stopHub(hubId: hubId, nowMs: wallClockMillis(), logFailure("mark this hub stopped")) }
+                commitBatch()
+                func check() {
+                    if (committing.isEmpty && !batchOpen) || wallClockMillis() >= deadline { done(); return }
+                    if batchOpen { commitBatch() }
+                    if (try? runtime.startTimer(delayMs: 10, repeatMs: 0, fire: check)) == nil { done() }
+                }
+                check()
+            }
+        } catch {
+            done()
+        }
+    }
+
     // MARK: connections
 
     public func shouldAccept(_ request: HTTPRequestInfo) -> HTTPResponse? {
@@ -394,6 +416,9 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         case .web:
             webPeers.removeValue(forKey: c.id)
             for s in p.sessions { sessions[s]?.watchers.removeValue(forKey: c.id) }
+            // Results of its tasks that run on other hubs have nobody to go to here (a retried
+            // submit on a new connection asks again).
+            if !remoteSubmits.isEmpty { remoteSubmits = remoteSubmits.filter { $0.value != c.id } }
             if !p.user.isEmpty { log.info("web.disconnected", ["conn": .int(Int64(c.id)), "user": .string(p.user), "code": .int(Int64(code))]) }
         case .agent:
             guard let id = p.agentId, let a = agents[id], a.connection === c else { return }

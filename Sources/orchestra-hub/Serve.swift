@@ -136,9 +136,10 @@ func defaultWebRoot() -> String? {
 
 func serve(_ args: Arguments) throws(UsageError) {
     var c = try config(from: args)
+    do { c.jwtKey = try jwtKey(args) } catch { throw UsageError(error.message) }
+    // After every check of the arguments: it may make the file that keeps the id.
     c.hubId = try hubId(args, journal: JournalLocation(c.journalPath))
     let log = Logger(level: c.logLevel)
-    do { c.jwtKey = try jwtKey(args) } catch { throw UsageError(error.message) }
     // SIGINT and SIGTERM are taken by sigwait below: block them before any thread starts, so
     // every thread inherits the mask and none is interrupted.
     var set = sigset_t()
@@ -200,11 +201,14 @@ func serve(_ args: Arguments) throws(UsageError) {
     // Peers get close 1001; wait for their close frames (at most 3 s), then stop.
     let deadline = monotonicNanos() + 3_000_000_000
     while hub.connectionCount > 0 && monotonicNanos() < deadline { usleep(10_000) }
-    if let pg {
-        // The last batch's commit, and the connection's close, run on the I/O thread.
-        let closed = Rendezvous<Bool>()
-        if (try? runtime.post { pg.close { closed.put(true) } }) != nil { _ = closed.take() }
+    // The last writes (this hub marked stopped, the last batch), then the connection's
+    // close, on the I/O thread.
+    let finished = Rendezvous<Bool>()
+    hub.finishShutdown { [pg] in
+        guard let pg else { finished.put(true); return }
+        pg.close { finished.put(true) }
     }
+    _ = finished.take()
     runtime.shutdown()
     checkpointer?.stop()
     journal?.close()

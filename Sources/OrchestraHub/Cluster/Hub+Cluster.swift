@@ -108,6 +108,7 @@ extension Hub {
         for id in o.deadHubs where !reportedDead.contains(id) {
             reportedDead.insert(id)
             log.warn("hub.dead", ["hubId": .string(id)])
+            publishOutcomes(of: id)
         }
         reportedDead.formIntersection(o.deadHubs)
         for id in o.offlineAgents where agents[id]?.online != true {
@@ -117,6 +118,27 @@ extension Hub {
             log.info("hub.reaped", ["requeued": .array(o.requeued.map { .string($0) }), "failed": .array(o.failed.map { .string($0) })])
             notifyOthers.insert("tasks")
             reserveQueued()
+        }
+    }
+
+    /// A hub that dies between the commit of an outcome and the commit of its task.result
+    /// (the session event, the delivery to the submitter's hub: the next batch) leaves an
+    /// outcome nobody heard of. One surviving hub publishes those (the first to claim them).
+    func publishOutcomes(of deadHub: String) {
+        store.claimUnpublishedOutcomes(deadHubId: deadHub, timeoutMs: config.hubTimeoutMs, windowMs: config.hubTimeoutMs) { [self] r in
+            guard case .success(let recs) = r, !recs.isEmpty else {
+                if case .failure(let e) = r { log.error("journal.read_failed", ["what": .string("outcomes of hub \(deadHub)"), "reason": .string(e.message)]) }
+                return
+            }
+            for rec in recs {
+                let t = live[rec.id] ?? LiveTask(rec)
+                t.rec = rec
+                if rec.submitHub == deadHub { t.rec.submitHub = nil }   // its web clients went with it
+                if rec.submitHub == hubId, let conn = remoteSubmits.removeValue(forKey: rec.id) { t.submitter = conn }
+                if live[rec.id] === t { live.removeValue(forKey: rec.id) }
+                publish(t, resultEvent(rec))
+            }
+            log.warn("hub.outcomes_published", ["hubId": .string(deadHub), "tasks": .array(recs.map { .string($0.id) })])
         }
     }
 
@@ -238,12 +260,26 @@ extension Hub {
         let taskId = v["taskId"]?.string ?? ""
         switch kind {
         case .deliver:
-            guard let conn = remoteSubmits[taskId], let p = webPeers[conn], let text = v["frame"]?.string else { return }
-            let sid = v["sessionId"]?.string
-            if let sid, p.sessions.contains(sid) { break }   // its session's feed brings it
-            guard let m = try? EnvelopeCodec.decode(Array(text.utf8), format: .json) else { return }
+            // Submitted here and run by another hub (this hub may still hold it as queued, or
+            // be claiming it: the claim will be refused).
+            let conn = remoteSubmits[taskId] ?? live[taskId]?.submitter ?? 0
+            if let t = live[taskId], t.rec.state == .queued {
+                // No longer ours to place.
+                live.removeValue(forKey: taskId)
+                pending[t.rec.priority].removeAll { $0 == taskId }
+            }
+            guard let text = v["frame"]?.string, let m = try? EnvelopeCodec.decode(Array(text.utf8), format: .json) else { return }
+            if m.type == "task.result" {
+                // Its outcome is recorded: a claim of ours still under way will be refused, and
+                // has nothing left to deliver.
+                remoteSubmits.removeValue(forKey: taskId)
+                live[taskId]?.submitter = 0
+            } else if conn != 0 {
+                remoteSubmits[taskId] = conn
+            }
+            guard conn != 0, let p = webPeers[conn] else { return }
+            if let sid = v["sessionId"]?.string, p.sessions.contains(sid) { return }   // its session's feed brings it
             send(p, m)
-            if m.type == "task.result" { remoteSubmits.removeValue(forKey: taskId) }
         case .cancel:
             guard let t = live[taskId], Int64(t.rec.attempt) == v["attempt"]?.int else { return }
             if let agentId = t.rec.agentId, let a = agents[agentId] {
@@ -295,20 +331,24 @@ extension Hub {
 
     /// The cluster's agents: this hub's from memory, the others' from the journal.
     func clusterAgents(_ done: @escaping ([JSONValue]) -> Void) {
-        let local = agents.values.sorted { $0.id < $1.id }.map { a -> JSONValue in
+        let local = agents.values.sorted { $0.id < $1.id }.map { a -> (String, Bool, JSONValue) in
             var j = a.json(maxLoad: config.maxLoadPerAgent)
             j.set("hubId", .string(hubId))
-            return j
+            return (a.id, a.online, j)
         }
         store.presence { [self] r in
-            var out = local
-            if case .success(let rows) = r {
-                for row in rows where agents[row.agentId] == nil {
-                    var j = row.info
-                    if !row.online || !liveHubs.contains(row.hubId) && row.hubId != hubId { j.set("status", "offline") }
-                    j.set("hubId", .string(row.hubId))
-                    out.append(j)
-                }
+            var rows: [AgentPresence] = []
+            if case .success(let all) = r { rows = all }
+            // An agent offline here that went on to another hub that is alive is listed as
+            // that hub says.
+            let elsewhere = Set(rows.filter { $0.online && $0.hubId != hubId && liveHubs.contains($0.hubId) }.map(\.agentId))
+            var out = local.filter { $0.1 || !elsewhere.contains($0.0) }.map(\.2)
+            let listed = Set(out.compactMap { $0["id"]?.string })
+            for row in rows where !listed.contains(row.agentId) {
+                var j = row.info
+                if !row.online || !liveHubs.contains(row.hubId) && row.hubId != hubId { j.set("status", "offline") }
+                j.set("hubId", .string(row.hubId))
+                out.append(j)
             }
             done(out.sorted { ($0["id"]?.string ?? "") < ($1["id"]?.string ?? "") })
         }

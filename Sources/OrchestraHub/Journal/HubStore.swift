@@ -135,6 +135,11 @@ public protocol HubStore: AnyObject {
     func setPresence(agentId: String, hubId: String, online: Bool, info: JSONValue, nowMs: Int64, _ done: @escaping StoreDone<Void>)
     func presence(_ done: @escaping StoreDone<[AgentPresence]>)
     func reap(hubId: String, nowMs: Int64, timeoutMs: Int64, graceMs: Int64, _ done: @escaping StoreDone<ReapOutcome>)
+    /// The outcomes a dead hub recorded but may not have published: tasks it finished in its
+    /// last `windowMs` before its last heartbeat or after it, whose session holds no
+    /// task.result for them. Claimed once in the cluster (the first hub to ask gets them; the
+    /// claim lapses when the hub heartbeats again). SQLite has no other hub: always empty.
+    func claimUnpublishedOutcomes(deadHubId: String, timeoutMs: Int64, windowMs: Int64, _ done: @escaping StoreDone<[TaskRecord]>)
 }
 
 /// Kinds of change another process made (`HubStore.onChange`).

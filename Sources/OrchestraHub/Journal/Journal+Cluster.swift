@@ -362,7 +362,8 @@ extension Journal {
             let i = try db.prepare("DELETE FROM hub_inbox WHERE hub_id = ?1")
             try i.bind(1, h.id)
             try i.run(what: "drop the inbox of hub \"\(h.id)\"")
-            guard h.stopped || nowMs - h.heartbeatMs > timeoutMs + graceMs else { continue }
+            // Leased tasks wait one more lease for their agents to fail over (after a stop too).
+            guard (h.stopped && nowMs - h.heartbeatMs >= graceMs) || nowMs - h.heartbeatMs > timeoutMs + graceMs else { continue }
             let q = try db.prepare("""
                 UPDATE tasks SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
                 dead = CASE WHEN attempt >= max_attempts THEN 1 ELSE 0 END,

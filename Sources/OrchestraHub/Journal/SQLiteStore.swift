@@ -196,6 +196,9 @@ public final class SQLiteStore: HubStore {
     public func presence(_ done: @escaping StoreDone<[AgentPresence]>) {
         run(done) { () throws(OrchestraError) in try journal.presence() }
     }
+    public func claimUnpublishedOutcomes(deadHubId: String, timeoutMs: Int64, windowMs: Int64, _ done: @escaping StoreDone<[TaskRecord]>) {
+        run(done) { () throws(OrchestraError) in [] }   // one hub: none other can die
+    }
     public func reap(hubId: String, nowMs: Int64, timeoutMs: Int64, graceMs: Int64, _ done: @escaping StoreDone<ReapOutcome>) {
         run(done) { () throws(OrchestraError) in try journal.reap(hubId: hubId, nowMs: nowMs, timeoutMs: timeoutMs, graceMs: graceMs) }
     }

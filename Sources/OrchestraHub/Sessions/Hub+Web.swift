@@ -340,8 +340,14 @@ extension Hub {
                 let extra: [(String, JSONValue)] = last.map { [("replayed", .int(Int64(replay.count))), ("dropped", .int(head - $0 - Int64(replay.count)))] } ?? []
                 send(p, sessionUpdated(s, correlationId: reqId, extra: extra, head: head, oldest: oldest))
                 for e in replay { sendStored(p, e.frame, offset: e.offset) }
-                let after = replay.last?.offset ?? last ?? 0
-                for (o, bytes) in resume.held where o > after { deliver(p.conn, p.format, bytes) }
+                var sent = replay.last?.offset ?? last ?? 0
+                for (o, bytes) in resume.held where o > sent {
+                    deliver(p.conn, p.format, bytes)
+                    sent = o
+                }
+                // What the feed hands out from here on starts after what the watcher has (the
+                // feed may be behind the replay: events of other hubs not fetched yet).
+                s.from[p.conn.id] = max(s.from[p.conn.id] ?? 0, sent)
                 // Events the journal has that this hub's feed has not handed out yet.
                 if head > s.delivered { fetchEvents([s]) }
                 log.info("session.joined", ["sessionId": .string(sid), "user": .string(p.user), "replayed": .int(Int64(replay.count))])

@@ -166,6 +166,7 @@ extension Hub {
                 if live[rec.id] === t { live.removeValue(forKey: rec.id) }
                 if let conn = Optional(t.submitter), conn != 0 { remoteSubmits[rec.id] = conn }
                 log.debug("task.claim_lost", ["taskId": .string(rec.id), "attempt": .int(Int64(old.attempt))])
+                reclaimInDoubt(rec.id)
                 dispatch()
             case .failure:
                 // Not written: back to the queue here.
@@ -208,8 +209,14 @@ extension Hub {
         t.rec = rec
         t.running = false
         t.orphanUntilMs = 0
-        // Back in the queue for every hub, unless another hub holds the task now (its agent
-        // took it along there).
+        release(t, rec, attempt: held)
+        log.info("task.requeued", ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "reason": .string(why), "traceId": .string(rec.traceId)])
+    }
+
+    /// Writes `t` back to the queue for every hub, unless another hub holds the task now (its
+    /// agent took it along there). While the database is away it waits, out of the queue here,
+    /// and is written once it is back.
+    private func release(_ t: LiveTask, _ rec: TaskRecord, attempt held: Int) {
         journaled("requeue task \(rec.id)") {
             notifyOthers.insert("tasks")
             store.releaseTask(rec, attempt: held, hubId: hubId) { [self] r in
@@ -221,13 +228,28 @@ extension Hub {
                 case .success(false):
                     if live[rec.id] === t { live.removeValue(forKey: rec.id) }
                     log.info("task.moved", ["taskId": .string(rec.id), "attempt": .int(Int64(held)), "reason": "another hub holds it"])
+                case .failure(let e) where retriable(e):
+                    heldOutcomes.append { [self] in release(t, rec, attempt: held) }
                 case .failure(let e):
                     log.error("journal.write_failed", ["taskId": .string(rec.id), "what": "requeue", "reason": .string(e.message)])
                     pending[rec.priority].append(rec.id)
                 }
             }
         }
-        log.info("task.requeued", ["taskId": .string(rec.id), "attempt": .int(Int64(rec.attempt)), "reason": .string(why), "traceId": .string(rec.traceId)])
+    }
+
+    /// A claim was refused: when the journal says this hub holds the task (an earlier claim
+    /// committed although its answer was lost with the connection), the lease is taken back
+    /// at once and the task goes back to the queue, rather than waiting for nobody.
+    func reclaimInDoubt(_ id: String) {
+        guard store.reconnects else { return }
+        store.task(id: id) { [self] r in
+            guard case .success(let rec?) = r, rec.state == .assigned, rec.hubId == hubId, live[id] == nil else { return }
+            let t = LiveTask(rec)
+            t.leaseDeadlineMs = 0   // the next tick finds it expired and requeues it
+            live[id] = t
+            log.warn("task.claim_in_doubt", ["taskId": .string(id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(rec.agentId ?? "")])
+        }
     }
 
     /// Whether an online agent that has not rejected `t` can run it: here, or (several hubs) on

@@ -9,10 +9,10 @@ extension PostgresStore {
     /// The server's time in milliseconds since the epoch.
     static let nowSQL = "(extract(epoch from statement_timestamp()) * 1000)::int8"
 
-    /// The hubs (not `$1`) whose heartbeat is older than `$2` ms by the server's clock, or
-    /// that stopped.
-    static func deadHubs(older: String) -> String {
-        "SELECT id FROM hubs WHERE id <> $1 AND (stopped OR heartbeat_ms < \(nowSQL) - \(older))"
+    /// The hubs (not `$1`) whose heartbeat is older than `older` ms by the server's clock, or
+    /// that stopped more than `stoppedOlder` ms ago (a stop writes its time as the heartbeat).
+    static func deadHubs(older: String, stoppedOlder: String = "0") -> String {
+        "SELECT id FROM hubs WHERE id <> $1 AND ((stopped AND heartbeat_ms <= \(nowSQL) - \(stoppedOlder)) OR heartbeat_ms < \(nowSQL) - \(older))"
     }
 
     public func heartbeat(hubId: String, startedMs: Int64, nowMs: Int64, info: JSONValue, _ done: @escaping StoreDone<Void>) {
@@ -196,9 +196,29 @@ extension PostgresStore {
         }
     }
 
+    public func claimUnpublishedOutcomes(deadHubId: String, timeoutMs: Int64, windowMs: Int64, _ done: @escaping StoreDone<[TaskRecord]>) {
+        // The claim: a mark in the dead hub's info, which its next heartbeat (if it comes
+        // back) overwrites. A task.result event is a state event (kind 0) whose envelope this
+        // hub's encoder wrote ("type":"task.result") naming the task.
+        write("""
+            WITH h AS (UPDATE hubs SET info = jsonb_set(info::jsonb, '{repaired}', 'true')::text
+                       WHERE id = $1 AND NOT stopped AND heartbeat_ms < \(PostgresStore.nowSQL) - $2
+                       AND (info::jsonb -> 'repaired') IS NULL RETURNING heartbeat_ms)
+            SELECT \(PostgresStore.taskColumns) FROM tasks, h
+            WHERE tasks.hub_id = $1 AND tasks.state IN ('succeeded', 'failed') AND tasks.updated_ms >= h.heartbeat_ms - $3
+            AND NOT EXISTS (SELECT 1 FROM session_events e WHERE e.session_id = tasks.session_id AND e.kind = 0
+                            AND position('"type":"task.result"'::bytea IN e.frame) > 0
+                            AND position(convert_to('"' || tasks.id || '"', 'UTF8') IN e.frame) > 0)
+            """, [.text(deadHubId), .int64(timeoutMs), .int64(windowMs)], done) { [self] (r) throws(OrchestraError) in
+            try readTasks(r).sorted { $0.updatedMs < $1.updatedMs }
+        }
+    }
+
     public func reap(hubId: String, nowMs: Int64, timeoutMs: Int64, graceMs: Int64, _ done: @escaping StoreDone<ReapOutcome>) {
         let dead = PostgresStore.deadHubs(older: "$2")
-        let gone = PostgresStore.deadHubs(older: "$3")
+        // Their leased tasks wait one more lease (`graceMs`) for their agents to fail over
+        // and take them along; after a stop too.
+        let gone = PostgresStore.deadHubs(older: "$3", stoppedOlder: "$5")
         write("""
             WITH a AS (UPDATE agent_presence SET online = false, updated_ms = $4 WHERE online AND hub_id IN (\(dead)) RETURNING agent_id),
                  r AS (UPDATE tasks SET hub_id = NULL WHERE state = 'queued' AND hub_id IN (\(dead)) RETURNING id),
@@ -211,7 +231,7 @@ extension PostgresStore {
                          hub_id = NULL, updated_ms = $4
                        WHERE state IN ('assigned', 'running') AND hub_id IN (\(gone)) RETURNING id, state)
             SELECT 'a', agent_id FROM a UNION ALL SELECT q.state, q.id FROM q UNION ALL SELECT 'h', id FROM (\(dead)) d
-            """, [.text(hubId), .int64(timeoutMs), .int64(timeoutMs + graceMs), .int64(nowMs)], done) { (r) throws(OrchestraError) -> ReapOutcome in
+            """, [.text(hubId), .int64(timeoutMs), .int64(timeoutMs + graceMs), .int64(nowMs), .int64(graceMs)], done) { (r) throws(OrchestraError) -> ReapOutcome in
             var out = ReapOutcome()
             for i in 0..<r.rowCount {
                 guard let what = try r.text(i, 0), let id = try r.text(i, 1) else { continue }
