@@ -709,7 +709,15 @@ static void test_exchange(orc_runtime_t *rt) {
     CHECK(is_state(ev, ORC_AGENT_CONNECTING));
     orc_agent_event_free(ev);
     /* Nothing may come before agent.registered. */
-    CHECK(peer_next(&p, 300, &conn, NULL, NULL) == EV_NONE);
+    {
+        char *early = NULL;
+        int kind = peer_next(&p, 300, &conn, NULL, &early);
+        if (kind != EV_NONE)
+            fprintf(stderr, "peer: before agent.registered (on %llu), event %d on connection %llu: %s\n", (unsigned long long)c2, kind,
+                    (unsigned long long)conn, early ? early : "");
+        CHECK(kind == EV_NONE);
+        free(early);
+    }
 
     send_registered(&p, c2, env, 60000, "[\"t2\"]");
     ev = next_event(a);

@@ -56,9 +56,12 @@ def wait_until(pred, timeout=20, what="condition", interval=0.02):
 class Hub:
     """One orchestra-hub process on a fixed port with its journal in tmp_path. Restartable."""
 
-    def __init__(self, tmp_path, *flags):
+    def __init__(self, tmp_path, *flags, journal=None):
         self.dir = tmp_path
-        if ON_POSTGRES:
+        if journal:
+            # Shared with other hubs (several hubs on one PostgreSQL).
+            self.journal = journal
+        elif ON_POSTGRES:
             if not PG_URL:
                 pytest.fail("ORC_TEST_JOURNAL=postgres needs ORC_TEST_PG_URL (scripts/pg start)")
             self.schema = "t_" + uuid.uuid4().hex[:16]
@@ -145,7 +148,7 @@ class Hub:
     def db(self):
         """The journal for reading it back: sqlite3, or on PostgreSQL psycopg behind the same
         few calls (execute with ? placeholders, fetchone/fetchall, row_factory = sqlite3.Row)."""
-        if ON_POSTGRES:
+        if self.journal.startswith("postgresql://"):
             return PgJournal(self.journal)
         return sqlite3.connect(self.journal, timeout=10)
 

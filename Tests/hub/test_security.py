@@ -551,7 +551,7 @@ async def test_the_token_key_can_live_outside_the_journal(hub, tmp_path):
     assert keyfile.read_text().strip() not in "".join(p.read_text() for p in hub.log_paths)
     hub.stop()
     keyfile.write_text("not hex")
-    r = hub.cli("serve", "--jwt-key-file", str(keyfile), "--port", "0", check=False)
+    r = hub.cli("serve", "--jwt-key-file", str(keyfile), "--port", "0", "--hub-id-file", str(hub.dir / "hub-id"), check=False)
     assert r.returncode != 0 and "hex" in r.stderr
     await web.close()
 
