@@ -120,6 +120,7 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     var reportedDead: Set<String> = []
     var reserving = false
     var lastHeartbeatMs: Int64 = 0
+    var lastRetentionMs: Int64 = 0
     var lastPresenceMs: Int64 = 0
     /// The cluster's agents as the journal said at the last heartbeat (several hubs).
     var clusterPresence: [AgentPresence] = []
@@ -701,6 +702,11 @@ public final class Hub: ServerHandler, @unchecked Sendable {
         if now - lastWindowPruneMs >= 1000 {
             lastWindowPruneMs = now
             pruneReplayWindow(nowMs: now)
+        }
+        // Finished tasks past the retention leave the journal (once a minute, in slices).
+        if config.taskRetentionMs > 0 && now - lastRetentionMs >= min(60_000, max(1000, config.taskRetentionMs)) {
+            lastRetentionMs = now
+            pruneFinishedTasks(before: now - config.taskRetentionMs)
         }
         // Another process changed the journal: users and keys (revocations take effect) and
         // tasks it put back in the queue (orchestra-hub dead requeue).

@@ -23,6 +23,9 @@ public struct HubConfig: Sendable {
     public var allowedOrigins: [String] = []
     /// How long a session's events are kept for a watcher that resumes (the recovery window).
     public var recoveryWindowMs: Int64 = 300_000
+    /// How long finished tasks stay in the journal after they finished (dead letters stay until
+    /// they are requeued); 0 keeps them for ever.
+    public var taskRetentionMs: Int64 = 30 * 86_400_000
     /// Byte budget of one session's replay log; chunks beyond it are dropped oldest first.
     public var replaySessionBytes = 8 << 20
     /// Byte budget of every session's replay log together.

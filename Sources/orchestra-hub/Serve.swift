@@ -5,7 +5,7 @@ import OrchestraNet
 
 let serveFlags: Set<String> = [
     "host", "port", "journal", "durability", "log-level", "strategy", "max-load-per-agent", "lease-ms", "heartbeat-ms",
-    "max-attempts", "rate-limit", "max-connections", "max-message-size", "allow-origin", "recovery-window-ms",
+    "max-attempts", "rate-limit", "max-connections", "max-message-size", "allow-origin", "recovery-window-ms", "task-retention-ms",
     "replay-session-bytes", "replay-hub-bytes", "jwt-key-file", "tls-cert", "tls-key", "port-file",
     "hub-id", "hub-id-file", "hub-timeout-ms",
     "web-root", "no-web", "alert-agent-offline-s", "alert-latency-p99-ms", "alert-error-rate", "alert-window-s",
@@ -102,6 +102,7 @@ func config(from args: Arguments) throws(UsageError) -> HubConfig {
     if let v = try args.int("max-connections", 1...1_000_000) { c.maxConnections = Int(v) }
     if let v = try args.int("max-message-size", 1024...(256 << 20)) { c.maxMessageSize = Int(v) }
     if let v = try args.int("recovery-window-ms", 0...86_400_000) { c.recoveryWindowMs = v }
+    if let v = try args.int("task-retention-ms", 0...Int64(Int32.max) * 1000) { c.taskRetentionMs = v }
     if let v = try args.int("hub-timeout-ms", 1000...3_600_000) { c.hubTimeoutMs = v }
     if let v = try args.int("replay-session-bytes", 65_536...(1 << 30)) { c.replaySessionBytes = Int(v) }
     if let v = try args.int("replay-hub-bytes", 65_536...(1 << 40)) { c.replayHubBytes = Int(v) }

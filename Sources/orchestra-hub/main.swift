@@ -50,8 +50,11 @@ serve flags:
   --replay-hub-bytes N      byte budget of all replay logs together (268435456)
   --jwt-key-file PATH       sign web tokens with the key in PATH (hex, at least 64 digits)
                             instead of the journal's; or ORC_HUB_JWT_KEY=<hex>
+  --task-retention-ms N     finished tasks are deleted this long after they finished (dead
+                            letters stay until requeued); 0 keeps them (2592000000: 30 days)
   --hub-id ID               this hub's id among the hubs of one database (default: the one
                             kept in --hub-id-file, ./var/hub-id, made on first start)
+  --hub-id-file PATH        where the generated id is kept (hub-id beside a SQLite journal)
   --hub-timeout-ms N        a hub whose heartbeat is older is dead: its agents go offline,
                             its tasks return to the queue one lease later (5000)
   --tls-cert FILE --tls-key FILE   serve wss:// and https://

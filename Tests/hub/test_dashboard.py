@@ -326,6 +326,32 @@ async def test_the_page_is_public_holds_no_data_and_its_files_stay_inside_the_ro
     assert http(hub, "/")[0] == 404 and http(hub, "/health")[0] == 200
 
 
+async def test_finished_tasks_leave_the_journal_after_the_retention_and_dead_letters_stay(hub):
+    """--task-retention-ms: finished tasks are deleted once that long has passed since they
+    finished; dead letters and tasks not finished are not."""
+    hub.start("--max-attempts", "1", "--lease-ms", "300", "--task-retention-ms", "1500")
+    root, = await users(hub, ("root", "admin"))
+    ws = await agent_session(hub)
+    dead = await root.submit("dies")
+    await next_of(ws, "task.assign")
+    await root.result(dead)   # its lease ran out: dead at its first attempt
+    ok = await run_task(ws, root, "ok")
+    bad = await run_task(ws, root, "bad", success=False)
+    r = await root.request("task.submit", {"type": "shell", "capabilities": ["gpu"], "parameters": {"command": "waits"}})
+    assert r["type"] == "task.submitted", r
+    held = r["payload"]["taskId"]   # no agent can run it: it stays queued
+    assert (await list_all(root))[0] == [held, bad, ok, dead]
+    # Kept while younger than the retention, gone after it (looked at once a second here).
+    await asyncio.to_thread(wait_until, lambda: hub.events("tasks.pruned"), 10, "tasks.pruned")
+    assert (await list_all(root))[0] == [held, dead]
+    assert (await list_all(root, dead=True))[0] == [dead]
+    with hub.db() as db:
+        assert db.execute("SELECT count(*) FROM tasks WHERE id IN (?, ?)", (ok, bad)).fetchone()[0] == 0
+    r = await root.request("task.get", {"taskId": ok})
+    assert r["type"] == "error" and r["payload"]["code"] == "PARAM_001" and "no task" in r["payload"]["message"], r
+    assert sum(e["tasks"] for e in hub.events("tasks.pruned")) == 2
+
+
 async def test_dead_letters_bad_input_and_refusals(hub):
     hub.start("--max-attempts", "1", "--lease-ms", "300")
     alice, vera, root = await users(hub, ("alice", "user"), ("vera", "viewer"), ("root", "admin"))

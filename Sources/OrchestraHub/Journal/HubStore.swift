@@ -128,6 +128,9 @@ public protocol HubStore: AnyObject {
     func sessionSnapshot(sessionId: String, after offset: Int64, _ done: @escaping StoreDone<SessionSnapshot?>)
     func deleteOwnEvents(sessionId: String, offsets: [Int64], _ done: @escaping StoreDone<Void>)
     func deleteEvents(before cutoffMs: Int64, _ done: @escaping StoreDone<Int>)
+    /// Deletes at most `limit` finished tasks (succeeded, failed; not dead letters) whose last
+    /// change is older than `cutoffMs`; how many.
+    func deleteFinishedTasks(before cutoffMs: Int64, limit: Int, _ done: @escaping StoreDone<Int>)
     func post(toHub hubId: String, body: [UInt8], nowMs: Int64, _ done: @escaping StoreDone<Void>)
     func inbox(hubId: String, after seq: Int64, _ done: @escaping StoreDone<[(seq: Int64, body: [UInt8])]>)
     func trimInbox(hubId: String, upTo seq: Int64, _ done: @escaping StoreDone<Void>)

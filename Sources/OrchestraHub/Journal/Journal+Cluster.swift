@@ -261,6 +261,18 @@ extension Journal {
         return try s.run(what: "drop old session events")
     }
 
+    /// Deletes at most `limit` finished tasks (not dead letters) last changed before `cutoffMs`
+    /// (the task retention); how many.
+    public func deleteFinishedTasks(before cutoffMs: Int64, limit: Int) throws(OrchestraError) -> Int {
+        let s = try db.prepare("""
+            DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks
+            WHERE state IN ('succeeded', 'failed') AND dead = 0 AND updated_ms < ?1 LIMIT ?2)
+            """)
+        try s.bind(1, cutoffMs)
+        try s.bind(2, Int64(max(0, limit)))
+        return try s.run(what: "drop finished tasks past the retention")
+    }
+
     // MARK: inboxes
 
     /// Puts `body` in `hubId`'s inbox at its next sequence number (one writer at a time per

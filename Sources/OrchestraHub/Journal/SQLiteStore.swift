@@ -178,6 +178,9 @@ public final class SQLiteStore: HubStore {
     public func deleteEvents(before cutoffMs: Int64, _ done: @escaping StoreDone<Int>) {
         run(done) { () throws(OrchestraError) in try journal.deleteEvents(before: cutoffMs) }
     }
+    public func deleteFinishedTasks(before cutoffMs: Int64, limit: Int, _ done: @escaping StoreDone<Int>) {
+        run(done) { () throws(OrchestraError) in try journal.deleteFinishedTasks(before: cutoffMs, limit: limit) }
+    }
     public func post(toHub hubId: String, body: [UInt8], nowMs: Int64, _ done: @escaping StoreDone<Void>) {
         run(done) { () throws(OrchestraError) in try journal.post(toHub: hubId, body: body, nowMs: nowMs) }
     }

@@ -191,6 +191,25 @@ extension Hub {
         }
     }
 
+    /// Deletes the finished tasks (not dead letters) that finished before `cutoffMs`, 10,000 per
+    /// statement, one statement after another until none is left (any hub may: the statement
+    /// is the same for all).
+    func pruneFinishedTasks(before cutoffMs: Int64) {
+        journaled("drop finished tasks past the retention") {
+            store.deleteFinishedTasks(before: cutoffMs, limit: 10_000) { [self] r in
+                switch r {
+                case .success(let n) where n > 0:
+                    log.info("tasks.pruned", ["tasks": .int(Int64(n)), "finishedBefore": .int(cutoffMs)])
+                    if n == 10_000 { pruneFinishedTasks(before: cutoffMs) }
+                case .success:
+                    break
+                case .failure(let e):
+                    log.error("journal.write_failed", ["what": "drop finished tasks", "reason": .string(e.message)])
+                }
+            }
+        }
+    }
+
     /// Drops the events past the recovery window from every replay log (in the journal, every
     /// hub's; in this hub's index, its own).
     func pruneReplayWindow(nowMs: Int64) {

@@ -146,6 +146,13 @@ extension PostgresStore {
         write("DELETE FROM session_events WHERE at_ms < $1", [.int64(cutoffMs)], done) { $0.affectedRows }
     }
 
+    public func deleteFinishedTasks(before cutoffMs: Int64, limit: Int, _ done: @escaping StoreDone<Int>) {
+        write("""
+            DELETE FROM tasks WHERE id IN (SELECT id FROM tasks
+            WHERE state IN ('succeeded', 'failed') AND NOT dead AND updated_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+            """, [.int64(cutoffMs), .int64(Int64(max(0, limit)))], done) { $0.affectedRows }
+    }
+
     public func post(toHub hubId: String, body: [UInt8], nowMs: Int64, _ done: @escaping StoreDone<Void>) {
         write("""
             WITH h AS (UPDATE hubs SET inbox_head = inbox_head + 1 WHERE id = $1 RETURNING inbox_head)
