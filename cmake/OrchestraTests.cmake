@@ -138,6 +138,11 @@ if(ORC_PYTHON_TESTS)
     ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR}" TIMEOUT 900
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/Tests/hub SKIP_RETURN_CODE 77)
 
+  # scripts/cluster, as README.md shows it: PostgreSQL, three hubs, a task across two of them.
+  add_test(NAME scripts.cluster COMMAND ${CMAKE_SOURCE_DIR}/scripts/cluster)
+  set_tests_properties(scripts.cluster PROPERTIES TIMEOUT 300
+    ENVIRONMENT "ORC_BUILD_DIR=${CMAKE_BINARY_DIR};ORC_CLUSTER_PORT=17421;ORC_CLUSTER_DIR=${CMAKE_BINARY_DIR}/test-output/cluster")
+
   # The dashboard in headless Chromium (Debian chromium + chromium-driver, selenium) against
   # the real hub and real agents; screenshots of every view in test-output/web of the build.
   add_test(NAME web.browser
