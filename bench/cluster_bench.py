@@ -783,9 +783,10 @@ def entries(out):
         if cross not in out:
             continue
         v = med(cross, "p99_ms")
+        # the aim (p99 < 5 ms) is the task's own route; through a session it is shown beside it
         rows.append({"name": f"cluster.latency.1chunk.cross_hub.{how}.p99", "value": v, "unit": "ms",
                      "anchor": "limit (C agent on hub B)", "anchor_value": CROSS_P99_LIMIT_MS,
-                     "ratio": round(CROSS_P99_LIMIT_MS / v, 3), "target": 1.0,
+                     "ratio": round(CROSS_P99_LIMIT_MS / v, 3), "target": 1.0 if how == "direct" else None,
                      "runs": [r["p99_ms"] for r in out[cross]["runs"]], "anchor_runs": None})
         for q in ("p50", "p99"):
             row(f"cluster.latency.1chunk.cross_hub.{how}.{q}.vs_1hub", cross, f"{q}_ms", "ms", same, f"{q}_ms",
