@@ -9,10 +9,15 @@ one 64-byte task.stream chunk (seq 0), both before its task.result with success 
 
     hub_client.py --url ws://127.0.0.1:PORT/web --token JWT --tasks N --concurrency C
                   [--warmup W] [--transport orchestra|websockets] [--loop uvloop|asyncio]
+                  [--session ID]
 
 --transport: orchestra (default): our binding's client, orchestra.Client
 (bindings/python/orchestra/ws.py); websockets: the python `websockets` client (asyncio), for
 comparing the two transports under the same work.
+
+--session ID: joins the session ID first (session.join, made if new) and submits every task
+into it, so the task's events reach this client through the session's feed (watchers get
+them, numbered) instead of directly: bench/cluster_bench.py's cross-hub latency.
 
 Line protocol (run_stack): connects, runs the warm-up, prints {"ready": true}, waits for a
 line on stdin (go; EOF: stop), runs --tasks tasks, prints {"tasks", "t_start", "t_end"
@@ -107,6 +112,7 @@ async def client_main(a):
     submits = {}      # request id -> taskId, until acknowledged
     errors = []
     closed = loop.create_future()
+    joined = loop.create_future()
 
     def error(msg):
         if len(errors) < 20:
@@ -142,6 +148,9 @@ async def client_main(a):
                             error(f"unexpected acknowledgement {m!r}")
                         else:
                             w[1] = True
+                    elif t == "session.updated":
+                        if not joined.done():
+                            joined.set_result(p)
                     elif t == "error":
                         error(f"the hub answered an error: {m!r}")
                         tid = submits.pop(m.get("correlationId"), None)
@@ -157,6 +166,13 @@ async def client_main(a):
                     w[3].set_exception(ConnectionError(f"connection lost: {e!r}"))
 
     rtask = loop.create_task(reader())
+    if a.session:
+        s = tr.send(_dumps({"id": f"join-{a.client_id}", "type": "session.join", "timestamp": int(time.time() * 1000),
+                            "version": "1.0", "payload": {"sessionId": a.session}}))
+        if s is not None:
+            await s
+        await asyncio.wait_for(joined, 15)
+    extra = {"sessionId": a.session} if a.session else {}
     prefix = f"{a.client_id}-{os.getpid()}-"
     counter = iter(range(1 << 62))
 
@@ -176,7 +192,7 @@ async def client_main(a):
                                     "version": "1.0",
                                     "payload": {"taskId": tid, "type": "shell", "tool": "custom",
                                                 "capabilities": ["shell"], "parameters": {"command": "echo hi"},
-                                                "priority": "normal", "strategy": "round-robin"}}))
+                                                "priority": "normal", "strategy": "round-robin", **extra}}))
                 if s is not None:
                     await s
                 t1 = await fut
@@ -220,6 +236,7 @@ def main():
     ap.add_argument("--deadline", type=float, default=120.0, help="seconds the tasks may take")
     ap.add_argument("--transport", choices=["orchestra", "websockets"], default="orchestra")
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    ap.add_argument("--session", help="join this session first and submit every task into it")
     ap.add_argument("--io", choices=["thread", "loop"], default="loop",
                     help="--transport orchestra: the library's runtime, loop (embedded, run by the "
                          "asyncio loop: orchestra.Runtime.for_loop()) or thread (the shared I/O thread)")
