@@ -42,13 +42,13 @@ extension PostgresStore {
     }
 
     public func claimTask(_ t: TaskRecord, expectedAttempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>) {
-        // A row another hub's transaction holds (its reservation or claim of the same task) is
-        // skipped, not waited for: the claim is lost. Waiting made two hubs' batches, claiming
-        // the same tasks in different orders, deadlock (40P01) and fail whole.
+        // It waits for a row another hub's transaction holds (skipping it instead left a task
+        // reserved by a hub whose own claim was skipped in turn: nobody ran it). Two hubs'
+        // batches claiming the same tasks in different orders can deadlock (40P01): known,
+        // bench/README.md, "Hub bugs found".
         write("""
             UPDATE tasks SET state = 'assigned', attempt = $2, agent_id = $3, rejected_by = $4, updated_ms = $5, hub_id = $6
-            WHERE id = (SELECT id FROM tasks WHERE id = $1 AND state = 'queued' AND attempt = $7
-                        AND (hub_id IS NULL OR hub_id = $6) FOR UPDATE SKIP LOCKED)
+            WHERE id = $1 AND state = 'queued' AND attempt = $7 AND (hub_id IS NULL OR hub_id = $6)
             """, [.text(t.id), .int64(Int64(t.attempt)), t.agentId.map { .text($0) } ?? .null,
                   .text(JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText), .int64(t.updatedMs), .text(hubId),
                   .int64(Int64(expectedAttempt))], done) { $0.affectedRows == 1 }
