@@ -42,10 +42,6 @@ extension PostgresStore {
     }
 
     public func claimTask(_ t: TaskRecord, expectedAttempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>) {
-        // It waits for a row another hub's transaction holds (skipping it instead left a task
-        // reserved by a hub whose own claim was skipped in turn: nobody ran it). Two hubs'
-        // batches claiming the same tasks in different orders can deadlock (40P01): known,
-        // bench/README.md, "Hub bugs found".
         write("""
             UPDATE tasks SET state = 'assigned', attempt = $2, agent_id = $3, rejected_by = $4, updated_ms = $5, hub_id = $6
             WHERE id = $1 AND state = 'queued' AND attempt = $7 AND (hub_id IS NULL OR hub_id = $6)
@@ -111,14 +107,11 @@ extension PostgresStore {
     public func sessionEvents(after cursors: [(sessionId: String, offset: Int64)],
                               _ done: @escaping StoreDone<[(sessionId: String, offset: Int64, frame: [UInt8])]>) {
         let list = JSONValue.array(cursors.map { JSONValue.object([("s", .string($0.sessionId)), ("o", .int($0.offset))]) }).jsonText
-        // One range scan of the primary key per session (a join over the whole table read
-        // every kept event: 2.7 ms a call with five minutes of events, bench/README.md).
         read("""
-            SELECT c.sid, e.event_offset, e.frame
-            FROM (SELECT x ->> 's' AS sid, (x ->> 'o')::int8 AS off FROM jsonb_array_elements($1::jsonb) x) c
-            CROSS JOIN LATERAL (SELECT event_offset, frame FROM session_events
-                                WHERE session_id = c.sid AND event_offset > c.off ORDER BY event_offset) e
-            ORDER BY c.sid, e.event_offset
+            SELECT e.session_id, e.event_offset, e.frame FROM session_events e
+            JOIN (SELECT x ->> 's' AS sid, (x ->> 'o')::int8 AS off FROM jsonb_array_elements($1::jsonb) x) c
+              ON e.session_id = c.sid AND e.event_offset > c.off
+            ORDER BY e.session_id, e.event_offset
             """, [.text(list)], done) { (r) throws(OrchestraError) -> [(sessionId: String, offset: Int64, frame: [UInt8])] in
             var out: [(sessionId: String, offset: Int64, frame: [UInt8])] = []
             for i in 0..<r.rowCount {
