@@ -6,6 +6,7 @@ import json
 import os
 import ssl
 import subprocess
+import threading
 
 import pytest
 import websockets
@@ -60,11 +61,23 @@ def python_server(python, port, deflate, *cert_and_key):
                  *cert_and_key], cwd=HERE)
 
 
-def server_report(srv):
-    """The last JSON line a peer server printed (one per connection it served)."""
-    lines = [l for l in srv.p.stdout.read().splitlines() if l.startswith("{")]
-    assert lines, "the server reported no connection"
-    return json.loads(lines[-1])
+def await_report(srv, timeout=10):
+    """Wait for the first JSON line a peer server prints (it prints one when a connection has
+    closed, which can be a moment after our client has exited), then stop the server. A server
+    that prints none within `timeout` is killed, so the read ends and the test fails."""
+    timer = threading.Timer(timeout, srv.p.kill)
+    timer.start()
+    try:
+        report = None
+        for line in srv.p.stdout:
+            if line.startswith("{"):
+                report = json.loads(line)
+                break
+    finally:
+        timer.cancel()
+        srv.stop()
+    assert report is not None, "the server reported no connection"
+    return report
 
 
 def run_our_client(url, deflate, *extra):
@@ -85,9 +98,9 @@ def test_our_client_with_python_websockets_server(python, pki, deflate, tls):
             r = run_our_client(f"ws://127.0.0.1:{port}/", deflate)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "closed with 1000" in r.stderr
+        out = await_report(srv)
     finally:
         srv.stop()
-    out = server_report(srv)
     assert out.get("error") is None, out
     assert out["echoed"] == len(messages())
     assert ("permessage-deflate" in out["extensions"]) == deflate
@@ -101,9 +114,9 @@ def test_our_client_with_node_ws_server(node, deflate):
         wait_port(port, srv.p)
         r = run_our_client(f"ws://127.0.0.1:{port}/", deflate)
         assert r.returncode == 0, r.stdout + r.stderr
+        out = await_report(srv)
     finally:
         srv.stop()
-    out = server_report(srv)
     assert out.get("error") is None, out
     assert out["echoed"] == len(messages())
     assert out["code"] == 1000
