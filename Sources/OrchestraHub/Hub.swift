@@ -111,14 +111,18 @@ public final class Hub: ServerHandler, @unchecked Sendable {
     /// What the open batch changed that other hubs should hear of (`HubStore.notify`).
     var notifyOthers: Set<String> = []
     /// Several hubs: the last inbox message read, the hubs known alive, the dead ones already
-    /// reported, reads of the journal under way, when the agents' presence was last written.
+    /// reported, reads of the journal under way (and whether they were asked for again
+    /// meanwhile: a notification that comes while its read is under way must not be lost), when
+    /// the agents' presence was last written.
     var inboxSeq: Int64 = 0
     var readingInbox = false
+    var inboxAgain = false
     var liveHubs: [String] = []
     /// The hubs as the journal said at the last heartbeat, and the database's time then.
     var clusterHubs: (hubs: [HubRecord], nowMs: Int64) = ([], 0)
     var reportedDead: Set<String> = []
     var reserving = false
+    var reserveAgain = false
     var lastHeartbeatMs: Int64 = 0
     var lastRetentionMs: Int64 = 0
     var lastPresenceMs: Int64 = 0
@@ -263,11 +267,20 @@ public final class Hub: ServerHandler, @unchecked Sendable {
                     reloadAccounts { [self] e in
                         if let e { done(e); return }
                         _ = store.changedElsewhere()   // from here on, only others' changes count
-                        store.inboxHead(hubId: hubId) { [self] r in if case .success(let h) = r { inboxSeq = h } }
-                        log.info("hub.recovered", ["queued": .int(Int64(requeued)), "awaitingAgents": .int(Int64(orphaned)),
-                                                   "sessions": .int(Int64(sessions.count)), "replayBytes": .int(Int64(replayCost)),
-                                                   "journal": .string(store.label)])
-                        done(nil)
+                        // This hub's row (its heartbeat and inbox head) exists before it listens:
+                        // another hub that runs a task submitted here posts the result to this
+                        // hub's inbox, and a post to a hub without a row has nowhere to go.
+                        store.heartbeat(hubId: hubId, startedMs: startedMs, nowMs: wallClockMillis(),
+                                        info: ["agents": 0, "web": 0, "tasks": .int(Int64(live.count))]) { [self] r in step(r) { _ in
+                            store.inboxHead(hubId: hubId) { [self] r in step(r) { h in
+                                inboxSeq = h
+                                lastHeartbeatMs = wallClockMillis()
+                                log.info("hub.recovered", ["queued": .int(Int64(requeued)), "awaitingAgents": .int(Int64(orphaned)),
+                                                           "sessions": .int(Int64(sessions.count)), "replayBytes": .int(Int64(replayCost)),
+                                                           "journal": .string(store.label)])
+                                done(nil)
+                            }}
+                        }}
                     }
                 }}
             }}

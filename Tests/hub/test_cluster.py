@@ -251,6 +251,39 @@ async def test_submitted_on_one_hub_runs_on_another(cluster):
         await web.close()
 
 
+async def test_a_hub_takes_results_from_the_moment_it_listens(tmp_path):
+    """A task submitted on hub A right after A starts listening, run by an agent of hub B that
+    was up before: its result reaches A's submitter. (The result goes to A through A's inbox,
+    which is numbered in A's row of the hubs table: A writes that row before it listens. It was
+    written by A's first heartbeat, a quarter of a second later, and B's post of a result that
+    came before it had nowhere to go: the submitter waited for ever.)"""
+    c = Cluster(tmp_path, n=2)
+    a, b = c.hubs
+    try:
+        b.start()
+        c.secret = b.add_key("k1")
+        c.token = b.token("alice")
+        c.agent("c", "only-b", b)
+        wb = await Web.open(b, c.token)
+        try:
+            await wait_agents(wb, ["only-b"], 60)
+        finally:
+            await wb.close()
+        for round_ in range(3):   # a fresh start of A each time
+            a.start()
+            web = await Web.open(a, c.token)
+            try:
+                tid = await web.submit(f"echo round {round_}", agentId="only-b")
+                r = await web.result(tid, 15)
+                assert r["success"] is True, r
+                assert [e["payload"]["data"] for e in web.of("task.stream", tid)] == [f"round {round_}\n"]
+            finally:
+                await web.close()
+            a.stop()
+    finally:
+        c.stop()
+
+
 async def test_kill_9_of_a_hub_under_load(cluster):
     """Hub B is killed (SIGKILL) while its agents run tasks submitted on A and C: the agents
     fail over, every acknowledged task finishes exactly once, and a watcher that was on B

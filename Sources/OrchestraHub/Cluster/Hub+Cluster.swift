@@ -10,8 +10,8 @@ extension Hub {
     // MARK: the timer's share
 
     /// Runs from `tick`: the heartbeat and the reaper once a second, the presence of this
-    /// hub's agents every two seconds, a look at the inbox and at the queue as a fallback for
-    /// missed notifications.
+    /// hub's agents every two seconds, a look at the inbox, at the queue and (several hubs) at
+    /// the watched sessions as a fallback for missed notifications.
     func clusterTick(_ now: Int64) {
         guard now - lastHeartbeatMs >= 1000 else { return }
         lastHeartbeatMs = now
@@ -37,6 +37,9 @@ extension Hub {
         }
         readInbox()
         reserveQueued()
+        // Other hubs' session events come with a notification; one that was missed (the
+        // connection was being re-made, say) is caught up here.
+        if liveHubs.count > 1 { fetchEvents(sessions.values.filter { !$0.watchers.isEmpty }) }
     }
 
     private func reap(_ now: Int64) {
@@ -161,7 +164,9 @@ extension Hub {
     /// have room for beyond what is already queued here, and dispatches them; the ones no agent
     /// here takes are given back.
     func reserveQueued() {
-        guard !reserving, !shuttingDown else { return }
+        guard !shuttingDown else { return }
+        guard !reserving else { reserveAgain = true; return }
+        reserveAgain = false
         var room = 0, caps = Set<String>(), ids: [String] = []
         for a in agents.values where a.online {
             let free = limit(a) - a.inFlight.count
@@ -177,6 +182,9 @@ extension Hub {
         let opened = journaled("reserve queued tasks") {
             store.reserveQueued(hubId: hubId, capabilities: caps.sorted(), agents: ids.sorted(), limit: min(room, 512), nowMs: now) { [self] r in
                 reserving = false
+                // Asked again while this one was under way (a task queued since, an agent with
+                // room since): look again.
+                defer { if reserveAgain { reserveQueued() } }
                 guard case .success(let tasks) = r, !tasks.isEmpty else { return }
                 var mine: [LiveTask] = []
                 for rec in tasks where live[rec.id] == nil {
@@ -232,6 +240,7 @@ extension Hub {
         var o = body
         o.set("kind", .string(kind.rawValue))
         let bytes = o.jsonBytes
+        log.debug("hub.posted", ["to": .string(hub), "kind": .string(kind.rawValue), "taskId": body["taskId"] ?? .null])
         journaled("post to hub \(hub)") {
             notifyOthers.insert("inbox:\(hub)")
             store.post(toHub: hub, body: bytes, nowMs: wallClockMillis(), logFailure("post to hub \(hub)"))
@@ -240,10 +249,14 @@ extension Hub {
 
     /// Reads what other hubs posted here since the last time, handles it in order and trims.
     func readInbox() {
-        guard !readingInbox else { return }
+        guard !readingInbox else { inboxAgain = true; return }
         readingInbox = true
+        inboxAgain = false
         store.inbox(hubId: hubId, after: inboxSeq) { [self] r in
             readingInbox = false
+            // Asked again while this read was under way: what was posted since may have
+            // committed after the read's snapshot.
+            defer { if inboxAgain { readInbox() } }
             guard case .success(let messages) = r, !messages.isEmpty else { return }
             for (seq, body) in messages {
                 inboxSeq = max(inboxSeq, seq)
@@ -252,12 +265,13 @@ extension Hub {
             }
             let upTo = inboxSeq
             journaled("trim the inbox") { store.trimInbox(hubId: hubId, upTo: upTo, logFailure("trim the inbox")) }
-            if messages.count >= 10_000 { readInbox() }
+            if messages.count >= 10_000 { inboxAgain = true }
         }
     }
 
     func handleInbox(_ kind: InboxKind, _ v: JSONValue) {
         let taskId = v["taskId"]?.string ?? ""
+        log.debug("hub.inbox", ["kind": .string(kind.rawValue), "taskId": .string(taskId)])
         switch kind {
         case .deliver:
             // Submitted here and run by another hub (this hub may still hold it as queued, or

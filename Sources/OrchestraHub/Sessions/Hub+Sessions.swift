@@ -133,11 +133,18 @@ extension Hub {
     /// Reads from the journal the events after each session's feed (written by other hubs,
     /// or missed), then feeds them in order.
     func fetchEvents(_ list: [SessionLog]) {
+        // A session whose fetch is under way is fetched again after it: what this call was
+        // told of may have committed after that fetch's snapshot.
+        for s in list where s.fetching { s.fetchAgain = true }
         let wanted = list.filter { !$0.fetching && !$0.watchers.isEmpty }
         guard !wanted.isEmpty else { return }
-        for s in wanted { s.fetching = true }
+        for s in wanted { s.fetching = true; s.fetchAgain = false }
         store.sessionEvents(after: wanted.map { ($0.id, $0.delivered) }) { [self] r in
             for s in wanted { s.fetching = false }
+            defer {
+                let again = wanted.filter(\.fetchAgain)
+                if !again.isEmpty { fetchEvents(again) }
+            }
             guard case .success(let events) = r else {
                 if case .failure(let e) = r { log.error("journal.read_failed", ["what": "session events", "reason": .string(e.message)]) }
                 return

@@ -29,6 +29,7 @@ final class SessionLog {
     var ready: [Int64: Message] = [:]
     var from: [UInt64: Int64] = [:]
     var fetching = false
+    var fetchAgain = false
     /// Kept events by kind, each oldest first (`first` is the oldest still kept).
     private var states = Ring()
     private var chunks = Ring()
