@@ -259,9 +259,19 @@ extension Hub {
         }
         let finish = { [self] (adopted: [TaskRecord]) in
             guard a.connection === p.conn, !p.closing else { return }
-            for rec in adopted where live[rec.id] == nil {
+            for rec in adopted {
+                // The journal's word is the agent's lease now. A copy here that says otherwise
+                // (its submission, still queued here, that another hub placed) gives way,
+                // keeping its submitter.
+                let old = live[rec.id]
+                if let old, old.rec.state == .assigned, old.rec.agentId == rec.agentId, old.rec.attempt == rec.attempt { continue }
                 let t = LiveTask(rec)
-                if rec.submitHub == hubId, let conn = remoteSubmits[rec.id] { t.submitter = conn }
+                if let old {
+                    t.submitter = old.submitter
+                    pending[old.rec.priority].removeAll { $0 == rec.id }
+                    if let other = old.rec.agentId, other != a.id { agents[other]?.inFlight.remove(rec.id) }
+                }
+                if t.submitter == 0, rec.submitHub == hubId, let conn = remoteSubmits[rec.id] { t.submitter = conn }
                 live[rec.id] = t
             }
             let now = wallClockMillis()

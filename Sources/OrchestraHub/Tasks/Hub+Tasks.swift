@@ -238,17 +238,36 @@ extension Hub {
         }
     }
 
-    /// A claim was refused: when the journal says this hub holds the task (an earlier claim
-    /// committed although its answer was lost with the connection), the lease is taken back
-    /// at once and the task goes back to the queue, rather than waiting for nobody.
+    /// A claim was refused: the journal says who has the task now. When this hub holds it (an
+    /// earlier claim committed although its answer was lost with the connection), the lease is
+    /// taken back at once and the task goes back to the queue, rather than waiting for nobody.
+    /// When it is still queued for this hub or for nobody (the claim was skipped because
+    /// another hub's transaction had the row locked and then did not take it, or this hub's
+    /// copy was behind), it is queued here again. Otherwise another hub has it.
     func reclaimInDoubt(_ id: String) {
         guard store.reconnects else { return }
         store.task(id: id) { [self] r in
-            guard case .success(let rec?) = r, rec.state == .assigned, rec.hubId == hubId, live[id] == nil else { return }
-            let t = LiveTask(rec)
-            t.leaseDeadlineMs = 0   // the next tick finds it expired and requeues it
-            live[id] = t
-            log.warn("task.claim_in_doubt", ["taskId": .string(id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(rec.agentId ?? "")])
+            guard case .success(let rec?) = r, live[id] == nil, !shuttingDown else { return }
+            if rec.state == .assigned, rec.hubId == hubId {
+                let t = LiveTask(rec)
+                if rec.submitHub == hubId, let conn = remoteSubmits[id] { t.submitter = conn }
+                t.leaseDeadlineMs = 0   // the next tick finds it expired and requeues it
+                live[id] = t
+                log.warn("task.claim_in_doubt", ["taskId": .string(id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(rec.agentId ?? "")])
+            } else if rec.state == .queued, rec.hubId == nil || rec.hubId == hubId {
+                // Tried again a little later: the transaction that had the row locked may not
+                // have ended yet.
+                let retry = { [self] in
+                    guard live[id] == nil, !shuttingDown else { return }
+                    let t = LiveTask(rec)
+                    if rec.submitHub == hubId, let conn = remoteSubmits[id] { t.submitter = conn }
+                    live[id] = t
+                    pending[rec.priority].append(id)
+                    log.debug("task.claim_retried", ["taskId": .string(id), "attempt": .int(Int64(rec.attempt))])
+                    dispatch()
+                }
+                if (try? runtime.startTimer(delayMs: 100, repeatMs: 0, fire: retry)) == nil { retry() }
+            }
         }
     }
 
