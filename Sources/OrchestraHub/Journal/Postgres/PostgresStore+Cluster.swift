@@ -116,11 +116,16 @@ extension PostgresStore {
     public func sessionEvents(after cursors: [(sessionId: String, offset: Int64)],
                               _ done: @escaping StoreDone<[(sessionId: String, offset: Int64, frame: [UInt8])]>) {
         let list = JSONValue.array(cursors.map { JSONValue.object([("s", .string($0.sessionId)), ("o", .int($0.offset))]) }).jsonText
+        // One range scan of the primary key per session. (A plain join with the cursors read
+        // every kept event: the planner cannot see the offsets and chose a sequential scan and
+        // a hash join, 2.7 ms a call with five minutes of events. The ORDER BY keeps the
+        // LATERAL subquery from being flattened back into that join.)
         read("""
-            SELECT e.session_id, e.event_offset, e.frame FROM session_events e
-            JOIN (SELECT x ->> 's' AS sid, (x ->> 'o')::int8 AS off FROM jsonb_array_elements($1::jsonb) x) c
-              ON e.session_id = c.sid AND e.event_offset > c.off
-            ORDER BY e.session_id, e.event_offset
+            SELECT c.sid, e.event_offset, e.frame
+            FROM (SELECT x ->> 's' AS sid, (x ->> 'o')::int8 AS off FROM jsonb_array_elements($1::jsonb) x) c
+            CROSS JOIN LATERAL (SELECT event_offset, frame FROM session_events
+                                WHERE session_id = c.sid AND event_offset > c.off ORDER BY event_offset) e
+            ORDER BY c.sid, e.event_offset
             """, [.text(list)], done) { (r) throws(OrchestraError) -> [(sessionId: String, offset: Int64, frame: [UInt8])] in
             var out: [(sessionId: String, offset: Int64, frame: [UInt8])] = []
             for i in 0..<r.rowCount {
