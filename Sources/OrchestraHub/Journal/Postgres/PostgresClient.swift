@@ -91,6 +91,9 @@ public final class PostgresClient: @unchecked Sendable {
     // MARK: I/O thread state
     private var state = State.disconnected
     private var conn: OpaquePointer? = nil
+    /// The server process of the connection (0 while not connected): notifications it sent
+    /// itself carry it. I/O thread.
+    public var backendPID: Int32 { conn.map { PQbackendPID($0) } ?? 0 }
     private var poll: UnsafeMutablePointer<uv_poll_t>? = nil
     private var pollEvents: Int32 = 0
     /// Units waiting to be sent, in order.

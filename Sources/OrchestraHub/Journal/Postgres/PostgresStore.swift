@@ -58,7 +58,12 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         o.maxInFlight = 4096
         client = PostgresClient(runtime: runtime, options: o)
         label = PostgresStore.redact(url)
-        client.onNotification = { [weak self] n in self?.notified(n.payload) }
+        // This hub's own notifications tell it nothing it does not know (answering them made it
+        // reserve the tasks it had just queued itself: a row update per task).
+        client.onNotification = { [weak self] n in
+            guard let self, n.senderPID != client.backendPID else { return }
+            notified(n.payload)
+        }
         client.onConnectionLost = { [weak self] e in self?.connectionLost(e) }
     }
 
