@@ -41,19 +41,19 @@ extension PostgresStore {
         }
     }
 
-    /// A task this hub reserved is claimed as any update is (waiting for a lock another hub's
-    /// transaction holds); a task nobody reserved (submitted here, placed at once) only when
-    /// its row is not locked: a locked one is being reserved or claimed by another hub. Two
-    /// hubs that each claimed their own submissions and waited for the other's (each reserving
-    /// the other's in the same transaction) deadlocked: PostgreSQL ended one transaction after
-    /// a second (`deadlock_timeout`) and the hub lost that whole batch. A claim skipped this
-    /// way is reported lost; the hub then reads the task and takes it back if nobody took it
-    /// (`reclaimInDoubt`).
+    /// A claim skips the task's row when another transaction has it locked (another hub
+    /// reserving or claiming it) instead of waiting for it: two hubs that each claimed their
+    /// own submissions while the other's reservation, in the same batch as its claims, held
+    /// them waited for each other; PostgreSQL found the deadlock after `deadlock_timeout` (1 s)
+    /// and rolled one hub's whole batch back. A skipped claim is reported lost like one another
+    /// hub won; the hub then reads the task and queues it again if it is still queued for
+    /// nobody or for this hub (`reclaimInDoubt`). The scalar subquery keeps the plan two
+    /// primary-key lookups whatever plan the prepared statement gets.
     public func claimTask(_ t: TaskRecord, expectedAttempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>) {
         write("""
             UPDATE tasks SET state = 'assigned', attempt = $2, agent_id = $3, rejected_by = $4, updated_ms = $5, hub_id = $6
-            WHERE id = $1 AND state = 'queued' AND attempt = $7 AND (hub_id = $6
-              OR (hub_id IS NULL AND id IN (SELECT id FROM tasks WHERE id = $1 AND hub_id IS NULL FOR UPDATE SKIP LOCKED)))
+            WHERE id = (SELECT id FROM tasks WHERE id = $1 AND state = 'queued' AND attempt = $7
+                        AND (hub_id IS NULL OR hub_id = $6) FOR UPDATE SKIP LOCKED)
             """, [.text(t.id), .int64(Int64(t.attempt)), t.agentId.map { .text($0) } ?? .null,
                   .text(JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText), .int64(t.updatedMs), .text(hubId),
                   .int64(Int64(expectedAttempt))], done) { $0.affectedRows == 1 }
