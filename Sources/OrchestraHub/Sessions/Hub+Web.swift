@@ -240,6 +240,7 @@ extension Hub {
                 case .success(true):
                     send(p, submitted(rec, correlationId: reqId))
                     dispatch()
+                    if let t = live[rec.id] { offerToOthers(t) }
                 case .success(false):
                     // The id is an existing task's the check could not see (finished, or live on
                     // another hub): the same rule, with what the journal says of it.

@@ -42,7 +42,9 @@ extension Hub {
         try openBatch()
         let entry = (submitter.conn.id, requestId, rec.id)
         batchSubmits.append(entry)
-        notifyOthers.insert("tasks")
+        // Other hubs hear of it only if no agent here takes it (`offerToOthers`): told at the
+        // insert's commit, they reserved tasks this hub was about to claim (each such task then
+        // crossed hubs: a lost claim, a re-read, two inbox messages).
         store.insertTask(rec) { [self] r in
             // Still listed: the batch has not been committed (nor failed) yet.
             let listed = batchSubmits.firstIndex { $0 == entry }
@@ -67,6 +69,14 @@ extension Hub {
                 done(.success(true))
             }
         }
+    }
+
+    /// Tells the other hubs (one NOTIFY with the next commit) that `t`, new here, is queued
+    /// with no agent here to take it: any hub with a capable agent reserves it. (Missed, the
+    /// others' once-a-second look finds it.)
+    func offerToOthers(_ t: LiveTask) {
+        guard store.reconnects, live[t.rec.id] === t, t.rec.state == .queued else { return }   // (SQLite: no other hub)
+        journaled("offer task \(t.rec.id) to the other hubs") { notifyOthers.insert("tasks") }
     }
 
     /// Gives queued tasks to agents, highest priority first, oldest first within a priority.
