@@ -117,6 +117,7 @@ async def test_hub_killed_with_tasks_in_flight_loses_none_and_records_none_twice
     # Some finish, some run, some wait; then the hub dies without warning.
     wait_until(lambda: 5 <= len(hub.events("task.finished")) < 60, what="some tasks to finish")
     hub.kill9()
+    killed_ms = int(time.time() * 1000)
     await web.close()
     hub.start("--strategy", "round-robin", "--rate-limit", "0", "--max-load-per-agent", "1000")
     # The agents reconnect by themselves and claim what they were running.
@@ -126,9 +127,16 @@ async def test_hub_killed_with_tasks_in_flight_loses_none_and_records_none_twice
     wait_until(all_done, 120, "every task to finish after the restart")
     with hub.db() as db:
         rows = dict(db.execute("select id, state from tasks").fetchall())
+        finished_ms = dict(db.execute("select id, updated_ms from tasks").fetchall())
     assert set(rows) == set(ids) and set(rows.values()) == {"succeeded"}
     finished = collections.Counter(e["taskId"] for e in hub.events("task.finished"))
-    assert set(finished) == set(ids) and set(finished.values()) == {1}
+    assert set(finished.values()) == {1}
+    # A task.finished line follows its commit: the line of an outcome committed in the instant
+    # before the kill can die with the hub (the journal has the outcome; the restarted hub
+    # ignores the agent's copy as already recorded). Every other task has its line.
+    unlogged = set(ids) - set(finished)
+    assert all(finished_ms[t] <= killed_ms for t in unlogged), {t: finished_ms[t] - killed_ms for t in unlogged}
+    assert len(unlogged) <= 12, unlogged   # at most what was in flight (3 agents x 4)
     # Each task's recorded output is its own.
     web = await Web.open(hub, hub.token())
     for i in (0, 30, 59):
