@@ -62,6 +62,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -799,6 +800,11 @@ SMOKE_T = dict(agents=3, clients=2, tasks=300, concurrency=12, warmup=20)
 SMOKE_L = dict(agents=1, clients=1, tasks=50, concurrency=1, warmup=5)
 
 
+def redact_url(arg):
+    """A connection URL without its password (for the command recorded with the results)."""
+    return re.sub(r"^(postgres(?:ql)?://[^:/@]*):[^@]*@", r"\1:***@", arg)
+
+
 def smoke(url):
     """A functional check of the equipment (no timing; ctest bench.cluster_tools, against
     ORC_TEST_PG_URL): the SQLite hub, one and two hubs on PostgreSQL with Python agents, the
@@ -932,7 +938,7 @@ def main():
            "scheduling": sched, "server_cpu": a.server_cpu, "load_cpu": a.load_cpu,
            "db_cpu": a.db_cpu or a.server_cpu, "db_sched": a.db_sched,
            "postgres": {"version": pg.version, "settings": pg.settings} if pg else None,
-           "old_hubs": dict(a.old_hub), "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+           "old_hubs": dict(a.old_hub), "command": " ".join([Path(sys.argv[0]).name] + [redact_url(x) for x in sys.argv[1:]]),
            "results": out}
     Path(a.out).parent.mkdir(exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
