@@ -265,13 +265,12 @@ extension Hub {
                 // keeping its submitter.
                 let old = live[rec.id]
                 if let old, old.rec.state == .assigned, old.rec.agentId == rec.agentId, old.rec.attempt == rec.attempt { continue }
-                let t = LiveTask(rec)
+                let t = liveTask(rec)
                 if let old {
-                    t.submitter = old.submitter
+                    if old.submitter != 0 { t.submitter = old.submitter }
                     pending[old.rec.priority].removeAll { $0 == rec.id }
                     if let other = old.rec.agentId, other != a.id { agents[other]?.inFlight.remove(rec.id) }
                 }
-                if t.submitter == 0, rec.submitHub == hubId, let conn = remoteSubmits[rec.id] { t.submitter = conn }
                 live[rec.id] = t
             }
             let now = wallClockMillis()

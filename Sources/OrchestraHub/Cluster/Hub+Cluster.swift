@@ -192,8 +192,7 @@ extension Hub {
                         // Put back in the queue by a command (dead requeue), or by a hub.
                         log.info("task.requeued", ["taskId": .string(rec.id), "by": "journal"])
                     }
-                    let t = LiveTask(rec)
-                    if let conn = remoteSubmits[rec.id] { t.submitter = conn }
+                    let t = liveTask(rec)
                     live[rec.id] = t
                     pending[rec.priority].append(rec.id)
                     mine.append(t)

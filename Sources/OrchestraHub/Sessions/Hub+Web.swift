@@ -275,8 +275,7 @@ extension Hub {
     /// outcome is journaled here (fenced by attempt, so a result racing with it loses or wins
     /// cleanly), its hub tells the agent.
     func cancelElsewhere(_ p: Peer, _ m: Message, _ rec: TaskRecord) throws(HubError) {
-        let t = LiveTask(rec)
-        if rec.submitHub == hubId, let conn = remoteSubmits[rec.id] { t.submitter = conn }
+        let t = liveTask(rec)
         send(p, HubEnvelope.make("task.cancelled", ["taskId": .string(rec.id)], correlationId: m.id))
         finish(t, success: false, result: nil, error: "cancelled by \(p.user)", errorCode: .taskExecutionFailed, dead: false, event: nil)
         if rec.state == .assigned, let hub = rec.hubId {

@@ -71,6 +71,14 @@ extension Hub {
         }
     }
 
+    /// A live copy of a task the journal holds, with its submitter when the task was submitted
+    /// here (the connection waits in `remoteSubmits` while another hub runs it).
+    func liveTask(_ rec: TaskRecord) -> LiveTask {
+        let t = LiveTask(rec)
+        if rec.submitHub == hubId, let conn = remoteSubmits[rec.id] { t.submitter = conn }
+        return t
+    }
+
     /// Tells the other hubs (one NOTIFY with the next commit) that `t`, new here, is queued
     /// with no agent here to take it: any hub with a capable agent reserves it. (Missed, the
     /// others' once-a-second look finds it.)
@@ -259,8 +267,7 @@ extension Hub {
         store.task(id: id) { [self] r in
             guard case .success(let rec?) = r, live[id] == nil, !shuttingDown else { return }
             if rec.state == .assigned, rec.hubId == hubId {
-                let t = LiveTask(rec)
-                if rec.submitHub == hubId, let conn = remoteSubmits[id] { t.submitter = conn }
+                let t = liveTask(rec)
                 t.leaseDeadlineMs = 0   // the next tick finds it expired and requeues it
                 live[id] = t
                 log.warn("task.claim_in_doubt", ["taskId": .string(id), "attempt": .int(Int64(rec.attempt)), "agentId": .string(rec.agentId ?? "")])
@@ -269,8 +276,7 @@ extension Hub {
                 // have ended yet.
                 let retry = { [self] in
                     guard live[id] == nil, !shuttingDown else { return }
-                    let t = LiveTask(rec)
-                    if rec.submitHub == hubId, let conn = remoteSubmits[id] { t.submitter = conn }
+                    let t = liveTask(rec)
                     live[id] = t
                     pending[rec.priority].append(id)
                     log.debug("task.claim_retried", ["taskId": .string(id), "attempt": .int(Int64(rec.attempt))])
