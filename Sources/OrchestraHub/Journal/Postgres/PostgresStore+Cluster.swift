@@ -41,31 +41,13 @@ extension PostgresStore {
         }
     }
 
-    /// A claim skips the task's row when another transaction has it locked (another hub
-    /// reserving or claiming it) instead of waiting for it: two hubs that each claimed their
-    /// own submissions while the other's reservation, in the same batch as its claims, held
-    /// them waited for each other; PostgreSQL found the deadlock after `deadlock_timeout` (1 s)
-    /// and rolled one hub's whole batch back. A skipped claim is reported lost like one another
-    /// hub won; the hub then reads the task and queues it again if it is still queued for
-    /// nobody or for this hub (`reclaimInDoubt`). The scalar subquery keeps the plan two
-    /// primary-key lookups whatever plan the prepared statement gets.
-    public func claimTask(_ t: TaskRecord, expectedAttempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>) {
-        write("""
-            UPDATE tasks SET state = 'assigned', attempt = $2, agent_id = $3, rejected_by = $4, updated_ms = $5, hub_id = $6
-            WHERE id = (SELECT id FROM tasks WHERE id = $1 AND state = 'queued' AND attempt = $7
-                        AND (hub_id IS NULL OR hub_id = $6) FOR UPDATE SKIP LOCKED)
-            """, [.text(t.id), .int64(Int64(t.attempt)), t.agentId.map { .text($0) } ?? .null,
-                  .text(JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText), .int64(t.updatedMs), .text(hubId),
-                  .int64(Int64(expectedAttempt))], done) { $0.affectedRows == 1 }
-    }
-
     public func releaseTask(_ t: TaskRecord, attempt: Int, hubId: String, _ done: @escaping StoreDone<Bool>) {
         write("""
             UPDATE tasks SET state = $2, agent_id = $3, rejected_by = $4, updated_ms = $5, hub_id = $6
             WHERE id = $1 AND attempt = $7 AND state IN ('queued', 'assigned', 'running') AND (hub_id IS NULL OR hub_id = $8)
             """, [.text(t.id), .text(t.state.rawValue), t.agentId.map { .text($0) } ?? .null,
                   .text(JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText), .int64(t.updatedMs),
-                  t.state == .queued ? .null : .text(hubId), .int64(Int64(attempt)), .text(hubId)], done) { $0.affectedRows == 1 }
+                  t.state == .queued ? .null : .text(hubId), .int64(Int64(attempt)), .text(hubId)], tasks: .one(t.id), done) { $0.affectedRows == 1 }
     }
 
     public func reserveQueued(hubId: String, capabilities: [String], agents: [String], limit: Int, nowMs: Int64,
@@ -78,14 +60,14 @@ extension PostgresStore {
                 ORDER BY priority DESC, created_ms LIMIT $4 FOR UPDATE SKIP LOCKED)
             RETURNING \(PostgresStore.taskColumns)
             """, [.text(hubId), .text(JSONValue.array(capabilities.map { .string($0) }).jsonText),
-                  .text(JSONValue.array(agents.map { .string($0) }).jsonText), .int64(Int64(max(0, limit)))], done) { [self] (r) throws(OrchestraError) in
+                  .text(JSONValue.array(agents.map { .string($0) }).jsonText), .int64(Int64(max(0, limit)))], tasks: .chosen, done) { [self] (r) throws(OrchestraError) in
             try readTasks(r).sorted { ($1.priority, $0.createdMs) < ($0.priority, $1.createdMs) }
         }
     }
 
     public func unreserve(ids: [String], hubId: String, _ done: @escaping StoreDone<Void>) {
         write("UPDATE tasks SET hub_id = NULL WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND state = 'queued' AND hub_id = $2",
-              [.text(JSONValue.array(ids.map { .string($0) }).jsonText), .text(hubId)], done) { _ in () }
+              [.text(JSONValue.array(ids.map { .string($0) }).jsonText), .text(hubId)], tasks: .chosen, done) { _ in () }
     }
 
     public func adoptTasks(agentId: String, claims: [(taskId: String, attempt: Int64)], hubId: String, nowMs: Int64,
@@ -96,7 +78,7 @@ extension PostgresStore {
             FROM (SELECT x ->> 't' AS id, (x ->> 'a')::int8 AS attempt FROM jsonb_array_elements($2::jsonb) x) c
             WHERE t.id = c.id AND t.agent_id = $1 AND t.attempt = c.attempt AND t.state = 'assigned'
             RETURNING \(PostgresStore.taskColumns.split(separator: ",").map { "t." + $0.trimmingSpaces }.joined(separator: ", "))
-            """, [.text(agentId), .text(list), .text(hubId), .int64(nowMs)], done) { [self] (r) throws(OrchestraError) in try readTasks(r) }
+            """, [.text(agentId), .text(list), .text(hubId), .int64(nowMs)], tasks: .chosen, done) { [self] (r) throws(OrchestraError) in try readTasks(r) }
     }
 
     public func appendNumberedEvent(sessionId: String, atMs: Int64, kind: SessionEventKind, frame: [UInt8], hubId: String,
@@ -164,7 +146,7 @@ extension PostgresStore {
         write("""
             DELETE FROM tasks WHERE id IN (SELECT id FROM tasks
             WHERE state IN ('succeeded', 'failed') AND NOT dead AND updated_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """, [.int64(cutoffMs), .int64(Int64(max(0, limit)))], done) { $0.affectedRows }
+            """, [.int64(cutoffMs), .int64(Int64(max(0, limit)))], tasks: .chosen, done) { $0.affectedRows }
     }
 
     public func post(toHub hubId: String, body: [UInt8], nowMs: Int64, _ done: @escaping StoreDone<Void>) {
@@ -230,7 +212,7 @@ extension PostgresStore {
             AND NOT EXISTS (SELECT 1 FROM session_events e WHERE e.session_id = tasks.session_id AND e.kind = 0
                             AND position('"type":"task.result"'::bytea IN e.frame) > 0
                             AND position(convert_to('"' || tasks.id || '"', 'UTF8') IN e.frame) > 0)
-            """, [.text(deadHubId), .int64(timeoutMs), .int64(windowMs)], done) { [self] (r) throws(OrchestraError) in
+            """, [.text(deadHubId), .int64(timeoutMs), .int64(windowMs)], tasks: .chosen, done) { [self] (r) throws(OrchestraError) in
             try readTasks(r).sorted { $0.updatedMs < $1.updatedMs }
         }
     }
@@ -252,7 +234,7 @@ extension PostgresStore {
                          hub_id = NULL, updated_ms = $4
                        WHERE state IN ('assigned', 'running') AND hub_id IN (\(gone)) RETURNING id, state)
             SELECT 'a', agent_id FROM a UNION ALL SELECT q.state, q.id FROM q UNION ALL SELECT 'h', id FROM (\(dead)) d
-            """, [.text(hubId), .int64(timeoutMs), .int64(timeoutMs + graceMs), .int64(nowMs), .int64(graceMs)], done) { (r) throws(OrchestraError) -> ReapOutcome in
+            """, [.text(hubId), .int64(timeoutMs), .int64(timeoutMs + graceMs), .int64(nowMs), .int64(graceMs)], tasks: .chosen, done) { (r) throws(OrchestraError) -> ReapOutcome in
             var out = ReapOutcome()
             for i in 0..<r.rowCount {
                 guard let what = try r.text(i, 0), let id = try r.text(i, 1) else { continue }

@@ -20,8 +20,14 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     /// The channel other processes notify.
     public static let channel = "orchestra"
 
-    /// The open batch's statements and what to do with each one's result.
+    /// The open batch's statements and what to do with each one's result (a group of task
+    /// rows holds its place with an empty statement until the commit: PostgresStore+TaskRows).
     private var batch: [(PostgresStatement, (Result<PostgresResult, PostgresError>) -> Void)]? = nil
+    /// The batch's groups of task rows, and those rows may still join, by kind.
+    private var groups: [TaskRowGroup] = []
+    private var openGroups: [TaskRowKind: TaskRowGroup] = [:]
+    /// The last place in the batch that writes each task.
+    private var lastWrite: [String: Int] = [:]
     /// Reads asked for while a batch was open: sent after it.
     private var readsAfterBatch: [(PostgresStatement, (Result<PostgresResult, PostgresError>) -> Void)] = []
     private var accountsChanged = false
@@ -208,8 +214,8 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     }
 
     /// A write of the open batch; `parse` turns its result into the completion's value.
-    func write<T>(_ sql: String, _ params: [PostgresValue], _ done: @escaping StoreDone<T>,
-                          _ parse: @escaping (PostgresResult) throws(OrchestraError) -> T) {
+    func write<T>(_ sql: String, _ params: [PostgresValue], tasks: TaskWrites = .none, _ done: @escaping StoreDone<T>,
+                  _ parse: @escaping (PostgresResult) throws(OrchestraError) -> T) {
         let statement = PostgresStatement(sql, params)
         let handler: (Result<PostgresResult, PostgresError>) -> Void = { [label] r in
             switch r {
@@ -218,10 +224,44 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
                 do throws(OrchestraError) { done(.success(try parse(res))) } catch { done(.failure(error)) }
             }
         }
-        if batch != nil { batch!.append((statement, handler)) } else {
+        if batch != nil {
+            switch tasks {
+            case .none: break
+            case .one(let id): lastWrite[id] = batch!.count
+            case .chosen: openGroups.removeAll()
+            }
+            batch!.append((statement, handler))
+        } else {
             // Outside a batch (the hub always opens one first): a transaction of its own.
             send(statement, handler)
         }
+    }
+
+    /// A task row for the open batch's group of `kind` (PostgresStore+TaskRows): it joins the
+    /// open group unless a write of its task was asked for after that group's place.
+    func addRow(_ kind: TaskRowKind, id: String, _ row: [(String, JSONValue)], _ done: @escaping StoreDone<Bool>) {
+        guard batch != nil else {
+            // Outside a batch: a statement of its own.
+            let g = TaskRowGroup(kind: kind, position: 0)
+            g.rows.append(.object(row))
+            g.waiting.append((id, done))
+            let (statement, handler) = self.statement(for: g)
+            send(statement, handler)
+            return
+        }
+        var g: TaskRowGroup
+        if let open = openGroups[kind], !open.ids.contains(id), (lastWrite[id] ?? -1) < open.position {
+            g = open
+        } else {
+            g = TaskRowGroup(kind: kind, position: batch!.count)
+            batch!.append((PostgresStatement(""), { _ in }))
+            groups.append(g)
+            openGroups[kind] = g
+        }
+        g.ids.insert(id)
+        g.rows.append(.object(row))
+        g.waiting.append((id, done))
+        lastWrite[id] = max(lastWrite[id] ?? -1, g.position)
     }
 
     /// A read: at once, or after the open batch.
@@ -258,8 +298,15 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     }
 
     public func commitBatch(_ done: @escaping (OrchestraError?) -> Void) {
-        guard let ops = batch else { done(nil); return }
+        guard var ops = batch else { done(nil); return }
         batch = nil
+        for g in groups { ops[g.position] = statement(for: g) }
+        groups = []
+        openGroups = [:]
+        lastWrite = [:]
+        // Plans without hash joins or whole-table reads (PostgresStore+TaskRows); set for this
+        // transaction only, its result unused.
+        if !ops.isEmpty { ops.insert((PostgresStore.planSettings, { _ in }), at: 0) }
         let reads = readsAfterBatch
         readsAfterBatch = []
         if ops.isEmpty {
@@ -369,37 +416,12 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
 
     // MARK: writes
 
-    public func insertTask(_ t: TaskRecord, _ done: @escaping StoreDone<Bool>) {
-        write("""
-            INSERT INTO tasks (\(PostgresStore.taskColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-            ON CONFLICT (id) DO NOTHING
-            """, PostgresStore.taskParams(t), done) { $0.affectedRows == 1 }
-    }
-
-    static func taskParams(_ t: TaskRecord) -> [PostgresValue] {
-        [.text(t.id), .text(t.state.rawValue), .text(t.spec.jsonText), t.sessionId.map { .text($0) } ?? .null,
-         t.submitter.map { .text($0) } ?? .null, .text(t.traceId), .int64(Int64(t.priority)), t.strategy.map { .text($0) } ?? .null,
-         t.pinnedAgent.map { .text($0) } ?? .null, .int64(Int64(t.attempt)), .int64(Int64(t.maxAttempts)), t.agentId.map { .text($0) } ?? .null,
-         .text(JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText), t.result.map { .text($0.jsonText) } ?? .null,
-         t.error.map { .text($0) } ?? .null, t.errorCode.map { .text($0) } ?? .null, .bool(t.dead), .int64(t.createdMs), .int64(t.updatedMs),
-         t.hubId.map { .text($0) } ?? .null, t.submitHub.map { .text($0) } ?? .null]
-    }
-
     public func updatePlacement(_ t: TaskRecord, _ done: @escaping StoreDone<Void>) {
         write("""
             UPDATE tasks SET state = $2, attempt = $3, agent_id = $4, rejected_by = $5, updated_ms = $6
             WHERE id = $1 AND state NOT IN ('succeeded', 'failed')
             """, [.text(t.id), .text(t.state.rawValue), .int64(Int64(t.attempt)), t.agentId.map { .text($0) } ?? .null,
-                  .text(JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText), .int64(t.updatedMs)], done) { _ in () }
-    }
-
-    public func finishTask(id: String, attempt: Int, state: TaskState, result: JSONValue?, error: String?, errorCode: String?,
-                           dead: Bool, nowMs: Int64, _ done: @escaping StoreDone<Bool>) {
-        write("""
-            UPDATE tasks SET state = $3, result = $4, error = $5, error_code = $6, dead = $7, updated_ms = $8
-            WHERE id = $1 AND attempt = $2 AND state NOT IN ('succeeded', 'failed')
-            """, [.text(id), .int64(Int64(attempt)), .text(state.rawValue), result.map { .text($0.jsonText) } ?? .null,
-                  error.map { .text($0) } ?? .null, errorCode.map { .text($0) } ?? .null, .bool(dead), .int64(nowMs)], done) { $0.affectedRows == 1 }
+                  .text(JSONValue.array(t.rejectedBy.map { .string($0) }).jsonText), .int64(t.updatedMs)], tasks: .one(t.id), done) { _ in () }
     }
 
     public func requeueDead(id: String, nowMs: Int64, _ done: @escaping StoreDone<TaskRecord?>) {
@@ -407,7 +429,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
             UPDATE tasks SET state = 'queued', attempt = 0, agent_id = NULL, rejected_by = '[]', result = NULL,
             error = NULL, error_code = NULL, dead = false, updated_ms = $2, hub_id = NULL
             WHERE id = $1 AND dead RETURNING \(PostgresStore.taskColumns)
-            """, [.text(id), .int64(nowMs)], done) { [self] (r) throws(OrchestraError) -> TaskRecord? in
+            """, [.text(id), .int64(nowMs)], tasks: .one(id), done) { [self] (r) throws(OrchestraError) -> TaskRecord? in
             r.rowCount == 0 ? nil : try readTask(r, 0)
         }
     }
