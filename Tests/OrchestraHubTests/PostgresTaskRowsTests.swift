@@ -174,4 +174,46 @@ struct PostgresTaskRowsTests {
         }
         #expect(try f.task("g") == nil)
     }
+
+    /// Two hubs' batches that update the same sessions' heads in opposite orders, each pausing
+    /// between them (a slow network would do the same): both commit, one after the other. In
+    /// the order the statements came they waited for each other, and PostgreSQL rolled one
+    /// back as a deadlock (40P01) with its events and acknowledgements.
+    @Test func batchesOfTwoHubsDoNotDeadlockOnSessionHeads() throws {
+        let f = try Fixture()
+        let other = PostgresStore(runtime: f.rt, url: f.url)
+        try other.open()
+        defer {
+            let closed = Promise<Bool>()
+            other.close { closed.fulfil(true) }
+            _ = closed.wait()
+        }
+        #expect(try f.batch { s in
+            s.insertSession(id: "s-a", owner: "u", nowMs: 1) { _ in }
+            s.insertSession(id: "s-b", owner: "u", nowMs: 1) { _ in }
+        } == nil)
+        func appendPauseAppend(_ first: String, _ second: String) -> (PostgresStore) -> Void {
+            { s in
+                s.appendNumberedEvent(sessionId: first, atMs: 2, kind: .state, frame: Array("x".utf8), hubId: "h") { _ in }
+                s.write("SELECT pg_sleep(0.3)", [], { (_: Result<Void, OrchestraError>) in }) { _ in () }
+                s.appendNumberedEvent(sessionId: second, atMs: 2, kind: .state, frame: Array("y".utf8), hubId: "h") { _ in }
+            }
+        }
+        let one = try f.start(f.store, appendPauseAppend("s-a", "s-b"))
+        let two = try f.start(other, appendPauseAppend("s-b", "s-a"))
+        let e1 = try #require(one.wait())
+        let e2 = try #require(two.wait())
+        #expect(e1 == nil, "\(String(describing: e1))")
+        #expect(e2 == nil, "\(String(describing: e2))")
+        let heads = Promise<Result<[SessionRecord?], OrchestraError>>()
+        try f.rt.post { [store = f.store] in
+            store.session(id: "s-a") { a in
+                store.session(id: "s-b") { b in
+                    heads.fulfil(Result { () throws(OrchestraError) in [try a.get(), try b.get()] })
+                }
+            }
+        }
+        let got = try #require(heads.wait()).get()
+        #expect(got.map { $0?.head } == [2, 2])
+    }
 }

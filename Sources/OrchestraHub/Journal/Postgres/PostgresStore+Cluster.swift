@@ -16,6 +16,7 @@ extension PostgresStore {
     }
 
     public func heartbeat(hubId: String, startedMs: Int64, nowMs: Int64, info: JSONValue, _ done: @escaping StoreDone<Void>) {
+        lockFirst(hub: hubId)
         write("""
             INSERT INTO hubs (id, started_ms, heartbeat_ms, stopped, info) VALUES ($1, $2, \(PostgresStore.nowSQL), false, $3)
             ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms,
@@ -24,6 +25,7 @@ extension PostgresStore {
     }
 
     public func stopHub(hubId: String, nowMs: Int64, _ done: @escaping StoreDone<Void>) {
+        lockFirst(hub: hubId)
         write("UPDATE hubs SET stopped = true, heartbeat_ms = \(PostgresStore.nowSQL) WHERE id = $1", [.text(hubId)], done) { _ in () }
     }
 
@@ -83,6 +85,7 @@ extension PostgresStore {
 
     public func appendNumberedEvent(sessionId: String, atMs: Int64, kind: SessionEventKind, frame: [UInt8], hubId: String,
                                     _ done: @escaping StoreDone<Int64>) {
+        lockFirst(session: sessionId)
         write("""
             WITH h AS (UPDATE sessions SET head = head + 1, updated_ms = $3 WHERE id = $1 RETURNING head)
             INSERT INTO session_events (session_id, event_offset, at_ms, kind, frame, hub_id)
@@ -150,6 +153,7 @@ extension PostgresStore {
     }
 
     public func post(toHub hubId: String, body: [UInt8], nowMs: Int64, _ done: @escaping StoreDone<Void>) {
+        lockFirst(hub: hubId)
         write("""
             WITH h AS (UPDATE hubs SET inbox_head = inbox_head + 1 WHERE id = $1 RETURNING inbox_head)
             INSERT INTO hub_inbox (hub_id, seq, at_ms, body) SELECT $1, h.inbox_head, $2, $3 FROM h
@@ -200,6 +204,7 @@ extension PostgresStore {
     }
 
     public func claimUnpublishedOutcomes(deadHubId: String, timeoutMs: Int64, windowMs: Int64, _ done: @escaping StoreDone<[TaskRecord]>) {
+        lockFirst(hub: deadHubId)
         // The claim: a mark in the dead hub's info, which its next heartbeat (if it comes
         // back) overwrites. A task.result event is a state event (kind 0) whose envelope this
         // hub's encoder wrote ("type":"task.result") naming the task.

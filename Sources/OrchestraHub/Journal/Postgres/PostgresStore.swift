@@ -28,6 +28,9 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     private var openGroups: [TaskRowKind: TaskRowGroup] = [:]
     /// The last place in the batch that writes each task.
     private var lastWrite: [String: Int] = [:]
+    /// The rows of `sessions` and `hubs` the batch will update, locked first (`lockFirst`).
+    private var sessionRows: Set<String> = []
+    private var hubRows: Set<String> = []
     /// Reads asked for while a batch was open: sent after it.
     private var readsAfterBatch: [(PostgresStatement, (Result<PostgresResult, PostgresError>) -> Void)] = []
     private var accountsChanged = false
@@ -237,6 +240,24 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         }
     }
 
+    /// Notes that the open batch updates the row of session `sessionId` (a head) or of hub
+    /// `hubId` (a heartbeat, an inbox head): `commitBatch` locks these rows at the start of the
+    /// transaction, sessions before hubs, each in the order of their ids. Every hub takes them
+    /// in that order, so two hubs' batches cannot wait for each other on them. (In the order
+    /// the statements came, two hubs each appending to sessions s-0 and s-1 deadlocked:
+    /// PostgreSQL rolled one batch back after `deadlock_timeout`, 1 s.)
+    func lockFirst(session sessionId: String? = nil, hub hubId: String? = nil) {
+        guard batch != nil else { return }
+        if let sessionId { sessionRows.insert(sessionId) }
+        if let hubId { hubRows.insert(hubId) }
+    }
+
+    /// Locks the rows of `table` (`sessions` or `hubs`) with these ids, in the order of the ids.
+    static func lockRows(_ table: String, _ ids: Set<String>) -> PostgresStatement {
+        PostgresStatement("SELECT 1 FROM \(table) WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY id FOR UPDATE",
+                          [.text(JSONValue.array(ids.sorted().map { .string($0) }).jsonText)])
+    }
+
     /// A task row for the open batch's group of `kind` (PostgresStore+TaskRows): it joins the
     /// open group unless a write of its task was asked for after that group's place.
     func addRow(_ kind: TaskRowKind, id: String, _ row: [(String, JSONValue)], _ done: @escaping StoreDone<Bool>) {
@@ -304,9 +325,14 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         groups = []
         openGroups = [:]
         lastWrite = [:]
-        // Plans without hash joins or whole-table reads (PostgresStore+TaskRows); set for this
-        // transaction only, its result unused.
-        if !ops.isEmpty { ops.insert((PostgresStore.planSettings, { _ in }), at: 0) }
+        if !ops.isEmpty {
+            var first = [(PostgresStore.planSettings, { (_: Result<PostgresResult, PostgresError>) in })]
+            if !sessionRows.isEmpty { first.append((PostgresStore.lockRows("sessions", sessionRows), { _ in })) }
+            if !hubRows.isEmpty { first.append((PostgresStore.lockRows("hubs", hubRows), { _ in })) }
+            ops.insert(contentsOf: first, at: 0)
+        }
+        sessionRows = []
+        hubRows = []
         let reads = readsAfterBatch
         readsAfterBatch = []
         if ops.isEmpty {
@@ -468,6 +494,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     }
 
     public func setSessionHead(id: String, head: Int64, nowMs: Int64, _ done: @escaping StoreDone<Void>) {
+        lockFirst(session: id)
         write("UPDATE sessions SET head = greatest(head, $2), updated_ms = $3 WHERE id = $1",
               [.text(id), .int64(head), .int64(nowMs)], done) { _ in () }
     }
