@@ -216,4 +216,59 @@ struct PostgresTaskRowsTests {
         let got = try #require(heads.wait()).get()
         #expect(got.map { $0?.head } == [2, 2])
     }
+
+    /// The plan PostgreSQL keeps for a grouped write once it was made on a small table whose
+    /// statistics say most tasks are finished: it must still read only the batch's rows. (The
+    /// plain join of the rows with `tasks`, checked first, reads all of `tasks_pkey` there.)
+    @Test func theGroupedWritesPlanOnlyTheBatchsRows() throws {
+        let f = try Fixture()
+        let c = PostgresClient(runtime: f.rt, options: PostgresClient.Options(f.url))
+        let connected = Promise<Result<Void, PostgresError>>()
+        c.connect { connected.fulfil($0) }
+        try #require(connected.wait()).get()
+        defer { c.close { } }
+        func run(_ statements: [PostgresStatement]) throws -> [PostgresResult] {
+            let p = Promise<[Result<PostgresResult, PostgresError>]>()
+            c.transaction(statements) { p.fulfil($0) }
+            return try #require(p.wait()).map { try $0.get() }
+        }
+        _ = try run([
+            PostgresStatement("""
+                INSERT INTO tasks (id, state, spec, trace_id, priority, attempt, max_attempts, rejected_by, dead, created_ms, updated_ms)
+                SELECT 'x' || g, CASE WHEN g % 100 = 0 THEN 'assigned' ELSE 'succeeded' END, '{}', 'x', 1, 1, 3, '[]', false, g, g
+                FROM generate_series(1, 300) g
+                """),
+            PostgresStatement("ANALYZE tasks"),
+        ])
+        /// The generic plan of `sql` under a write batch's settings, one line per row.
+        func genericPlan(_ name: String, _ sql: String, _ types: String, _ args: String) throws -> [String] {
+            let rs = try run([
+                PostgresStore.planSettings,
+                PostgresStatement("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"),
+                PostgresStatement("PREPARE \(name)(\(types)) AS \(sql)"),
+                PostgresStatement("EXPLAIN EXECUTE \(name)(\(args))"),
+                PostgresStatement("DEALLOCATE \(name)"),
+            ])
+            return try (0..<rs[3].rowCount).map { try rs[3].text($0, 0) ?? "" }
+        }
+        /// Whether every scan of `tasks` in `plan` is keyed (an index condition, no full scan).
+        func keyed(_ plan: [String]) -> Bool {
+            for (i, line) in plan.enumerated() where line.contains(" on tasks") {
+                if line.contains("Seq Scan") { return false }
+                if line.contains("Index Scan"), !(plan.indices.contains(i + 1) && plan[i + 1].contains("Index Cond")) { return false }
+            }
+            return true
+        }
+        let plainJoin = """
+            UPDATE tasks t SET state = v.state, updated_ms = v.updated_ms
+            FROM json_to_recordset($1::json) AS v(id text, attempt int, state text, updated_ms int8)
+            WHERE t.id = v.id AND t.attempt = v.attempt AND t.state NOT IN ('succeeded', 'failed') RETURNING t.id
+            """
+        let hazard = try genericPlan("plain_join", plainJoin, "json", "'[]'")
+        #expect(!keyed(hazard), "the hazard this test guards against did not show: \(hazard.joined(separator: "\n"))")
+        let finish = try genericPlan("finish_rows", PostgresStore.finishSQL, "json", "'[]'")
+        #expect(keyed(finish), "\(finish.joined(separator: "\n"))")
+        let claim = try genericPlan("claim_rows", PostgresStore.claimSQL, "json, text", "'[]', 'h'")
+        #expect(keyed(claim), "\(claim.joined(separator: "\n"))")
+    }
 }

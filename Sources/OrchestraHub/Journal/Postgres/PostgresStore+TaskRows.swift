@@ -17,12 +17,16 @@ import OrchestraCore
 /// after it moves before it.
 ///
 /// Plans: the rows come from a function the planner guesses at 100 rows, and a generic plan
-/// made while the table is small may read the whole table for each batch, or an index that
-/// only holds the queued tasks (a claim that named `state = 'queued'` in its lock query got
-/// that: 700 us per task in one benchmark run out of three). So a write batch plans without
-/// hash joins, merge joins or sequential scans where an index serves (`SET LOCAL` at its
-/// start, `planSettings`): each row is one primary-key lookup, at any table size. And the
-/// claim locks its rows by id alone and checks their state after the lock. Without JIT: a
+/// made while the table is small is kept as it grows (until an ANALYZE). Such a plan read the
+/// whole table for each batch: an index that only holds the queued tasks, filtered by id (a
+/// claim that named `state = 'queued'` in its lock query: 725 us of database CPU per task in
+/// one benchmark run out of three), or all of `tasks_pkey`, filtered by state, with the rows
+/// joined to it (the outcomes: 185 us per task in two runs of five with two hubs). So the
+/// tasks are also named by `id = ANY (ARRAY(...))` of the batch's ids, which keeps every plan
+/// to the batch's own rows whichever side of the join the planner puts them; a write batch
+/// plans without hash joins, merge joins, bitmap or sequential scans (`SET LOCAL` at its
+/// start, `planSettings`), so they are primary-key lookups; and the claim locks its rows by
+/// id alone and checks their state after the lock. Without JIT: a
 /// disabled sequential scan counts 10^10 in a plan's cost, far above `jit_above_cost`, and a
 /// statement that must scan a small table anyway (the reaper's, of `agent_presence`) was
 /// compiled on each run, 260 ms; no statement of the hub runs long enough to gain from JIT.
@@ -62,7 +66,7 @@ extension PostgresStore {
     /// The first statement of a write batch (see the type's comment).
     static let planSettings = PostgresStatement("""
         SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
-        set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)
+        set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)
         """)
 
     static let insertSQL = """
@@ -87,10 +91,13 @@ extension PostgresStore {
         WITH l AS MATERIALIZED (
             SELECT t.id, t.state, t.attempt AS held, t.hub_id, v.attempt, v.agent_id, v.rejected_by, v.updated_ms, v.expected
             FROM json_to_recordset($1::json) AS v(id text, attempt int, agent_id text, rejected_by text, updated_ms int8, expected int)
-            JOIN tasks t ON t.id = v.id FOR UPDATE OF t SKIP LOCKED)
+            JOIN tasks t ON t.id = v.id
+            WHERE t.id = ANY (ARRAY(SELECT x ->> 'id' FROM json_array_elements($1::json) x))
+            FOR UPDATE OF t SKIP LOCKED)
         UPDATE tasks t SET state = 'assigned', attempt = l.attempt, agent_id = l.agent_id, rejected_by = l.rejected_by,
         updated_ms = l.updated_ms, hub_id = $2
-        FROM l WHERE t.id = l.id AND l.state = 'queued' AND l.held = l.expected AND (l.hub_id IS NULL OR l.hub_id = $2)
+        FROM l WHERE t.id = ANY (ARRAY(SELECT id FROM l)) AND t.id = l.id
+        AND l.state = 'queued' AND l.held = l.expected AND (l.hub_id IS NULL OR l.hub_id = $2)
         RETURNING t.id
         """
 
@@ -99,7 +106,8 @@ extension PostgresStore {
         updated_ms = v.updated_ms
         FROM json_to_recordset($1::json) AS v(id text, attempt int, state text, result text, error text, error_code text,
         dead boolean, updated_ms int8)
-        WHERE t.id = v.id AND t.attempt = v.attempt AND t.state NOT IN ('succeeded', 'failed')
+        WHERE t.id = ANY (ARRAY(SELECT x ->> 'id' FROM json_array_elements($1::json) x))
+        AND t.id = v.id AND t.attempt = v.attempt AND t.state NOT IN ('succeeded', 'failed')
         RETURNING t.id
         """
 
