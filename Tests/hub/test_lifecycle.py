@@ -144,8 +144,11 @@ async def test_resource_based_and_random_and_pinned(hub):
     # pinned to an agent (worker.start): only that agent gets it.
     r = await web.request("worker.start", {"agentId": "busy", "tool": "custom", "initialPrompt": "hi"})
     assert r["type"] == "task.submitted"
+    # The agent had room: the task was written already leased to it, and the answer says so.
+    assert (r["payload"]["state"], r["payload"]["attempt"]) == ("assigned", 1), r
     pinned = await recv_type(busy, "task.assign")
     assert pinned["payload"]["taskId"] == r["payload"]["taskId"] and pinned["payload"]["task"]["initialPrompt"] == "hi"
+    assert pinned["payload"]["attempt"] == 1
     # random: every task goes to one of the two, and both get some of 40.
     got = {"busy": 0, "idle": 0}
     ids = [await web.submit("x", strategy="random") for _ in range(40)]

@@ -285,8 +285,9 @@ extension Hub {
 
     /// The task.submitted answer for a task's record.
     func submitted(_ rec: TaskRecord, correlationId: String) -> Message {
-        HubEnvelope.make("task.submitted", ["taskId": .string(rec.id), "state": .string(live[rec.id]?.state ?? rec.state.rawValue),
-                                            "attempt": .int(Int64(rec.attempt))], correlationId: correlationId)
+        let live = live[rec.id]
+        return HubEnvelope.make("task.submitted", ["taskId": .string(rec.id), "state": .string(live?.state ?? rec.state.rawValue),
+                                                   "attempt": .int(Int64(live?.rec.attempt ?? rec.attempt))], correlationId: correlationId)
     }
 
     /// session.join after the check: a new session is made (owned by the caller); the watcher

@@ -28,6 +28,8 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
     private var openGroups: [TaskRowKind: TaskRowGroup] = [:]
     /// The last place in the batch that writes each task.
     private var lastWrite: [String: Int] = [:]
+    /// Whether the batch writes tasks (then it plans with `planSettings`).
+    private var writesTasks = false
     /// The rows of `sessions` and `hubs` the batch will update, locked first (`lockFirst`).
     private var sessionRows: Set<String> = []
     private var hubRows: Set<String> = []
@@ -230,8 +232,8 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         if batch != nil {
             switch tasks {
             case .none: break
-            case .one(let id): lastWrite[id] = batch!.count
-            case .chosen: openGroups.removeAll()
+            case .one(let id): lastWrite[id] = batch!.count; writesTasks = true
+            case .chosen: openGroups.removeAll(); writesTasks = true
             }
             batch!.append((statement, handler))
         } else {
@@ -283,6 +285,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         g.rows.append(.object(row))
         g.waiting.append((id, done))
         lastWrite[id] = max(lastWrite[id] ?? -1, g.position)
+        writesTasks = true
     }
 
     /// A read: at once, or after the open batch.
@@ -326,13 +329,16 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         openGroups = [:]
         lastWrite = [:]
         if !ops.isEmpty {
-            var first = [(PostgresStore.planSettings, { (_: Result<PostgresResult, PostgresError>) in })]
+            // Plans for the tasks' rows (PostgresStore+TaskRows), set for this transaction only.
+            var first: [(PostgresStatement, (Result<PostgresResult, PostgresError>) -> Void)] = []
+            if writesTasks { first.append((PostgresStore.planSettings, { _ in })) }
             if !sessionRows.isEmpty { first.append((PostgresStore.lockRows("sessions", sessionRows), { _ in })) }
             if !hubRows.isEmpty { first.append((PostgresStore.lockRows("hubs", hubRows), { _ in })) }
             ops.insert(contentsOf: first, at: 0)
         }
         sessionRows = []
         hubRows = []
+        writesTasks = false
         let reads = readsAfterBatch
         readsAfterBatch = []
         if ops.isEmpty {
