@@ -839,7 +839,9 @@ def smoke(url):
         r = run_variant("pg", pg, "throughput", SMOKE_T, **kw)
         need(r["tasks"] == 300 and min(r["agent_tasks"]) > 0, r)
         if pg.superuser:
-            need(r["statements_per_task"] >= 3 and r["rows_written_per_task"] >= 3 and r["wal_bytes_per_task"] > 0
+            # each task's row is written at least twice (inserted, then its outcome); a
+            # batch sends many rows per statement, so statements only need to be counted
+            need(r["statements_per_task"] > 0 and r["rows_written_per_task"] >= 2 and r["wal_bytes_per_task"] > 0
                  and r["db_cpu_us_per_task"] > 0 and r["placement"]["tasks"] == 300 and r["placement"]["succeeded"] == 300
                  and r["other_hub_share"] == 0 and r["statements"], r)
 

@@ -40,13 +40,17 @@ struct PostgresTaskRowsTests {
             try #require(try start(store, body).wait())
         }
 
-        /// Starts a batch of `s` (on this runtime) without waiting for its commit.
+        /// Starts a batch of `s` (on this runtime) without waiting for its commit. The promise
+        /// is kept once the rows' own completions ran too: the store tells them right after
+        /// the commit's, in the same callback, so a job posted from the commit's runs after them.
         func start(_ s: PostgresStore, _ body: @escaping (PostgresStore) -> Void) throws -> Promise<OrchestraError?> {
             let p = Promise<OrchestraError?>()
-            try rt.post {
+            try rt.post { [rt] in
                 do throws(OrchestraError) { try s.beginBatch() } catch { p.fulfil(error); return }
                 body(s)
-                s.commitBatch { p.fulfil($0) }
+                s.commitBatch { e in
+                    do { try rt.post { p.fulfil(e) } } catch { p.fulfil(e) }
+                }
             }
             return p
         }
