@@ -1,6 +1,7 @@
 import Glibc
 import OrchestraCore
 import OrchestraNet
+import OrchestraTestSupport
 import Testing
 @testable import OrchestraHub
 
@@ -219,6 +220,35 @@ struct PostgresTaskRowsTests {
         }
         let got = try #require(heads.wait()).get()
         #expect(got.map { $0?.head } == [2, 2])
+    }
+
+    /// The store's connection never compiles a plan with JIT, from its first connection and
+    /// again after a reconnect: a cheap statement whose estimated cost passed
+    /// `jit_above_cost` spent milliseconds compiling at every run.
+    @Test func theStoresConnectionRunsWithoutJIT() throws {
+        let f = try Fixture()
+        func setting() throws -> (String, Int32) {
+            let p = Promise<Result<(String, Int32), PostgresError>>()
+            try f.rt.post { [store = f.store] in
+                store.client.query("SHOW jit") { r in
+                    p.fulfil(r.map { ((try? $0.text(0, 0)) ?? "?", store.client.backendPID) })
+                }
+            }
+            return try #require(p.wait()).get()
+        }
+        let (first, pid) = try setting()
+        #expect(first == "off")
+        let killed = Promise<Result<PostgresResult, PostgresError>>()
+        f.admin.query("SELECT pg_terminate_backend($1::int4)", [.int64(Int64(pid))]) { killed.fulfil($0) }
+        #expect(try #require(killed.wait()).get().bool(0, 0) == true)
+        // The store notices at its next statement and reconnects with backoff.
+        var again: (String, Int32)? = nil
+        #expect(eventually(20) {
+            if let r = try? setting(), r.1 != pid, r.1 != 0 { again = r; return true }
+            usleep(50_000)
+            return false
+        })
+        #expect(again?.0 == "off")
     }
 
     /// The plan PostgreSQL keeps for a grouped write once it was made on a small table whose

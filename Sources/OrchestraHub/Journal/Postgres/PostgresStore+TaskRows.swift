@@ -26,10 +26,9 @@ import OrchestraCore
 /// to the batch's own rows whichever side of the join the planner puts them; a write batch
 /// plans without hash joins, merge joins, bitmap or sequential scans (`SET LOCAL` at its
 /// start, `planSettings`), so they are primary-key lookups; and the claim locks its rows by
-/// id alone and checks their state after the lock. Without JIT: a
-/// disabled sequential scan counts 10^10 in a plan's cost, far above `jit_above_cost`, and a
-/// statement that must scan a small table anyway (the reaper's, of `agent_presence`) was
-/// compiled on each run, 260 ms; no statement of the hub runs long enough to gain from JIT.
+/// id alone and checks their state after the lock. (A disabled sequential scan counts 10^10
+/// in a plan's cost, far above `jit_above_cost`: the connection never uses JIT,
+/// `setSessionSettings`.)
 extension PostgresStore {
     /// What a group of rows writes; its key in the batch's open groups.
     enum TaskRowKind: Hashable {
@@ -66,7 +65,7 @@ extension PostgresStore {
     /// The first statement of a write batch (see the type's comment).
     static let planSettings = PostgresStatement("""
         SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
-        set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)
+        set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)
         """)
 
     static let insertSQL = """

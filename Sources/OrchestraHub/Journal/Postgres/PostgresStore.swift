@@ -78,10 +78,16 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         client.onConnectionLost = { [weak self] e in self?.connectionLost(e) }
     }
 
-    /// Each connection commits as `durability` asks (a session setting: set again after a
-    /// reconnect).
-    private func setDurability() {
-        client.query("SELECT set_config('synchronous_commit', $1, false)", [.text(durability == .full ? "on" : "off")]) { _ in }
+    /// The connection's session settings (set again after a reconnect): it commits as
+    /// `durability` asks, and never compiles a plan with JIT. No statement of the hub runs long
+    /// enough to gain from it, and plans whose estimated cost passes `jit_above_cost` once the
+    /// tables have statistics were compiled at every run: the session event fetch (a LATERAL
+    /// join estimated at 100 sessions of 2,600 events) took 5-9 ms of JIT for 0.1 ms of work,
+    /// in two of five cross-hub session latency runs (p99 29 ms instead of 5); the reaper's
+    /// scan of `agent_presence` under a batch's disabled sequential scans, 260 ms.
+    private func setSessionSettings() {
+        client.query("SELECT set_config('synchronous_commit', $1, false), set_config('jit', 'off', false)",
+                     [.text(durability == .full ? "on" : "off")]) { _ in }
     }
 
     /// The connection broke: what was in flight has failed; calls fail at once until the client
@@ -94,7 +100,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
         onConnectionChange?(e.message)
         client.reconnect { [weak self] r in
             guard let self, case .success = r else { return }   // (closed: the hub is stopping)
-            setDurability()
+            setSessionSettings()
             connectedSinceMs = wallClockMillis()
             onConnectionChange?(nil)
             onChange?(.all)
@@ -150,7 +156,7 @@ public final class PostgresStore: HubStore, @unchecked Sendable {
             try client.runtime.post { [self] in
                 client.connect { [self] c in
                     if case .failure(let e) = c { r.put(.failure(OrchestraError(e.code, "journal \(label): connect failed: \(e.message)"))); return }
-                    setDurability()
+                    setSessionSettings()
                     migrate { [self] m in
                         guard case .success = m else { r.put(m); return }
                         client.listen(PostgresStore.channel) { [self] l in
