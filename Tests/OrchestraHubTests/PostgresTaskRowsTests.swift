@@ -227,9 +227,12 @@ struct PostgresTaskRowsTests {
     /// `jit_above_cost` spent milliseconds compiling at every run.
     @Test func theStoresConnectionRunsWithoutJIT() throws {
         let f = try Fixture()
+        /// The setting, asked on the store's connection once the store says it is connected
+        /// (its session settings are then ahead of anything sent on it).
         func setting() throws -> (String, Int32) {
             let p = Promise<Result<(String, Int32), PostgresError>>()
             try f.rt.post { [store = f.store] in
+                guard store.connectedSinceMs != nil else { p.fulfil(.failure(PostgresError(.notConnected, "reconnecting"))); return }
                 store.client.query("SHOW jit") { r in
                     p.fulfil(r.map { ((try? $0.text(0, 0)) ?? "?", store.client.backendPID) })
                 }
